@@ -1,0 +1,116 @@
+//! Expected evdev events, written `CODE=value` ("REL_Y=-3", "BTN_LEFT=1").
+//!
+//! Names resolve through the evdev crate's tables, so a typo fails on the
+//! host when the scenario is loaded, not as a confusing mismatch in a VM.
+//! Only EV_KEY, EV_REL and EV_ABS events are compared: EV_SYN frames the
+//! report and EV_MSC (MSC_SCAN) is bookkeeping hid-input adds to key changes.
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::fmt;
+use std::str::FromStr;
+
+pub const EV_KEY: u16 = 0x01;
+pub const EV_REL: u16 = 0x02;
+pub const EV_ABS: u16 = 0x03;
+
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct EvdevEvent {
+    pub kind: u16,
+    pub code: u16,
+    pub value: i32,
+}
+
+impl EvdevEvent {
+    /// Whether events of this type take part in comparisons.
+    pub fn is_compared_type(kind: u16) -> bool {
+        matches!(kind, EV_KEY | EV_REL | EV_ABS)
+    }
+
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let (name, value) = s
+            .split_once('=')
+            .ok_or_else(|| format!("`{s}` is not an event; write CODE=value, e.g. \"REL_Y=-3\""))?;
+        let value: i32 = value
+            .trim()
+            .parse()
+            .map_err(|_| format!("`{s}`: `{value}` is not an integer value"))?;
+        let name = name.trim();
+        let (kind, code) = code_from_name(name).ok_or_else(|| {
+            format!("`{name}` is not a known evdev code (use linux/input-event-codes.h names: KEY_*, BTN_*, REL_*, ABS_*)")
+        })?;
+        Ok(EvdevEvent { kind, code, value })
+    }
+
+    pub fn name(&self) -> String {
+        match self.kind {
+            EV_KEY => format!("{:?}", evdev::KeyCode(self.code)),
+            EV_REL => format!("{:?}", evdev::RelativeAxisCode(self.code)),
+            EV_ABS => format!("{:?}", evdev::AbsoluteAxisCode(self.code)),
+            k => format!("type{k}:{}", self.code),
+        }
+    }
+}
+
+fn code_from_name(name: &str) -> Option<(u16, u16)> {
+    if name.starts_with("REL_") {
+        return evdev::RelativeAxisCode::from_str(name).ok().map(|c| (EV_REL, c.0));
+    }
+    if name.starts_with("ABS_") {
+        return evdev::AbsoluteAxisCode::from_str(name).ok().map(|c| (EV_ABS, c.0));
+    }
+    if name.starts_with("KEY_") || name.starts_with("BTN_") {
+        return evdev::KeyCode::from_str(name).ok().map(|c| (EV_KEY, c.0));
+    }
+    None
+}
+
+impl fmt::Display for EvdevEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}={}", self.name(), self.value)
+    }
+}
+
+impl fmt::Debug for EvdevEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl Serialize for EvdevEvent {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for EvdevEvent {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        EvdevEvent::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Render a list of events the way scenarios write them.
+pub fn show(events: &[EvdevEvent]) -> String {
+    if events.is_empty() {
+        return "[] (no events)".into();
+    }
+    let parts: Vec<String> = events.iter().map(|e| e.to_string()).collect();
+    format!("[{}]", parts.join(" "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_names_through_evdev_tables() {
+        let e = EvdevEvent::parse("REL_Y=-3").unwrap();
+        assert_eq!((e.kind, e.code, e.value), (EV_REL, 1, -3));
+        assert_eq!(e.to_string(), "REL_Y=-3");
+        let b = EvdevEvent::parse("BTN_LEFT=1").unwrap();
+        assert_eq!((b.kind, b.code), (EV_KEY, 0x110));
+        assert_eq!(EvdevEvent::parse("KEY_LEFTCTRL=1").unwrap().code, 29);
+        assert!(EvdevEvent::parse("REL_Q=1").unwrap_err().contains("not a known evdev code"));
+        assert!(EvdevEvent::parse("REL_Y").unwrap_err().contains("CODE=value"));
+        assert!(EvdevEvent::parse("REL_Y=x").unwrap_err().contains("not an integer"));
+    }
+}
