@@ -1,0 +1,81 @@
+//! Reading reports from /dev/hidrawN: one read() is one report, with the
+//! report ID as first byte when the device numbers its reports. hidraw sees
+//! the report after HID-BPF rewrote it.
+use std::fs::{File, OpenOptions};
+use std::io::Read;
+use std::os::fd::AsFd;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+pub struct Hidraw {
+    pub path: String,
+    file: File,
+}
+
+impl Hidraw {
+    /// Open the hidraw node of the HID device at `sysfs_dir`.
+    pub fn open(sysfs_dir: &Path, deadline: Duration) -> Result<Self, String> {
+        let path = wait_node(deadline, || {
+            crate::uhid::child_node(&sysfs_dir.join("hidraw"), "hidraw").map(|n| format!("/dev/{n}"))
+        })
+        .ok_or_else(|| format!("no hidraw node under {} after {deadline:?}", sysfs_dir.display()))?;
+        let file = OpenOptions::new()
+            .read(true)
+            .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+            .open(&path)
+            .map_err(|e| format!("open {path}: {e}"))?;
+        Ok(Hidraw { path, file })
+    }
+
+    /// Every report queued now. If none is queued and `wait` is set, wait up
+    /// to `wait` for the first one (reports written through uhid are
+    /// delivered before the write returns, so this is only a safety margin).
+    pub fn reports(&mut self, wait: Option<Duration>) -> Result<Vec<Vec<u8>>, String> {
+        let mut out = self.drain()?;
+        if out.is_empty() {
+            if let Some(wait) = wait {
+                if poll_readable(self.file.as_fd(), wait) {
+                    out = self.drain()?;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn drain(&mut self) -> Result<Vec<Vec<u8>>, String> {
+        let mut out = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            match self.file.read(&mut buf) {
+                Ok(n) => out.push(buf[..n].to_vec()),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(out),
+                Err(e) => return Err(format!("read {}: {e}", self.path)),
+            }
+        }
+    }
+}
+
+pub fn poll_readable(fd: std::os::fd::BorrowedFd<'_>, wait: Duration) -> bool {
+    use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    let mut fds = [PollFd::new(&fd, PollFlags::IN)];
+    let ts = Timespec { tv_sec: wait.as_secs() as i64, tv_nsec: wait.subsec_nanos() as i64 };
+    matches!(poll(&mut fds, Some(&ts)), Ok(n) if n > 0)
+}
+
+/// Retry `find` until it yields a path that exists in /dev (devtmpfs nodes
+/// appear asynchronously after the sysfs entry).
+pub fn wait_node(deadline: Duration, find: impl Fn() -> Option<String>) -> Option<String> {
+    let until = Instant::now() + deadline;
+    loop {
+        if let Some(p) = find() {
+            if Path::new(&p).exists() {
+                return Some(p);
+            }
+        }
+        if Instant::now() > until {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}

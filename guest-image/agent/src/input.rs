@@ -1,0 +1,72 @@
+//! Reading evdev events: what users of the device actually see, after
+//! hid-input parsed the (possibly rewritten) report.
+use crate::hidraw::{poll_readable, wait_node};
+use hidvm_proto::EvdevEvent;
+use std::os::fd::AsFd;
+use std::path::Path;
+use std::time::Duration;
+
+const EV_SYN: u16 = 0;
+
+pub struct Evdev {
+    pub path: String,
+    dev: evdev::Device,
+}
+
+impl Evdev {
+    /// Open the first event node of the HID device at `sysfs_dir`.
+    pub fn open(sysfs_dir: &Path, deadline: Duration) -> Result<Self, String> {
+        let path = wait_node(deadline, || {
+            let input = crate::uhid::child_node(sysfs_dir.join("input").as_path(), "input")?;
+            let event = crate::uhid::child_node(&sysfs_dir.join("input").join(input), "event")?;
+            Some(format!("/dev/input/{event}"))
+        })
+        .ok_or_else(|| format!("no evdev node under {}/input after {deadline:?}", sysfs_dir.display()))?;
+        let dev = evdev::Device::open(&path).map_err(|e| format!("open {path}: {e}"))?;
+        dev.set_nonblocking(true).map_err(|e| format!("{path}: O_NONBLOCK: {e}"))?;
+        Ok(Evdev { path, dev })
+    }
+
+    /// All queued frames (events between SYN_REPORTs), keeping only the
+    /// compared event types. Waits up to `wait` for the first frame if none
+    /// is queued and `wait` is set.
+    pub fn frames(&mut self, wait: Option<Duration>) -> Result<Vec<Vec<EvdevEvent>>, String> {
+        let mut frames = self.drain()?;
+        if frames.is_empty() {
+            if let Some(wait) = wait {
+                if poll_readable(self.dev.as_fd(), wait) {
+                    frames = self.drain()?;
+                }
+            }
+        }
+        Ok(frames)
+    }
+
+    fn drain(&mut self) -> Result<Vec<Vec<EvdevEvent>>, String> {
+        let mut frames = Vec::new();
+        let mut current = Vec::new();
+        loop {
+            let batch: Vec<evdev::InputEvent> = match self.dev.fetch_events() {
+                Ok(events) => events.collect(),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(format!("read {}: {e}", self.path)),
+            };
+            if batch.is_empty() {
+                break;
+            }
+            for ev in batch {
+                let kind = ev.event_type().0;
+                if kind == EV_SYN {
+                    // fetch_events only yields complete frames; SYN_REPORT ends one.
+                    frames.push(std::mem::take(&mut current));
+                } else if EvdevEvent::is_compared_type(kind) {
+                    current.push(EvdevEvent { kind, code: ev.code(), value: ev.value() });
+                }
+            }
+        }
+        if !current.is_empty() {
+            frames.push(current);
+        }
+        Ok(frames)
+    }
+}

@@ -1,0 +1,44 @@
+//! hidvm guest agent: PID 1 of every hidvm VM.
+//!
+//! It mounts the pseudo filesystems, reads the job the host put into the
+//! initramfs, runs it, reports JSON lines on the result UART and ends the VM
+//! with a reboot (QEMU runs with -no-reboot, so that is an exit). It never
+//! returns: PID 1 exiting would panic the kernel.
+mod bpf;
+mod channel;
+mod hidraw;
+mod init;
+mod input;
+mod run;
+mod uhid;
+
+use hidvm_proto::{GuestMsg, Job, JobMode, JOB_PATH};
+
+fn main() {
+    // Everything after this point reports through the channel; a panic is
+    // turned into a failed verdict so the host sees why, not only a timeout.
+    init::mount_pseudo_filesystems();
+    channel::open();
+    std::panic::set_hook(Box::new(|info| {
+        let summary = format!("agent panicked: {info}");
+        channel::kmsg(&summary);
+        channel::send(&GuestMsg::Done { passed: false, summary });
+        init::end_vm();
+    }));
+
+    channel::send(&init::hello());
+    let done = match load_job() {
+        Ok(job) => match job.mode {
+            JobMode::Probe => GuestMsg::Done { passed: true, summary: "probe: guest booted".into() },
+            JobMode::Scenario { scenario } => run::run_scenario(&job.cell, &scenario),
+        },
+        Err(e) => GuestMsg::Done { passed: false, summary: format!("cannot read {JOB_PATH}: {e}") },
+    };
+    channel::send(&done);
+    init::end_vm();
+}
+
+fn load_job() -> Result<Job, String> {
+    let text = std::fs::read_to_string(JOB_PATH).map_err(|e| e.to_string())?;
+    serde_json::from_str(&text).map_err(|e| e.to_string())
+}

@@ -1,0 +1,183 @@
+//! Virtual HID devices through /dev/uhid, using the uhid-virt crate.
+//!
+//! uhid-virt opens /dev/uhid non-blocking and gives no access to the fd, so
+//! the device sits behind a mutex and a reader thread polls it every
+//! millisecond. The reader must keep running while a program is attached or
+//! detached: an rdesc_fixup attach re-probes the device inside the attach
+//! syscall, and the probe may wait on GET_REPORT answers.
+use hidvm_proto::DeviceModel;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use uhid_virt::{Bus, CreateParams, OutputEvent, StreamError, UHIDDevice};
+
+/// Errno uhid passes back for GET_REPORT requests the models do not serve.
+const EIO: u16 = 5;
+
+#[derive(Default, Debug)]
+struct Events {
+    starts: u32,
+    stops: u32,
+    outputs: Vec<Vec<u8>>,
+}
+
+pub struct VirtualDevice {
+    pub id: String,
+    pub phys: String,
+    dev: Arc<Mutex<UHIDDevice<File>>>,
+    events: Arc<(Mutex<Events>, Condvar)>,
+    stop: Arc<AtomicBool>,
+    reader: Option<JoinHandle<()>>,
+}
+
+impl VirtualDevice {
+    pub fn create(id: &str, model: &DeviceModel, index: usize) -> Result<Self, String> {
+        // phys is how we find our device in sysfs (HID_PHYS in uevent).
+        let phys = format!("hidvm/{index}/{id}");
+        let params = CreateParams {
+            name: format!("hidvm {} {id}", model.name),
+            phys: phys.clone(),
+            uniq: format!("hidvm-{index}"),
+            bus: bus(model.bus),
+            vendor: model.vendor,
+            product: model.product,
+            version: 0,
+            country: 0,
+            rd_data: model.descriptor.to_vec(),
+        };
+        let dev = UHIDDevice::create(params).map_err(|e| format!("UHID_CREATE2 for {id}: {e}"))?;
+        let dev = Arc::new(Mutex::new(dev));
+        let events = Arc::new((Mutex::new(Events::default()), Condvar::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let reader = {
+            let (dev, events, stop) = (dev.clone(), events.clone(), stop.clone());
+            std::thread::spawn(move || read_loop(&dev, &events, &stop))
+        };
+        Ok(VirtualDevice { id: id.into(), phys, dev, events, stop, reader: Some(reader) })
+    }
+
+    /// Wait for UHID_START: before it, input reports are rejected.
+    pub fn wait_started(&self, deadline: Duration) -> Result<(), String> {
+        let (lock, cv) = &*self.events;
+        let guard = lock.lock().unwrap();
+        let (guard, timeout) = cv
+            .wait_timeout_while(guard, deadline, |e| e.starts == 0)
+            .unwrap();
+        if timeout.timed_out() && guard.starts == 0 {
+            return Err(format!("{}: no UHID_START within {deadline:?}", self.id));
+        }
+        Ok(())
+    }
+
+    /// UHID_INPUT2: processed synchronously, including HID-BPF dispatch,
+    /// before write() returns.
+    pub fn inject(&self, report: &[u8]) -> Result<(), String> {
+        let mut dev = self.dev.lock().unwrap();
+        dev.write(report).map(|_| ()).map_err(|e| format!("UHID_INPUT2 to {}: {e}", self.id))
+    }
+
+    /// Find `/sys/bus/hid/devices/<BUS>:<VID>:<PID>.<hid_id>` by our phys.
+    pub fn sysfs_dir(&self, deadline: Duration) -> Result<(PathBuf, u32), String> {
+        let until = Instant::now() + deadline;
+        loop {
+            if let Some(found) = find_by_phys(&self.phys) {
+                return Ok(found);
+            }
+            if Instant::now() > until {
+                return Err(format!(
+                    "{}: no /sys/bus/hid/devices entry with HID_PHYS={} after {deadline:?}",
+                    self.id, self.phys
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// UHID_DESTROY and stop the reader.
+    pub fn destroy(mut self) -> Result<(), String> {
+        self.shutdown()
+    }
+
+    fn shutdown(&mut self) -> Result<(), String> {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
+        let mut dev = self.dev.lock().unwrap();
+        dev.destroy().map(|_| ()).map_err(|e| format!("UHID_DESTROY for {}: {e}", self.id))
+    }
+}
+
+impl Drop for VirtualDevice {
+    fn drop(&mut self) {
+        if self.reader.is_some() {
+            let _ = self.shutdown();
+        }
+    }
+}
+
+fn bus(code: u16) -> Bus {
+    match code {
+        5 => Bus::BLUETOOTH,
+        6 => Bus::VIRTUAL,
+        24 => Bus::I2C,
+        _ => Bus::USB,
+    }
+}
+
+fn read_loop(dev: &Mutex<UHIDDevice<File>>, events: &(Mutex<Events>, Condvar), stop: &AtomicBool) {
+    while !stop.load(Ordering::SeqCst) {
+        let mut d = dev.lock().unwrap();
+        match d.read() {
+            Ok(ev) => {
+                let (lock, cv) = events;
+                let mut e = lock.lock().unwrap();
+                match ev {
+                    OutputEvent::Start { .. } => e.starts += 1,
+                    OutputEvent::Stop => e.stops += 1,
+                    OutputEvent::Output { data } => e.outputs.push(data),
+                    OutputEvent::GetReport { id, .. } => {
+                        let _ = d.write_get_report_reply(id, EIO, Vec::new());
+                    }
+                    OutputEvent::SetReport { id, .. } => {
+                        let _ = d.write_set_report_reply(id, 0);
+                    }
+                    OutputEvent::Open | OutputEvent::Close => {}
+                }
+                cv.notify_all();
+                continue; // drain without sleeping
+            }
+            Err(StreamError::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(StreamError::Io(_)) | Err(StreamError::UnknownEventType(_)) => {}
+        }
+        drop(d);
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+fn find_by_phys(phys: &str) -> Option<(PathBuf, u32)> {
+    let want = format!("HID_PHYS={phys}");
+    for entry in std::fs::read_dir("/sys/bus/hid/devices").ok()?.flatten() {
+        let path = entry.path();
+        let uevent = std::fs::read_to_string(path.join("uevent")).unwrap_or_default();
+        if uevent.lines().any(|l| l == want) {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let hid_id = name.rsplit('.').next().and_then(|s| u32::from_str_radix(s, 16).ok())?;
+            // Resolve the bus symlink so later lookups survive re-probes.
+            let real = std::fs::canonicalize(&path).unwrap_or(path);
+            return Some((real, hid_id));
+        }
+    }
+    None
+}
+
+/// First `<dir>/<class>/<prefix>N` entry, as `/dev/...` path.
+pub fn child_node(dir: &Path, prefix: &str) -> Option<String> {
+    std::fs::read_dir(dir).ok()?.flatten().find_map(|e| {
+        let n = e.file_name().to_string_lossy().into_owned();
+        n.starts_with(prefix).then_some(n)
+    })
+}
