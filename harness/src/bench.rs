@@ -1,0 +1,109 @@
+//! `hidvm bench`: the numbers the README quotes, measured on this machine.
+//! Speed goals live here, never in timed tests.
+use crate::error::{Error, Result};
+use crate::scenarios::{self, Kind};
+use crate::suite::{Options, Suite};
+use std::time::{Duration, Instant};
+
+pub struct BenchOptions {
+    /// Also measure cold kernel builds (each cell into an empty cache).
+    pub cold: bool,
+    /// Repetitions for VM timings.
+    pub runs: usize,
+}
+
+struct Stats(Vec<Duration>);
+
+impl Stats {
+    fn line(&self) -> String {
+        let mut v: Vec<f64> = self.0.iter().map(|d| d.as_secs_f64()).collect();
+        v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        if v.is_empty() {
+            return "-".into();
+        }
+        format!("min {:.2} s  median {:.2} s  max {:.2} s  (n={})", v[0], v[v.len() / 2], v[v.len() - 1], v.len())
+    }
+}
+
+pub fn run(suite: &Suite, opts: &BenchOptions) -> Result<()> {
+    println!("hidvm bench on {} cores", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0));
+    let source = suite.source()?;
+    println!("kernel source: Linux {} ({})", source.version, source.root.display());
+
+    if opts.cold {
+        for cell in &suite.cells {
+            let tmp = tempfile::Builder::new().prefix("hidvm-cold-").tempdir().map_err(Error::io("temp cache"))?;
+            let cold_suite = Suite { repo: crate::layout::Repo::locate(), cache: tmp.path().to_path_buf(), cells: suite.cells.clone(), opts: Options { verbose: false, ..suite.opts.clone() } };
+            let src = cold_suite.source()?;
+            let t = Instant::now();
+            let k = cold_suite.kernel(cell, &src)?;
+            println!(
+                "cold build {:<6} {:>6.0} s  (tinyconfig + fragments, make -j{}, from an empty O= dir; {})",
+                cell.name,
+                t.elapsed().as_secs_f64(),
+                std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+                k.record.compiler
+            );
+        }
+    }
+
+    for cell in &suite.cells {
+        let k = suite.kernel(cell, &source)?;
+        drop(k);
+        let t = Instant::now();
+        let k = suite.kernel(cell, &source)?;
+        println!(
+            "cached kernel lookup {:<6} {:>6.3} s  (no make runs; last build took {:.0} s)",
+            cell.name,
+            t.elapsed().as_secs_f64(),
+            k.record.build_seconds
+        );
+    }
+
+    let catalogue = scenarios::catalogue(&suite.repo);
+    let Some(first) = catalogue.iter().find(|e| e.kind == Kind::Scenario) else {
+        return Err(Error::Other("no scenario to time; add one to tests/scenarios/".into()));
+    };
+    for cell in &suite.cells {
+        let mut vm = Vec::new();
+        let mut total = Vec::new();
+        for _ in 0..opts.runs {
+            let t = Instant::now();
+            let r = suite.run(&cell.name, first)?;
+            total.push(t.elapsed());
+            vm.push(Duration::from_secs_f64(r.vm_seconds));
+            if !r.verdict.passed() {
+                return Err(Error::Other(format!("{} failed during the benchmark:\n{}", r.test, r.render())));
+            }
+        }
+        println!("one VM, {} on {:<6} qemu wall {}", first.name, cell.name, Stats(vm).line());
+        println!("one test end to end {:<6}          {}", cell.name, Stats(total).line());
+    }
+
+    let t = Instant::now();
+    let jobs = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    let work: Vec<_> = catalogue.iter().flat_map(|e| suite.cells.iter().map(move |c| (e, c))).collect();
+    let queue = std::sync::Mutex::new(work.iter());
+    let failures = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..jobs {
+            s.spawn(|| {
+                while let Some((e, c)) = { let n = queue.lock().unwrap().next(); n } {
+                    match suite.run(&c.name, e) {
+                        Ok(r) if r.verdict.passed() => {}
+                        Ok(r) => failures.lock().unwrap().push(r.test),
+                        Err(err) => failures.lock().unwrap().push(format!("{}: {err}", e.test_name(&c.name))),
+                    }
+                }
+            });
+        }
+    });
+    let failures = failures.into_inner().unwrap();
+    println!(
+        "warm full catalogue: {} tests in {:.1} s with {jobs} VMs at a time{}",
+        work.len(),
+        t.elapsed().as_secs_f64(),
+        if failures.is_empty() { String::new() } else { format!(" ({} FAILED: {})", failures.len(), failures.join(", ")) }
+    );
+    Ok(())
+}

@@ -1,0 +1,52 @@
+//! Errors a user can act on. Every message says what is wrong and what to
+//! do about it, on one line.
+use std::path::PathBuf;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("missing {what} `{tool}`: install it with `sudo apt-get install {package}` (or run `make setup`)")]
+    MissingTool { tool: String, what: String, package: String },
+
+    #[error("kernel source {path}: {problem}")]
+    KernelSource { path: PathBuf, problem: String },
+
+    #[error("cell {cell}: {dropped} requested option(s) did not survive olddefconfig (a dependency is missing or the option is unknown): {list}; resolved config: {config}", dropped = .options.len(), list = .options.join(", "), config = .config.display())]
+    ConfigDropped { cell: String, options: Vec<String>, config: PathBuf },
+
+    #[error("cell {cell}: `{step}` failed (exit {status}); last lines: {tail}; full log: {log}")]
+    KernelBuild { cell: String, step: String, status: String, tail: String, log: PathBuf },
+
+    #[error("fixture {fixture} does not compile: {message}")]
+    FixtureCompile { fixture: String, message: String },
+
+    #[error("scenario {file}: {message}")]
+    Scenario { file: PathBuf, message: String },
+
+    #[error("cell definitions {file}: {message}")]
+    Cells { file: PathBuf, message: String },
+
+    #[error("guest agent build failed: {0}")]
+    AgentBuild(String),
+
+    #[error("{context}: {source}")]
+    Io { context: String, source: std::io::Error },
+
+    #[error("{0}")]
+    Other(String),
+}
+
+impl Error {
+    pub fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
+        let context = context.into();
+        move |source| Error::Io { context, source }
+    }
+}
+
+/// Collapse multi-line tool output into one line for error messages.
+pub fn one_line(text: &str, max_lines: usize) -> String {
+    let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let start = lines.len().saturating_sub(max_lines);
+    lines[start..].join(" | ")
+}

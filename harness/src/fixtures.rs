@@ -1,0 +1,98 @@
+//! HID-BPF fixtures: `bpf-fixtures/<name>.bpf.c`, compiled with clang-19
+//! `-target bpf -g -O2` against the vmlinux.h of the cell they will be
+//! loaded into. Objects are cached by content (source, headers, the cell's
+//! BTF, clang version), so editing a fixture recompiles only that fixture.
+use crate::error::{one_line, Error, Result};
+use crate::kbuild::BuiltKernel;
+use crate::layout::{sha256_parts, Repo};
+use crate::tools;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+const CLANG_FLAGS: &[&str] = &["-g", "-O2", "-target", "bpf", "-mcpu=v3", "-D__TARGET_ARCH_x86", "-Wall"];
+
+pub fn source_path(repo: &Repo, name: &str) -> PathBuf {
+    repo.fixtures_dir().join(format!("{name}.bpf.c"))
+}
+
+pub fn exists(repo: &Repo, name: &str) -> bool {
+    !name.contains('/') && source_path(repo, name).is_file()
+}
+
+/// Compile `names` for `kernel`; returns name -> object path.
+pub fn compile(repo: &Repo, cache: &Path, kernel: &BuiltKernel, names: &[&str]) -> Result<BTreeMap<String, PathBuf>> {
+    if names.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    tools::require(&tools::CLANG)?;
+    tools::require(&tools::LIBBPF_HEADERS)?;
+    let clang_version = tools::version_line(tools::CLANG.name, &["--version"])?;
+    let include = repo.fixtures_dir().join("include");
+    let headers = read_headers(&include)?;
+    let mut out = BTreeMap::new();
+    for name in names {
+        let src = source_path(repo, name);
+        let text = std::fs::read(&src).map_err(|_| Error::FixtureCompile {
+            fixture: name.to_string(),
+            message: format!("{} not found; add it to bpf-fixtures/", src.display()),
+        })?;
+        let mut parts: Vec<&[u8]> = vec![&text, kernel.record.vmlinux_h_sha256.as_bytes(), clang_version.as_bytes()];
+        parts.extend(CLANG_FLAGS.iter().map(|f| f.as_bytes()));
+        parts.extend(headers.iter().map(|h| h.as_slice()));
+        let key = sha256_parts(parts);
+        let obj = cache.join("fixtures").join(&key[..20]).join(format!("{name}.bpf.o"));
+        if !obj.exists() {
+            compile_one(name, &src, &include, &kernel.vmlinux_h, &obj)?;
+        }
+        out.insert(name.to_string(), obj);
+    }
+    Ok(out)
+}
+
+fn read_headers(include: &Path) -> Result<Vec<Vec<u8>>> {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(include)
+        .map_err(Error::io(format!("reading {}", include.display())))?
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    paths.sort();
+    paths.iter().map(|p| std::fs::read(p).map_err(Error::io(format!("reading {}", p.display())))).collect()
+}
+
+fn compile_one(name: &str, src: &Path, include: &Path, vmlinux_h: &Path, obj: &Path) -> Result<()> {
+    let dir = obj.parent().expect("object has a directory");
+    std::fs::create_dir_all(dir).map_err(Error::io(format!("creating {}", dir.display())))?;
+    // Compile next to the destination and rename: a killed compile never
+    // leaves an object that looks finished.
+    let tmp = tempfile::Builder::new()
+        .prefix(".compile-")
+        .suffix(".o")
+        .tempfile_in(dir)
+        .map_err(Error::io("temporary object file"))?;
+    let mut args: Vec<String> = CLANG_FLAGS.iter().map(|s| s.to_string()).collect();
+    args.extend([
+        "-I".into(),
+        vmlinux_h.parent().expect("vmlinux.h has a directory").display().to_string(),
+        "-I".into(),
+        include.display().to_string(),
+        "-c".into(),
+        src.display().to_string(),
+        "-o".into(),
+        tmp.path().display().to_string(),
+    ]);
+    let out = duct::cmd(tools::CLANG.name, &args)
+        .stdout_capture()
+        .stderr_capture()
+        .unchecked()
+        .run()
+        .map_err(Error::io("running clang-19"))?;
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        // clang's first error line is the one to fix; keep a little context.
+        let first_errors: Vec<&str> = stderr.lines().filter(|l| l.contains("error")).take(3).collect();
+        let message = if first_errors.is_empty() { one_line(&stderr, 4) } else { first_errors.join(" | ") };
+        return Err(Error::FixtureCompile { fixture: name.to_string(), message });
+    }
+    tmp.persist(obj).map_err(|e| Error::io(format!("storing {}", obj.display()))(e.error))?;
+    Ok(())
+}

@@ -1,0 +1,484 @@
+//! Per-cell kernel builds, cached.
+//!
+//! Layout under `<cache>/kernels/<cell>-<source key>/`:
+//! * `build/`      the `O=` directory, reused for incremental builds;
+//! * `build.log`   everything make printed;
+//! * `vmlinux.h`   the cell's BTF as C (for fixtures);
+//! * `record.json` what was built (source identity, fragments, compiler,
+//!   resolved-config hash), written last and atomically: a build killed
+//!   halfway has no record and is redone;
+//! * `lock`        flock: exclusive while building, shared while a VM boots
+//!   the kernel, so nothing rebuilds under a running test.
+//!
+//! If the record matches the request, no make runs at all.
+use crate::cell::KernelCell;
+use crate::error::{one_line, Error, Result};
+use crate::kconfig::{self, Fragment};
+use crate::kernel_src::KernelSource;
+use crate::layout::{sha256_parts, write_atomic, Repo};
+use crate::lock::{FileLock, Mode};
+use crate::tools;
+use serde::{Deserialize, Serialize};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Bump when the build recipe changes in a way the key cannot see.
+const RECIPE_VERSION: &str = "hidvm-kbuild-1";
+/// The base every cell's fragments are merged onto.
+const BASE_CONFIG: &str = "tinyconfig";
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct BuildRecord {
+    pub cell: String,
+    pub request_key: String,
+    pub kernel_version: String,
+    pub source_root: PathBuf,
+    pub source_identity: String,
+    pub compiler: String,
+    pub fragments: Vec<String>,
+    pub resolved_config_sha256: String,
+    pub vmlinux_size: u64,
+    pub vmlinux_mtime_ns: i128,
+    pub vmlinux_h_sha256: String,
+    pub build_seconds: f64,
+}
+
+/// A built kernel, leased: while this value lives, no other process can
+/// rebuild the cell.
+pub struct BuiltKernel {
+    pub cell: KernelCell,
+    pub dir: PathBuf,
+    pub vmlinux: PathBuf,
+    pub vmlinux_h: PathBuf,
+    pub record: BuildRecord,
+    /// Whether this call ran a build (false: served from the cache).
+    pub built_now: bool,
+    _lease: FileLock,
+}
+
+pub struct KernelBuilder<'a> {
+    pub repo: &'a Repo,
+    pub cache: PathBuf,
+    pub source: &'a KernelSource,
+    pub jobs: usize,
+    /// Print progress lines (CLI); tests keep stderr short.
+    pub verbose: bool,
+    /// bpftool to dump BTF with (a stand-in in unit tests).
+    pub bpftool: PathBuf,
+}
+
+impl<'a> KernelBuilder<'a> {
+    pub fn new(repo: &'a Repo, cache: &Path, source: &'a KernelSource) -> Self {
+        let jobs = std::env::var("HIDVM_JOBS")
+            .ok()
+            .and_then(|j| j.parse().ok())
+            .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2));
+        KernelBuilder { repo, cache: cache.to_path_buf(), source, jobs, verbose: true, bpftool: "bpftool".into() }
+    }
+
+    pub fn cell_dir(&self, cell: &KernelCell) -> PathBuf {
+        self.cache.join("kernels").join(format!("{}-{}", cell.name, self.source.key()))
+    }
+
+    fn fragments(&self, cell: &KernelCell) -> Result<Vec<Fragment>> {
+        let dir = self.repo.fragments_dir();
+        let mut common: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .map_err(Error::io(format!("reading {}", dir.display())))?
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "config"))
+            .filter(|p| {
+                // Flavour fragments are only merged by cells that name them.
+                let name = p.file_name().unwrap().to_string_lossy();
+                !name.starts_with("flavour-")
+            })
+            .collect();
+        common.sort();
+        for extra in &cell.fragments {
+            let p = dir.join(extra);
+            if !p.exists() {
+                return Err(Error::Other(format!(
+                    "cell {}: fragment {extra} not found in {}; add it or fix guest-image/cells.toml",
+                    cell.name,
+                    dir.display()
+                )));
+            }
+            common.push(p);
+        }
+        common
+            .iter()
+            .map(|p| Fragment::read(p).map_err(Error::io(format!("reading {}", p.display()))))
+            .collect()
+    }
+
+    /// Everything that determines the build's output, hashed.
+    fn request_key(&self, cell: &KernelCell, fragments: &[Fragment], compiler: &str) -> String {
+        let cell_json = serde_json::to_string(cell).expect("cell serializes");
+        let mut parts: Vec<&[u8]> = vec![
+            RECIPE_VERSION.as_bytes(),
+            BASE_CONFIG.as_bytes(),
+            cell_json.as_bytes(),
+            self.source.identity.as_bytes(),
+            compiler.as_bytes(),
+        ];
+        for f in fragments {
+            parts.push(f.text.as_bytes());
+        }
+        sha256_parts(parts)
+    }
+
+    /// The cell's kernel, built if the cache does not hold it yet.
+    pub fn ensure(&self, cell: &KernelCell) -> Result<BuiltKernel> {
+        let dir = self.cell_dir(cell);
+        let fragments = self.fragments(cell)?;
+        cell.check_tools()?;
+        let compiler = tools::version_line(&cell.compiler, &["--version"])?;
+        let key = self.request_key(cell, &fragments, &compiler);
+        let lock_path = dir.join("lock");
+        let what = format!("kernel cell {}", cell.name);
+
+        loop {
+            // Fast path: shared lease on a fresh record.
+            let lease = FileLock::acquire(&lock_path, Mode::Shared, &what).map_err(Error::io("kernel cache lock"))?;
+            if let Some(record) = fresh_record(&dir, &key) {
+                return Ok(self.built(cell, &dir, record, false, lease));
+            }
+            drop(lease);
+
+            let exclusive =
+                FileLock::acquire(&lock_path, Mode::Exclusive, &what).map_err(Error::io("kernel cache lock"))?;
+            // Someone may have built it while we waited.
+            let (record, built_now) = match fresh_record(&dir, &key) {
+                Some(r) => (r, false),
+                None => (self.build(cell, &dir, &fragments, &compiler, &key)?, true),
+            };
+            let lease = exclusive.downgrade().map_err(Error::io("kernel cache lock"))?;
+            // flock's downgrade is not atomic: re-check what we now hold.
+            if fresh_record(&dir, &key).as_ref() == Some(&record) {
+                return Ok(self.built(cell, &dir, record, built_now, lease));
+            }
+        }
+    }
+
+    fn built(&self, cell: &KernelCell, dir: &Path, record: BuildRecord, built_now: bool, lease: FileLock) -> BuiltKernel {
+        BuiltKernel {
+            cell: cell.clone(),
+            dir: dir.to_path_buf(),
+            vmlinux: dir.join("build/vmlinux"),
+            vmlinux_h: dir.join("vmlinux.h"),
+            record,
+            built_now,
+            _lease: lease,
+        }
+    }
+
+    fn build(&self, cell: &KernelCell, dir: &Path, fragments: &[Fragment], compiler: &str, key: &str) -> Result<BuildRecord> {
+        tools::require_all(tools::KERNEL_BUILD)?;
+        if self.bpftool == Path::new("bpftool") {
+            tools::require(&tools::BPFTOOL)?;
+        }
+        let record_path = dir.join("record.json");
+        // From here until the new record is written the cache entry is
+        // "unbuilt", whatever happens to this process.
+        match std::fs::remove_file(&record_path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(format!("removing {}", record_path.display()))(e)),
+        }
+        let obj = dir.join("build");
+        std::fs::create_dir_all(&obj).map_err(Error::io(format!("creating {}", obj.display())))?;
+        let log_path = dir.join("build.log");
+        let log = File::create(&log_path).map_err(Error::io(format!("creating {}", log_path.display())))?;
+
+        // One kernel build at a time on this machine: two at once on a
+        // small machine are slower than two in a row.
+        let _slot = FileLock::acquire(&self.cache.join("locks/kernel-build.lock"), Mode::Exclusive, "another kernel build to finish")
+            .map_err(Error::io("kernel build slot lock"))?;
+
+        let started = Instant::now();
+        if self.verbose {
+            eprintln!(
+                "hidvm: building kernel cell {} (Linux {}, {}) in {}; log: {}",
+                cell.name,
+                self.source.version,
+                compiler,
+                obj.display(),
+                log_path.display()
+            );
+        }
+        let step = Step { cell: &cell.name, src: &self.source.root, log: &log, log_path: &log_path };
+        let make = |args: &[String]| -> Result<()> {
+            let mut all = vec!["-C".to_string(), self.source.root.display().to_string(), format!("O={}", obj.display())];
+            all.extend(cell.make_args());
+            all.extend(args.iter().cloned());
+            step.run("make", &all)
+        };
+
+        make(&[BASE_CONFIG.to_string()])?;
+        let mut merge = vec!["-m".to_string(), "-O".to_string(), obj.display().to_string(), obj.join(".config").display().to_string()];
+        merge.extend(fragments.iter().map(|f| f.path.display().to_string()));
+        step.run(&self.source.root.join("scripts/kconfig/merge_config.sh").display().to_string(), &merge)?;
+        make(&["olddefconfig".to_string()])?;
+
+        let resolved_text = std::fs::read_to_string(obj.join(".config")).map_err(Error::io("reading the resolved .config"))?;
+        let requested = kconfig::requested(fragments);
+        let dropped = kconfig::dropped(&requested, &kconfig::parse(&resolved_text));
+        if !dropped.is_empty() {
+            return Err(Error::ConfigDropped { cell: cell.name.clone(), options: dropped, config: obj.join(".config") });
+        }
+
+        make(&[format!("-j{}", self.jobs), "vmlinux".to_string()])?;
+
+        let vmlinux = obj.join("vmlinux");
+        let vmlinux_h = dir.join("vmlinux.h");
+        let out = duct::cmd!(&self.bpftool, "btf", "dump", "file", &vmlinux, "format", "c")
+            .stdout_capture()
+            .stderr_capture()
+            .unchecked()
+            .run()
+            .map_err(Error::io("running bpftool"))?;
+        if !out.status.success() || out.stdout.is_empty() {
+            return Err(Error::KernelBuild {
+                cell: cell.name.clone(),
+                step: format!("bpftool btf dump file {} format c", vmlinux.display()),
+                status: out.status.code().map(|c| c.to_string()).unwrap_or_else(|| "signal".into()),
+                tail: one_line(&String::from_utf8_lossy(&out.stderr), 3),
+                log: log_path.clone(),
+            });
+        }
+        write_atomic(&vmlinux_h, &out.stdout).map_err(Error::io("writing vmlinux.h"))?;
+
+        let (vmlinux_size, vmlinux_mtime_ns) = file_stamp(&vmlinux).map_err(Error::io("stat vmlinux"))?;
+        let record = BuildRecord {
+            cell: cell.name.clone(),
+            request_key: key.to_string(),
+            kernel_version: self.source.version.clone(),
+            source_root: self.source.root.clone(),
+            source_identity: self.source.identity.clone(),
+            compiler: compiler.to_string(),
+            fragments: fragments.iter().map(|f| f.path.display().to_string()).collect(),
+            resolved_config_sha256: sha256_parts([resolved_text.as_bytes()]),
+            vmlinux_size,
+            vmlinux_mtime_ns,
+            vmlinux_h_sha256: sha256_parts([out.stdout.as_slice()]),
+            build_seconds: started.elapsed().as_secs_f64(),
+        };
+        write_atomic(&record_path, serde_json::to_string_pretty(&record).expect("record serializes").as_bytes())
+            .map_err(Error::io("writing the build record"))?;
+        if self.verbose {
+            eprintln!("hidvm: kernel cell {} built in {:.0} s", cell.name, record.build_seconds);
+        }
+        Ok(record)
+    }
+}
+
+/// The record in `dir` if it matches `key` and the files it describes are
+/// still the ones it describes.
+fn fresh_record(dir: &Path, key: &str) -> Option<BuildRecord> {
+    let text = std::fs::read_to_string(dir.join("record.json")).ok()?;
+    let record: BuildRecord = serde_json::from_str(&text).ok()?;
+    if record.request_key != key {
+        return None;
+    }
+    let (size, mtime) = file_stamp(&dir.join("build/vmlinux")).ok()?;
+    if size != record.vmlinux_size || mtime != record.vmlinux_mtime_ns {
+        return None;
+    }
+    let header = std::fs::read(dir.join("vmlinux.h")).ok()?;
+    (sha256_parts([header.as_slice()]) == record.vmlinux_h_sha256).then_some(record)
+}
+
+fn file_stamp(path: &Path) -> std::io::Result<(u64, i128)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path)?;
+    Ok((m.len(), m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128))
+}
+
+struct Step<'a> {
+    cell: &'a str,
+    src: &'a Path,
+    log: &'a File,
+    log_path: &'a Path,
+}
+
+impl Step<'_> {
+    fn run(&self, program: &str, args: &[String]) -> Result<()> {
+        use std::io::Write;
+        let shown = format!("{program} {}", args.join(" "));
+        let mut log = self.log;
+        let _ = writeln!(log, "\n### {shown}");
+        let out = duct::cmd(program, args)
+            .dir(self.src)
+            .stdin_null()
+            .stderr_to_stdout()
+            .stdout_file(self.log.try_clone().map_err(Error::io("log file"))?)
+            .unchecked()
+            .run()
+            .map_err(Error::io(format!("running {program}")))?;
+        if out.status.success() {
+            return Ok(());
+        }
+        let text = std::fs::read_to_string(self.log_path).unwrap_or_default();
+        Err(Error::KernelBuild {
+            cell: self.cell.to_string(),
+            step: shown,
+            status: out.status.code().map(|c| c.to_string()).unwrap_or_else(|| "signal".into()),
+            tail: one_line(&text, 6),
+            log: self.log_path.to_path_buf(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The cache logic against a stand-in kernel tree whose make targets
+    //! take a second and count how often `vmlinux` is built.
+    use super::*;
+    use crate::kernel_src::KernelSource;
+    use std::os::unix::fs::PermissionsExt;
+
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        repo: Repo,
+        cache: PathBuf,
+        source: KernelSource,
+        bpftool: PathBuf,
+        count: PathBuf,
+    }
+
+    fn write_exe(path: &Path, text: &str) {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
+    fn fixture() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("linux");
+        let count = dir.path().join("vmlinux-builds");
+        std::fs::create_dir_all(src.join("drivers/hid/bpf")).unwrap();
+        std::fs::write(src.join("drivers/hid/bpf/hid_bpf_struct_ops.c"), "").unwrap();
+        // olddefconfig drops CONFIG_DROPME, as kconfig drops an option whose
+        // dependencies are missing; vmlinux fails while FAIL_BUILD exists.
+        std::fs::write(
+            src.join("Makefile"),
+            format!(
+                "VERSION = 6\nPATCHLEVEL = 12\nSUBLEVEL = 0\nEXTRAVERSION =\n\
+                 tinyconfig:\n\tprintf 'CONFIG_64BIT=y\\n' > $(O)/.config\n\
+                 olddefconfig:\n\tgrep -v CONFIG_DROPME $(O)/.config > $(O)/.config.new; mv $(O)/.config.new $(O)/.config\n\
+                 vmlinux:\n\ttest ! -e {fail}\n\techo built >> {count}\n\tsleep 1\n\techo a-complete-vmlinux-image > $(O)/vmlinux\n",
+                fail = dir.path().join("FAIL_BUILD").display(),
+                count = count.display()
+            ),
+        )
+        .unwrap();
+        write_exe(
+            &src.join("scripts/kconfig/merge_config.sh"),
+            "#!/bin/sh\n# -m -O <dir> <base> <fragments...>\nshift 3\nbase=$1; shift\ncat \"$@\" >> \"$base\"\n",
+        );
+        let bpftool = dir.path().join("bin/bpftool");
+        write_exe(&bpftool, "#!/bin/sh\necho 'struct hid_bpf_ops { int hid_id; };'\n");
+        let root = dir.path().join("repo");
+        std::fs::create_dir_all(root.join("guest-image/config")).unwrap();
+        std::fs::write(root.join("guest-image/config/a.config"), "CONFIG_HID_BPF=y\n").unwrap();
+        let source = KernelSource::user_tree(&src).unwrap();
+        Fixture { cache: dir.path().join("cache"), repo: Repo { root }, source, bpftool, count, _dir: dir }
+    }
+
+    fn cell() -> KernelCell {
+        KernelCell {
+            name: "gcc".into(),
+            summary: "test".into(),
+            make: [("CC".to_string(), "gcc".to_string())].into(),
+            compiler: "gcc".into(),
+            banner: "gcc".into(),
+            needs: vec![],
+            fragments: vec![],
+        }
+    }
+
+    fn builder(f: &Fixture) -> KernelBuilder<'_> {
+        let mut b = KernelBuilder::new(&f.repo, &f.cache, &f.source);
+        b.verbose = false;
+        b.bpftool = f.bpftool.clone();
+        b
+    }
+
+    fn builds(f: &Fixture) -> usize {
+        std::fs::read_to_string(&f.count).map(|s| s.lines().count()).unwrap_or(0)
+    }
+
+    #[test]
+    fn second_request_is_served_from_the_cache_without_make() {
+        let f = fixture();
+        let k = builder(&f).ensure(&cell()).unwrap();
+        assert!(k.built_now);
+        drop(k);
+        let k = builder(&f).ensure(&cell()).unwrap();
+        assert!(!k.built_now);
+        assert_eq!(builds(&f), 1);
+        assert!(k.vmlinux_h.exists());
+    }
+
+    #[test]
+    fn concurrent_requesters_share_one_build() {
+        let f = fixture();
+        let results: Vec<bool> = std::thread::scope(|s| {
+            let handles: Vec<_> =
+                (0..3).map(|_| s.spawn(|| builder(&f).ensure(&cell()).map(|k| k.built_now).unwrap())).collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert_eq!(builds(&f), 1, "exactly one make vmlinux");
+        assert_eq!(results.iter().filter(|b| **b).count(), 1, "exactly one requester built");
+    }
+
+    #[test]
+    fn interrupted_build_leaves_no_record_and_is_redone() {
+        let f = fixture();
+        std::fs::write(f._dir.path().join("FAIL_BUILD"), "").unwrap();
+        let e = builder(&f).ensure(&cell()).err().expect("build must fail").to_string();
+        assert!(e.contains("make") && e.contains("build.log"), "{e}");
+        let dir = builder(&f).cell_dir(&cell());
+        assert!(!dir.join("record.json").exists(), "a failed build must not leave a record");
+        std::fs::remove_file(f._dir.path().join("FAIL_BUILD")).unwrap();
+        assert!(builder(&f).ensure(&cell()).unwrap().built_now);
+    }
+
+    #[test]
+    fn damaged_vmlinux_is_rebuilt() {
+        let f = fixture();
+        let k = builder(&f).ensure(&cell()).unwrap();
+        let vmlinux = k.vmlinux.clone();
+        drop(k);
+        std::fs::write(&vmlinux, "trunc").unwrap(); // a truncated image
+        assert!(builder(&f).ensure(&cell()).unwrap().built_now);
+        assert_eq!(builds(&f), 2);
+    }
+
+    #[test]
+    fn source_and_fragment_changes_trigger_a_rebuild() {
+        let f = fixture();
+        builder(&f).ensure(&cell()).unwrap();
+        std::fs::write(f.repo.fragments_dir().join("a.config"), "CONFIG_HID_BPF=y\nCONFIG_UHID=y\n").unwrap();
+        assert!(builder(&f).ensure(&cell()).unwrap().built_now);
+        std::fs::write(f.source.root.join("drivers/hid/bpf/hid_bpf_struct_ops.c"), "/* edit */").unwrap();
+        let edited = KernelSource::user_tree(&f.source.root).unwrap();
+        let mut b = KernelBuilder::new(&f.repo, &f.cache, &edited);
+        b.verbose = false;
+        b.bpftool = f.bpftool.clone();
+        assert!(b.ensure(&cell()).unwrap().built_now);
+        assert_eq!(builds(&f), 3);
+    }
+
+    #[test]
+    fn dropped_options_are_listed_and_nothing_is_cached() {
+        let f = fixture();
+        std::fs::write(f.repo.fragments_dir().join("a.config"), "CONFIG_HID_BPF=y\nCONFIG_DROPME=y\n").unwrap();
+        let e = builder(&f).ensure(&cell()).err().expect("must fail").to_string();
+        assert!(e.contains("CONFIG_DROPME (wanted y, resolved: not set)"), "{e}");
+        assert!(!e.contains("CONFIG_HID_BPF ("), "{e}");
+        assert!(!builder(&f).cell_dir(&cell()).join("record.json").exists());
+        assert_eq!(builds(&f), 0);
+    }
+}

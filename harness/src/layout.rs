@@ -1,0 +1,84 @@
+//! Where things live: the repository (fixtures, scenarios, fragments) and
+//! the cache (kernel trees, builds, probes) that survives between runs.
+use std::path::{Path, PathBuf};
+
+/// The repository root. The harness is a developer tool run from its own
+/// checkout, so the compile-time location is the right default;
+/// `HIDVM_REPO` overrides it (e.g. for a relocated checkout).
+pub fn repo_root() -> PathBuf {
+    if let Some(p) = std::env::var_os("HIDVM_REPO") {
+        return PathBuf::from(p);
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("harness/ has a parent").to_path_buf()
+}
+
+/// `HIDVM_CACHE_DIR`, else `$XDG_CACHE_HOME/hidvm`, else `~/.cache/hidvm`.
+/// Outside the clone on purpose: a fresh clone on the same machine reuses
+/// the kernels.
+pub fn cache_root() -> PathBuf {
+    if let Some(p) = std::env::var_os("HIDVM_CACHE_DIR") {
+        return PathBuf::from(p);
+    }
+    if let Some(p) = std::env::var_os("XDG_CACHE_HOME") {
+        return PathBuf::from(p).join("hidvm");
+    }
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/tmp"));
+    home.join(".cache").join("hidvm")
+}
+
+pub struct Repo {
+    pub root: PathBuf,
+}
+
+impl Repo {
+    pub fn locate() -> Repo {
+        Repo { root: repo_root() }
+    }
+    pub fn fragments_dir(&self) -> PathBuf {
+        self.root.join("guest-image/config")
+    }
+    pub fn cells_file(&self) -> PathBuf {
+        self.root.join("guest-image/cells.toml")
+    }
+    pub fn fixtures_dir(&self) -> PathBuf {
+        self.root.join("bpf-fixtures")
+    }
+    pub fn scenarios_dir(&self) -> PathBuf {
+        self.root.join("tests/scenarios")
+    }
+    pub fn selftests_dir(&self) -> PathBuf {
+        self.root.join("tests/selftests")
+    }
+    /// Per-run artifacts (console logs, results): kept after the run so a
+    /// failure can be inspected and CI can upload them.
+    pub fn runs_dir(&self) -> PathBuf {
+        self.target_dir().join("hidvm/runs")
+    }
+    pub fn target_dir(&self) -> PathBuf {
+        std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| self.root.join("target"))
+    }
+}
+
+/// Write `contents` to `path` atomically (temp file + rename), so readers
+/// never see a half-written file, even if we are killed.
+pub fn write_atomic(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    std::io::Write::write_all(&mut tmp, contents)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+/// Hex sha256 of some byte strings (length-prefixed so ("ab","c") and
+/// ("a","bc") differ).
+pub fn sha256_parts<'a>(parts: impl IntoIterator<Item = &'a [u8]>) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update((p.len() as u64).to_le_bytes());
+        h.update(p);
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,39 @@
+//! hidvm host harness: builds one kernel per cell, boots it in QEMU with the
+//! guest agent and a scenario, and decides pass/fail.
+//!
+//! One concern per module:
+//! * [`layout`]: where the repository and the cache live;
+//! * [`lock`]: file locks shared by concurrent test processes;
+//! * [`tools`]: host tools and the apt packages that provide them;
+//! * [`kernel_src`]: the kernel tree (Debian tarball or `HIDVM_KERNEL_SRC`);
+//! * [`cell`]: kernel cells (`guest-image/cells.toml`);
+//! * [`kconfig`]: fragment merging and the requested-vs-resolved check;
+//! * [`kbuild`]: per-cell cached kernel builds;
+//! * [`fixtures`]: HID-BPF fixtures compiled against a cell's BTF;
+//! * [`agent`]: the static guest agent binary;
+//! * [`initramfs`]: the guest's cpio archive;
+//! * [`qemu`]: VM features, the KVM probe and running a VM;
+//! * [`scenarios`]: loading the scenario catalogue;
+//! * [`verdict`]: turning a VM's output into pass/fail;
+//! * [`suite`]: one scenario on one cell, end to end;
+//! * [`matrix`]: the scenario x cell summary.
+pub mod agent;
+pub mod bench;
+pub mod cell;
+pub mod console;
+pub mod error;
+pub mod fixtures;
+pub mod initramfs;
+pub mod kbuild;
+pub mod kconfig;
+pub mod kernel_src;
+pub mod layout;
+pub mod lock;
+pub mod matrix;
+pub mod qemu;
+pub mod scenarios;
+pub mod suite;
+pub mod tools;
+pub mod verdict;
+
+pub use error::{Error, Result};

@@ -1,0 +1,195 @@
+//! `hidvm`: build kernel cells, run scenarios in QEMU, print the matrix.
+use clap::{Parser, Subcommand};
+use hidvm::matrix::Matrix;
+use hidvm::scenarios::{self, Entry};
+use hidvm::suite::{self, Options, RunReport, Suite};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Mutex;
+
+#[derive(Parser)]
+#[command(name = "hidvm", about = "HID-BPF lifecycle tests on gcc and LLVM kernels in QEMU")]
+struct Cli {
+    /// Kernel tree to build (>= 6.11); default: HIDVM_KERNEL_SRC, else
+    /// Debian's linux-source-6.12 tarball.
+    #[arg(long, global = true, value_name = "DIR")]
+    kernel_src: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Build (or verify cached) kernels for cells, plus the guest agent.
+    Build {
+        /// Cells to build (default: all).
+        #[arg(long = "cell")]
+        cells: Vec<String>,
+    },
+    /// Build what is missing, run every scenario on every cell, print the matrix.
+    VmTest {
+        #[arg(long = "cell")]
+        cells: Vec<String>,
+        /// Only tests whose name contains this.
+        #[arg(long)]
+        filter: Option<String>,
+        /// VMs at once (default: number of cores).
+        #[arg(long)]
+        jobs: Option<usize>,
+        /// Print every test's step log, not only failures.
+        #[arg(long)]
+        verbose: bool,
+    },
+    /// Run one test, e.g. `gcc::mouse_invert_y_close_link`.
+    Run { test: String },
+    /// List test names (cell x scenario).
+    List,
+    /// Validate cells, fragments, scenarios and fixtures without booting.
+    Check,
+    /// Print the Debian packages hidvm needs (for setup scripts).
+    Packages,
+    /// Measure builds, VM boots and the warm suite; prints numbers.
+    Bench {
+        /// Also time cold kernel builds (each cell into an empty cache).
+        #[arg(long)]
+        cold: bool,
+        /// Repetitions of the single-VM timings.
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match real_main(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn real_main(cli: Cli) -> hidvm::Result<ExitCode> {
+    let suite = Suite::new(Options { kernel_src: cli.kernel_src.clone(), verbose: true })?;
+    match cli.command {
+        Command::Packages => {
+            println!("{}", hidvm::tools::all_packages().join(" "));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::List => {
+            for (entry, cell) in tests(&suite, &[], None)? {
+                println!("{}", entry.test_name(&cell));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Check => {
+            let all = suite::load_all(&suite.repo)?;
+            println!("{} cells, {} scenario files: ok", suite.cells.len(), all.len());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Build { cells } => {
+            build(&suite, &cells)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run { test } => {
+            let (entry, cell) = tests(&suite, &[], None)?
+                .into_iter()
+                .find(|(e, c)| e.test_name(c) == test)
+                .ok_or_else(|| hidvm::Error::Other(format!("no test named `{test}`; `hidvm list` shows them")))?;
+            let report = suite.run(&cell, &entry)?;
+            print!("{}", report.render());
+            Ok(if report.verdict.passed() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        Command::VmTest { cells, filter, jobs, verbose } => vm_test(&suite, &cells, filter.as_deref(), jobs, verbose),
+        Command::Bench { cold, runs } => {
+            hidvm::bench::run(&suite, &hidvm::bench::BenchOptions { cold, runs })?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn selected_cells(suite: &Suite, names: &[String]) -> hidvm::Result<Vec<String>> {
+    if names.is_empty() {
+        return Ok(suite.cells.iter().map(|c| c.name.clone()).collect());
+    }
+    for n in names {
+        hidvm::cell::find(&suite.cells, n)?;
+    }
+    Ok(names.to_vec())
+}
+
+fn tests(suite: &Suite, cells: &[String], filter: Option<&str>) -> hidvm::Result<Vec<(Entry, String)>> {
+    let cells = selected_cells(suite, cells)?;
+    let mut out = Vec::new();
+    for entry in scenarios::catalogue(&suite.repo) {
+        for cell in &cells {
+            if filter.is_none_or(|f| entry.test_name(cell).contains(f)) {
+                out.push((entry.clone(), cell.clone()));
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn build(suite: &Suite, cells: &[String]) -> hidvm::Result<()> {
+    let source = suite.source()?;
+    for name in selected_cells(suite, cells)? {
+        let cell = hidvm::cell::find(&suite.cells, &name)?;
+        let k = suite.kernel(cell, &source)?;
+        eprintln!(
+            "hidvm: cell {name}: {} ({})",
+            if k.built_now { "built" } else { "cached" },
+            k.vmlinux.display()
+        );
+    }
+    let agent = hidvm::agent::ensure(&suite.repo)?;
+    eprintln!("hidvm: guest agent: {}", agent.display());
+    Ok(())
+}
+
+fn vm_test(suite: &Suite, cells: &[String], filter: Option<&str>, jobs: Option<usize>, verbose: bool) -> hidvm::Result<ExitCode> {
+    // Malformed scenarios stop everything before any build or boot.
+    suite::load_all(&suite.repo)?;
+    let cells = selected_cells(suite, cells)?;
+    build(suite, &cells)?;
+    let work = tests(suite, &cells, filter)?;
+    let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)).max(1);
+    eprintln!("hidvm: running {} tests, {jobs} VMs at a time", work.len());
+
+    let queue = Mutex::new(work.iter());
+    let results: Mutex<Vec<(usize, hidvm::Result<RunReport>)>> = Mutex::new(Vec::new());
+    let started = std::time::Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..jobs {
+            s.spawn(|| loop {
+                let next = queue.lock().unwrap().next().map(|w| (w, work.iter().position(|x| std::ptr::eq(x, w)).unwrap()));
+                let Some(((entry, cell), idx)) = next else { break };
+                let r = suite.run(cell, entry);
+                match &r {
+                    Ok(rep) if rep.verdict.passed() && !verbose => eprintln!("  pass  {} ({:.1} s)", rep.test, rep.vm_seconds),
+                    Ok(rep) => eprint!("{}", rep.render()),
+                    Err(e) => eprintln!("  ERROR {}: {e}", entry.test_name(cell)),
+                }
+                results.lock().unwrap().push((idx, r));
+            });
+        }
+    });
+    let mut results = results.into_inner().unwrap();
+    results.sort_by_key(|(i, _)| *i);
+
+    let mut matrix = Matrix::new(cells.clone());
+    for ((entry, cell), (_, r)) in work.iter().zip(&results) {
+        let row = match entry.kind {
+            scenarios::Kind::Scenario => entry.name.clone(),
+            scenarios::Kind::SelfTest => format!("selftest::{}", entry.name),
+        };
+        match r {
+            Ok(rep) => matrix.record(&row, cell, Ok(rep)),
+            Err(e) => matrix.record(&row, cell, Err(&e.to_string())),
+        }
+    }
+    println!("\n{}", matrix.render());
+    println!("wall time {:.1} s", started.elapsed().as_secs_f64());
+    Ok(if matrix.all_passed() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}

@@ -1,0 +1,91 @@
+//! The one-screen summary: scenario x cell -> pass/fail, with rows whose
+//! verdict differs between cells flagged as compiler-dependent.
+use crate::suite::RunReport;
+use crate::verdict::Verdict;
+use std::collections::BTreeMap;
+
+pub struct Matrix {
+    pub cells: Vec<String>,
+    /// (row label, cell) -> verdict; rows keep insertion order.
+    rows: Vec<String>,
+    cells_of: BTreeMap<(String, String), String>,
+    verdicts: BTreeMap<(String, String), bool>,
+}
+
+impl Matrix {
+    pub fn new(cells: Vec<String>) -> Matrix {
+        Matrix { cells, rows: Vec::new(), cells_of: BTreeMap::new(), verdicts: BTreeMap::new() }
+    }
+
+    pub fn record(&mut self, row: &str, cell: &str, outcome: std::result::Result<&RunReport, &str>) {
+        if !self.rows.iter().any(|r| r == row) {
+            self.rows.push(row.to_string());
+        }
+        let (text, ok) = match outcome {
+            Ok(r) => match &r.verdict {
+                Verdict::Pass => ("pass".to_string(), true),
+                Verdict::Fail { kind, .. } => (format!("FAIL ({})", kind.label()), false),
+            },
+            Err(_) => ("ERROR".to_string(), false),
+        };
+        self.cells_of.insert((row.to_string(), cell.to_string()), text);
+        self.verdicts.insert((row.to_string(), cell.to_string()), ok);
+    }
+
+    /// Rows whose verdict is not the same on every cell that ran them.
+    pub fn compiler_dependent(&self) -> Vec<&str> {
+        self.rows
+            .iter()
+            .filter(|row| {
+                let v: Vec<bool> =
+                    self.cells.iter().filter_map(|c| self.verdicts.get(&((*row).clone(), c.clone())).copied()).collect();
+                v.iter().any(|x| *x) && v.iter().any(|x| !*x)
+            })
+            .map(String::as_str)
+            .collect()
+    }
+
+    pub fn all_passed(&self) -> bool {
+        self.verdicts.values().all(|v| *v)
+    }
+
+    pub fn render(&self) -> String {
+        let width = self.rows.iter().map(|r| r.len()).max().unwrap_or(8).max(8);
+        let col = |s: &str| format!("{s:<22}");
+        let mut out = format!("{:<width$}  {}\n", "scenario", self.cells.iter().map(|c| col(c)).collect::<String>());
+        let differs = self.compiler_dependent();
+        for row in &self.rows {
+            let cells: String = self
+                .cells
+                .iter()
+                .map(|c| col(self.cells_of.get(&(row.clone(), c.clone())).map(String::as_str).unwrap_or("-")))
+                .collect();
+            let flag = if differs.contains(&row.as_str()) { "  <- differs between cells: compiler-dependent" } else { "" };
+            out.push_str(&format!("{row:<width$}  {}{flag}\n", cells.trim_end()));
+        }
+        let passed = self.verdicts.values().filter(|v| **v).count();
+        out.push_str(&format!("{passed}/{} passed", self.verdicts.len()));
+        if !differs.is_empty() {
+            out.push_str(&format!("; {} compiler-dependent difference(s)", differs.len()));
+        }
+        out.push('\n');
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_rows_that_differ_between_cells() {
+        let mut m = Matrix::new(vec!["gcc".into(), "llvm".into()]);
+        m.record("a", "gcc", Err("x"));
+        m.record("a", "llvm", Err("x"));
+        assert!(m.compiler_dependent().is_empty());
+        m.verdicts.insert(("a".into(), "gcc".into()), true);
+        assert_eq!(m.compiler_dependent(), vec!["a"]);
+        assert!(m.render().contains("compiler-dependent"));
+        assert!(!m.all_passed());
+    }
+}

@@ -1,0 +1,9 @@
+//! QEMU: the VM is the sum of its features (the lmb/vimto idea): each
+//! feature contributes QEMU arguments and kernel command-line arguments.
+pub mod accel;
+pub mod feature;
+pub mod vm;
+
+pub use accel::Accel;
+pub use feature::Feature;
+pub use vm::{Vm, VmOutcome};

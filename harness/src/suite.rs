@@ -1,0 +1,247 @@
+//! One scenario on one kernel cell, end to end: kernel (cached), fixtures,
+//! agent, initramfs, accelerator, VM, verdict.
+use crate::cell::{self, KernelCell};
+use crate::error::{Error, Result};
+use crate::initramfs::Initramfs;
+use crate::kbuild::{BuiltKernel, KernelBuilder};
+use crate::kernel_src::KernelSource;
+use crate::layout::{cache_root, write_atomic, Repo};
+use crate::qemu::accel::{self, Accel, ProbeRecord};
+use crate::qemu::feature::{Console, ExitOnReboot, Initramfs as InitrdFeature, Kernel, MicroVm, PanicEndsVm, ResultPort};
+use crate::qemu::{Feature, Vm, VmOutcome};
+use crate::scenarios::{self, Entry};
+use crate::verdict::{self, GuestReport, Verdict};
+use crate::{agent, console, fixtures, tools};
+use hidvm_proto::job::FIXTURE_DIR;
+use hidvm_proto::{GuestMsg, Job, JobMode, Scenario, JOB_PATH};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// `--kernel-src`; else HIDVM_KERNEL_SRC; else the Debian tarball.
+    pub kernel_src: Option<PathBuf>,
+    /// Print kernel build progress.
+    pub verbose: bool,
+}
+
+pub struct Suite {
+    pub repo: Repo,
+    pub cache: PathBuf,
+    pub cells: Vec<KernelCell>,
+    pub opts: Options,
+}
+
+/// Everything a failing test needs to explain itself.
+#[derive(Debug, Serialize)]
+pub struct RunReport {
+    pub test: String,
+    pub cell: String,
+    pub scenario: String,
+    pub summary: String,
+    #[serde(serialize_with = "verdict_text")]
+    pub verdict: Verdict,
+    pub accel: Accel,
+    pub accel_reason: String,
+    pub vm_seconds: f64,
+    pub run_dir: PathBuf,
+    #[serde(skip)]
+    pub guest: GuestReport,
+    #[serde(skip)]
+    pub console_tail: Vec<String>,
+}
+
+fn verdict_text<S: serde::Serializer>(v: &Verdict, s: S) -> std::result::Result<S::Ok, S::Error> {
+    match v {
+        Verdict::Pass => s.serialize_str("pass"),
+        Verdict::Fail { kind, reason } => s.serialize_str(&format!("fail: {}: {reason}", kind.label())),
+    }
+}
+
+impl Suite {
+    /// `HIDVM_CELLS=gcc,llvm` restricts the cells (CI runs one per job).
+    pub fn new(opts: Options) -> Result<Suite> {
+        let repo = Repo::locate();
+        let mut cells = cell::load(&repo.cells_file())?;
+        if let Some(only) = std::env::var("HIDVM_CELLS").ok().filter(|s| !s.trim().is_empty()) {
+            let wanted: Vec<&str> = only.split(',').map(str::trim).collect();
+            for w in &wanted {
+                cell::find(&cells, w).map_err(|e| Error::Other(format!("HIDVM_CELLS: {e}")))?;
+            }
+            cells.retain(|c| wanted.contains(&c.name.as_str()));
+        }
+        Ok(Suite { repo, cache: cache_root(), cells, opts })
+    }
+
+    pub fn source(&self) -> Result<KernelSource> {
+        KernelSource::resolve(self.opts.kernel_src.as_deref(), &self.cache)
+    }
+
+    pub fn kernel(&self, cell: &KernelCell, source: &KernelSource) -> Result<BuiltKernel> {
+        let mut builder = KernelBuilder::new(&self.repo, &self.cache, source);
+        builder.verbose = self.opts.verbose;
+        builder.ensure(cell)
+    }
+
+    pub fn run(&self, cell_name: &str, entry: &Entry) -> Result<RunReport> {
+        let scenario = scenarios::load(&self.repo, entry)?;
+        let cell = cell::find(&self.cells, cell_name)?.clone();
+        let qemu = tools::require(&tools::QEMU)?;
+        let source = self.source()?;
+        let kernel = self.kernel(&cell, &source)?;
+        let names: Vec<&str> = scenario.fixtures().into_iter().collect();
+        let objects = fixtures::compile(&self.repo, &self.cache, &kernel, &names)?;
+        let agent_bin = agent::ensure(&self.repo)?;
+        let agent = std::fs::read(&agent_bin).map_err(Error::io(format!("reading {}", agent_bin.display())))?;
+
+        let run_dir = self.repo.runs_dir().join(&cell.name).join(entry.test_name(&cell.name).replace("::", "."));
+        let _ = std::fs::remove_dir_all(&run_dir);
+        std::fs::create_dir_all(&run_dir).map_err(Error::io(format!("creating {}", run_dir.display())))?;
+
+        let probe = self.accelerator(&qemu, &kernel, &agent, &run_dir)?;
+
+        let mut fs = Initramfs::with_agent(&agent);
+        for (name, obj) in &objects {
+            fs.add_host_file(&format!("{FIXTURE_DIR}/{name}.bpf.o"), 0o644, obj)
+                .map_err(Error::io(format!("reading {}", obj.display())))?;
+        }
+        let job = Job { cell: cell.name.clone(), mode: JobMode::Scenario { scenario: scenario.clone() } };
+        fs.file(JOB_PATH, 0o644, serde_json::to_vec_pretty(&job).expect("job serializes"));
+
+        let deadline = vm_deadline(probe.accel);
+        let (outcome, guest, console_text) = boot(&qemu, &kernel, &fs, probe.accel, deadline, &run_dir)?;
+        let verdict = verdict::judge(&cell, &scenario, &outcome, &guest, &console_text);
+        let report = RunReport {
+            test: entry.test_name(&cell.name),
+            cell: cell.name.clone(),
+            scenario: scenario.name.clone(),
+            summary: scenario.summary.clone(),
+            verdict,
+            accel: probe.accel,
+            accel_reason: probe.reason,
+            vm_seconds: outcome.elapsed.as_secs_f64(),
+            run_dir: run_dir.clone(),
+            guest,
+            console_tail: console::tail(&console_text, 40),
+        };
+        let _ = write_atomic(&run_dir.join("report.json"), serde_json::to_string_pretty(&report).unwrap_or_default().as_bytes());
+        Ok(report)
+    }
+
+    /// KVM only if a timed probe boot under KVM answers (once per host boot).
+    fn accelerator(&self, qemu: &Path, kernel: &BuiltKernel, agent: &[u8], run_dir: &Path) -> Result<ProbeRecord> {
+        let qemu_version = tools::version_line(&qemu.display().to_string(), &["--version"])?;
+        Ok(accel::select(&self.cache, &qemu_version, || {
+            let dir = run_dir.join("kvm-probe");
+            std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+            let mut fs = Initramfs::with_agent(agent);
+            let job = Job { cell: kernel.cell.name.clone(), mode: JobMode::Probe };
+            fs.file(JOB_PATH, 0o644, serde_json::to_vec(&job).expect("job serializes"));
+            let (outcome, guest, _) =
+                boot(qemu, kernel, &fs, Accel::Kvm, accel::PROBE_DEADLINE, &dir).map_err(|e| e.to_string())?;
+            match guest.done {
+                Some((true, _)) => Ok(()),
+                _ if outcome.timed_out => Err(format!("no answer within {} s", accel::PROBE_DEADLINE.as_secs())),
+                _ => Err(format!("QEMU exited without an answer: {}", outcome.qemu_output)),
+            }
+        }))
+    }
+}
+
+/// `HIDVM_VM_TIMEOUT` seconds, else scaled to the accelerator.
+pub fn vm_deadline(accel: Accel) -> Duration {
+    if let Some(s) = std::env::var("HIDVM_VM_TIMEOUT").ok().and_then(|s| s.parse().ok()) {
+        return Duration::from_secs(s);
+    }
+    Duration::from_secs(20 + 4 * accel.slowness() as u64)
+}
+
+/// Boot `kernel` with initramfs `fs`; console and results land in `dir`.
+fn boot(
+    qemu: &Path,
+    kernel: &BuiltKernel,
+    fs: &Initramfs,
+    accel: Accel,
+    deadline: Duration,
+    dir: &Path,
+) -> Result<(VmOutcome, GuestReport, String)> {
+    let initrd = dir.join("initramfs.cpio");
+    let console_log = dir.join("console.log");
+    let results = dir.join("results.jsonl");
+    let bytes = fs.to_bytes().map_err(Error::io("assembling the initramfs"))?;
+    std::fs::write(&initrd, bytes).map_err(Error::io(format!("writing {}", initrd.display())))?;
+    let features: Vec<Box<dyn Feature>> = vec![
+        Box::new(MicroVm { memory_mib: 512, cpus: 2 }),
+        Box::new(accel),
+        Box::new(Kernel { vmlinux: kernel.vmlinux.clone() }),
+        Box::new(InitrdFeature { cpio: initrd.clone() }),
+        Box::new(Console { log: console_log.clone() }),
+        Box::new(ResultPort { file: results.clone() }),
+        Box::new(ExitOnReboot),
+        Box::new(PanicEndsVm),
+    ];
+    let vm = Vm { qemu: qemu.to_path_buf(), features, deadline };
+    let _ = std::fs::write(dir.join("qemu-command.txt"), vm.args().join("\n"));
+    let outcome = vm.run().map_err(Error::io("running qemu-system-x86_64"))?;
+    let results_text = std::fs::read_to_string(&results).unwrap_or_default();
+    let console_text = String::from_utf8_lossy(&std::fs::read(&console_log).unwrap_or_default()).into_owned();
+    Ok((outcome, GuestReport::parse(&results_text), console_text))
+}
+
+impl RunReport {
+    /// The step log: what each step expected and saw; on failure the
+    /// console tail and where the artifacts are.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let status = match &self.verdict {
+            Verdict::Pass => "PASS".to_string(),
+            Verdict::Fail { kind, reason } => format!("FAIL ({}): {reason}", kind.label()),
+        };
+        out.push_str(&format!("{} [{}, {:.1} s]: {status}\n", self.test, self.accel.name(), self.vm_seconds));
+        out.push_str(&format!("  scenario: {}\n", self.summary));
+        if let Some((release, version)) = &self.guest.hello {
+            out.push_str(&format!("  kernel: {release}: {version}\n"));
+        }
+        for m in &self.guest.steps {
+            if let GuestMsg::Step { index, what, ok, ms, checks, notes } = m {
+                out.push_str(&format!("  {} step {index}: {what} ({ms} ms)\n", if *ok { "ok  " } else { "FAIL" }));
+                for c in checks {
+                    out.push_str(&format!(
+                        "        {} {}: expected {}, saw {}\n",
+                        if c.ok { "ok  " } else { "FAIL" },
+                        c.what,
+                        c.expected,
+                        c.seen
+                    ));
+                }
+                for n in notes {
+                    out.push_str(&format!("        note: {n}\n"));
+                }
+            }
+        }
+        if let Some((_, summary)) = &self.guest.done {
+            out.push_str(&format!("  guest verdict: {summary}\n"));
+        }
+        if !self.verdict.passed() {
+            out.push_str(&format!(
+                "  console tail ({}):\n",
+                self.run_dir.join("console.log").display()
+            ));
+            for l in &self.console_tail {
+                out.push_str(&format!("    | {l}\n"));
+            }
+            out.push_str(&format!("  artifacts: {}\n", self.run_dir.display()));
+        }
+        out
+    }
+}
+
+/// Load every catalogue entry up front (CLI use): the first malformed file
+/// stops the run before anything boots.
+pub fn load_all(repo: &Repo) -> Result<Vec<(Entry, Scenario)>> {
+    scenarios::catalogue(repo)
+        .into_iter()
+        .map(|e| scenarios::load(repo, &e).map(|s| (e, s)))
+        .collect()
+}

@@ -1,0 +1,125 @@
+//! Host tools hidvm runs, and the Debian packages that provide them. Checked
+//! before the step that needs them, so a fresh machine gets one line naming
+//! the package instead of a failure deep inside a kernel build.
+use crate::error::{Error, Result};
+use std::path::{Path, PathBuf};
+
+#[derive(Clone, Copy, Debug)]
+pub struct Tool<'a> {
+    /// Executable name looked up on PATH, or an absolute path of a file
+    /// (headers, static libraries).
+    pub name: &'a str,
+    pub what: &'a str,
+    pub package: &'a str,
+}
+
+pub const QEMU: Tool<'static> = Tool { name: "qemu-system-x86_64", what: "emulator", package: "qemu-system-x86" };
+pub const CLANG: Tool<'static> = Tool { name: "clang-19", what: "BPF compiler", package: "clang-19" };
+pub const BPFTOOL: Tool<'static> = Tool { name: "bpftool", what: "BTF dumper", package: "bpftool" };
+pub const LIBBPF_HEADERS: Tool<'static> =
+    Tool { name: "/usr/include/bpf/bpf_helpers.h", what: "libbpf BPF-side header", package: "libbpf-dev" };
+
+/// What any kernel build needs (the tinyconfig-based cells).
+pub const KERNEL_BUILD: &[Tool<'static>] = &[
+    Tool { name: "make", what: "build tool", package: "make" },
+    Tool { name: "gcc", what: "C compiler (host tools, gcc cell)", package: "gcc" },
+    Tool { name: "flex", what: "kconfig lexer generator", package: "flex" },
+    Tool { name: "bison", what: "kconfig parser generator", package: "bison" },
+    Tool { name: "bc", what: "calculator used by kbuild", package: "bc" },
+    Tool { name: "pahole", what: "BTF generator (CONFIG_DEBUG_INFO_BTF)", package: "pahole" },
+    Tool { name: "/usr/include/libelf.h", what: "libelf header (objtool, resolve_btfids)", package: "libelf-dev" },
+    Tool { name: "/usr/include/openssl/ssl.h", what: "OpenSSL header (kernel host tools)", package: "libssl-dev" },
+    Tool { name: "xz", what: "decompressor for the Debian kernel tarball", package: "xz-utils" },
+];
+
+/// Guest agent build: libbpf-sys links libelf.a and libz.a statically, and
+/// uhid-virt's bindgen needs libclang.
+pub const AGENT_BUILD: &[Tool<'static>] = &[
+    Tool { name: "/usr/lib/x86_64-linux-gnu/libelf.a", what: "static libelf", package: "libelf-dev" },
+    Tool { name: "/usr/lib/x86_64-linux-gnu/libz.a", what: "static zlib", package: "zlib1g-dev" },
+    Tool { name: "/usr/lib/llvm-19/lib/libclang.so", what: "libclang for bindgen", package: "libclang-19-dev" },
+    Tool { name: "pkg-config", what: "library locator", package: "pkgconf" },
+];
+
+pub fn find(tool: &Tool<'_>) -> Option<PathBuf> {
+    if tool.name.starts_with('/') {
+        let p = Path::new(tool.name);
+        return p.exists().then(|| p.to_path_buf());
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).map(|d| d.join(tool.name)).find(|p| p.is_file())
+}
+
+pub fn require(tool: &Tool<'_>) -> Result<PathBuf> {
+    find(tool).ok_or_else(|| missing(tool))
+}
+
+pub fn require_all(tools: &[Tool<'_>]) -> Result<()> {
+    let absent: Vec<&Tool<'_>> = tools.iter().filter(|t| find(t).is_none()).collect();
+    match absent.as_slice() {
+        [] => Ok(()),
+        [one] => Err(missing(one)),
+        many => {
+            let mut pkgs: Vec<&str> = many.iter().map(|t| t.package).collect();
+            pkgs.dedup();
+            Err(Error::Other(format!(
+                "missing {}: install them with `sudo apt-get install {}` (or run `make setup`)",
+                many.iter().map(|t| format!("`{}`", t.name)).collect::<Vec<_>>().join(", "),
+                pkgs.join(" ")
+            )))
+        }
+    }
+}
+
+fn missing(t: &Tool<'_>) -> Error {
+    Error::MissingTool { tool: t.name.into(), what: t.what.into(), package: t.package.into() }
+}
+
+/// Every package hidvm needs on a Debian/Ubuntu host (used by `make setup`).
+pub fn all_packages() -> Vec<&'static str> {
+    let mut p: Vec<&str> = KERNEL_BUILD
+        .iter()
+        .chain(AGENT_BUILD)
+        .chain([QEMU, CLANG, BPFTOOL, LIBBPF_HEADERS].iter())
+        .map(|t| t.package)
+        .collect();
+    p.extend(["linux-source-6.12", "lld-19", "llvm-19"]);
+    p.sort();
+    p.dedup();
+    p
+}
+
+/// First line of `<cmd> --version`, which goes into cache keys.
+pub fn version_line(cmd: &str, args: &[&str]) -> Result<String> {
+    let out = duct::cmd(cmd, args)
+        .stdout_capture()
+        .stderr_capture()
+        .unchecked()
+        .run()
+        .map_err(|e| Error::Other(format!("cannot run `{cmd}`: {e}; is it installed?")))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    Ok(text.lines().next().unwrap_or("").trim().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn setup_script_installs_exactly_the_packages_hidvm_checks_for() {
+        let script = std::fs::read_to_string(crate::layout::repo_root().join(".ci/setup")).unwrap();
+        let line = script.lines().find(|l| l.starts_with("PACKAGES=")).expect("PACKAGES= line");
+        let mut listed: Vec<&str> = line.trim_start_matches("PACKAGES=").trim_matches('"').split_whitespace().collect();
+        listed.sort();
+        assert_eq!(listed, all_packages());
+    }
+
+    #[test]
+    fn missing_tool_error_names_the_package() {
+        let t = Tool { name: "definitely-not-installed-hidvm", what: "test tool", package: "hidvm-pkg" };
+        let e = require(&t).unwrap_err().to_string();
+        assert_eq!(e, "missing test tool `definitely-not-installed-hidvm`: install it with `sudo apt-get install hidvm-pkg` (or run `make setup`)");
+        let e = require_all(&[t, Tool { name: "/nonexistent/x.h", what: "h", package: "other-dev" }]).unwrap_err().to_string();
+        assert!(e.contains("sudo apt-get install hidvm-pkg other-dev"), "{e}");
+    }
+}
