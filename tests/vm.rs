@@ -1,0 +1,40 @@
+//! One nextest test per scenario x kernel cell (`gcc::…`, `llvm::…`,
+//! `selftest::gcc::…`), each booting its own VM.
+//!
+//! Listing is cheap and never boots or builds anything: names come from
+//! guest-image/cells.toml and the scenario file names. Each test builds
+//! what it needs (kernel cells are cached and locked, so concurrent tests
+//! share one build) and fails with the scenario's step log and the kernel
+//! console tail.
+use hidvm::scenarios;
+use hidvm::suite::{Options, Suite};
+use libtest_mimic::{Arguments, Failed, Trial};
+use std::sync::Arc;
+
+fn main() -> std::process::ExitCode {
+    let args = Arguments::from_args();
+    let suite = match Suite::new(Options::default()) {
+        Ok(s) => Arc::new(s),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let mut trials = Vec::new();
+    for entry in scenarios::catalogue(&suite.repo) {
+        for cell in suite.cells.iter().map(|c| c.name.clone()) {
+            let (suite, entry) = (suite.clone(), entry.clone());
+            trials.push(Trial::test(entry.test_name(&cell), move || {
+                let report = suite.run(&cell, &entry).map_err(|e| Failed::from(format!("error: {e}")))?;
+                if report.verdict.passed() {
+                    // nextest shows this with --success-output / --no-capture.
+                    print!("{}", report.render());
+                    Ok(())
+                } else {
+                    Err(report.render().into())
+                }
+            }));
+        }
+    }
+    libtest_mimic::run(&args, trials).exit_code()
+}
