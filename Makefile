@@ -1,0 +1,40 @@
+# hidvm: HID-BPF lifecycle tests on gcc and LLVM kernels in QEMU.
+#
+#   make vm-test   set up, build what is missing, run every scenario on every
+#                  kernel cell, print the scenario x cell matrix
+#   make test      set up, build, run the whole test suite with nextest
+#                  (what .ci/run does)
+#
+# KERNEL_SRC=<dir>  build a kernel tree of your own (>= 6.11) instead of
+#                   Debian's linux-source-6.12 (same as HIDVM_KERNEL_SRC).
+
+CARGO ?= cargo
+HIDVM = $(CARGO) run --quiet --release --locked -p hidvm --
+ifneq ($(KERNEL_SRC),)
+export HIDVM_KERNEL_SRC := $(KERNEL_SRC)
+endif
+
+.PHONY: setup build vm-test test check bench clean-runs
+
+setup:
+	@.ci/setup
+
+build: setup
+	$(HIDVM) build
+
+vm-test: setup
+	$(HIDVM) vm-test
+
+# Kernels are built first (with progress on the terminal), so the test
+# processes find them cached; each test would otherwise build on demand.
+test: build
+	$(CARGO) nextest run --locked --profile ci
+
+check:
+	$(HIDVM) check
+
+bench: setup
+	$(HIDVM) bench
+
+clean-runs:
+	rm -rf target/hidvm/runs
