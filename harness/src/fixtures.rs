@@ -91,6 +91,8 @@ fn compile_one(name: &str, src: &Path, include: &Path, vmlinux_h: &Path, obj: &P
         // clang's first error line is the one to fix; keep a little context.
         let first_errors: Vec<&str> = stderr.lines().filter(|l| l.contains("error")).take(3).collect();
         let message = if first_errors.is_empty() { one_line(&stderr, 4) } else { first_errors.join(" | ") };
+        drop(tmp);
+        let _ = std::fs::remove_dir(dir); // only succeeds when empty
         return Err(Error::FixtureCompile { fixture: name.to_string(), message });
     }
     tmp.persist(obj).map_err(|e| Error::io(format!("storing {}", obj.display()))(e.error))?;

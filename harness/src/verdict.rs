@@ -184,3 +184,97 @@ fn step_name(m: &GuestMsg) -> String {
         _ => String::new(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hidvm_proto::msg::Check;
+
+    fn cell() -> KernelCell {
+        KernelCell {
+            name: "llvm".into(),
+            summary: String::new(),
+            make: Default::default(),
+            compiler: "clang-19".into(),
+            banner: "clang version 19".into(),
+            needs: vec![],
+            fragments: vec![],
+        }
+    }
+
+    fn scenario(selftest: bool) -> Scenario {
+        let mut s: Scenario = serde_json::from_str(
+            r#"{"summary":"s","device":[],"step":[{"op":"release","link":"l","how":"close"}]}"#,
+        )
+        .unwrap();
+        if selftest {
+            s.expect_failure = vec![hidvm_proto::ExpectedFailure { step: 1, check: "hidraw".into(), notes_contain: None }];
+        }
+        s
+    }
+
+    fn vm(timed_out: bool) -> VmOutcome {
+        VmOutcome {
+            status: None,
+            timed_out,
+            elapsed: std::time::Duration::from_secs(1),
+            qemu_output: String::new(),
+            command: String::new(),
+        }
+    }
+
+    const HELLO: &str = r#"@hidvm {"msg":"hello","agent":"0","kernel_release":"6.12","proc_version":"Linux version 6.12 (clang version 19.1.7)"}"#;
+    const DONE_OK: &str = r#"@hidvm {"msg":"done","passed":true,"summary":"ok"}"#;
+
+    fn kind(v: Verdict) -> Option<FailureKind> {
+        match v {
+            Verdict::Pass => None,
+            Verdict::Fail { kind, .. } => Some(kind),
+        }
+    }
+
+    #[test]
+    fn only_an_explicit_verdict_on_the_right_kernel_with_a_clean_console_passes() {
+        let report = GuestReport::parse(&format!("{HELLO}\n{DONE_OK}\n"));
+        assert_eq!(judge(&cell(), &scenario(false), &vm(false), &report, ""), Verdict::Pass);
+        // Same guest output, but the console shows a panic: QEMU exited 0 all the same.
+        let console = "[ 1.0] Kernel panic - not syncing: Attempted to kill init!\n";
+        assert_eq!(kind(judge(&cell(), &scenario(false), &vm(false), &report, console)), Some(FailureKind::KernelCrash));
+        let console = "[ 1.0] WARNING: CPU: 0 PID: 1 at kernel/foo.c:1 bar+0x0/0x1\n";
+        assert_eq!(kind(judge(&cell(), &scenario(false), &vm(false), &report, console)), Some(FailureKind::KernelSplat));
+    }
+
+    #[test]
+    fn silence_timeouts_missing_verdicts_and_wrong_kernels_fail() {
+        let none = GuestReport::parse("");
+        assert_eq!(kind(judge(&cell(), &scenario(false), &vm(false), &none, "")), Some(FailureKind::NoAnswer));
+        assert_eq!(kind(judge(&cell(), &scenario(false), &vm(true), &none, "")), Some(FailureKind::Timeout));
+        let no_done = GuestReport::parse(HELLO);
+        assert_eq!(kind(judge(&cell(), &scenario(false), &vm(false), &no_done, "")), Some(FailureKind::NoVerdict));
+        let gcc_kernel = GuestReport::parse(&format!("{}\n{DONE_OK}", HELLO.replace("clang version 19.1.7", "gcc 12.2.0")));
+        assert_eq!(kind(judge(&cell(), &scenario(false), &vm(false), &gcc_kernel, "")), Some(FailureKind::WrongKernel));
+        let failed = GuestReport::parse(&format!("{HELLO}\n{}", DONE_OK.replace("true", "false")));
+        assert_eq!(kind(judge(&cell(), &scenario(false), &vm(false), &failed, "")), Some(FailureKind::Check));
+    }
+
+    #[test]
+    fn selftests_pass_only_when_exactly_the_expected_checks_fail() {
+        let step = |what: &str, ok: bool| GuestMsg::Step {
+            index: 1,
+            what: "inject".into(),
+            ok,
+            ms: 0,
+            checks: vec![Check { what: what.into(), expected: "a".into(), seen: "b".into(), ok }],
+            notes: vec![],
+        };
+        let with = |m: GuestMsg| {
+            GuestReport::parse(&format!("{HELLO}\n{}{}\n", m.to_line(), DONE_OK.replace("true", "false")))
+        };
+        let expected = with(step("hidraw /dev/hidraw0", false));
+        assert_eq!(judge(&cell(), &scenario(true), &vm(false), &expected, ""), Verdict::Pass);
+        let nothing_failed = with(step("hidraw /dev/hidraw0", true));
+        assert_eq!(kind(judge(&cell(), &scenario(true), &vm(false), &nothing_failed, "")), Some(FailureKind::SelftestMismatch));
+        let other = with(step("evdev /dev/input/event0", false));
+        assert_eq!(kind(judge(&cell(), &scenario(true), &vm(false), &other, "")), Some(FailureKind::SelftestMismatch));
+    }
+}
