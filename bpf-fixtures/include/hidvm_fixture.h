@@ -21,6 +21,8 @@ extern __u8 *hid_bpf_get_data(struct hid_bpf_ctx *ctx, unsigned int offset,
  * -target bpf compile does not search; fixtures only need a few values. */
 #define EINVAL 22
 #define EIO 5
+#define EPERM 1
+#define EACCES 13
 
 /* Only flag hid_bpf_ops accepts (include/uapi/linux/bpf.h). */
 #ifndef BPF_F_BEFORE

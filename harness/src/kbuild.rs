@@ -64,8 +64,9 @@ pub struct KernelBuilder<'a> {
     pub jobs: usize,
     /// Print progress lines (CLI); tests keep stderr short.
     pub verbose: bool,
-    /// bpftool to dump BTF with (a stand-in in unit tests).
-    pub bpftool: PathBuf,
+    /// bpftool to dump BTF with (a stand-in in unit tests). A String, not
+    /// a Path: duct runs a one-component Path as `./bpftool`.
+    pub bpftool: String,
 }
 
 impl<'a> KernelBuilder<'a> {
@@ -175,7 +176,7 @@ impl<'a> KernelBuilder<'a> {
 
     fn build(&self, cell: &KernelCell, dir: &Path, fragments: &[Fragment], compiler: &str, key: &str) -> Result<BuildRecord> {
         tools::require_all(tools::KERNEL_BUILD)?;
-        if self.bpftool == Path::new("bpftool") {
+        if self.bpftool == "bpftool" {
             tools::require(&tools::BPFTOOL)?;
         }
         let record_path = dir.join("record.json");
@@ -343,7 +344,7 @@ mod tests {
         repo: Repo,
         cache: PathBuf,
         source: KernelSource,
-        bpftool: PathBuf,
+        bpftool: String,
         count: PathBuf,
     }
 
@@ -383,6 +384,7 @@ mod tests {
         std::fs::create_dir_all(root.join("guest-image/config")).unwrap();
         std::fs::write(root.join("guest-image/config/a.config"), "CONFIG_HID_BPF=y\n").unwrap();
         let source = KernelSource::user_tree(&src).unwrap();
+        let bpftool = bpftool.display().to_string();
         Fixture { cache: dir.path().join("cache"), repo: Repo { root }, source, bpftool, count, _dir: dir }
     }
 

@@ -109,7 +109,7 @@ impl Suite {
         let job = Job { cell: cell.name.clone(), mode: JobMode::Scenario { scenario: scenario.clone() } };
         fs.file(JOB_PATH, 0o644, serde_json::to_vec_pretty(&job).expect("job serializes"));
 
-        let deadline = vm_deadline(probe.accel);
+        let deadline = vm_deadline(probe.accel, scenario.timeout_s);
         let (outcome, guest, console_text) = boot(&qemu, &kernel, &fs, probe.accel, deadline, &run_dir)?;
         let verdict = verdict::judge(&cell, &scenario, &outcome, &guest, &console_text);
         let report = RunReport {
@@ -149,12 +149,14 @@ impl Suite {
     }
 }
 
-/// `HIDVM_VM_TIMEOUT` seconds, else scaled to the accelerator.
-pub fn vm_deadline(accel: Accel) -> Duration {
+/// `HIDVM_VM_TIMEOUT` seconds; else scaled to the accelerator, or the
+/// scenario's own `timeout_s` when that is longer.
+pub fn vm_deadline(accel: Accel, scenario_timeout_s: Option<u64>) -> Duration {
     if let Some(s) = std::env::var("HIDVM_VM_TIMEOUT").ok().and_then(|s| s.parse().ok()) {
         return Duration::from_secs(s);
     }
-    Duration::from_secs(20 + 4 * accel.slowness() as u64)
+    let default = 20 + 4 * accel.slowness() as u64;
+    Duration::from_secs(default.max(scenario_timeout_s.unwrap_or(0)))
 }
 
 /// Boot `kernel` with initramfs `fs`; console and results land in `dir`.

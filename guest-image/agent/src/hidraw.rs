@@ -22,6 +22,7 @@ impl Hidraw {
         .ok_or_else(|| format!("no hidraw node under {} after {deadline:?}", sysfs_dir.display()))?;
         let file = OpenOptions::new()
             .read(true)
+            .write(true)
             .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
             .open(&path)
             .map_err(|e| format!("open {path}: {e}"))?;
@@ -41,6 +42,42 @@ impl Hidraw {
             }
         }
         Ok(out)
+    }
+
+    /// HIDIOCGFEATURE: ask the device (through any hid_hw_request program)
+    /// for feature report `report_id`. Ok(bytes) or Err(errno).
+    pub fn get_feature(&self, report_id: u8, len: usize) -> Result<Vec<u8>, i32> {
+        let mut buf = vec![0u8; len.max(1)];
+        buf[0] = report_id;
+        // _IOC(_IOC_READ|_IOC_WRITE, 'H', 0x07, len)
+        let req = (3u64 << 30) | ((buf.len() as u64) << 16) | ((b'H' as u64) << 8) | 0x07;
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&self.file);
+        // SAFETY: buf is valid for buf.len() bytes, the size encoded in req.
+        let r = unsafe { libc::ioctl(fd, req as _, buf.as_mut_ptr()) };
+        if r < 0 {
+            return Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(0));
+        }
+        buf.truncate(r as usize);
+        Ok(buf)
+    }
+
+    /// write() an output report: goes through hid_hw_output_report (and
+    /// so through any hid_hw_output_report program). Err(errno) on failure.
+    pub fn write_output(&self, report: &[u8]) -> Result<usize, i32> {
+        use std::io::Write;
+        (&self.file).write(report).map_err(|e| e.raw_os_error().unwrap_or(0))
+    }
+
+    /// True when the node belongs to a HID device instance that is gone
+    /// (re-probed or destroyed): hidraw then reports POLLHUP/POLLERR.
+    pub fn is_gone(&self) -> bool {
+        use rustix::event::{poll, PollFd, PollFlags, Timespec};
+        let mut fds = [PollFd::new(&self.file, PollFlags::IN)];
+        let zero = Timespec { tv_sec: 0, tv_nsec: 0 };
+        match poll(&mut fds, Some(&zero)) {
+            Ok(_) => fds[0].revents().intersects(PollFlags::HUP | PollFlags::ERR),
+            Err(_) => true,
+        }
     }
 
     fn drain(&mut self) -> Result<Vec<Vec<u8>>, String> {

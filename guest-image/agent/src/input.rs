@@ -42,6 +42,19 @@ impl Evdev {
         Ok(frames)
     }
 
+    /// Keys and buttons the node advertises (EVIOCGBIT(EV_KEY)).
+    pub fn supported_keys(&self) -> Vec<u16> {
+        self.dev.supported_keys().map(|k| k.iter().map(|k| k.0).collect()).unwrap_or_default()
+    }
+
+    /// Write an EV_LED event (and SYN_REPORT) to the node; hid-input turns
+    /// it into an output report from a work item.
+    pub fn set_led(&mut self, code: u16, value: i32) -> Result<(), String> {
+        let led = evdev::InputEvent::new(evdev::EventType::LED.0, code, value);
+        let syn = evdev::InputEvent::new(evdev::EventType::SYNCHRONIZATION.0, 0, 0);
+        self.dev.send_events(&[led, syn]).map_err(|e| format!("write {}: {e}", self.path))
+    }
+
     fn drain(&mut self) -> Result<Vec<Vec<EvdevEvent>>, String> {
         let mut frames = Vec::new();
         let mut current = Vec::new();
@@ -57,10 +70,17 @@ impl Evdev {
             for ev in batch {
                 let kind = ev.event_type().0;
                 if kind == EV_SYN {
-                    // fetch_events only yields complete frames; SYN_REPORT ends one.
-                    frames.push(std::mem::take(&mut current));
-                } else if EvdevEvent::is_compared_type(kind) {
-                    current.push(EvdevEvent { kind, code: ev.code(), value: ev.value() });
+                    // fetch_events only yields complete frames; SYN_REPORT
+                    // ends one. Frames with nothing compared (LED echoes,
+                    // MSC-only frames) are not frames a check cares about.
+                    if !current.is_empty() {
+                        frames.push(std::mem::take(&mut current));
+                    }
+                } else {
+                    let e = EvdevEvent { kind, code: ev.code(), value: ev.value() };
+                    if e.is_compared() {
+                        current.push(e);
+                    }
                 }
             }
         }

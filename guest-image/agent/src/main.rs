@@ -6,15 +6,22 @@
 //! returns: PID 1 exiting would panic the kernel.
 mod bpf;
 mod channel;
+mod device;
 mod hidraw;
+mod holder;
 mod init;
 mod input;
 mod run;
+mod steps;
 mod uhid;
 
 use hidvm_proto::{GuestMsg, Job, JobMode, JOB_PATH};
 
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some(holder::HELPER_ARG) {
+        holder::helper_main(&args[2..]);
+    }
     // Everything after this point reports through the channel; a panic is
     // turned into a failed verdict so the host sees why, not only a timeout.
     init::mount_pseudo_filesystems();

@@ -1,48 +1,34 @@
 //! The scenario interpreter: executes steps in order, reports each one, and
-//! stops at the first failing step.
-use crate::bpf::{self, Attached};
+//! stops at the first failing step (self-tests keep going, see below).
+use crate::bpf;
 use crate::channel;
-use crate::hidraw::Hidraw;
-use crate::input::Evdev;
-use crate::uhid::VirtualDevice;
-use hidvm_proto::event::show as show_events;
-use hidvm_proto::job::FIXTURE_DIR;
-use hidvm_proto::scenario::ReportExpect;
-use hidvm_proto::{devices, Check, GuestMsg, HexBytes, ReleaseHow, Scenario, Step};
+use crate::device::Device;
+use crate::holder::HeldLink;
+use hidvm_proto::{devices, Check, GuestMsg, Scenario, Step};
+use libbpf_rs::{Link, Object};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-/// Generous: under TCG a probe of a new HID device takes tens of ms.
-const NODE_DEADLINE: Duration = Duration::from_secs(10);
-/// Reports written through uhid are delivered before write() returns; this
-/// only bounds the wait if that ever stops being true.
-const DELIVERY_GRACE: Duration = Duration::from_millis(500);
-/// How long a released link may stay in the kernel's link list.
-const LINK_GONE_DEADLINE: Duration = Duration::from_secs(2);
-
-struct Device {
-    vdev: VirtualDevice,
-    hid_id: u32,
-    sysfs: PathBuf,
-    hidraw: Hidraw,
-    evdev: Evdev,
-}
-
+/// What one step saw: its checks (expected vs seen) and notes.
 #[derive(Default)]
-struct Outcome {
-    checks: Vec<Check>,
-    notes: Vec<String>,
-    error: Option<String>,
+pub struct Outcome {
+    pub checks: Vec<Check>,
+    pub notes: Vec<String>,
+    pub error: Option<String>,
 }
 
 impl Outcome {
-    fn ok(&self) -> bool {
+    pub fn ok(&self) -> bool {
         self.error.is_none() && self.checks.iter().all(|c| c.ok)
     }
 
-    fn check(&mut self, what: impl Into<String>, expected: impl Into<String>, seen: impl Into<String>, ok: bool) {
+    pub fn check(&mut self, what: impl Into<String>, expected: impl Into<String>, seen: impl Into<String>, ok: bool) {
         self.checks.push(Check { what: what.into(), expected: expected.into(), seen: seen.into(), ok });
+    }
+
+    pub fn fail(msg: impl Into<String>) -> Outcome {
+        Outcome { error: Some(msg.into()), ..Outcome::default() }
     }
 
     fn first_problem(&self) -> String {
@@ -57,18 +43,30 @@ impl Outcome {
     }
 }
 
-struct Runner {
-    devices: BTreeMap<String, Device>,
-    links: BTreeMap<String, Attached>,
-    /// Objects whose link was released; kept loaded until the end so a
-    /// release check is about the link, not about the object going away.
-    released: Vec<Attached>,
+/// A link and every way it is held: the agent's fd, a bpffs pin, a child
+/// process. The object stays loaded (in `Runner::objects`) until the end,
+/// so a release check is about the link, not about the object going away.
+pub struct LinkHandle {
+    pub id: u32,
+    pub object: Option<usize>,
+    pub map_name: String,
+    pub link: Option<Link>,
+    pub pin: Option<PathBuf>,
+    pub holder: Option<HeldLink>,
+}
+
+pub struct Runner {
+    pub devices: BTreeMap<String, Device>,
+    pub links: BTreeMap<String, LinkHandle>,
+    pub objects: Vec<Object>,
+    /// Fds deliberately leaked by self-test release variants.
+    pub leaked: Vec<std::os::fd::OwnedFd>,
 }
 
 pub fn run_scenario(cell: &str, scenario: &Scenario) -> GuestMsg {
     bpf::install_logger();
     channel::kmsg(&format!("scenario {} on cell {cell}: start", scenario.name));
-    let mut runner = Runner { devices: BTreeMap::new(), links: BTreeMap::new(), released: Vec::new() };
+    let mut runner = Runner { devices: BTreeMap::new(), links: BTreeMap::new(), objects: Vec::new(), leaked: Vec::new() };
 
     let t0 = Instant::now();
     let setup = runner.create_devices(scenario);
@@ -86,7 +84,8 @@ pub fn run_scenario(cell: &str, scenario: &Scenario) -> GuestMsg {
         let index = i + 1;
         channel::kmsg(&format!("step {index}: {}", step.describe()));
         let t0 = Instant::now();
-        let outcome = runner.exec(step);
+        let mut outcome = runner.exec(step);
+        runner.refresh_devices(&mut outcome);
         let ok = outcome.ok();
         let problem = outcome.first_problem();
         report(index, &step.describe(), t0, outcome);
@@ -111,14 +110,7 @@ fn report(index: usize, what: &str, t0: Instant, o: Outcome) {
         notes.push(format!("error: {e}"));
     }
     channel::kmsg(&format!("step {index}: {}", if ok { "ok" } else { "FAILED" }));
-    channel::send(&GuestMsg::Step {
-        index,
-        what: what.to_string(),
-        ok,
-        ms: t0.elapsed().as_millis() as u64,
-        checks: o.checks,
-        notes,
-    });
+    channel::send(&GuestMsg::Step { index, what: what.to_string(), ok, ms: t0.elapsed().as_millis() as u64, checks: o.checks, notes });
 }
 
 fn done(passed: bool, summary: String) -> GuestMsg {
@@ -130,17 +122,12 @@ impl Runner {
     fn create_devices(&mut self, scenario: &Scenario) -> Outcome {
         let mut o = Outcome::default();
         for (index, spec) in scenario.devices.iter().enumerate() {
-            match create_device(&spec.id, &spec.model, index) {
+            let Some(model) = devices::model(&spec.model) else {
+                return Outcome::fail(format!("unknown model {}", spec.model));
+            };
+            match Device::create(&spec.id, model, index) {
                 Ok(d) => {
-                    o.notes.push(format!(
-                        "{}: {} hid_id={} {} {} {}",
-                        spec.id,
-                        spec.model,
-                        d.hid_id,
-                        d.sysfs.display(),
-                        d.hidraw.path,
-                        d.evdev.path
-                    ));
+                    o.notes.push(d.describe());
                     self.devices.insert(spec.id.clone(), d);
                 }
                 Err(e) => {
@@ -153,155 +140,74 @@ impl Runner {
     }
 
     fn exec(&mut self, step: &Step) -> Outcome {
+        use crate::steps::{flood, io, links};
         match step {
-            Step::Attach { link, fixture, device, map } => self.attach(link, fixture, device, map.as_deref()),
-            Step::Inject { device, report, hidraw, evdev } => self.inject(device, report, hidraw, evdev),
-            Step::Release { link, how } => self.release(link, *how),
-        }
-    }
-
-    fn attach(&mut self, link: &str, fixture: &str, device: &str, map: Option<&str>) -> Outcome {
-        let mut o = Outcome::default();
-        let hid_id = self.devices[device].hid_id;
-        let path = format!("{FIXTURE_DIR}/{fixture}.bpf.o");
-        match bpf::attach(&path, hid_id, map) {
-            Ok(a) => {
-                o.check(format!("load and attach {fixture}"), "attached", "attached", true);
-                o.notes.push(format!("map {} attached to hid_id {hid_id}, bpf_link id {}", a.map_name, a.link_id));
-                self.links.insert(link.to_string(), a);
-            }
-            Err(e) => {
-                // The stage ("open", "load": verifier, "attach": hid_bpf_reg)
-                // leads the check's name so self-tests can match on it.
-                o.check(format!("{} {fixture}", e.stage), "success", e.message, false);
-                o.notes.extend(e.log);
-            }
-        }
-        o
-    }
-
-    fn inject(&mut self, device: &str, report: &HexBytes, hidraw: &ReportExpect, evdev: &[hidvm_proto::EvdevEvent]) -> Outcome {
-        let mut o = Outcome::default();
-        let d = self.devices.get_mut(device).expect("validated on the host");
-
-        // Anything already queued means an earlier step's expectation missed
-        // a report; fail here rather than compare against stale data.
-        match (d.hidraw.reports(None), d.evdev.frames(None)) {
-            (Ok(r), Ok(f)) if r.is_empty() && f.is_empty() => {}
-            (Ok(r), Ok(f)) => o.check(
-                "nothing queued before injecting",
-                "no reports, no events",
-                format!("{} stale hidraw report(s), {} evdev frame(s)", r.len(), f.len()),
-                false,
+            Step::Attach { link, fixture, reuse, device, hid_id, map, before, holder, expect_error } => links::attach(
+                self,
+                links::AttachSpec {
+                    link,
+                    fixture: fixture.as_deref(),
+                    reuse: reuse.as_deref(),
+                    device: device.as_deref(),
+                    hid_id: *hid_id,
+                    map: map.as_deref(),
+                    before: *before,
+                    holder: *holder,
+                    expect_error: *expect_error,
+                },
             ),
-            (Err(e), _) | (_, Err(e)) => o.error = Some(e),
-        }
-        if !o.ok() {
-            return o;
-        }
-
-        if let Err(e) = d.vdev.inject(&report.0) {
-            o.error = Some(e);
-            return o;
-        }
-
-        let want_report = matches!(hidraw, ReportExpect::Bytes(_));
-        match d.hidraw.reports(want_report.then_some(DELIVERY_GRACE)) {
-            Ok(seen) => {
-                let seen_text = if seen.is_empty() {
-                    "none".to_string()
-                } else {
-                    seen.iter().map(|r| HexBytes(r.clone()).to_string()).collect::<Vec<_>>().join(" | ")
-                };
-                let ok = match hidraw {
-                    ReportExpect::Bytes(b) => seen.len() == 1 && seen[0] == b.0,
-                    ReportExpect::Nothing => seen.is_empty(),
-                };
-                o.check(format!("hidraw {}", d.hidraw.path), hidraw.to_string(), seen_text, ok);
+            Step::AttachMany { fixture, device, count, link_prefix } => {
+                links::attach_many(self, fixture, device, *count, link_prefix)
             }
-            Err(e) => o.error = Some(e),
-        }
-
-        match d.evdev.frames((!evdev.is_empty()).then_some(DELIVERY_GRACE)) {
-            Ok(frames) => {
-                let mut seen: Vec<_> = frames.iter().flatten().copied().collect();
-                let mut want = evdev.to_vec();
-                seen.sort();
-                want.sort();
-                let mut seen_text = show_events(&seen);
-                if frames.len() > 1 {
-                    seen_text.push_str(&format!(" in {} frames", frames.len()));
-                }
-                o.check(format!("evdev {}", d.evdev.path), show_events(&want), seen_text, seen == want && frames.len() <= 1);
+            Step::Pin { link } => links::pin(self, link),
+            Step::Release { link, how, link_after } => links::release(self, link, *how, *link_after),
+            Step::Cycle { fixture, device, count, fresh_objects, report, rewritten, original } => {
+                links::cycle(self, fixture, device, *count, *fresh_objects, report, rewritten, original)
             }
-            Err(e) => o.error = Some(e),
+            Step::Inject { device, report, hidraw, evdev, until_ms } => {
+                io::inject(self, device, report, hidraw, evdev, *until_ms)
+            }
+            Step::Destroy { device } => io::destroy(self, device),
+            Step::CheckDevice { device, descriptor, keys_present, keys_absent, starts } => {
+                io::check_device(self, device, descriptor.as_ref(), keys_present, keys_absent, *starts)
+            }
+            Step::GetFeature { device, report_id, expect } => io::get_feature(self, device, *report_id, expect),
+            Step::WriteOutput { device, report, expect_error, device_receives } => {
+                io::write_output(self, device, report, *expect_error, device_receives)
+            }
+            Step::SetLed { device, led, value, device_receives } => io::set_led(self, device, led, *value, device_receives),
+            Step::FloodRelease { device, link, report, seq_bytes, rewritten, original, after } => {
+                flood::flood_release(self, device, link, report, *seq_bytes, rewritten, original, *after)
+            }
         }
-        o
     }
 
-    fn release(&mut self, link: &str, how: ReleaseHow) -> Outcome {
-        let mut o = Outcome::default();
-        let Some(mut attached) = self.links.remove(link) else {
-            o.error = Some(format!("link `{link}` is not attached (an earlier step failed)"));
-            return o;
-        };
-        let link_id = attached.link_id;
-        match how {
-            ReleaseHow::Close => {
-                // Dropping the libbpf-rs Link closes its only fd: the kernel
-                // must unregister the program before close() returns.
-                drop(attached.link.take());
-                o.notes.push(format!("closed the only fd of bpf_link {link_id}"));
-            }
-            ReleaseHow::CloseButLeakDup => {
-                let link = attached.link.take().expect("attached link");
-                match std::os::fd::AsFd::as_fd(&link).try_clone_to_owned() {
-                    Ok(dup) => {
-                        // Deliberately leaked for the rest of the VM's life.
-                        std::mem::forget(dup);
-                        drop(link);
-                        o.notes.push(format!("closed bpf_link {link_id} but leaked a dup() of its fd"));
-                    }
-                    Err(e) => o.error = Some(format!("dup of link fd: {e}")),
-                }
+    /// After every step: devices whose nodes died (re-probe) get new ones.
+    fn refresh_devices(&mut self, o: &mut Outcome) {
+        for d in self.devices.values_mut() {
+            match d.refresh() {
+                Ok(Some(note)) => o.notes.push(note),
+                Ok(None) => {}
+                Err(e) => o.error = Some(format!("re-discovering {}: {e}", d.vdev.id)),
             }
         }
-        let t0 = Instant::now();
-        let gone = loop {
-            if !bpf::live_link_ids().contains(&link_id) {
-                break true;
-            }
-            if t0.elapsed() > LINK_GONE_DEADLINE {
-                break false;
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        };
-        let seen = if gone {
-            format!("gone after {} ms", t0.elapsed().as_millis())
-        } else {
-            format!("still listed after {} ms", t0.elapsed().as_millis())
-        };
-        o.check(format!("bpf_link {link_id} in the kernel's link list"), "gone", seen, gone);
-        self.released.push(attached);
-        o
+    }
+
+    pub fn device(&mut self, id: &str) -> Result<&mut Device, Outcome> {
+        self.devices.get_mut(id).ok_or_else(|| Outcome::fail(format!("device `{id}` does not exist (an earlier step failed?)")))
     }
 
     fn teardown(&mut self) {
         // Links first, then devices: the usual order of a well-behaved user.
-        self.links.clear();
-        self.released.clear();
+        for (_, l) in std::mem::take(&mut self.links) {
+            if let Some(p) = &l.pin {
+                let _ = std::fs::remove_file(p);
+            }
+            drop(l);
+        }
+        self.objects.clear();
         for (_, d) in std::mem::take(&mut self.devices) {
             let _ = d.vdev.destroy();
         }
     }
-}
-
-fn create_device(id: &str, model_name: &str, index: usize) -> Result<Device, String> {
-    let model = devices::model(model_name).ok_or_else(|| format!("unknown model {model_name}"))?;
-    let vdev = VirtualDevice::create(id, model, index)?;
-    vdev.wait_started(NODE_DEADLINE)?;
-    let (sysfs, hid_id) = vdev.sysfs_dir(NODE_DEADLINE)?;
-    let hidraw = Hidraw::open(&sysfs, NODE_DEADLINE)?;
-    let evdev = Evdev::open(&sysfs, NODE_DEADLINE)?;
-    Ok(Device { vdev, hid_id, sysfs, hidraw, evdev })
 }

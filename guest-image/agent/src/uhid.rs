@@ -21,12 +21,14 @@ const EIO: u16 = 5;
 struct Events {
     starts: u32,
     stops: u32,
+    /// UHID_OUTPUT payloads not yet taken by a step.
     outputs: Vec<Vec<u8>>,
 }
 
 pub struct VirtualDevice {
     pub id: String,
     pub phys: String,
+    pub model: &'static DeviceModel,
     dev: Arc<Mutex<UHIDDevice<File>>>,
     events: Arc<(Mutex<Events>, Condvar)>,
     stop: Arc<AtomicBool>,
@@ -34,7 +36,7 @@ pub struct VirtualDevice {
 }
 
 impl VirtualDevice {
-    pub fn create(id: &str, model: &DeviceModel, index: usize) -> Result<Self, String> {
+    pub fn create(id: &str, model: &'static DeviceModel, index: usize) -> Result<Self, String> {
         // phys is how we find our device in sysfs (HID_PHYS in uevent).
         let phys = format!("hidvm/{index}/{id}");
         let params = CreateParams {
@@ -54,22 +56,31 @@ impl VirtualDevice {
         let stop = Arc::new(AtomicBool::new(false));
         let reader = {
             let (dev, events, stop) = (dev.clone(), events.clone(), stop.clone());
-            std::thread::spawn(move || read_loop(&dev, &events, &stop))
+            std::thread::spawn(move || read_loop(&dev, model, &events, &stop))
         };
-        Ok(VirtualDevice { id: id.into(), phys, dev, events, stop, reader: Some(reader) })
+        Ok(VirtualDevice { id: id.into(), phys, model, dev, events, stop, reader: Some(reader) })
     }
 
-    /// Wait for UHID_START: before it, input reports are rejected.
-    pub fn wait_started(&self, deadline: Duration) -> Result<(), String> {
+    /// Wait until the device was started `n` times (UHID_START; every
+    /// re-probe stops and starts it again). Returns the count reached.
+    pub fn wait_starts(&self, n: u32, deadline: Duration) -> u32 {
         let (lock, cv) = &*self.events;
         let guard = lock.lock().unwrap();
-        let (guard, timeout) = cv
-            .wait_timeout_while(guard, deadline, |e| e.starts == 0)
-            .unwrap();
-        if timeout.timed_out() && guard.starts == 0 {
-            return Err(format!("{}: no UHID_START within {deadline:?}", self.id));
-        }
-        Ok(())
+        let (guard, _) = cv.wait_timeout_while(guard, deadline, |e| e.starts < n).unwrap();
+        guard.starts
+    }
+
+    pub fn starts(&self) -> u32 {
+        self.events.0.lock().unwrap().starts
+    }
+
+    /// Output reports the device received, oldest first; waits up to
+    /// `wait` for the first one when none arrived yet.
+    pub fn take_outputs(&self, wait: Duration) -> Vec<Vec<u8>> {
+        let (lock, cv) = &*self.events;
+        let guard = lock.lock().unwrap();
+        let (mut guard, _) = cv.wait_timeout_while(guard, wait, |e| e.outputs.is_empty()).unwrap();
+        std::mem::take(&mut guard.outputs)
     }
 
     /// UHID_INPUT2: processed synchronously, including HID-BPF dispatch,
@@ -128,7 +139,7 @@ fn bus(code: u16) -> Bus {
     }
 }
 
-fn read_loop(dev: &Mutex<UHIDDevice<File>>, events: &(Mutex<Events>, Condvar), stop: &AtomicBool) {
+fn read_loop(dev: &Mutex<UHIDDevice<File>>, model: &DeviceModel, events: &(Mutex<Events>, Condvar), stop: &AtomicBool) {
     while !stop.load(Ordering::SeqCst) {
         let mut d = dev.lock().unwrap();
         match d.read() {
@@ -139,8 +150,15 @@ fn read_loop(dev: &Mutex<UHIDDevice<File>>, events: &(Mutex<Events>, Condvar), s
                     OutputEvent::Start { .. } => e.starts += 1,
                     OutputEvent::Stop => e.stops += 1,
                     OutputEvent::Output { data } => e.outputs.push(data),
-                    OutputEvent::GetReport { id, .. } => {
-                        let _ = d.write_get_report_reply(id, EIO, Vec::new());
+                    OutputEvent::GetReport { id, report_number, .. } => {
+                        match model.feature_reports.iter().find(|(n, _)| *n == report_number) {
+                            Some((_, data)) => {
+                                let _ = d.write_get_report_reply(id, 0, data.to_vec());
+                            }
+                            None => {
+                                let _ = d.write_get_report_reply(id, EIO, Vec::new());
+                            }
+                        }
                     }
                     OutputEvent::SetReport { id, .. } => {
                         let _ = d.write_set_report_reply(id, 0);

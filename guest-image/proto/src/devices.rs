@@ -15,6 +15,9 @@ pub struct DeviceModel {
     pub vendor: u32,
     pub product: u32,
     pub descriptor: &'static [u8],
+    /// GET_REPORT answers: (report number, bytes including the report ID).
+    /// Requests for other reports are answered with EIO.
+    pub feature_reports: &'static [(u8, &'static [u8])],
 }
 
 /// Boot-protocol style wheel mouse, no report IDs. Input report (4 bytes):
@@ -54,9 +57,120 @@ pub const BOOT_MOUSE: DeviceModel = DeviceModel {
         0xc0, //           End Collection
         0xc0, //         End Collection
     ],
+    feature_reports: &[],
 };
 
-pub const MODELS: &[DeviceModel] = &[BOOT_MOUSE];
+/// Mouse with numbered reports, shaped like mice whose descriptor needs a
+/// fix-up (the Rapoo M50 case): the button field has 5 bits but Usage
+/// Maximum says 3, so the two side buttons are not exposed until a
+/// `hid_rdesc_fixup` patches byte 17 (Usage Maximum) from 3 to 5.
+/// * input report 1 (5 bytes): `[01, buttons(bits 0-4), X i8, Y i8, wheel i8]`
+/// * input report 2 (2 bytes): `[02, AC Pan i8]` (horizontal wheel)
+/// * feature report 3 (3 bytes): `[03, a, b]`, vendor-defined, answered
+///   by the device as `03 11 22`
+pub const REPORT_ID_MOUSE: DeviceModel = DeviceModel {
+    name: "report_id_mouse",
+    summary: "mouse with report IDs: buttons/X/Y/wheel (1), horizontal wheel (2), vendor feature (3)",
+    bus: BUS_USB,
+    vendor: 0x1d6b,
+    product: 0x0102,
+    descriptor: &[
+        0x05, 0x01, //       0 Usage Page (Generic Desktop)
+        0x09, 0x02, //       2 Usage (Mouse)
+        0xa1, 0x01, //       4 Collection (Application)
+        0x85, 0x01, //       6   Report ID (1)
+        0x09, 0x01, //       8   Usage (Pointer)
+        0xa1, 0x00, //      10   Collection (Physical)
+        0x05, 0x09, //      12     Usage Page (Button)
+        0x19, 0x01, //      14     Usage Minimum (1)
+        0x29, 0x03, //      16     Usage Maximum (3)   <- byte 17: 3 hides buttons 4 and 5
+        0x15, 0x00, //      18     Logical Minimum (0)
+        0x25, 0x01, //      20     Logical Maximum (1)
+        0x95, 0x05, //      22     Report Count (5)
+        0x75, 0x01, //      24     Report Size (1)
+        0x81, 0x02, //      26     Input (Data,Var,Abs)      byte 1 bits 0-4
+        0x95, 0x01, //      28     Report Count (1)
+        0x75, 0x03, //      30     Report Size (3)
+        0x81, 0x03, //      32     Input (Cnst,Var,Abs)      byte 1 bits 5-7
+        0x05, 0x01, //      34     Usage Page (Generic Desktop)
+        0x09, 0x30, //      36     Usage (X)
+        0x09, 0x31, //      38     Usage (Y)
+        0x09, 0x38, //      40     Usage (Wheel)
+        0x15, 0x81, //      42     Logical Minimum (-127)
+        0x25, 0x7f, //      44     Logical Maximum (127)
+        0x75, 0x08, //      46     Report Size (8)
+        0x95, 0x03, //      48     Report Count (3)
+        0x81, 0x06, //      50     Input (Data,Var,Rel)      bytes 2-4
+        0xc0, //            52   End Collection
+        0x85, 0x02, //      53   Report ID (2)
+        0x05, 0x0c, //      55   Usage Page (Consumer)
+        0x0a, 0x38, 0x02, //57   Usage (AC Pan)
+        0x15, 0x81, //      60   Logical Minimum (-127)
+        0x25, 0x7f, //      62   Logical Maximum (127)
+        0x75, 0x08, //      64   Report Size (8)
+        0x95, 0x01, //      66   Report Count (1)
+        0x81, 0x06, //      68   Input (Data,Var,Rel)        byte 1
+        0x85, 0x03, //      70   Report ID (3)
+        0x06, 0x00, 0xff, //72   Usage Page (Vendor 0xff00)
+        0x09, 0x01, //      75   Usage (1)
+        0x15, 0x00, //      77   Logical Minimum (0)
+        0x26, 0xff, 0x00, //79   Logical Maximum (255)
+        0x75, 0x08, //      82   Report Size (8)
+        0x95, 0x02, //      84   Report Count (2)
+        0xb1, 0x02, //      86   Feature (Data,Var,Abs)      bytes 1-2
+        0xc0, //            88 End Collection
+    ],
+    feature_reports: &[(3, &[0x03, 0x11, 0x22])],
+};
+
+/// Boot keyboard: 8-byte input report `[modifiers, reserved, key1..key6]`
+/// (modifier bit 0 = Left Ctrl; keys are HID usages: 0x04 'a', 0x39 Caps
+/// Lock, 0x3a F1) and a 1-byte LED output report (bit 0 Num Lock, bit 1
+/// Caps Lock, bit 2 Scroll Lock, bit 3 Compose, bit 4 Kana). No report IDs.
+pub const KEYBOARD: DeviceModel = DeviceModel {
+    name: "keyboard",
+    summary: "boot keyboard, 8-byte reports, LED output report",
+    bus: BUS_USB,
+    vendor: 0x1d6b,
+    product: 0x0103,
+    descriptor: &[
+        0x05, 0x01, //   Usage Page (Generic Desktop)
+        0x09, 0x06, //   Usage (Keyboard)
+        0xa1, 0x01, //   Collection (Application)
+        0x05, 0x07, //     Usage Page (Keyboard/Keypad)
+        0x19, 0xe0, //     Usage Minimum (Left Control)
+        0x29, 0xe7, //     Usage Maximum (Right GUI)
+        0x15, 0x00, //     Logical Minimum (0)
+        0x25, 0x01, //     Logical Maximum (1)
+        0x75, 0x01, //     Report Size (1)
+        0x95, 0x08, //     Report Count (8)
+        0x81, 0x02, //     Input (Data,Var,Abs)          byte 0: modifiers
+        0x95, 0x01, //     Report Count (1)
+        0x75, 0x08, //     Report Size (8)
+        0x81, 0x03, //     Input (Cnst,Var,Abs)          byte 1: reserved
+        0x95, 0x05, //     Report Count (5)
+        0x75, 0x01, //     Report Size (1)
+        0x05, 0x08, //     Usage Page (LEDs)
+        0x19, 0x01, //     Usage Minimum (Num Lock)
+        0x29, 0x05, //     Usage Maximum (Kana)
+        0x91, 0x02, //     Output (Data,Var,Abs)         LED bits 0-4
+        0x95, 0x01, //     Report Count (1)
+        0x75, 0x03, //     Report Size (3)
+        0x91, 0x03, //     Output (Cnst,Var,Abs)         LED padding
+        0x95, 0x06, //     Report Count (6)
+        0x75, 0x08, //     Report Size (8)
+        0x15, 0x00, //     Logical Minimum (0)
+        0x25, 0x65, //     Logical Maximum (101)
+        0x05, 0x07, //     Usage Page (Keyboard/Keypad)
+        0x19, 0x00, //     Usage Minimum (0)
+        0x29, 0x65, //     Usage Maximum (101)
+        0x81, 0x00, //     Input (Data,Arr,Abs)          bytes 2-7: keys
+        0xc0, //         End Collection
+    ],
+    feature_reports: &[],
+};
+
+pub const MODELS: &[DeviceModel] = &[BOOT_MOUSE, REPORT_ID_MOUSE, KEYBOARD];
 
 pub fn model(name: &str) -> Option<&'static DeviceModel> {
     MODELS.iter().find(|m| m.name == name)
@@ -64,4 +178,25 @@ pub fn model(name: &str) -> Option<&'static DeviceModel> {
 
 pub fn model_names() -> String {
     MODELS.iter().map(|m| m.name).collect::<Vec<_>>().join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn report_id_mouse_usage_maximum_is_at_byte_17() {
+        // The rdesc fixture patches this byte; keep them in step.
+        assert_eq!(&REPORT_ID_MOUSE.descriptor[16..18], &[0x29, 0x03]);
+        assert_eq!(REPORT_ID_MOUSE.descriptor.len(), 89);
+        assert_eq!(*REPORT_ID_MOUSE.descriptor.last().unwrap(), 0xc0);
+    }
+
+    #[test]
+    fn model_names_are_unique() {
+        let mut names: Vec<_> = MODELS.iter().map(|m| m.name).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), MODELS.len());
+    }
 }

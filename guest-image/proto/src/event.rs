@@ -4,6 +4,7 @@
 //! host when the scenario is loaded, not as a confusing mismatch in a VM.
 //! Only EV_KEY, EV_REL and EV_ABS events are compared: EV_SYN frames the
 //! report and EV_MSC (MSC_SCAN) is bookkeeping hid-input adds to key changes.
+//! Key autorepeat events (EV_KEY value 2) are timing-dependent and ignored.
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 use std::str::FromStr;
@@ -23,6 +24,11 @@ impl EvdevEvent {
     /// Whether events of this type take part in comparisons.
     pub fn is_compared_type(kind: u16) -> bool {
         matches!(kind, EV_KEY | EV_REL | EV_ABS)
+    }
+
+    /// Whether this event takes part in comparisons.
+    pub fn is_compared(&self) -> bool {
+        Self::is_compared_type(self.kind) && !(self.kind == EV_KEY && self.value == 2)
     }
 
     pub fn parse(s: &str) -> Result<Self, String> {
@@ -113,4 +119,46 @@ mod tests {
         assert!(EvdevEvent::parse("REL_Y").unwrap_err().contains("CODE=value"));
         assert!(EvdevEvent::parse("REL_Y=x").unwrap_err().contains("not an integer"));
     }
+}
+
+/// A key or button name ("BTN_SIDE", "KEY_CAPSLOCK") for capability checks.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct KeyName(pub u16);
+
+impl KeyName {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        if !(s.starts_with("KEY_") || s.starts_with("BTN_")) {
+            return Err(format!("`{s}` is not a key or button name (KEY_*/BTN_*)"));
+        }
+        evdev::KeyCode::from_str(s).map(|k| KeyName(k.0)).map_err(|_| format!("`{s}` is not a known key code"))
+    }
+}
+
+impl fmt::Display for KeyName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", evdev::KeyCode(self.0))
+    }
+}
+
+impl fmt::Debug for KeyName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl Serialize for KeyName {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for KeyName {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        KeyName::parse(&String::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
+/// An LED name ("LED_CAPSL").
+pub fn led_code(name: &str) -> Result<u16, String> {
+    evdev::LedCode::from_str(name).map(|l| l.0).map_err(|_| format!("`{name}` is not a known LED code (LED_NUML, LED_CAPSL, ...)"))
 }

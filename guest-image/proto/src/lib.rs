@@ -6,6 +6,7 @@
 //! * [`job`]: what the host hands the guest (one scenario, one kernel cell);
 //! * [`msg`]: the JSON lines the guest sends back on its result channel.
 pub mod devices;
+pub mod errno;
 pub mod event;
 pub mod hex;
 pub mod job;
@@ -13,8 +14,9 @@ pub mod msg;
 pub mod scenario;
 
 pub use devices::DeviceModel;
-pub use event::EvdevEvent;
+pub use errno::Errno;
+pub use event::{EvdevEvent, KeyName};
 pub use hex::HexBytes;
 pub use job::{Job, JobMode, JOB_PATH};
 pub use msg::{Check, GuestMsg};
-pub use scenario::{ExpectedFailure, ReleaseHow, Scenario, Step};
+pub use scenario::{ExpectedFailure, Holder, LinkAfter, ReleaseHow, Scenario, Step};

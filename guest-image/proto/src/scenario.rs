@@ -25,10 +25,11 @@
 //! op = "release"
 //! link = "invert"
 //! how = "close"
+//! link_after = "gone"
 //! ```
-use crate::{devices, EvdevEvent, HexBytes};
+use crate::{devices, Errno, EvdevEvent, HexBytes, KeyName};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 #[derive(Serialize, Deserialize, Clone, Debug)]
@@ -43,6 +44,10 @@ pub struct Scenario {
     pub devices: Vec<DeviceSpec>,
     #[serde(rename = "step")]
     pub steps: Vec<Step>,
+    /// VM deadline in seconds, for scenarios that need more than the
+    /// default (24 s under KVM, 60 s under TCG).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_s: Option<u64>,
     /// Harness self-tests only (tests/selftests/): the checks that must
     /// fail. A self-test passes when exactly these fail, which proves the
     /// harness can see that kind of breakage. The agent keeps going after a
@@ -80,12 +85,34 @@ pub enum Step {
     /// attach its struct_ops map, keeping the bpf_link under the name `link`.
     Attach {
         link: String,
-        fixture: String,
-        device: String,
+        /// Fixture to load; or `reuse` to attach an already-loaded map again.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        fixture: Option<String>,
+        /// Attach the struct_ops map of this (agent-held) link's object again.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reuse: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        device: Option<String>,
+        /// Target this hid_id instead of a device's (e.g. one that does not exist).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        hid_id: Option<u32>,
         /// Struct_ops map to attach when the object has more than one.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         map: Option<String>,
+        /// Set BPF_F_BEFORE: run before the programs already attached.
+        #[serde(default, skip_serializing_if = "is_false")]
+        before: bool,
+        /// Who holds the link: the agent, or a child process it starts (for
+        /// the exit/kill release paths).
+        #[serde(default, skip_serializing_if = "Holder::is_agent")]
+        holder: Holder,
+        /// The attach must fail with this errno (verifier rejections: EACCES).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expect_error: Option<Errno>,
     },
+    /// Attach `count` fresh copies of a fixture; links are named
+    /// `<link_prefix>1` .. `<link_prefix><count>`.
+    AttachMany { fixture: String, device: String, count: u32, link_prefix: String },
     /// Write one input report through uhid and compare what hidraw and
     /// evdev deliver with the expectations.
     Inject {
@@ -95,29 +122,277 @@ pub enum Step {
         hidraw: ReportExpect,
         /// Exact set of EV_KEY/EV_REL/EV_ABS events of the report's frame.
         evdev: Vec<EvdevEvent>,
+        /// For asynchronous releases: re-inject until hidraw matches, up to
+        /// this many milliseconds, and report how long it took.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        until_ms: Option<u64>,
     },
-    /// Release a link.
-    Release { link: String, how: ReleaseHow },
+    /// Pin the link in bpffs (/sys/fs/bpf/hidvm-<link>).
+    Pin { link: String },
+    /// Release (part of) a link and check the kernel's view afterwards.
+    Release {
+        link: String,
+        how: ReleaseHow,
+        /// State of the link in the kernel's link list afterwards.
+        link_after: LinkAfter,
+    },
+    /// UHID_DESTROY the device (links attached to it stay, orphaned).
+    Destroy { device: String },
+    /// Check the device as the kernel now sees it. Waits for re-probes.
+    CheckDevice {
+        device: String,
+        /// "original", or "original with <offset>=<hex byte> ..." (sysfs report_descriptor).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        descriptor: Option<DescriptorExpect>,
+        /// Keys/buttons the evdev node must (not) advertise.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        keys_present: Vec<KeyName>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        keys_absent: Vec<KeyName>,
+        /// How many times the device was started (UHID_START), i.e. 1 +
+        /// the number of re-probes.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        starts: Option<u32>,
+    },
+    /// HIDIOCGFEATURE on the hidraw node.
+    GetFeature {
+        device: String,
+        report_id: u8,
+        /// Bytes returned, or an errno name prefixed with "error " ("error EACCES").
+        expect: FeatureExpect,
+    },
+    /// write() an output report to the hidraw node.
+    WriteOutput {
+        device: String,
+        report: HexBytes,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expect_error: Option<Errno>,
+        /// What the device must receive (UHID_OUTPUT), or "none".
+        device_receives: ReportExpect,
+    },
+    /// Set an LED through the evdev node (input core -> hid-input -> output report).
+    SetLed {
+        device: String,
+        led: String,
+        value: i32,
+        device_receives: ReportExpect,
+    },
+    /// Close the link while another thread floods reports: every report
+    /// injected after close() returned must arrive original.
+    FloodRelease {
+        device: String,
+        link: String,
+        /// Report template; bytes `seq_bytes` carry a 14-bit sequence number.
+        report: HexBytes,
+        seq_bytes: [usize; 2],
+        /// hidraw bytes while rewritten / after release ("..": a sequence byte).
+        rewritten: HexPattern,
+        original: HexPattern,
+        /// Reports that must be injected after close() returned.
+        after: u32,
+    },
+    /// Attach and release a fixture `count` times, checking the rewrite
+    /// while attached and the original while not; kernel program, map and
+    /// link counts must be back at the baseline afterwards.
+    Cycle {
+        fixture: String,
+        device: String,
+        count: u32,
+        /// Load a new object every iteration (slower) instead of attaching
+        /// the same loaded map again.
+        #[serde(default, skip_serializing_if = "is_false")]
+        fresh_objects: bool,
+        report: HexBytes,
+        rewritten: HexBytes,
+        original: HexBytes,
+    },
 }
 
-/// Ways a bpf_link's last reference goes away.
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// Who holds a link's fd.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Holder {
+    #[default]
+    Agent,
+    /// A child process started by the agent; it attaches and then waits.
+    Child,
+}
+
+impl Holder {
+    fn is_agent(&self) -> bool {
+        *self == Holder::Agent
+    }
+}
+
+/// Ways a bpf_link (or one of its references) goes away.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum ReleaseHow {
-    /// Close the last fd of the link (drop the libbpf-rs `Link`).
+    /// Close the agent's fd of the link (drop the libbpf-rs `Link`).
     Close,
+    /// Unlink the link's bpffs pin.
+    Unpin,
+    /// BPF_LINK_DETACH on the link (reopened from its pin if its fd is closed).
+    Detach,
+    /// The child holding the link exits normally (without closing it).
+    HolderExit,
+    /// The child holding the link is killed with SIGKILL.
+    HolderKill,
     /// Harness self-tests only: dup() the link fd and keep the copy (the
     /// leaked reference a buggy loader would hold), then close the `Link`.
-    /// The program stays attached; the release checks must notice.
     CloseButLeakDup,
 }
 
-/// What hidraw must show for one injected report.
+/// The link's state in the kernel after a release step.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum LinkAfter {
+    /// No longer in BPF_LINK_GET_NEXT_ID enumeration (polled with a deadline).
+    Gone,
+    /// Listed and still attached (struct_ops map id set).
+    Attached,
+    /// Listed but detached (BPF_LINK_DETACH: map id 0).
+    Detached,
+}
+
+/// Expected report descriptor: the model's, optionally with bytes changed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DescriptorExpect {
+    pub patches: Vec<(usize, u8)>,
+}
+
+impl DescriptorExpect {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let rest = s.trim().strip_prefix("original").ok_or_else(|| {
+            format!("`{s}`: write \"original\" or \"original with <offset>=<hex byte> ...\"")
+        })?;
+        let rest = rest.trim();
+        if rest.is_empty() {
+            return Ok(DescriptorExpect { patches: vec![] });
+        }
+        let list = rest.strip_prefix("with").ok_or_else(|| format!("`{s}`: expected `with` after `original`"))?;
+        let patches = list
+            .split_whitespace()
+            .map(|p| {
+                let (off, val) = p.split_once('=').ok_or_else(|| format!("`{p}`: write <offset>=<hex byte>"))?;
+                let off: usize = off.parse().map_err(|_| format!("`{p}`: offset must be decimal"))?;
+                let val = u8::from_str_radix(val, 16).map_err(|_| format!("`{p}`: value must be a hex byte"))?;
+                Ok((off, val))
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        Ok(DescriptorExpect { patches })
+    }
+
+    pub fn apply(&self, original: &[u8]) -> Vec<u8> {
+        let mut d = original.to_vec();
+        for (off, val) in &self.patches {
+            if *off < d.len() {
+                d[*off] = *val;
+            }
+        }
+        d
+    }
+}
+
+impl fmt::Display for DescriptorExpect {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("original")?;
+        if !self.patches.is_empty() {
+            f.write_str(" with")?;
+            for (o, v) in &self.patches {
+                write!(f, " {o}={v:02x}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What HIDIOCGFEATURE must return.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FeatureExpect {
+    Bytes(HexBytes),
+    Error(Errno),
+}
+
+impl fmt::Display for FeatureExpect {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FeatureExpect::Bytes(b) => write!(f, "{b}"),
+            FeatureExpect::Error(e) => write!(f, "error {e}"),
+        }
+    }
+}
+
+impl FeatureExpect {
+    fn parse(s: &str) -> Result<Self, String> {
+        match s.trim().strip_prefix("error ") {
+            Some(name) => Errno::parse(name.trim()).map(FeatureExpect::Error),
+            None => HexBytes::parse(s).map(FeatureExpect::Bytes),
+        }
+    }
+}
+
+/// Hex bytes where ".." matches any byte.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HexPattern(pub Vec<Option<u8>>);
+
+impl HexPattern {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        s.split_whitespace()
+            .map(|b| if b == ".." { Ok(None) } else { HexBytes::parse(b).map(|h| Some(h.0[0])) })
+            .collect::<Result<Vec<_>, _>>()
+            .map(HexPattern)
+    }
+
+    pub fn matches(&self, bytes: &[u8]) -> bool {
+        bytes.len() == self.0.len() && self.0.iter().zip(bytes).all(|(p, b)| p.is_none_or(|p| p == *b))
+    }
+}
+
+impl fmt::Display for HexPattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let parts: Vec<String> = self.0.iter().map(|b| b.map(|b| format!("{b:02x}")).unwrap_or_else(|| "..".into())).collect();
+        f.write_str(&parts.join(" "))
+    }
+}
+
+macro_rules! string_serde {
+    ($t:ty) => {
+        impl Serialize for $t {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+        impl<'de> Deserialize<'de> for $t {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                <$t>::parse(&String::deserialize(d)?).map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+string_serde!(DescriptorExpect);
+string_serde!(FeatureExpect);
+string_serde!(HexPattern);
+
+/// What hidraw (or the device, for output reports) must see.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ReportExpect {
     Bytes(HexBytes),
-    /// The report must not reach hidraw at all (a program dropped it).
+    /// Nothing must arrive (a program dropped or filtered it).
     Nothing,
+}
+
+impl ReportExpect {
+    fn parse(s: &str) -> Result<Self, String> {
+        if s.trim() == "none" {
+            return Ok(ReportExpect::Nothing);
+        }
+        HexBytes::parse(s).map(ReportExpect::Bytes)
+    }
 }
 
 impl fmt::Display for ReportExpect {
@@ -128,42 +403,103 @@ impl fmt::Display for ReportExpect {
         }
     }
 }
-
-impl Serialize for ReportExpect {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for ReportExpect {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        if s.trim() == "none" {
-            return Ok(ReportExpect::Nothing);
-        }
-        HexBytes::parse(&s).map(ReportExpect::Bytes).map_err(serde::de::Error::custom)
-    }
-}
+string_serde!(ReportExpect);
 
 impl Step {
     pub fn op(&self) -> &'static str {
         match self {
             Step::Attach { .. } => "attach",
+            Step::AttachMany { .. } => "attach_many",
             Step::Inject { .. } => "inject",
+            Step::Pin { .. } => "pin",
             Step::Release { .. } => "release",
+            Step::Destroy { .. } => "destroy",
+            Step::CheckDevice { .. } => "check_device",
+            Step::GetFeature { .. } => "get_feature",
+            Step::WriteOutput { .. } => "write_output",
+            Step::SetLed { .. } => "set_led",
+            Step::FloodRelease { .. } => "flood_release",
+            Step::Cycle { .. } => "cycle",
         }
     }
 
     /// One line for step logs.
     pub fn describe(&self) -> String {
         match self {
-            Step::Attach { link, fixture, device, .. } => {
-                format!("attach fixture {fixture} to {device} as link `{link}`")
+            Step::Attach { link, fixture, reuse, device, hid_id, before, holder, expect_error, .. } => {
+                let what = match (fixture, reuse) {
+                    (Some(f), _) => format!("fixture {f}"),
+                    (None, Some(r)) => format!("the map of link `{r}` again"),
+                    (None, None) => "nothing".into(),
+                };
+                let target = match (device, hid_id) {
+                    (_, Some(id)) => format!("hid_id {id}"),
+                    (Some(d), None) => d.clone(),
+                    (None, None) => "?".into(),
+                };
+                let mut s = format!("attach {what} to {target} as link `{link}`");
+                if *before {
+                    s.push_str(" with BPF_F_BEFORE");
+                }
+                if *holder == Holder::Child {
+                    s.push_str(", held by a child process");
+                }
+                if let Some(e) = expect_error {
+                    s.push_str(&format!(", expecting {e}"));
+                }
+                s
             }
-            Step::Inject { device, report, .. } => format!("inject [{report}] into {device}"),
-            Step::Release { link, how } => format!("release link `{link}` ({how:?})").to_lowercase(),
+            Step::AttachMany { fixture, device, count, .. } => format!("attach {count} copies of {fixture} to {device}"),
+            Step::Inject { device, report, until_ms, .. } => match until_ms {
+                Some(ms) => format!("inject [{report}] into {device} until it arrives as expected (<= {ms} ms)"),
+                None => format!("inject [{report}] into {device}"),
+            },
+            Step::Pin { link } => format!("pin link `{link}` in bpffs"),
+            Step::Release { link, how, link_after } => {
+                format!("release link `{link}` ({}), expect it {}", snake(how), snake(link_after))
+            }
+            Step::Destroy { device } => format!("destroy uhid device {device}"),
+            Step::CheckDevice { device, .. } => format!("check device {device}"),
+            Step::GetFeature { device, report_id, .. } => format!("HIDIOCGFEATURE report {report_id} on {device}"),
+            Step::WriteOutput { device, report, .. } => format!("write output report [{report}] to {device}'s hidraw"),
+            Step::SetLed { device, led, value, .. } => format!("set {led}={value} on {device}'s evdev node"),
+            Step::FloodRelease { device, link, after, .. } => {
+                format!("close link `{link}` while flooding {device} ({after}+ reports after close)")
+            }
+            Step::Cycle { fixture, device, count, fresh_objects, .. } => format!(
+                "attach/release {fixture} on {device} {count} times ({})",
+                if *fresh_objects { "a new object each time" } else { "re-attaching one loaded map" }
+            ),
         }
     }
+
+    /// Links this step creates.
+    fn links_created(&self) -> Vec<String> {
+        match self {
+            Step::Attach { link, expect_error: None, .. } => vec![link.clone()],
+            Step::AttachMany { count, link_prefix, .. } => (1..=*count).map(|i| format!("{link_prefix}{i}")).collect(),
+            _ => vec![],
+        }
+    }
+}
+
+fn snake(v: &impl fmt::Debug) -> String {
+    let mut out = String::new();
+    for (i, c) in format!("{v:?}").chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            out.push('_');
+        }
+        out.push(c.to_ascii_lowercase());
+    }
+    out
+}
+
+/// What a link is as the scenario proceeds (host-side validation only).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+struct LinkInfo {
+    holder: Holder,
+    fd_open: bool,
+    pinned: bool,
 }
 
 impl Scenario {
@@ -172,19 +508,20 @@ impl Scenario {
         self.steps
             .iter()
             .filter_map(|s| match s {
-                Step::Attach { fixture, .. } => Some(fixture.as_str()),
+                Step::Attach { fixture: Some(f), .. } => Some(f.as_str()),
+                Step::AttachMany { fixture, .. } | Step::Cycle { fixture, .. } => Some(fixture.as_str()),
                 _ => None,
             })
             .collect()
     }
 
-    /// Cross-field checks serde cannot express. `fixture_exists` answers
-    /// whether `bpf-fixtures/<name>.bpf.c` exists. The error names the step
-    /// and field so the file can be fixed without guessing.
     pub fn is_selftest(&self) -> bool {
         !self.expect_failure.is_empty()
     }
 
+    /// Cross-field checks serde cannot express. `fixture_exists` answers
+    /// whether `bpf-fixtures/<name>.bpf.c` exists. The error names the step
+    /// and field so the file can be fixed without guessing.
     pub fn validate(&self, fixture_exists: &dyn Fn(&str) -> bool) -> Result<(), String> {
         if self.steps.is_empty() {
             return Err("has no [[step]]; add at least one".into());
@@ -209,31 +546,55 @@ impl Scenario {
                     devices::model_names()
                 ));
             }
-            if !devices.insert(d.id.as_str()) {
+            if !devices.insert(d.id.clone()) {
                 return Err(format!("device id `{}` is declared twice", d.id));
             }
         }
-        let known_devices = || devices.iter().copied().collect::<Vec<_>>().join(", ");
-        let mut live_links = BTreeSet::new();
+        let mut links: BTreeMap<String, LinkInfo> = BTreeMap::new();
         for (i, step) in self.steps.iter().enumerate() {
             let at = format!("step {} ({})", i + 1, step.op());
-            let need_device = |d: &str| {
+            let known = |d: &BTreeSet<String>| d.iter().cloned().collect::<Vec<_>>().join(", ");
+            let need_device = |d: &str| -> Result<(), String> {
                 if devices.contains(d) {
                     Ok(())
                 } else {
-                    Err(format!("{at}: field `device`: unknown device `{d}` (declared: {})", known_devices()))
+                    Err(format!("{at}: field `device`: unknown or destroyed device `{d}` (live: {})", known(&devices)))
+                }
+            };
+            let need_fixture = |f: &str| -> Result<(), String> {
+                if fixture_exists(f) {
+                    Ok(())
+                } else {
+                    Err(format!("{at}: field `fixture`: no bpf-fixtures/{f}.bpf.c"))
                 }
             };
             match step {
-                Step::Attach { link, fixture, device, .. } => {
-                    need_device(device)?;
-                    if !fixture_exists(fixture) {
-                        return Err(format!(
-                            "{at}: field `fixture`: no bpf-fixtures/{fixture}.bpf.c"
-                        ));
+                Step::Attach { link, fixture, reuse, device, hid_id, holder, expect_error, .. } => {
+                    match (device, hid_id) {
+                        (Some(d), _) => need_device(d)?,
+                        (None, Some(_)) => {}
+                        (None, None) => return Err(format!("{at}: give `device` or `hid_id`")),
                     }
-                    if !live_links.insert(link.clone()) {
-                        return Err(format!("{at}: field `link`: link `{link}` is already attached"));
+                    match (fixture, reuse) {
+                        (Some(f), None) => need_fixture(f)?,
+                        (None, Some(r)) => match links.get(r) {
+                            Some(l) if l.holder == Holder::Agent => {}
+                            _ => return Err(format!("{at}: field `reuse`: no agent-held link named `{r}`")),
+                        },
+                        _ => return Err(format!("{at}: give exactly one of `fixture` and `reuse`")),
+                    }
+                    if *holder == Holder::Child && reuse.is_some() {
+                        return Err(format!("{at}: a child cannot reuse the agent's object"));
+                    }
+                    if expect_error.is_none() && links.contains_key(link) {
+                        return Err(format!("{at}: field `link`: link `{link}` already exists"));
+                    }
+                }
+                Step::AttachMany { fixture, device, count, .. } => {
+                    need_device(device)?;
+                    need_fixture(fixture)?;
+                    if *count == 0 {
+                        return Err(format!("{at}: field `count`: must be at least 1"));
                     }
                 }
                 Step::Inject { device, report, .. } => {
@@ -242,11 +603,78 @@ impl Scenario {
                         return Err(format!("{at}: field `report`: must hold 1 to 4096 bytes"));
                     }
                 }
-                Step::Release { link, .. } => {
-                    if !live_links.remove(link) {
-                        return Err(format!("{at}: field `link`: no attached link named `{link}`"));
+                Step::Pin { link } => {
+                    let l = links.get_mut(link).ok_or_else(|| format!("{at}: field `link`: no link named `{link}`"))?;
+                    if l.holder != Holder::Agent || !l.fd_open {
+                        return Err(format!("{at}: only a link whose fd the agent holds can be pinned"));
+                    }
+                    l.pinned = true;
+                }
+                Step::Release { link, how, .. } => {
+                    let l = links.get_mut(link).ok_or_else(|| format!("{at}: field `link`: no link named `{link}`"))?;
+                    let ok = match how {
+                        ReleaseHow::Close | ReleaseHow::CloseButLeakDup => l.holder == Holder::Agent && l.fd_open,
+                        ReleaseHow::Unpin => l.pinned,
+                        ReleaseHow::Detach => l.holder == Holder::Agent && (l.fd_open || l.pinned),
+                        ReleaseHow::HolderExit | ReleaseHow::HolderKill => l.holder == Holder::Child && l.fd_open,
+                    };
+                    if !ok {
+                        return Err(format!(
+                            "{at}: field `how`: `{}` does not apply to link `{link}` now (held by {:?}, fd {}, {})",
+                            snake(how),
+                            l.holder,
+                            if l.fd_open { "open" } else { "closed" },
+                            if l.pinned { "pinned" } else { "not pinned" }
+                        ));
+                    }
+                    match how {
+                        ReleaseHow::Unpin => l.pinned = false,
+                        ReleaseHow::Detach => {}
+                        _ => l.fd_open = false,
                     }
                 }
+                Step::Destroy { device } => {
+                    need_device(device)?;
+                    devices.remove(device);
+                }
+                Step::CheckDevice { device, .. }
+                | Step::GetFeature { device, .. }
+                | Step::WriteOutput { device, .. }
+                | Step::SetLed { device, .. } => need_device(device)?,
+                Step::FloodRelease { device, link, report, seq_bytes, rewritten, original, after } => {
+                    need_device(device)?;
+                    let l = links.get_mut(link).ok_or_else(|| format!("{at}: field `link`: no link named `{link}`"))?;
+                    if l.holder != Holder::Agent || !l.fd_open || l.pinned {
+                        return Err(format!("{at}: field `link`: needs an unpinned link whose only fd the agent holds"));
+                    }
+                    l.fd_open = false;
+                    if seq_bytes.iter().any(|b| *b >= report.0.len()) || seq_bytes[0] == seq_bytes[1] {
+                        return Err(format!("{at}: field `seq_bytes`: two distinct offsets inside the report"));
+                    }
+                    if rewritten.0.len() != report.0.len() || original.0.len() != report.0.len() {
+                        return Err(format!("{at}: `rewritten` and `original` must be as long as `report`"));
+                    }
+                    if *after == 0 {
+                        return Err(format!("{at}: field `after`: must be at least 1"));
+                    }
+                }
+                Step::Cycle { fixture, device, count, .. } => {
+                    need_device(device)?;
+                    need_fixture(fixture)?;
+                    if *count == 0 {
+                        return Err(format!("{at}: field `count`: must be at least 1"));
+                    }
+                }
+            }
+            if let Step::SetLed { led, .. } = step {
+                crate::event::led_code(led).map_err(|e| format!("{at}: field `led`: {e}"))?;
+            }
+            let holder = match step {
+                Step::Attach { holder, .. } => *holder,
+                _ => Holder::Agent,
+            };
+            for l in step.links_created() {
+                links.insert(l, LinkInfo { holder, fd_open: true, pinned: false });
             }
         }
         Ok(())
@@ -277,6 +705,7 @@ evdev = ["REL_X=5", "REL_Y=-3"]
 op = "release"
 link = "l"
 how = "close"
+link_after = "gone"
 "#;
 
     fn parse(s: &str) -> Result<Scenario, String> {
@@ -310,9 +739,9 @@ how = "close"
         assert_eq!(e, "step 1 (attach): field `fixture`: no bpf-fixtures/f.bpf.c");
         let s = parse(&GOOD.replace("device = \"mouse\"\nreport", "device = \"mose\"\nreport")).unwrap();
         let e = s.validate(&|_| true).unwrap_err();
-        assert!(e.starts_with("step 2 (inject): field `device`: unknown device `mose`"), "{e}");
+        assert!(e.starts_with("step 2 (inject): field `device`: unknown or destroyed device `mose`"), "{e}");
         let s = parse(&GOOD.replace("link = \"l\"\nhow", "link = \"m\"\nhow")).unwrap();
-        assert!(s.validate(&|_| true).unwrap_err().contains("no attached link named `m`"));
+        assert!(s.validate(&|_| true).unwrap_err().contains("no link named `m`"));
         let s = parse(&GOOD.replace("boot_mouse", "toaster")).unwrap();
         assert!(s.validate(&|_| true).unwrap_err().contains("unknown model `toaster`"));
     }

@@ -1,0 +1,87 @@
+//! A scenario device: the uhid device plus the hidraw and evdev nodes the
+//! kernel made for it. A re-probe (rdesc_fixup attach or release) replaces
+//! the nodes; `refresh` finds and opens the new ones.
+use crate::hidraw::Hidraw;
+use crate::input::Evdev;
+use crate::uhid::VirtualDevice;
+use hidvm_proto::DeviceModel;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Generous: under TCG a probe of a new HID device takes tens of ms.
+pub const NODE_DEADLINE: Duration = Duration::from_secs(10);
+
+pub struct Device {
+    pub vdev: VirtualDevice,
+    pub hid_id: u32,
+    pub sysfs: PathBuf,
+    pub hidraw: Hidraw,
+    pub evdev: Evdev,
+    /// UHID_STARTs seen when the nodes were opened.
+    pub opened_at_start: u32,
+}
+
+impl Device {
+    pub fn create(id: &str, model: &'static DeviceModel, index: usize) -> Result<Device, String> {
+        let vdev = VirtualDevice::create(id, model, index)?;
+        if vdev.wait_starts(1, NODE_DEADLINE) < 1 {
+            return Err(format!("{id}: no UHID_START within {NODE_DEADLINE:?}"));
+        }
+        let (sysfs, hid_id) = vdev.sysfs_dir(NODE_DEADLINE)?;
+        let hidraw = Hidraw::open(&sysfs, NODE_DEADLINE)?;
+        let evdev = Evdev::open(&sysfs, NODE_DEADLINE)?;
+        let opened_at_start = vdev.starts();
+        Ok(Device { vdev, hid_id, sysfs, hidraw, evdev, opened_at_start })
+    }
+
+    pub fn describe(&self) -> String {
+        format!(
+            "{}: {} hid_id={} {} {} {}",
+            self.vdev.id,
+            self.vdev.model.name,
+            self.hid_id,
+            self.sysfs.display(),
+            self.hidraw.path,
+            self.evdev.path
+        )
+    }
+
+    /// Reopen the nodes if the device instance behind them is gone (the
+    /// device was re-probed). Returns a note when it did.
+    pub fn refresh(&mut self) -> Result<Option<String>, String> {
+        if !self.hidraw.is_gone() && self.vdev.starts() == self.opened_at_start {
+            return Ok(None);
+        }
+        self.reopen().map(Some)
+    }
+
+    /// Wait for the device to have been started `n` times, then reopen the
+    /// nodes if that changed anything.
+    pub fn wait_starts(&mut self, n: u32, deadline: Duration) -> Result<u32, String> {
+        let got = self.vdev.wait_starts(n, deadline);
+        self.refresh()?;
+        Ok(got)
+    }
+
+    fn reopen(&mut self) -> Result<String, String> {
+        // The new instance's nodes appear during its probe; UHID_START
+        // comes from the same probe, so wait for both.
+        let starts = self.vdev.wait_starts(self.opened_at_start + 1, NODE_DEADLINE);
+        self.hidraw = Hidraw::open(&self.sysfs, NODE_DEADLINE)?;
+        self.evdev = Evdev::open(&self.sysfs, NODE_DEADLINE)?;
+        self.opened_at_start = starts;
+        Ok(format!("{} was re-probed (start #{starts}): now {} {}", self.vdev.id, self.hidraw.path, self.evdev.path))
+    }
+
+    /// A fresh evdev client (empty buffer, no SYN_DROPPED state).
+    pub fn reopen_evdev(&mut self) -> Result<(), String> {
+        self.evdev = Evdev::open(&self.sysfs, NODE_DEADLINE)?;
+        Ok(())
+    }
+
+    /// The report descriptor as the kernel now parses it.
+    pub fn descriptor(&self) -> Result<Vec<u8>, String> {
+        let p = self.sysfs.join("report_descriptor");
+        std::fs::read(&p).map_err(|e| format!("read {}: {e}", p.display()))
+    }
+}

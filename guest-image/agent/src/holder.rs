@@ -1,0 +1,111 @@
+//! A child process that attaches a fixture and holds the link, so the
+//! "holder exits" and "holder is killed" release paths run for real: the
+//! kernel closes the link fd in exit_files(), nobody calls close().
+//!
+//! The child is the agent binary itself (`/init attach-helper …`), not a
+//! fork of the multi-threaded PID 1.
+use crate::bpf::{self, AttachError};
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdin, Command, Stdio};
+
+pub const HELPER_ARG: &str = "attach-helper";
+
+pub struct HeldLink {
+    child: Child,
+    stdin: Option<ChildStdin>,
+}
+
+/// Start a child that loads `path` for `hid_id` and attaches it. Returns
+/// once the child reported the link id (or the attach error).
+pub fn spawn(path: &str, hid_id: u32, flags: u32, map: Option<&str>) -> Result<(HeldLink, u32), AttachError> {
+    let err = |m: String| AttachError { stage: "attach", message: m, errno: None, log: vec![] };
+    let mut child = Command::new("/proc/self/exe")
+        .args([HELPER_ARG, path, &hid_id.to_string(), &flags.to_string(), map.unwrap_or("-")])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| err(format!("starting the holder process: {e}")))?;
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).map_err(|e| err(format!("reading from the holder: {e}")))?;
+    let v: serde_json::Value =
+        serde_json::from_str(&line).map_err(|e| err(format!("holder said `{}`: {e}", line.trim())))?;
+    if let Some(id) = v.get("link_id").and_then(|i| i.as_u64()) {
+        let stdin = child.stdin.take();
+        return Ok((HeldLink { child, stdin }, id as u32));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let e = &v["error"];
+    Err(AttachError {
+        stage: match e["stage"].as_str() {
+            Some("open") => "open",
+            Some("load") => "load",
+            _ => "attach",
+        },
+        message: e["message"].as_str().unwrap_or("holder failed").to_string(),
+        errno: e["errno"].as_i64().map(|n| n as i32),
+        log: e["log"].as_array().map(|a| a.iter().filter_map(|l| l.as_str().map(String::from)).collect()).unwrap_or_default(),
+    })
+}
+
+impl HeldLink {
+    /// Ask the child to exit normally (it does not close the link first).
+    pub fn exit(mut self) -> Result<String, String> {
+        if let Some(mut s) = self.stdin.take() {
+            let _ = s.write_all(b"exit\n");
+        }
+        let status = self.child.wait().map_err(|e| e.to_string())?;
+        Ok(format!("holder pid {} exited: {status}", self.child.id()))
+    }
+
+    /// SIGKILL the child.
+    pub fn kill(mut self) -> Result<String, String> {
+        self.child.kill().map_err(|e| e.to_string())?;
+        let status = self.child.wait().map_err(|e| e.to_string())?;
+        Ok(format!("holder pid {} killed: {status}", self.child.id()))
+    }
+}
+
+impl Drop for HeldLink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The child side: `attach-helper <path> <hid_id> <flags> <map|->`.
+pub fn helper_main(args: &[String]) -> ! {
+    let (path, hid_id, flags, map) = match args {
+        [p, h, f, m] => (p.as_str(), h.parse().unwrap_or(0), f.parse().unwrap_or(0), (m != "-").then_some(m.as_str())),
+        _ => {
+            println!(r#"{{"error":{{"stage":"attach","message":"bad helper arguments"}}}}"#);
+            std::process::exit(2);
+        }
+    };
+    bpf::install_logger();
+    let result = bpf::load(path, hid_id, flags, map).and_then(|(mut obj, name)| {
+        let (link, id) = bpf::attach(&mut obj, &name)?;
+        Ok((obj, link, id))
+    });
+    let mut out = std::io::stdout();
+    match result {
+        Ok((_obj, _link, id)) => {
+            let _ = writeln!(out, "{}", serde_json::json!({ "link_id": id }));
+            let _ = out.flush();
+            // Hold the link until told to exit or stdin closes; then exit
+            // without dropping anything: the kernel closes the fds.
+            let mut line = String::new();
+            let _ = std::io::stdin().read_line(&mut line);
+            std::process::exit(0);
+        }
+        Err(e) => {
+            let _ = writeln!(
+                out,
+                "{}",
+                serde_json::json!({ "error": { "stage": e.stage, "message": e.message, "errno": e.errno, "log": e.log } })
+            );
+            std::process::exit(1);
+        }
+    }
+}

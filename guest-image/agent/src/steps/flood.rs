@@ -1,0 +1,151 @@
+//! Close a link while another thread floods the device with reports.
+//!
+//! The injector numbers every report (14 bits in two bytes the fixture does
+//! not touch) and bumps `started` before each write. The main thread reads
+//! `started` just before close() (B) and right after it returns (S):
+//! reports numbered < B-1 finished before the release began and must be
+//! rewritten; reports numbered >= S began after it completed and must all
+//! be original; the few in between raced with close() and may be either.
+use super::links::check_link_state;
+use crate::device::Device;
+use crate::run::{Outcome, Runner};
+use hidvm_proto::scenario::HexPattern;
+use hidvm_proto::{HexBytes, LinkAfter};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// Reports in flight at most: hidraw keeps 64 per reader and drops the
+/// rest, so the injector waits for the reader.
+const MAX_IN_FLIGHT: u64 = 32;
+const BEFORE_CLOSE: u64 = 50;
+const DEADLINE: Duration = Duration::from_secs(60);
+
+#[allow(clippy::too_many_arguments)]
+pub fn flood_release(
+    r: &mut Runner,
+    device: &str,
+    link: &str,
+    report: &HexBytes,
+    seq_bytes: [usize; 2],
+    rewritten: &HexPattern,
+    original: &HexPattern,
+    after: u32,
+) -> Outcome {
+    let mut o = Outcome::default();
+    let Some(mut handle) = r.links.remove(link) else { return Outcome::fail(format!("no link `{link}`")) };
+    let link_id = handle.id;
+    let Some(bpf_link) = handle.link.take() else { return Outcome::fail(format!("link `{link}` has no open fd")) };
+    let Some(d) = r.devices.get_mut(device) else { return Outcome::fail(format!("no device `{device}`")) };
+    let Device { vdev, hidraw, .. } = &mut *d;
+
+    let started = AtomicU64::new(0);
+    let read = AtomicU64::new(0);
+    let stop = AtomicBool::new(false);
+    let mut received: Vec<(u64, Vec<u8>)> = Vec::new();
+    let mut close_mark = None;
+    let mut begin_mark = 0;
+    let mut inject_error = None;
+    let t0 = Instant::now();
+
+    std::thread::scope(|s| {
+        let injector = s.spawn(|| -> Result<(), String> {
+            let mut seq = 0u64;
+            while !stop.load(Ordering::SeqCst) {
+                if seq - read.load(Ordering::SeqCst) > MAX_IN_FLIGHT {
+                    std::thread::yield_now();
+                    continue;
+                }
+                let mut rep = report.0.clone();
+                rep[seq_bytes[0]] = (seq & 0x7f) as u8;
+                rep[seq_bytes[1]] = ((seq >> 7) & 0x7f) as u8;
+                started.store(seq + 1, Ordering::SeqCst);
+                vdev.inject(&rep)?;
+                seq += 1;
+                if seq >= 1 << 14 {
+                    break;
+                }
+            }
+            Ok(())
+        });
+        let reader = s.spawn(|| {
+            let mut out = Vec::new();
+            loop {
+                let batch = hidraw.reports(Some(Duration::from_millis(20))).unwrap_or_default();
+                if batch.is_empty() && stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                for rep in batch {
+                    let seq = (rep.get(seq_bytes[0]).copied().unwrap_or(0) as u64 & 0x7f)
+                        | ((rep.get(seq_bytes[1]).copied().unwrap_or(0) as u64 & 0x7f) << 7);
+                    out.push((seq, rep));
+                    read.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+            out
+        });
+
+        // Let the flood run attached for a while, then release mid-stream.
+        while read.load(Ordering::SeqCst) < BEFORE_CLOSE && t0.elapsed() < DEADLINE && !injector.is_finished() {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        begin_mark = started.load(Ordering::SeqCst);
+        drop(bpf_link);
+        let mark = started.load(Ordering::SeqCst);
+        close_mark = Some(mark);
+        while read.load(Ordering::SeqCst) < mark + after as u64 && t0.elapsed() < DEADLINE && !injector.is_finished() {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        stop.store(true, Ordering::SeqCst);
+        inject_error = injector.join().expect("injector thread").err();
+        received = reader.join().expect("reader thread");
+    });
+    // The flood overran the evdev client's buffer (SYN_DROPPED); a fresh
+    // client starts clean for the next steps. evdev is not compared here.
+    if let Err(e) = d.reopen_evdev() {
+        o.error = Some(e);
+    }
+
+    if let Some(e) = inject_error {
+        o.error = Some(e);
+    }
+    let mark = close_mark.unwrap_or(0);
+    let before: Vec<_> = received.iter().filter(|(s, _)| *s + 1 < begin_mark).collect();
+    let after_close: Vec<_> = received.iter().filter(|(s, _)| *s >= mark).collect();
+    let rewritten_before = before.iter().filter(|(_, r)| rewritten.matches(r)).count();
+    o.check(
+        "reports injected before close() were rewritten",
+        format!("all {} [{rewritten}]", before.len()),
+        format!("{rewritten_before} of {}", before.len()),
+        !before.is_empty() && rewritten_before == before.len(),
+    );
+    let bad: Vec<String> = after_close
+        .iter()
+        .filter(|(_, r)| !original.matches(r))
+        .take(5)
+        .map(|(s, r)| format!("#{s}: {}", HexBytes(r.clone())))
+        .collect();
+    let bad_count = after_close.iter().filter(|(_, r)| !original.matches(r)).count();
+    o.check(
+        format!("reports injected after close() returned (from #{mark}) are original"),
+        format!("all original [{original}]"),
+        if bad.is_empty() { format!("{} original", after_close.len()) } else { format!("{bad_count} not original, e.g. {}", bad.join(", ")) },
+        bad_count == 0,
+    );
+    o.check(
+        "reports seen after close()",
+        format!(">= {after}"),
+        after_close.len().to_string(),
+        after_close.len() >= after as usize,
+    );
+    o.notes.push(format!(
+        "{} reports in {} ms; close() began with #{begin_mark} started and returned with #{mark}; {} lost",
+        received.len(),
+        t0.elapsed().as_millis(),
+        started.load(Ordering::SeqCst) as usize - received.len()
+    ));
+    check_link_state(&mut o, link_id, LinkAfter::Gone);
+    // Keep the object loaded until the end, like every released link.
+    handle.link = None;
+    r.links.insert(format!("{link}#released"), handle);
+    o
+}

@@ -1,0 +1,4 @@
+//! Step implementations, grouped by what they touch.
+pub mod flood;
+pub mod io;
+pub mod links;
