@@ -33,7 +33,14 @@ pub fn run(suite: &Suite, opts: &BenchOptions) -> Result<()> {
     if opts.cold {
         for cell in &suite.cells {
             let tmp = tempfile::Builder::new().prefix("hidvm-cold-").tempdir().map_err(Error::io("temp cache"))?;
-            let cold_suite = Suite { repo: crate::layout::Repo::locate(), cache: tmp.path().to_path_buf(), cells: suite.cells.clone(), opts: Options { verbose: false, ..suite.opts.clone() } };
+            let cold_suite = Suite {
+                repo: crate::layout::Repo::locate(),
+                cache: tmp.path().to_path_buf(),
+                cells: suite.cells.clone(),
+                all_cells: suite.all_cells.clone(),
+                allow: suite.allow.clone(),
+                opts: Options { verbose: false, ..suite.opts.clone() },
+            };
             let src = cold_suite.source()?;
             let t = Instant::now();
             let k = cold_suite.kernel(cell, &src)?;

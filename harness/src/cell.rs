@@ -22,6 +22,14 @@ pub struct KernelCell {
     /// Extra config fragments (file names in guest-image/config/).
     #[serde(default)]
     pub fragments: Vec<String>,
+    /// Whether `make vm-test`/`make test` run this cell without being asked
+    /// (flavours such as the debug cells are selected with HIDVM_CELLS).
+    #[serde(default = "yes", rename = "run_by_default")]
+    pub default_run: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Deserialize)]

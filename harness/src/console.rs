@@ -1,40 +1,74 @@
 //! Reading the kernel console: finding splats (oopses, BUGs, WARNINGs,
-//! panics, sanitizer reports, lockups) and quoting its tail.
+//! panics, sanitizer reports, lockups, leaks) and attributing them to the
+//! scenario step that was running.
 
 /// A class of kernel problem and the console text that announces it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SplatPattern {
     pub class: &'static str,
-    /// Substring that starts the report on the console.
+    /// Substring of the report's headline, as the kernel prints it.
     pub needle: &'static str,
+    /// Whether this class, on its own, ends the kernel (panic).
+    pub fatal: bool,
 }
 
-/// Every pattern that fails a scenario. Substrings, matched per line, so
-/// each is easy to audit against the kernel source that prints it.
+const fn p(class: &'static str, needle: &'static str) -> SplatPattern {
+    SplatPattern { class, needle, fatal: false }
+}
+
+/// Every pattern that fails a scenario, most specific first: the first
+/// pattern a line contains decides its class. Each needle is the headline
+/// the kernel prints (see the golden samples in harness/tests/splats/).
 pub const SPLAT_PATTERNS: &[SplatPattern] = &[
-    SplatPattern { class: "panic", needle: "Kernel panic - not syncing" },
-    SplatPattern { class: "oops", needle: "Oops: " },
-    SplatPattern { class: "bug", needle: "BUG: " },
-    SplatPattern { class: "bug", needle: "kernel BUG at " },
-    SplatPattern { class: "warning", needle: "WARNING: " },
-    SplatPattern { class: "gpf", needle: "general protection fault" },
-    SplatPattern { class: "kasan", needle: "KASAN: " },
-    SplatPattern { class: "ubsan", needle: "UBSAN: " },
-    SplatPattern { class: "kmemleak", needle: "kmemleak: " },
-    SplatPattern { class: "lockdep", needle: "possible circular locking dependency" },
-    SplatPattern { class: "rcu-stall", needle: "rcu: INFO: " },
-    SplatPattern { class: "hung-task", needle: "blocked for more than" },
-    SplatPattern { class: "soft-lockup", needle: "soft lockup" },
-    SplatPattern { class: "hard-lockup", needle: "hard LOCKUP" },
+    SplatPattern { class: "panic", needle: "Kernel panic - not syncing", fatal: true },
+    p("kasan", "BUG: KASAN: "),
+    p("kfence", "BUG: KFENCE: "),
+    p("ubsan", "UBSAN: "),
+    p("kmemleak", "kmemleak: "),
+    p("lockdep", "WARNING: possible circular locking dependency"),
+    p("lockdep", "WARNING: possible recursive locking"),
+    p("lockdep", "WARNING: inconsistent lock state"),
+    p("lockdep", "WARNING: suspicious RCU usage"),
+    p("lockdep", "WARNING: bad unlock balance"),
+    p("lockdep", "BUG: held lock freed"),
+    p("atomic-sleep", "BUG: sleeping function called from invalid context"),
+    p("atomic-sleep", "BUG: scheduling while atomic"),
+    p("soft-lockup", "BUG: soft lockup"),
+    p("hard-lockup", "Watchdog detected hard LOCKUP"),
+    p("workqueue-lockup", "BUG: workqueue lockup"),
+    p("rcu-stall", "rcu: INFO: rcu_"),
+    p("rcu-stall", "self-detected stall on CPU"),
+    p("hung-task", " blocked for more than "),
+    p("list-corruption", "list_add corruption"),
+    p("list-corruption", "list_del corruption"),
+    p("debug-objects", "ODEBUG: "),
+    p("refcount", "refcount_t: "),
+    p("gpf", "general protection fault"),
+    p("bug", "kernel BUG at "),
+    p("bug", "BUG: "),
+    p("oops", "Oops: "),
+    p("warning", "WARNING: "),
 ];
+
+/// Every class name, for validating self-test expectations.
+pub fn classes() -> Vec<&'static str> {
+    let mut c: Vec<&str> = SPLAT_PATTERNS.iter().map(|p| p.class).collect();
+    c.extend(["taint"]);
+    c.sort();
+    c.dedup();
+    c
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Splat {
     pub class: &'static str,
+    pub fatal: bool,
     pub line_no: usize,
     pub line: String,
     /// The report's first lines, for the failure message.
     pub context: Vec<String>,
+    /// Which part of the scenario was running ("during step 3: …").
+    pub during: String,
 }
 
 /// Every splat on the console, in order.
@@ -43,17 +77,53 @@ pub fn find_splats(console: &str) -> Vec<Splat> {
     let lines: Vec<&str> = console.lines().collect();
     let mut out = Vec::new();
     for (i, line) in lines.iter().enumerate() {
-        if let Some(p) = SPLAT_PATTERNS.iter().find(|p| line.contains(p.needle)) {
+        if let Some(pat) = SPLAT_PATTERNS.iter().find(|p| line.contains(p.needle)) {
             let end = (i + 12).min(lines.len());
             out.push(Splat {
-                class: p.class,
+                class: pat.class,
+                fatal: pat.fatal,
                 line_no: i + 1,
-                line: line.trim_end().to_string(),
+                line: strip_timestamp(line).to_string(),
                 context: lines[i..end].iter().map(|l| l.trim_end().to_string()).collect(),
+                during: during(&lines[..i]),
             });
         }
     }
     out
+}
+
+/// "[   12.345678] text" -> "text".
+pub fn strip_timestamp(line: &str) -> &str {
+    let l = line.trim();
+    match (l.starts_with('['), l.find("] ")) {
+        (true, Some(end)) => l[end + 2..].trim_end(),
+        _ => l,
+    }
+}
+
+/// The agent writes "hidvm: step N: <what>" before and "hidvm: step N:
+/// ok|FAILED" after each step; the last marker before a line says what
+/// was running when the kernel printed it.
+fn during(before: &[&str]) -> String {
+    for line in before.iter().rev() {
+        let text = strip_timestamp(line);
+        if let Some(rest) = text.strip_prefix("hidvm: ") {
+            if rest.starts_with("scenario done") {
+                return "after the last step".into();
+            }
+            if rest.starts_with("scenario ") {
+                return "while creating devices".into();
+            }
+            if let Some(step) = rest.strip_prefix("step ") {
+                let (n, what) = step.split_once(": ").unwrap_or((step, ""));
+                return match what {
+                    "ok" | "FAILED" => format!("after step {n}"),
+                    _ => format!("during step {n} ({what})"),
+                };
+            }
+        }
+    }
+    "during boot, before the agent ran".into()
 }
 
 /// The last `n` lines, for failure messages.
@@ -62,17 +132,61 @@ pub fn tail(console: &str, n: usize) -> Vec<String> {
     lines[lines.len().saturating_sub(n)..].iter().map(|l| l.trim_end().to_string()).collect()
 }
 
+/// Taint flag letters (Documentation/admin-guide/tainted-kernels.rst).
+pub fn taint_letters(mask: u64) -> String {
+    const LETTERS: &[u8] = b"PFSRMBUDAWCIOELKXTN";
+    let mut s = String::new();
+    for (bit, l) in LETTERS.iter().enumerate() {
+        if mask & (1 << bit) != 0 {
+            s.push(*l as char);
+        }
+    }
+    if s.is_empty() {
+        "none".into()
+    } else {
+        s
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn clean_boot_has_no_splats_and_a_warning_is_found() {
-        let clean = "[    0.1] Linux version 6.12.117\n[    1.0] Run /init as init process\n";
+    fn clean_boot_has_no_splats() {
+        let clean = "[    0.1] Linux version 6.12.117\n[    1.0] Run /init as init process\n[    1.1] hidvm: step 1: ok\n";
         assert!(find_splats(clean).is_empty());
-        let warn = "[    2.0] ------------[ cut here ]------------\n[    2.0] WARNING: CPU: 0 PID: 1 at drivers/hid/bpf/hid_bpf_struct_ops.c:250 hid_bpf_unreg+0x1/0x2\n";
-        let s = find_splats(warn);
+    }
+
+    #[test]
+    fn splats_are_attributed_to_the_running_step() {
+        let log = "[ 1.0] hidvm: scenario x on cell gcc: start\n\
+                   [ 1.1] hidvm: step 1: attach fixture f to mouse\n\
+                   [ 1.2] hidvm: step 1: ok\n\
+                   [ 1.3] hidvm: step 2: release link `l` (close), expect it gone\n\
+                   [ 1.4] ------------[ cut here ]------------\n\
+                   [ 1.4] WARNING: CPU: 0 PID: 1 at drivers/hid/bpf/hid_bpf_struct_ops.c:250 hid_bpf_unreg+0x1/0x2\n";
+        let s = find_splats(log);
         assert_eq!(s.len(), 1);
-        assert_eq!((s[0].class, s[0].line_no), ("warning", 2));
+        assert_eq!((s[0].class, s[0].line_no), ("warning", 6));
+        assert_eq!(s[0].during, "during step 2 (release link `l` (close), expect it gone)");
+        assert!(s[0].line.starts_with("WARNING: CPU: 0"));
+        assert_eq!(find_splats("[ 0.5] BUG: kernel NULL pointer dereference")[0].during, "during boot, before the agent ran");
+    }
+
+    #[test]
+    fn specific_classes_win_over_generic_ones() {
+        let class = |l: &str| find_splats(l)[0].class;
+        assert_eq!(class("BUG: KASAN: slab-use-after-free in hid_bpf_unreg+0x12/0x90"), "kasan");
+        assert_eq!(class("WARNING: possible circular locking dependency detected"), "lockdep");
+        assert_eq!(class("watchdog: BUG: soft lockup - CPU#0 stuck for 22s! [x:1]"), "soft-lockup");
+        assert_eq!(class("BUG: unable to handle page fault for address: ffff"), "bug");
+    }
+
+    #[test]
+    fn taint_masks_decode_to_letters() {
+        assert_eq!(taint_letters(0), "none");
+        assert_eq!(taint_letters(1 << 9), "W");
+        assert_eq!(taint_letters((1 << 9) | (1 << 7)), "DW");
     }
 }

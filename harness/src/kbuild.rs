@@ -224,8 +224,16 @@ impl<'a> KernelBuilder<'a> {
 
         let resolved_text = std::fs::read_to_string(obj.join(".config")).map_err(Error::io("reading the resolved .config"))?;
         let requested = kconfig::requested(fragments);
-        let dropped = kconfig::dropped(&requested, &kconfig::parse(&resolved_text));
+        let mut dropped = kconfig::dropped(&requested, &kconfig::parse(&resolved_text));
         if !dropped.is_empty() {
+            // Tell a typo from a missing dependency.
+            let known = kconfig::known_symbols(&self.source.root);
+            for d in dropped.iter_mut() {
+                let name = d.split_whitespace().next().unwrap_or("").trim_start_matches("CONFIG_").to_string();
+                if !known.is_empty() && !known.contains(&name) {
+                    d.push_str(" [no such Kconfig symbol in this tree: a typo?]");
+                }
+            }
             return Err(Error::ConfigDropped { cell: cell.name.clone(), options: dropped, config: obj.join(".config") });
         }
 
@@ -321,11 +329,18 @@ impl Step<'_> {
             return Ok(());
         }
         let text = std::fs::read_to_string(self.log_path).unwrap_or_default();
+        let mut tail = one_line(&text, 6);
+        if text.contains("No space left on device") {
+            tail = format!(
+                "the disk is full: free space on the filesystem of {} (or point HIDVM_CACHE_DIR elsewhere) and run again | {tail}",
+                self.log_path.parent().unwrap_or(self.log_path).display()
+            );
+        }
         Err(Error::KernelBuild {
             cell: self.cell.to_string(),
             step: shown,
             status: out.status.code().map(|c| c.to_string()).unwrap_or_else(|| "signal".into()),
-            tail: one_line(&text, 6),
+            tail,
             log: self.log_path.to_path_buf(),
         })
     }
@@ -367,7 +382,7 @@ mod tests {
             format!(
                 "VERSION = 6\nPATCHLEVEL = 12\nSUBLEVEL = 0\nEXTRAVERSION =\n\
                  tinyconfig:\n\tprintf 'CONFIG_64BIT=y\\n' > $(O)/.config\n\
-                 olddefconfig:\n\tgrep -v CONFIG_DROPME $(O)/.config > $(O)/.config.new; mv $(O)/.config.new $(O)/.config\n\
+                 olddefconfig:\n\tgrep -v -e CONFIG_DROPME -e CONFIG_TYPO $(O)/.config > $(O)/.config.new; mv $(O)/.config.new $(O)/.config\n\
                  vmlinux:\n\ttest ! -e {fail}\n\techo built >> {count}\n\tsleep 1\n\techo a-complete-vmlinux-image > $(O)/vmlinux\n",
                 fail = dir.path().join("FAIL_BUILD").display(),
                 count = count.display()
@@ -397,6 +412,7 @@ mod tests {
             banner: "gcc".into(),
             needs: vec![],
             fragments: vec![],
+            default_run: true,
         }
     }
 
@@ -476,11 +492,17 @@ mod tests {
     #[test]
     fn dropped_options_are_listed_and_nothing_is_cached() {
         let f = fixture();
-        std::fs::write(f.repo.fragments_dir().join("a.config"), "CONFIG_HID_BPF=y\nCONFIG_DROPME=y\n").unwrap();
-        let e = builder(&f).ensure(&cell()).err().expect("must fail").to_string();
-        assert!(e.contains("CONFIG_DROPME (wanted y, resolved: not set)"), "{e}");
+        std::fs::write(f.source.root.join("Kconfig"), "config DROPME\n\tbool \"x\"\nconfig HID_BPF\n\tbool \"y\"\n").unwrap();
+        std::fs::write(f.repo.fragments_dir().join("a.config"), "CONFIG_HID_BPF=y\nCONFIG_DROPME=y\nCONFIG_TYPO=y\n").unwrap();
+        let src = KernelSource::user_tree(&f.source.root).unwrap();
+        let mut b = KernelBuilder::new(&f.repo, &f.cache, &src);
+        b.verbose = false;
+        b.bpftool = f.bpftool.clone();
+        let e = b.ensure(&cell()).err().expect("must fail").to_string();
+        assert!(e.contains("CONFIG_DROPME (wanted y, resolved: not set),"), "{e}");
+        assert!(e.contains("CONFIG_TYPO (wanted y, resolved: not set) [no such Kconfig symbol in this tree: a typo?]"), "{e}");
         assert!(!e.contains("CONFIG_HID_BPF ("), "{e}");
-        assert!(!builder(&f).cell_dir(&cell()).join("record.json").exists());
+        assert!(!b.cell_dir(&cell()).join("record.json").exists());
         assert_eq!(builds(&f), 0);
     }
 }

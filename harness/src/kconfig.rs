@@ -66,6 +66,36 @@ pub fn dropped(requested: &ConfigMap, resolved: &ConfigMap) -> Vec<String> {
         .collect()
 }
 
+/// Every `config`/`menuconfig` symbol defined in the tree's Kconfig files
+/// (empty if the tree cannot be read).
+pub fn known_symbols(src: &Path) -> std::collections::BTreeSet<String> {
+    let mut out = std::collections::BTreeSet::new();
+    let mut stack = vec![src.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&dir) else { continue };
+        for e in rd.flatten() {
+            let p = e.path();
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            if p.is_dir() {
+                if !name.starts_with('.') {
+                    stack.push(p);
+                }
+            } else if name.starts_with("Kconfig") {
+                for line in std::fs::read_to_string(&p).unwrap_or_default().lines() {
+                    let l = line.trim();
+                    for kw in ["config ", "menuconfig "] {
+                        if let Some(sym) = l.strip_prefix(kw) {
+                            out.insert(sym.trim().to_string());
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,6 +18,7 @@
 //! * [`suite`]: one scenario on one cell, end to end;
 //! * [`matrix`]: the scenario x cell summary.
 pub mod agent;
+pub mod allowlist;
 pub mod bench;
 pub mod cell;
 pub mod console;

@@ -114,7 +114,7 @@ fn selected_cells(suite: &Suite, names: &[String]) -> hidvm::Result<Vec<String>>
         return Ok(suite.cells.iter().map(|c| c.name.clone()).collect());
     }
     for n in names {
-        hidvm::cell::find(&suite.cells, n)?;
+        hidvm::cell::find(&suite.all_cells, n)?;
     }
     Ok(names.to_vec())
 }
@@ -190,6 +190,15 @@ fn vm_test(suite: &Suite, cells: &[String], filter: Option<&str>, jobs: Option<u
         }
     }
     println!("\n{}", matrix.render());
+    // Allow-list entries that excused nothing in this run are stale.
+    let used: std::collections::BTreeSet<usize> =
+        results.iter().filter_map(|(_, r)| r.as_ref().ok()).flat_map(|r| r.allowed.iter().map(|(i, _)| *i)).collect();
+    for (i, a) in suite.allow.allow.iter().enumerate() {
+        let applies = a.cells.iter().any(|c| c == "*" || cells.contains(c));
+        if applies && !used.contains(&i) {
+            println!("allow-list entry {} ({} `{}`: {}) matched nothing in this run; remove it if the splat is gone", i + 1, a.class, a.contains, a.reason);
+        }
+    }
     println!("wall time {:.1} s", started.elapsed().as_secs_f64());
     Ok(if matrix.all_passed() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }

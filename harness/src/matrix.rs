@@ -4,6 +4,10 @@ use crate::suite::RunReport;
 use crate::verdict::Verdict;
 use std::collections::BTreeMap;
 
+fn v_token(v: &Verdict) -> String {
+    format!("({})", v.token())
+}
+
 pub struct Matrix {
     pub cells: Vec<String>,
     /// (row label, cell) -> verdict; rows keep insertion order.
@@ -24,7 +28,7 @@ impl Matrix {
         let (text, ok) = match outcome {
             Ok(r) => match &r.verdict {
                 Verdict::Pass => ("pass".to_string(), true),
-                Verdict::Fail { kind, .. } => (format!("FAIL ({})", kind.label()), false),
+                Verdict::Fail { .. } => (format!("FAIL {}", v_token(&r.verdict)), false),
             },
             Err(_) => ("ERROR".to_string(), false),
         };

@@ -57,14 +57,17 @@ pub fn load(repo: &Repo, entry: &Entry) -> Result<Scenario> {
     scenario.name = entry.name.clone();
     match (entry.kind, scenario.is_selftest()) {
         (Kind::Scenario, true) => {
-            return Err(bad("field `expect_failure` belongs in tests/selftests/, not in a scenario".into()))
+            return Err(bad("`expect_failure`/`expect_verdict`/`expect_console` belong in tests/selftests/, not in a scenario".into()))
         }
         (Kind::SelfTest, false) => {
-            return Err(bad("a self-test needs at least one [[expect_failure]]".into()))
+            return Err(bad("a self-test needs `expect_verdict`, `expect_console` or [[expect_failure]]".into()))
         }
         _ => {}
     }
     scenario.validate(&|f| crate::fixtures::exists(repo, f)).map_err(bad)?;
+    if let Some(v) = &scenario.expect_verdict {
+        crate::verdict::validate_expected_verdict(v).map_err(bad)?;
+    }
     Ok(scenario)
 }
 

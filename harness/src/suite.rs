@@ -7,10 +7,13 @@ use crate::kbuild::{BuiltKernel, KernelBuilder};
 use crate::kernel_src::KernelSource;
 use crate::layout::{cache_root, write_atomic, Repo};
 use crate::qemu::accel::{self, Accel, ProbeRecord};
-use crate::qemu::feature::{Console, ExitOnReboot, Initramfs as InitrdFeature, Kernel, MicroVm, PanicEndsVm, ResultPort};
+use crate::qemu::feature::{
+    Console, ExitOnReboot, Initramfs as InitrdFeature, Kernel, MicroVm, PanicEndsVm, QmpMonitor, ResultPort,
+};
 use crate::qemu::{Feature, Vm, VmOutcome};
 use crate::scenarios::{self, Entry};
 use crate::verdict::{self, GuestReport, Verdict};
+use crate::allowlist::AllowList;
 use crate::{agent, console, fixtures, tools};
 use hidvm_proto::job::FIXTURE_DIR;
 use hidvm_proto::{GuestMsg, Job, JobMode, Scenario, JOB_PATH};
@@ -29,7 +32,11 @@ pub struct Options {
 pub struct Suite {
     pub repo: Repo,
     pub cache: PathBuf,
+    /// Cells this run covers.
     pub cells: Vec<KernelCell>,
+    /// Every defined cell.
+    pub all_cells: Vec<KernelCell>,
+    pub allow: AllowList,
     pub opts: Options,
 }
 
@@ -42,6 +49,8 @@ pub struct RunReport {
     pub summary: String,
     #[serde(serialize_with = "verdict_text")]
     pub verdict: Verdict,
+    /// Splats excused by the allow-list: (entry index, headline).
+    pub allowed: Vec<(usize, String)>,
     pub accel: Accel,
     pub accel_reason: String,
     pub vm_seconds: f64,
@@ -55,23 +64,30 @@ pub struct RunReport {
 fn verdict_text<S: serde::Serializer>(v: &Verdict, s: S) -> std::result::Result<S::Ok, S::Error> {
     match v {
         Verdict::Pass => s.serialize_str("pass"),
-        Verdict::Fail { kind, reason } => s.serialize_str(&format!("fail: {}: {reason}", kind.label())),
+        Verdict::Fail { reason, .. } => s.serialize_str(&format!("fail: {}: {reason}", v.token())),
     }
 }
 
 impl Suite {
-    /// `HIDVM_CELLS=gcc,llvm` restricts the cells (CI runs one per job).
+    /// The cells run by default, or `HIDVM_CELLS=gcc,llvm-debug` (CI runs
+    /// one per job; flavours such as the debug cells run only when named).
+    /// `all_cells` keeps every definition for explicit `--cell` choices.
     pub fn new(opts: Options) -> Result<Suite> {
         let repo = Repo::locate();
-        let mut cells = cell::load(&repo.cells_file())?;
-        if let Some(only) = std::env::var("HIDVM_CELLS").ok().filter(|s| !s.trim().is_empty()) {
-            let wanted: Vec<&str> = only.split(',').map(str::trim).collect();
-            for w in &wanted {
-                cell::find(&cells, w).map_err(|e| Error::Other(format!("HIDVM_CELLS: {e}")))?;
+        let all_cells = cell::load(&repo.cells_file())?;
+        let allow = AllowList::load(&repo.root.join("tests/allowlist.toml"))?;
+        let mut cells = all_cells.clone();
+        match std::env::var("HIDVM_CELLS").ok().filter(|s| !s.trim().is_empty()) {
+            Some(only) => {
+                let wanted: Vec<&str> = only.split(',').map(str::trim).collect();
+                for w in &wanted {
+                    cell::find(&cells, w).map_err(|e| Error::Other(format!("HIDVM_CELLS: {e}")))?;
+                }
+                cells.retain(|c| wanted.contains(&c.name.as_str()));
             }
-            cells.retain(|c| wanted.contains(&c.name.as_str()));
+            None => cells.retain(|c| c.default_run),
         }
-        Ok(Suite { repo, cache: cache_root(), cells, opts })
+        Ok(Suite { repo, cache: cache_root(), cells, all_cells, allow, opts })
     }
 
     pub fn source(&self) -> Result<KernelSource> {
@@ -86,7 +102,7 @@ impl Suite {
 
     pub fn run(&self, cell_name: &str, entry: &Entry) -> Result<RunReport> {
         let scenario = scenarios::load(&self.repo, entry)?;
-        let cell = cell::find(&self.cells, cell_name)?.clone();
+        let cell = cell::find(&self.all_cells, cell_name)?.clone();
         let qemu = tools::require(&tools::QEMU)?;
         let source = self.source()?;
         let kernel = self.kernel(&cell, &source)?;
@@ -111,13 +127,14 @@ impl Suite {
 
         let deadline = vm_deadline(probe.accel, scenario.timeout_s);
         let (outcome, guest, console_text) = boot(&qemu, &kernel, &fs, probe.accel, deadline, &run_dir)?;
-        let verdict = verdict::judge(&cell, &scenario, &outcome, &guest, &console_text);
+        let judgement = verdict::judge(&cell, &scenario, &outcome, &guest, &console_text, &self.allow);
         let report = RunReport {
             test: entry.test_name(&cell.name),
             cell: cell.name.clone(),
             scenario: scenario.name.clone(),
             summary: scenario.summary.clone(),
-            verdict,
+            verdict: judgement.verdict,
+            allowed: judgement.allowed,
             accel: probe.accel,
             accel_reason: probe.reason,
             vm_seconds: outcome.elapsed.as_secs_f64(),
@@ -149,14 +166,13 @@ impl Suite {
     }
 }
 
-/// `HIDVM_VM_TIMEOUT` seconds; else scaled to the accelerator, or the
-/// scenario's own `timeout_s` when that is longer.
+/// `HIDVM_VM_TIMEOUT` seconds; else the scenario's own `timeout_s`; else
+/// scaled to the accelerator (24 s KVM, 60 s TCG).
 pub fn vm_deadline(accel: Accel, scenario_timeout_s: Option<u64>) -> Duration {
     if let Some(s) = std::env::var("HIDVM_VM_TIMEOUT").ok().and_then(|s| s.parse().ok()) {
         return Duration::from_secs(s);
     }
-    let default = 20 + 4 * accel.slowness() as u64;
-    Duration::from_secs(default.max(scenario_timeout_s.unwrap_or(0)))
+    Duration::from_secs(scenario_timeout_s.unwrap_or(20 + 4 * accel.slowness() as u64))
 }
 
 /// Boot `kernel` with initramfs `fs`; console and results land in `dir`.
@@ -171,6 +187,10 @@ fn boot(
     let initrd = dir.join("initramfs.cpio");
     let console_log = dir.join("console.log");
     let results = dir.join("results.jsonl");
+    // Unix socket paths are limited to 108 bytes: keep them in /tmp.
+    let sockets = tempfile::Builder::new().prefix("hidvm-").tempdir_in("/tmp").map_err(Error::io("socket directory"))?;
+    let console_socket = sockets.path().join("console");
+    let qmp_socket = sockets.path().join("qmp");
     let bytes = fs.to_bytes().map_err(Error::io("assembling the initramfs"))?;
     std::fs::write(&initrd, bytes).map_err(Error::io(format!("writing {}", initrd.display())))?;
     let features: Vec<Box<dyn Feature>> = vec![
@@ -178,12 +198,20 @@ fn boot(
         Box::new(accel),
         Box::new(Kernel { vmlinux: kernel.vmlinux.clone() }),
         Box::new(InitrdFeature { cpio: initrd.clone() }),
-        Box::new(Console { log: console_log.clone() }),
+        Box::new(Console { socket: console_socket.clone() }),
+        Box::new(QmpMonitor { socket: qmp_socket.clone() }),
         Box::new(ResultPort { file: results.clone() }),
         Box::new(ExitOnReboot),
         Box::new(PanicEndsVm),
     ];
-    let vm = Vm { qemu: qemu.to_path_buf(), features, deadline };
+    let vm = Vm {
+        qemu: qemu.to_path_buf(),
+        features,
+        deadline,
+        console_socket,
+        console_log: console_log.clone(),
+        qmp_socket: Some(qmp_socket),
+    };
     let _ = std::fs::write(dir.join("qemu-command.txt"), vm.args().join("\n"));
     let outcome = vm.run().map_err(Error::io("running qemu-system-x86_64"))?;
     let results_text = std::fs::read_to_string(&results).unwrap_or_default();
@@ -198,7 +226,10 @@ impl RunReport {
         let mut out = String::new();
         let status = match &self.verdict {
             Verdict::Pass => "PASS".to_string(),
-            Verdict::Fail { kind, reason } => format!("FAIL ({}): {reason}", kind.label()),
+            Verdict::Fail { kind, class, reason } => match class {
+                Some(c) => format!("FAIL ({}, {c}): {reason}", kind.label()),
+                None => format!("FAIL ({}): {reason}", kind.label()),
+            },
         };
         out.push_str(&format!("{} [{}, {:.1} s]: {status}\n", self.test, self.accel.name(), self.vm_seconds));
         out.push_str(&format!("  scenario: {}\n", self.summary));
@@ -221,6 +252,16 @@ impl RunReport {
                     out.push_str(&format!("        note: {n}\n"));
                 }
             }
+        }
+        if let Some((before, after)) = self.guest.taint {
+            out.push_str(&format!(
+                "  kernel taint: before {} after {}\n",
+                crate::console::taint_letters(before),
+                crate::console::taint_letters(after)
+            ));
+        }
+        for (i, line) in &self.allowed {
+            out.push_str(&format!("  allowed splat (allow-list entry {}): {line}\n", i + 1));
         }
         if let Some((_, summary)) = &self.guest.done {
             out.push_str(&format!("  guest verdict: {summary}\n"));

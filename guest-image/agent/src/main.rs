@@ -7,6 +7,7 @@
 mod bpf;
 mod channel;
 mod device;
+mod health;
 mod hidraw;
 mod holder;
 mod init;

@@ -2,6 +2,7 @@
 //! stops at the first failing step (self-tests keep going, see below).
 use crate::bpf;
 use crate::channel;
+use crate::health;
 use crate::device::Device;
 use crate::holder::HeldLink;
 use hidvm_proto::{devices, Check, GuestMsg, Scenario, Step};
@@ -67,6 +68,8 @@ pub fn run_scenario(cell: &str, scenario: &Scenario) -> GuestMsg {
     bpf::install_logger();
     channel::kmsg(&format!("scenario {} on cell {cell}: start", scenario.name));
     let mut runner = Runner { devices: BTreeMap::new(), links: BTreeMap::new(), objects: Vec::new(), leaked: Vec::new() };
+    let taint_before = health::taint();
+    health::kmemleak_clear();
 
     let t0 = Instant::now();
     let setup = runner.create_devices(scenario);
@@ -97,6 +100,11 @@ pub fn run_scenario(cell: &str, scenario: &Scenario) -> GuestMsg {
         }
     }
     runner.teardown();
+    channel::send(&GuestMsg::Health {
+        taint_before,
+        taint_after: health::taint(),
+        kmemleak: health::kmemleak_report(),
+    });
     match first_failure {
         Some(f) => done(false, f),
         None => done(true, format!("all {} steps passed", scenario.steps.len())),
@@ -140,7 +148,7 @@ impl Runner {
     }
 
     fn exec(&mut self, step: &Step) -> Outcome {
-        use crate::steps::{flood, io, links};
+        use crate::steps::{flood, io, kernel, links};
         match step {
             Step::Attach { link, fixture, reuse, device, hid_id, map, before, holder, expect_error } => links::attach(
                 self,
@@ -179,6 +187,9 @@ impl Runner {
             Step::FloodRelease { device, link, report, seq_bytes, rewritten, original, after } => {
                 flood::flood_release(self, device, link, report, *seq_bytes, rewritten, original, *after)
             }
+            Step::Sleep { ms } => kernel::sleep(*ms),
+            Step::Sysctl { name, value } => kernel::sysctl(name, value),
+            Step::Lkdtm { crash, wait_ms } => kernel::lkdtm(crash, *wait_ms),
         }
     }
 

@@ -22,6 +22,14 @@ pub enum GuestMsg {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         notes: Vec<String>,
     },
+    /// Kernel health around the scenario: taint flags before and after,
+    /// and what kmemleak reported (debug flavours), sent before `Done`.
+    Health {
+        taint_before: u64,
+        taint_after: u64,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        kmemleak: Vec<String>,
+    },
     /// Last message: the agent's verdict. Only `passed: true` is success.
     Done { passed: bool, summary: String },
 }

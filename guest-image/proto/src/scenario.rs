@@ -40,12 +40,12 @@ pub struct Scenario {
     pub name: String,
     /// One line: what the scenario proves.
     pub summary: String,
-    #[serde(rename = "device")]
+    #[serde(rename = "device", default)]
     pub devices: Vec<DeviceSpec>,
     #[serde(rename = "step")]
     pub steps: Vec<Step>,
-    /// VM deadline in seconds, for scenarios that need more than the
-    /// default (24 s under KVM, 60 s under TCG).
+    /// VM deadline in seconds, instead of the default (24 s under KVM,
+    /// 60 s under TCG).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_s: Option<u64>,
     /// Harness self-tests only (tests/selftests/): the checks that must
@@ -54,6 +54,15 @@ pub struct Scenario {
     /// failed step so every expected failure can show up.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub expect_failure: Vec<ExpectedFailure>,
+    /// Harness self-tests only: the verdict the run must end in, as
+    /// "<kind>" or "<kind>: <class>" ("timeout", "kernel-splat: warning",
+    /// "kernel-crash: panic"); kinds and classes are the host's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect_verdict: Option<String>,
+    /// Harness self-tests only: text the kernel console must show (e.g.
+    /// the sysrq task dump the host requests before killing a hung VM).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub expect_console: Vec<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -191,6 +200,17 @@ pub enum Step {
         /// Reports that must be injected after close() returned.
         after: u32,
     },
+    /// Sleep (a stand-in for a hung scenario in harness self-tests).
+    Sleep { ms: u64 },
+    /// Write a sysctl (/proc/sys/<name with dots as slashes>).
+    Sysctl { name: String, value: String },
+    /// Provoke a kernel fault through lkdtm (/sys/kernel/debug/provoke-crash/DIRECT),
+    /// from a thread, waiting up to `wait_ms` for it (a hung task never returns).
+    Lkdtm {
+        crash: String,
+        #[serde(default = "default_lkdtm_wait")]
+        wait_ms: u64,
+    },
     /// Attach and release a fixture `count` times, checking the rewrite
     /// while attached and the original while not; kernel program, map and
     /// link counts must be back at the baseline afterwards.
@@ -206,6 +226,10 @@ pub enum Step {
         rewritten: HexBytes,
         original: HexBytes,
     },
+}
+
+fn default_lkdtm_wait() -> u64 {
+    5000
 }
 
 fn is_false(b: &bool) -> bool {
@@ -420,6 +444,9 @@ impl Step {
             Step::SetLed { .. } => "set_led",
             Step::FloodRelease { .. } => "flood_release",
             Step::Cycle { .. } => "cycle",
+            Step::Sleep { .. } => "sleep",
+            Step::Sysctl { .. } => "sysctl",
+            Step::Lkdtm { .. } => "lkdtm",
         }
     }
 
@@ -466,6 +493,9 @@ impl Step {
             Step::FloodRelease { device, link, after, .. } => {
                 format!("close link `{link}` while flooding {device} ({after}+ reports after close)")
             }
+            Step::Sleep { ms } => format!("sleep {ms} ms"),
+            Step::Sysctl { name, value } => format!("sysctl {name}={value}"),
+            Step::Lkdtm { crash, .. } => format!("provoke {crash} through lkdtm"),
             Step::Cycle { fixture, device, count, fresh_objects, .. } => format!(
                 "attach/release {fixture} on {device} {count} times ({})",
                 if *fresh_objects { "a new object each time" } else { "re-attaching one loaded map" }
@@ -516,7 +546,7 @@ impl Scenario {
     }
 
     pub fn is_selftest(&self) -> bool {
-        !self.expect_failure.is_empty()
+        !self.expect_failure.is_empty() || self.expect_verdict.is_some() || !self.expect_console.is_empty()
     }
 
     /// Cross-field checks serde cannot express. `fixture_exists` answers
@@ -656,6 +686,12 @@ impl Scenario {
                     }
                     if *after == 0 {
                         return Err(format!("{at}: field `after`: must be at least 1"));
+                    }
+                }
+                Step::Sleep { .. } | Step::Lkdtm { .. } => {}
+                Step::Sysctl { name, .. } => {
+                    if name.is_empty() || name.contains('/') || name.contains("..") {
+                        return Err(format!("{at}: field `name`: write the sysctl with dots, e.g. kernel.hung_task_timeout_secs"));
                     }
                 }
                 Step::Cycle { fixture, device, count, .. } => {

@@ -62,18 +62,42 @@ impl Feature for Initramfs {
     }
 }
 
-/// The kernel console on the first UART, into a log file.
+/// The kernel console on the first UART, as a unix socket the runner
+/// copies into the console log. A socket (not a file) because the runner
+/// must also write to it: on a hang it sends a serial BREAK (through QMP)
+/// and a sysrq key. `wait=on`: the guest starts only once the runner is
+/// connected, so no early output is lost.
 #[derive(Debug, Clone)]
 pub struct Console {
-    pub log: PathBuf,
+    pub socket: PathBuf,
 }
+
+pub const CONSOLE_CHARDEV: &str = "console";
 
 impl Feature for Console {
     fn qemu_args(&self) -> Vec<String> {
-        vec!["-serial".into(), format!("file:{}", self.log.display())]
+        vec![
+            "-chardev".into(),
+            format!("socket,id={CONSOLE_CHARDEV},path={},server=on,wait=on", self.socket.display()),
+            "-serial".into(),
+            format!("chardev:{CONSOLE_CHARDEV}"),
+        ]
     }
     fn kernel_args(&self) -> Vec<String> {
-        vec!["console=ttyS0".into()]
+        vec!["console=ttyS0".into(), "sysrq_always_enabled".into()]
+    }
+}
+
+/// The QMP monitor, on a unix socket the runner connects to when it needs
+/// it (hang diagnostics).
+#[derive(Debug, Clone)]
+pub struct QmpMonitor {
+    pub socket: PathBuf,
+}
+
+impl Feature for QmpMonitor {
+    fn qemu_args(&self) -> Vec<String> {
+        vec!["-qmp".into(), format!("unix:{},server=on,wait=off", self.socket.display())]
     }
 }
 
@@ -137,7 +161,7 @@ mod tests {
         let r = ResultPort { file: "/tmp/r".into() };
         assert!(r.qemu_args().iter().any(|a| a.contains("iobase=0x2f8")));
         assert_eq!(r.kernel_args(), vec!["hidvm.results=/dev/ttyS1"]);
-        assert_eq!(Console { log: "/tmp/c".into() }.qemu_args(), vec!["-serial", "file:/tmp/c"]);
+        assert!(Console { socket: "/tmp/c".into() }.qemu_args().contains(&"chardev:console".to_string()));
         assert!(ExitOnReboot.kernel_args().contains(&"reboot=t".to_string()));
     }
 }

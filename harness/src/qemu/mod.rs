@@ -2,6 +2,7 @@
 //! feature contributes QEMU arguments and kernel command-line arguments.
 pub mod accel;
 pub mod feature;
+pub mod qmp;
 pub mod vm;
 
 pub use accel::Accel;

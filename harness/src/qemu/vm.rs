@@ -1,7 +1,11 @@
 //! Running one VM with a deadline. QEMU's exit status is recorded but
 //! never taken as success: a kernel panic with panic=-1 also exits 0.
+use super::feature::CONSOLE_CHARDEV;
+use super::qmp::Qmp;
 use super::Feature;
-use std::path::PathBuf;
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
@@ -10,6 +14,11 @@ pub struct Vm {
     pub qemu: PathBuf,
     pub features: Vec<Box<dyn Feature>>,
     pub deadline: Duration,
+    /// The console socket (see `feature::Console`) and the log it is copied to.
+    pub console_socket: PathBuf,
+    pub console_log: PathBuf,
+    /// The QMP socket (see `feature::QmpMonitor`), used for hang diagnostics.
+    pub qmp_socket: Option<PathBuf>,
 }
 
 #[derive(Debug)]
@@ -21,6 +30,11 @@ pub struct VmOutcome {
     pub qemu_output: String,
     pub command: String,
 }
+
+/// Sysrq keys sent over the serial console when a VM hangs: `w` dumps
+/// blocked (D state) tasks, `l` backtraces every CPU.
+const SYSRQ_DIAGNOSTICS: &[u8] = b"wl";
+const SYSRQ_SETTLE: Duration = Duration::from_millis(1500);
 
 impl Vm {
     pub fn args(&self) -> Vec<String> {
@@ -54,13 +68,28 @@ impl Vm {
             })
             .start()?;
         let guard = KillOnDrop(&handle);
-        let finished = handle.wait_timeout(self.deadline)?;
+
+        // QEMU waits for us on the console socket before starting the guest.
+        let console = connect_console(&self.console_socket, &handle, started + Duration::from_secs(10));
+        let pump = console.as_ref().and_then(|c| c.try_clone().ok()).map(|c| {
+            let log = self.console_log.clone();
+            std::thread::spawn(move || copy_console(c, &log))
+        });
+
+        let remaining = self.deadline.saturating_sub(started.elapsed());
+        let finished = handle.wait_timeout(remaining)?;
         let timed_out = finished.is_none();
         if timed_out {
+            if let (Some(qmp), Some(console)) = (&self.qmp_socket, &console) {
+                let _ = ask_for_diagnostics(qmp, console);
+            }
             let _ = handle.kill();
         }
         std::mem::forget(guard);
         let output = handle.wait()?;
+        if let Some(p) = pump {
+            let _ = p.join();
+        }
         Ok(VmOutcome {
             status: (!timed_out).then_some(output.status),
             timed_out,
@@ -69,6 +98,41 @@ impl Vm {
             command,
         })
     }
+}
+
+fn connect_console(socket: &Path, handle: &duct::Handle, until: Instant) -> Option<UnixStream> {
+    loop {
+        if let Ok(s) = UnixStream::connect(socket) {
+            return Some(s);
+        }
+        if Instant::now() > until || matches!(handle.try_wait(), Ok(Some(_))) {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn copy_console(mut from: UnixStream, log: &Path) {
+    let Ok(mut file) = std::fs::File::create(log) else { return };
+    let mut buf = [0u8; 8192];
+    while let Ok(n) = from.read(&mut buf) {
+        if n == 0 || file.write_all(&buf[..n]).is_err() {
+            break;
+        }
+    }
+}
+
+/// A serial BREAK followed by a key is a magic sysrq on the guest's
+/// console UART.
+fn ask_for_diagnostics(qmp_socket: &Path, console: &UnixStream) -> std::io::Result<()> {
+    let mut qmp = Qmp::connect(qmp_socket)?;
+    let mut console = console;
+    for key in SYSRQ_DIAGNOSTICS {
+        qmp.execute("chardev-send-break", serde_json::json!({ "id": CONSOLE_CHARDEV }))?;
+        console.write_all(&[*key])?;
+        std::thread::sleep(SYSRQ_SETTLE);
+    }
+    Ok(())
 }
 
 /// Kill QEMU if we unwind past it (a panic in the harness).

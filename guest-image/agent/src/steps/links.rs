@@ -178,7 +178,13 @@ pub fn release(r: &mut Runner, name: &str, how: ReleaseHow, after: LinkAfter) ->
                 },
                 (None, None) => return Outcome::fail("no fd and no pin to detach through"),
             };
-            link.detach().map(|_| format!("BPF_LINK_DETACH on bpf_link {id}")).map_err(|e| format!("BPF_LINK_DETACH: {e:#}"))
+            let r = link.detach().map(|_| format!("BPF_LINK_DETACH on bpf_link {id}")).map_err(|e| format!("BPF_LINK_DETACH: {e:#}"));
+            if r.is_ok() {
+                // A detached struct_ops link wakes pollers with EPOLLHUP.
+                let hup = poll_hup(std::os::fd::AsFd::as_fd(link));
+                o.check("poll() on the link fd after BPF_LINK_DETACH", "POLLHUP", if hup { "POLLHUP" } else { "no POLLHUP" }, hup);
+            }
+            r
         }
         ReleaseHow::HolderExit => h.holder.take().ok_or_else(|| "no holder process".to_string()).and_then(|c| c.exit()),
         ReleaseHow::HolderKill => h.holder.take().ok_or_else(|| "no holder process".to_string()).and_then(|c| c.kill()),
@@ -203,6 +209,13 @@ pub fn release(r: &mut Runner, name: &str, how: ReleaseHow, after: LinkAfter) ->
     }
     check_link_state(&mut o, id, after);
     o
+}
+
+fn poll_hup(fd: std::os::fd::BorrowedFd<'_>) -> bool {
+    use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    let mut fds = [PollFd::new(&fd, PollFlags::IN)];
+    let zero = Timespec { tv_sec: 0, tv_nsec: 0 };
+    poll(&mut fds, Some(&zero)).is_ok() && fds[0].revents().contains(PollFlags::HUP)
 }
 
 /// Compare the kernel's view of link `id` with `after`; polls for `Gone`.
