@@ -22,7 +22,7 @@ fn main() -> std::process::ExitCode {
     };
     let mut trials = Vec::new();
     for entry in scenarios::catalogue(&suite.repo) {
-        for cell in suite.cells.iter().map(|c| c.name.clone()) {
+        for cell in suite.cells.iter().map(|c| c.name.clone()).filter(|c| entry.runs_on(c)) {
             let (suite, entry) = (suite.clone(), entry.clone());
             trials.push(Trial::test(entry.test_name(&cell), move || {
                 let report = suite.run(&cell, &entry).map_err(|e| Failed::from(format!("error: {e}")))?;

@@ -89,7 +89,8 @@ pub fn run(suite: &Suite, opts: &BenchOptions) -> Result<()> {
 
     let t = Instant::now();
     let jobs = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
-    let work: Vec<_> = catalogue.iter().flat_map(|e| suite.cells.iter().map(move |c| (e, c))).collect();
+    let work: Vec<_> =
+        catalogue.iter().flat_map(|e| suite.cells.iter().filter(|c| e.runs_on(&c.name)).map(move |c| (e, c))).collect();
     let queue = std::sync::Mutex::new(work.iter());
     let failures = std::sync::Mutex::new(Vec::new());
     std::thread::scope(|s| {

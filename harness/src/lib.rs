@@ -32,6 +32,7 @@ pub mod layout;
 pub mod lock;
 pub mod matrix;
 pub mod qemu;
+pub mod robustness;
 pub mod scenarios;
 pub mod suite;
 pub mod tools;

@@ -39,6 +39,9 @@ enum Command {
         /// Print every test's step log, not only failures.
         #[arg(long)]
         verbose: bool,
+        /// Run the whole suite this many times and report flaky tests.
+        #[arg(long, default_value_t = 1)]
+        repeat: usize,
     },
     /// Run one test, e.g. `gcc::mouse_invert_y_close_link`.
     Run { test: String },
@@ -48,6 +51,13 @@ enum Command {
     Check,
     /// Print the Debian packages hidvm needs (for setup scripts).
     Packages,
+    /// Robustness numbers: splat classes detected/provoked, QEMU left after
+    /// forced stops, kernel builds under concurrent requesters.
+    Robustness {
+        /// Concurrent `hidvm build` requesters on an empty cache (one cold build).
+        #[arg(long, default_value_t = 0)]
+        builds: usize,
+    },
     /// Measure builds, VM boots and the warm suite; prints numbers.
     Bench {
         /// Also time cold kernel builds (each cell into an empty cache).
@@ -84,8 +94,8 @@ fn real_main(cli: Cli) -> hidvm::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Check => {
-            let all = suite::load_all(&suite.repo)?;
-            println!("{} cells, {} scenario files: ok", suite.cells.len(), all.len());
+            let all = suite::load_all(&suite.repo, &suite.all_cells)?;
+            println!("{} cells ({} run by default), {} scenario files: ok", suite.all_cells.len(), suite.cells.len(), all.len());
             Ok(ExitCode::SUCCESS)
         }
         Command::Build { cells } => {
@@ -101,7 +111,13 @@ fn real_main(cli: Cli) -> hidvm::Result<ExitCode> {
             print!("{}", report.render());
             Ok(if report.verdict.passed() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
-        Command::VmTest { cells, filter, jobs, verbose } => vm_test(&suite, &cells, filter.as_deref(), jobs, verbose),
+        Command::VmTest { cells, filter, jobs, verbose, repeat } => {
+            vm_test(&suite, &cells, filter.as_deref(), jobs, verbose, repeat.max(1))
+        }
+        Command::Robustness { builds } => {
+            hidvm::robustness::run(&suite, &hidvm::robustness::RobustnessOptions { builds })?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Bench { cold, runs } => {
             hidvm::bench::run(&suite, &hidvm::bench::BenchOptions { cold, runs })?;
             Ok(ExitCode::SUCCESS)
@@ -124,7 +140,7 @@ fn tests(suite: &Suite, cells: &[String], filter: Option<&str>) -> hidvm::Result
     let mut out = Vec::new();
     for entry in scenarios::catalogue(&suite.repo) {
         for cell in &cells {
-            if filter.is_none_or(|f| entry.test_name(cell).contains(f)) {
+            if entry.runs_on(cell) && filter.is_none_or(|f| entry.test_name(cell).contains(f)) {
                 out.push((entry.clone(), cell.clone()));
             }
         }
@@ -135,7 +151,7 @@ fn tests(suite: &Suite, cells: &[String], filter: Option<&str>) -> hidvm::Result
 fn build(suite: &Suite, cells: &[String]) -> hidvm::Result<()> {
     let source = suite.source()?;
     for name in selected_cells(suite, cells)? {
-        let cell = hidvm::cell::find(&suite.cells, &name)?;
+        let cell = hidvm::cell::find(&suite.all_cells, &name)?;
         let k = suite.kernel(cell, &source)?;
         eprintln!(
             "hidvm: cell {name}: {} ({})",
@@ -148,23 +164,86 @@ fn build(suite: &Suite, cells: &[String]) -> hidvm::Result<()> {
     Ok(())
 }
 
-fn vm_test(suite: &Suite, cells: &[String], filter: Option<&str>, jobs: Option<usize>, verbose: bool) -> hidvm::Result<ExitCode> {
+fn vm_test(
+    suite: &Suite,
+    cells: &[String],
+    filter: Option<&str>,
+    jobs: Option<usize>,
+    verbose: bool,
+    repeat: usize,
+) -> hidvm::Result<ExitCode> {
     // Malformed scenarios stop everything before any build or boot.
-    suite::load_all(&suite.repo)?;
+    suite::load_all(&suite.repo, &suite.all_cells)?;
     let cells = selected_cells(suite, cells)?;
     build(suite, &cells)?;
     let work = tests(suite, &cells, filter)?;
     let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)).max(1);
-    eprintln!("hidvm: running {} tests, {jobs} VMs at a time", work.len());
+    eprintln!("hidvm: running {} tests, {jobs} VMs at a time{}", work.len(), if repeat > 1 { format!(", {repeat} times") } else { String::new() });
 
-    let queue = Mutex::new(work.iter());
-    let results: Mutex<Vec<(usize, hidvm::Result<RunReport>)>> = Mutex::new(Vec::new());
     let started = std::time::Instant::now();
+    let mut passes = vec![0usize; work.len()];
+    let mut last: Vec<Option<hidvm::Result<RunReport>>> = Vec::new();
+    let mut used_allow = std::collections::BTreeSet::new();
+    for round in 1..=repeat {
+        let t = std::time::Instant::now();
+        let results = run_round(suite, &work, jobs, verbose);
+        let failed = results.iter().filter(|r| !matches!(r, Ok(rep) if rep.verdict.passed())).count();
+        for (i, r) in results.iter().enumerate() {
+            if let Ok(rep) = r {
+                if rep.verdict.passed() {
+                    passes[i] += 1;
+                }
+                used_allow.extend(rep.allowed.iter().map(|(i, _)| *i));
+            }
+        }
+        if repeat > 1 {
+            eprintln!("hidvm: round {round}/{repeat}: {} passed, {failed} failed, {:.1} s", work.len() - failed, t.elapsed().as_secs_f64());
+        }
+        last = results.into_iter().map(Some).collect();
+    }
+
+    let mut matrix = Matrix::new(cells.clone());
+    for (i, ((entry, cell), r)) in work.iter().zip(&last).enumerate() {
+        let row = match entry.kind {
+            scenarios::Kind::Scenario => entry.name.clone(),
+            scenarios::Kind::SelfTest => format!("selftest::{}", entry.name),
+        };
+        if repeat > 1 && passes[i] != 0 && passes[i] != repeat {
+            matrix.record_text(&row, cell, format!("FLAKY {}/{repeat}", passes[i]), false);
+            continue;
+        }
+        match r {
+            Some(Ok(rep)) => matrix.record(&row, cell, Ok(rep)),
+            Some(Err(e)) => matrix.record(&row, cell, Err(&e.to_string())),
+            None => {}
+        }
+    }
+    println!("\n{}", matrix.render());
+    if repeat > 1 {
+        let flaky = passes.iter().filter(|p| **p != 0 && **p != repeat).count();
+        let always_failed = passes.iter().filter(|p| **p == 0).count();
+        println!("{repeat} runs x {} tests: {flaky} flaky, {always_failed} failed every run", work.len());
+    }
+    // Allow-list entries that excused nothing in this run are stale.
+    for (i, a) in suite.allow.allow.iter().enumerate() {
+        let applies = a.cells.iter().any(|c| c == "*" || cells.contains(c));
+        if applies && !used_allow.contains(&i) {
+            println!("allow-list entry {} ({} `{}`: {}) matched nothing in this run; remove it if the splat is gone", i + 1, a.class, a.contains, a.reason);
+        }
+    }
+    println!("wall time {:.1} s", started.elapsed().as_secs_f64());
+    Ok(if matrix.all_passed() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// Run every test once, `jobs` VMs at a time; results in `work` order.
+fn run_round(suite: &Suite, work: &[(Entry, String)], jobs: usize, verbose: bool) -> Vec<hidvm::Result<RunReport>> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: Mutex<Vec<(usize, hidvm::Result<RunReport>)>> = Mutex::new(Vec::new());
     std::thread::scope(|s| {
         for _ in 0..jobs {
             s.spawn(|| loop {
-                let next = queue.lock().unwrap().next().map(|w| (w, work.iter().position(|x| std::ptr::eq(x, w)).unwrap()));
-                let Some(((entry, cell), idx)) = next else { break };
+                let idx = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let Some((entry, cell)) = work.get(idx) else { break };
                 let r = suite.run(cell, entry);
                 match &r {
                     Ok(rep) if rep.verdict.passed() && !verbose => eprintln!("  pass  {} ({:.1} s)", rep.test, rep.vm_seconds),
@@ -177,28 +256,5 @@ fn vm_test(suite: &Suite, cells: &[String], filter: Option<&str>, jobs: Option<u
     });
     let mut results = results.into_inner().unwrap();
     results.sort_by_key(|(i, _)| *i);
-
-    let mut matrix = Matrix::new(cells.clone());
-    for ((entry, cell), (_, r)) in work.iter().zip(&results) {
-        let row = match entry.kind {
-            scenarios::Kind::Scenario => entry.name.clone(),
-            scenarios::Kind::SelfTest => format!("selftest::{}", entry.name),
-        };
-        match r {
-            Ok(rep) => matrix.record(&row, cell, Ok(rep)),
-            Err(e) => matrix.record(&row, cell, Err(&e.to_string())),
-        }
-    }
-    println!("\n{}", matrix.render());
-    // Allow-list entries that excused nothing in this run are stale.
-    let used: std::collections::BTreeSet<usize> =
-        results.iter().filter_map(|(_, r)| r.as_ref().ok()).flat_map(|r| r.allowed.iter().map(|(i, _)| *i)).collect();
-    for (i, a) in suite.allow.allow.iter().enumerate() {
-        let applies = a.cells.iter().any(|c| c == "*" || cells.contains(c));
-        if applies && !used.contains(&i) {
-            println!("allow-list entry {} ({} `{}`: {}) matched nothing in this run; remove it if the splat is gone", i + 1, a.class, a.contains, a.reason);
-        }
-    }
-    println!("wall time {:.1} s", started.elapsed().as_secs_f64());
-    Ok(if matrix.all_passed() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    results.into_iter().map(|(_, r)| r).collect()
 }

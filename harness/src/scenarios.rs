@@ -17,9 +17,16 @@ pub struct Entry {
     pub name: String,
     pub path: PathBuf,
     pub kind: Kind,
+    /// The file's `cells = [...]` restriction (empty: every cell), read
+    /// without full parsing so listing stays cheap and never fails.
+    pub only_cells: Vec<String>,
 }
 
 impl Entry {
+    pub fn runs_on(&self, cell: &str) -> bool {
+        self.only_cells.is_empty() || self.only_cells.iter().any(|c| c == cell)
+    }
+
     /// nextest-style test name: `gcc::mouse_…`, `selftest::gcc::…`.
     pub fn test_name(&self, cell: &str) -> String {
         match self.kind {
@@ -27,6 +34,12 @@ impl Entry {
             Kind::SelfTest => format!("selftest::{cell}::{}", self.name),
         }
     }
+}
+
+#[derive(serde::Deserialize)]
+struct CellsOnly {
+    #[serde(default)]
+    cells: Vec<String>,
 }
 
 /// Every scenario and self-test file, sorted; cheap (no parsing), so test
@@ -40,7 +53,12 @@ pub fn catalogue(repo: &Repo) -> Vec<Entry> {
         files.sort();
         for path in files {
             let name = path.file_stem().unwrap().to_string_lossy().into_owned();
-            out.push(Entry { name, path, kind });
+            let only_cells = std::fs::read_to_string(&path)
+                .ok()
+                .and_then(|t| toml::from_str::<CellsOnly>(&t).ok())
+                .map(|c| c.cells)
+                .unwrap_or_default();
+            out.push(Entry { name, path, kind, only_cells });
         }
     }
     out
@@ -100,7 +118,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let path = d.path().join("broken.toml");
         std::fs::write(&path, "summary = \"x\"\n[[device]]\nid = \"m\"\nmodel = \"boot_mouse\"\n[[step]]\nop = \"inject\"\ndevice = \"m\"\nreport = \"00\"\nhidraw = \"00\"\nevdev = []\ncolour = 1\n").unwrap();
-        let e = load(&repo, &Entry { name: "broken".into(), path: path.clone(), kind: Kind::Scenario })
+        let e = load(&repo, &Entry { name: "broken".into(), path: path.clone(), kind: Kind::Scenario, only_cells: vec![] })
             .unwrap_err()
             .to_string();
         assert!(e.contains("broken.toml") && e.contains("unknown field `colour`"), "{e}");

@@ -282,9 +282,20 @@ impl RunReport {
 
 /// Load every catalogue entry up front (CLI use): the first malformed file
 /// stops the run before anything boots.
-pub fn load_all(repo: &Repo) -> Result<Vec<(Entry, Scenario)>> {
-    scenarios::catalogue(repo)
-        .into_iter()
-        .map(|e| scenarios::load(repo, &e).map(|s| (e, s)))
-        .collect()
+pub fn load_all(repo: &Repo, cells: &[KernelCell]) -> Result<Vec<(Entry, Scenario)>> {
+    let mut out = Vec::new();
+    for e in scenarios::catalogue(repo) {
+        let s = scenarios::load(repo, &e)?;
+        if let Some(bad) = s.cells.iter().find(|c| !cells.iter().any(|k| &k.name == *c)) {
+            return Err(Error::Scenario {
+                file: e.path.clone(),
+                message: format!(
+                    "field `cells`: unknown cell `{bad}` (cells: {})",
+                    cells.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ")
+                ),
+            });
+        }
+        out.push((e, s));
+    }
+    Ok(out)
 }

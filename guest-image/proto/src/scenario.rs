@@ -44,6 +44,10 @@ pub struct Scenario {
     pub devices: Vec<DeviceSpec>,
     #[serde(rename = "step")]
     pub steps: Vec<Step>,
+    /// Cells this scenario runs on (empty: every cell). For checks that
+    /// need a flavour, e.g. KASAN reports on the debug cells.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cells: Vec<String>,
     /// VM deadline in seconds, instead of the default (24 s under KVM,
     /// 60 s under TCG).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -1,0 +1,88 @@
+//! Golden tests for the splat detector (harness/src/console.rs).
+//!
+//! `tests/splats/*.txt` are real kernel reports: captured from hidvm's own
+//! VMs (lkdtm self-tests) or copied from public reports (the `# source:`
+//! line says where). Two kinds of tests:
+//! * `sample::<file>`: the sample's first splat has the class its
+//!   `# class:` line names (and a fatal class ends the kernel);
+//! * `pattern::<class>::<needle>`: some sample contains a line this pattern
+//!   matches and classifies as its class, so no pattern is untested.
+use hidvm::console::{find_splats, SPLAT_PATTERNS};
+use libtest_mimic::{Arguments, Failed, Trial};
+use std::path::PathBuf;
+
+struct Sample {
+    name: String,
+    class: String,
+    text: String,
+}
+
+fn samples() -> Vec<Sample> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/splats");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("harness/tests/splats exists")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "txt"))
+        .collect();
+    files.sort();
+    files
+        .into_iter()
+        .map(|p| {
+            let text = std::fs::read_to_string(&p).expect("readable sample");
+            let class = text
+                .lines()
+                .find_map(|l| l.strip_prefix("# class:"))
+                .unwrap_or_else(|| panic!("{} has no `# class:` line", p.display()))
+                .trim()
+                .to_string();
+            assert!(text.lines().any(|l| l.starts_with("# source:")), "{} has no `# source:` line", p.display());
+            Sample { name: p.file_stem().unwrap().to_string_lossy().into_owned(), class, text }
+        })
+        .collect()
+}
+
+fn main() -> std::process::ExitCode {
+    let args = Arguments::from_args();
+    let samples = std::sync::Arc::new(samples());
+    let mut trials = vec![Trial::test("pattern_list_is_not_empty", || {
+        if SPLAT_PATTERNS.is_empty() {
+            return Err("SPLAT_PATTERNS is empty: nothing would ever fail a scenario".into());
+        }
+        Ok(())
+    })];
+    for i in 0..samples.len() {
+        let s = samples.clone();
+        trials.push(Trial::test(format!("sample::{}", samples[i].name), move || {
+            let sample = &s[i];
+            let body: String = sample.text.lines().filter(|l| !l.starts_with("# ")).collect::<Vec<_>>().join("\n");
+            let found = find_splats(&body);
+            let first = found.first().ok_or_else(|| Failed::from(format!("no splat found in {}", sample.name)))?;
+            if first.class != sample.class {
+                return Err(format!("first splat classified `{}`, sample says `{}`: {}", first.class, sample.class, first.line).into());
+            }
+            Ok(())
+        }));
+    }
+    for (i, pat) in SPLAT_PATTERNS.iter().enumerate() {
+        let s = samples.clone();
+        let name: String = pat.needle.trim().chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' }).collect();
+        trials.push(Trial::test(format!("pattern::{}::{i:02}_{}", pat.class, name.trim_matches('_')), move || {
+            let hit = s.iter().any(|sample| {
+                sample.text.lines().any(|l| {
+                    l.contains(pat.needle) && find_splats(l).first().is_some_and(|sp| sp.class == pat.class)
+                })
+            });
+            if hit {
+                Ok(())
+            } else {
+                Err(format!(
+                    "no golden sample exercises pattern `{}` (class {}): add a real report as harness/tests/splats/<class>-<origin>.txt",
+                    pat.needle, pat.class
+                )
+                .into())
+            }
+        }));
+    }
+    libtest_mimic::run(&args, trials).exit_code()
+}
