@@ -45,7 +45,13 @@ pub fn ensure(repo: &Repo) -> Result<PathBuf> {
     .map_err(|e| Error::AgentBuild(format!("cannot run cargo: {e}")))?;
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr);
-        return Err(Error::AgentBuild(one_line(&stderr, 8)));
+        // The compiler's own error lines, not cargo's boilerplate after them.
+        let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error")).take(3).collect();
+        let what = if errors.is_empty() { one_line(&stderr, 4) } else { errors.join(" | ") };
+        return Err(Error::AgentBuild(format!(
+            "{what}; rerun it to see everything: RUSTFLAGS='-C target-feature=+crt-static' cargo build --release -p hidvm-agent --target {TARGET} --target-dir {}",
+            target_dir.display()
+        )));
     }
     let bin = target_dir.join(TARGET).join("release/hidvm-agent");
     if !bin.exists() {

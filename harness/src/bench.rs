@@ -40,6 +40,7 @@ pub fn run(suite: &Suite, opts: &BenchOptions) -> Result<()> {
                 all_cells: suite.all_cells.clone(),
                 allow: suite.allow.clone(),
                 opts: Options { verbose: false, ..suite.opts.clone() },
+                source_once: Default::default(),
             };
             let src = cold_suite.source()?;
             let t = Instant::now();
@@ -80,7 +81,12 @@ pub fn run(suite: &Suite, opts: &BenchOptions) -> Result<()> {
             total.push(t.elapsed());
             vm.push(Duration::from_secs_f64(r.vm_seconds));
             if !r.verdict.passed() {
-                return Err(Error::Other(format!("{} failed during the benchmark:\n{}", r.test, r.render())));
+                return Err(Error::Other(format!(
+                    "{} failed during the benchmark ({}); run `hidvm run {}` for its step log",
+                    r.test,
+                    r.verdict.token(),
+                    r.test
+                )));
             }
         }
         println!("one VM, {} on {:<6} qemu wall {}", first.name, cell.name, Stats(vm).line());

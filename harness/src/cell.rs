@@ -26,6 +26,36 @@ pub struct KernelCell {
     /// (flavours such as the debug cells are selected with HIDVM_CELLS).
     #[serde(default = "yes", rename = "run_by_default")]
     pub default_run: bool,
+    /// What QEMU boots: the uncompressed vmlinux through its PVH entry
+    /// (fastest), or the bzImage through the boot protocol.
+    #[serde(default)]
+    pub boot: BootImage,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum BootImage {
+    #[default]
+    #[serde(rename = "vmlinux")]
+    Vmlinux,
+    #[serde(rename = "bzImage")]
+    BzImage,
+}
+
+impl BootImage {
+    /// The make target that produces it.
+    pub fn make_target(self) -> &'static str {
+        match self {
+            BootImage::Vmlinux => "vmlinux",
+            BootImage::BzImage => "bzImage",
+        }
+    }
+    /// Its path inside the O= directory.
+    pub fn path_in_build(self) -> &'static str {
+        match self {
+            BootImage::Vmlinux => "vmlinux",
+            BootImage::BzImage => "arch/x86/boot/bzImage",
+        }
+    }
 }
 
 fn yes() -> bool {

@@ -27,7 +27,7 @@ pub const SPLAT_PATTERNS: &[SplatPattern] = &[
     p("kasan", "BUG: KASAN: "),
     p("kfence", "BUG: KFENCE: "),
     p("ubsan", "UBSAN: "),
-    p("kmemleak", "kmemleak: "),
+    p("kmemleak", "new suspected memory leaks"),
     p("lockdep", "WARNING: possible circular locking dependency"),
     p("lockdep", "WARNING: suspicious RCU usage"),
     p("atomic-sleep", "BUG: sleeping function called from invalid context"),
@@ -50,7 +50,7 @@ pub const SPLAT_PATTERNS: &[SplatPattern] = &[
 /// Every class name, for validating self-test expectations.
 pub fn classes() -> Vec<&'static str> {
     let mut c: Vec<&str> = SPLAT_PATTERNS.iter().map(|p| p.class).collect();
-    c.extend(["taint"]);
+    c.extend(["taint", "bpf-leak"]);
     c.sort();
     c.dedup();
     c
@@ -66,6 +66,14 @@ pub struct Splat {
     pub context: Vec<String>,
     /// Which part of the scenario was running ("during step 3: …").
     pub during: String,
+}
+
+impl Splat {
+    /// The step the splat came in or after (None: boot or device setup).
+    pub fn step_number(&self) -> Option<usize> {
+        let rest = self.during.strip_prefix("during step ").or_else(|| self.during.strip_prefix("after step "))?;
+        rest.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+    }
 }
 
 /// Every splat on the console, in order.

@@ -50,6 +50,8 @@ pub struct BuiltKernel {
     pub cell: KernelCell,
     pub dir: PathBuf,
     pub vmlinux: PathBuf,
+    /// What QEMU boots (vmlinux or bzImage, per the cell).
+    pub boot_image: PathBuf,
     pub vmlinux_h: PathBuf,
     pub record: BuildRecord,
     /// Whether this call ran a build (false: served from the cache).
@@ -142,7 +144,7 @@ impl<'a> KernelBuilder<'a> {
         loop {
             // Fast path: shared lease on a fresh record.
             let lease = FileLock::acquire(&lock_path, Mode::Shared, &what).map_err(Error::io("kernel cache lock"))?;
-            if let Some(record) = fresh_record(&dir, &key) {
+            if let Some(record) = fresh_record(&dir, &key).filter(|_| dir.join("build").join(cell.boot.path_in_build()).exists()) {
                 return Ok(self.built(cell, &dir, record, false, lease));
             }
             drop(lease);
@@ -152,7 +154,12 @@ impl<'a> KernelBuilder<'a> {
             // Someone may have built it while we waited.
             let (record, built_now) = match fresh_record(&dir, &key) {
                 Some(r) => (r, false),
-                None => (self.build(cell, &dir, &fragments, &compiler, &key)?, true),
+                None => {
+                    exclusive.share_with_children(true).map_err(Error::io("kernel cache lock"))?;
+                    let built = self.build(cell, &dir, &fragments, &compiler, &key);
+                    exclusive.share_with_children(false).map_err(Error::io("kernel cache lock"))?;
+                    (built?, true)
+                }
             };
             let lease = exclusive.downgrade().map_err(Error::io("kernel cache lock"))?;
             // flock's downgrade is not atomic: re-check what we now hold.
@@ -167,6 +174,7 @@ impl<'a> KernelBuilder<'a> {
             cell: cell.clone(),
             dir: dir.to_path_buf(),
             vmlinux: dir.join("build/vmlinux"),
+            boot_image: dir.join("build").join(cell.boot.path_in_build()),
             vmlinux_h: dir.join("vmlinux.h"),
             record,
             built_now,
@@ -188,14 +196,18 @@ impl<'a> KernelBuilder<'a> {
             Err(e) => return Err(Error::io(format!("removing {}", record_path.display()))(e)),
         }
         let obj = dir.join("build");
-        std::fs::create_dir_all(&obj).map_err(Error::io(format!("creating {}", obj.display())))?;
+        let writable = "; set HIDVM_CACHE_DIR to a writable directory with a few GB free";
+        std::fs::create_dir_all(&obj).map_err(Error::io(format!("creating {}{writable}", obj.display())))?;
         let log_path = dir.join("build.log");
-        let log = File::create(&log_path).map_err(Error::io(format!("creating {}", log_path.display())))?;
+        let log = File::create(&log_path).map_err(Error::io(format!("creating {}{writable}", log_path.display())))?;
 
-        // One kernel build at a time on this machine: two at once on a
-        // small machine are slower than two in a row.
-        let _slot = FileLock::acquire(&self.cache.join("locks/kernel-build.lock"), Mode::Exclusive, "another kernel build to finish")
-            .map_err(Error::io("kernel build slot lock"))?;
+        // One kernel build at a time on this machine, whatever cache it
+        // writes to: two at once on a small machine are slower than two in
+        // a row. Children inherit it, like the cell lock.
+        let slot_path = std::env::temp_dir().join("hidvm-kernel-build.lock");
+        let slot = FileLock::acquire(&slot_path, Mode::Exclusive, "another kernel build to finish")
+            .map_err(Error::io(format!("kernel build slot lock {}", slot_path.display())))?;
+        slot.share_with_children(true).map_err(Error::io("kernel build slot lock"))?;
 
         let started = Instant::now();
         if self.verbose {
@@ -237,7 +249,11 @@ impl<'a> KernelBuilder<'a> {
             return Err(Error::ConfigDropped { cell: cell.name.clone(), options: dropped, config: obj.join(".config") });
         }
 
-        make(&[format!("-j{}", self.jobs), "vmlinux".to_string()])?;
+        let mut targets = vec![format!("-j{}", self.jobs), "vmlinux".to_string()];
+        if cell.boot.make_target() != "vmlinux" {
+            targets.push(cell.boot.make_target().to_string());
+        }
+        make(&targets)?;
 
         let vmlinux = obj.join("vmlinux");
         let vmlinux_h = dir.join("vmlinux.h");
@@ -323,6 +339,18 @@ impl Step<'_> {
             .stderr_to_stdout()
             .stdout_file(self.log.try_clone().map_err(Error::io("log file"))?)
             .unchecked()
+            .before_spawn(|cmd| {
+                use std::os::unix::process::CommandExt;
+                // make dies with the harness (its compilers finish their
+                // file and exit; the inherited lock covers them meanwhile).
+                unsafe {
+                    cmd.pre_exec(|| {
+                        rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::TERM))
+                            .map_err(std::io::Error::from)
+                    });
+                }
+                Ok(())
+            })
             .run()
             .map_err(Error::io(format!("running {program}")))?;
         if out.status.success() {
@@ -413,6 +441,7 @@ mod tests {
             needs: vec![],
             fragments: vec![],
             default_run: true,
+            boot: Default::default(),
         }
     }
 

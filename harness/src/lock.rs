@@ -41,7 +41,7 @@ impl FileLock {
             eprintln!(
                 "hidvm: waiting for {what} ({}{})",
                 path.display(),
-                if holder.trim().is_empty() { String::new() } else { format!(", held by {}", holder.trim()) }
+                if holder.trim().is_empty() { String::new() } else { format!("; last exclusive holder: {}", holder.trim()) }
             );
             flock(&file, op)?;
             break;
@@ -63,6 +63,15 @@ impl FileLock {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Let child processes inherit the lock (clear close-on-exec): a build
+    /// whose harness process was killed keeps its lock until `make` and
+    /// every compiler it started are gone, so nobody starts a second make
+    /// in the same directory.
+    pub fn share_with_children(&self, share: bool) -> std::io::Result<()> {
+        use rustix::io::{fcntl_setfd, FdFlags};
+        fcntl_setfd(&self.file, if share { FdFlags::empty() } else { FdFlags::CLOEXEC }).map_err(std::io::Error::from)
     }
 
     fn note_holder(&mut self) {

@@ -103,7 +103,8 @@ fn real_main(cli: Cli) -> hidvm::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Run { test } => {
-            let (entry, cell) = tests(&suite, &[], None)?
+            let every_cell: Vec<String> = suite.all_cells.iter().map(|c| c.name.clone()).collect();
+            let (entry, cell) = tests(&suite, &every_cell, None)?
                 .into_iter()
                 .find(|(e, c)| e.test_name(c) == test)
                 .ok_or_else(|| hidvm::Error::Other(format!("no test named `{test}`; `hidvm list` shows them")))?;

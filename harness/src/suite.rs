@@ -38,6 +38,9 @@ pub struct Suite {
     pub all_cells: Vec<KernelCell>,
     pub allow: AllowList,
     pub opts: Options,
+    /// The kernel tree, resolved once per command: a tree edited during a
+    /// `vm-test` must not put two different kernels into one matrix.
+    pub source_once: std::sync::OnceLock<KernelSource>,
 }
 
 /// Everything a failing test needs to explain itself.
@@ -87,11 +90,15 @@ impl Suite {
             }
             None => cells.retain(|c| c.default_run),
         }
-        Ok(Suite { repo, cache: cache_root(), cells, all_cells, allow, opts })
+        Ok(Suite { repo, cache: cache_root(), cells, all_cells, allow, opts, source_once: Default::default() })
     }
 
     pub fn source(&self) -> Result<KernelSource> {
-        KernelSource::resolve(self.opts.kernel_src.as_deref(), &self.cache)
+        if let Some(s) = self.source_once.get() {
+            return Ok(s.clone());
+        }
+        let s = KernelSource::resolve(self.opts.kernel_src.as_deref(), &self.cache)?;
+        Ok(self.source_once.get_or_init(|| s).clone())
     }
 
     pub fn kernel(&self, cell: &KernelCell, source: &KernelSource) -> Result<BuiltKernel> {
@@ -111,9 +118,7 @@ impl Suite {
         let agent_bin = agent::ensure(&self.repo)?;
         let agent = std::fs::read(&agent_bin).map_err(Error::io(format!("reading {}", agent_bin.display())))?;
 
-        let run_dir = self.repo.runs_dir().join(&cell.name).join(entry.test_name(&cell.name).replace("::", "."));
-        let _ = std::fs::remove_dir_all(&run_dir);
-        std::fs::create_dir_all(&run_dir).map_err(Error::io(format!("creating {}", run_dir.display())))?;
+        let run_dir = new_run_dir(&self.repo.runs_dir().join(&cell.name).join(entry.test_name(&cell.name).replace("::", ".")))?;
 
         let probe = self.accelerator(&qemu, &kernel, &agent, &run_dir)?;
 
@@ -122,12 +127,19 @@ impl Suite {
             fs.add_host_file(&format!("{FIXTURE_DIR}/{name}.bpf.o"), 0o644, obj)
                 .map_err(Error::io(format!("reading {}", obj.display())))?;
         }
-        let job = Job { cell: cell.name.clone(), mode: JobMode::Scenario { scenario: scenario.clone() } };
+        let deadline = vm_deadline(probe.accel, scenario.timeout_s);
+        let nonce = nonce();
+        let job = Job {
+            cell: cell.name.clone(),
+            nonce: nonce.clone(),
+            deadline_ms: deadline.as_millis() as u64,
+            mode: JobMode::Scenario { scenario: scenario.clone() },
+        };
         fs.file(JOB_PATH, 0o644, serde_json::to_vec_pretty(&job).expect("job serializes"));
 
-        let deadline = vm_deadline(probe.accel, scenario.timeout_s);
         let (outcome, guest, console_text) = boot(&qemu, &kernel, &fs, probe.accel, deadline, &run_dir)?;
-        let judgement = verdict::judge(&cell, &scenario, &outcome, &guest, &console_text, &self.allow);
+        let ctx = verdict::RunContext { cell: &cell, scenario: &scenario, nonce: &nonce };
+        let judgement = verdict::judge(&ctx, &outcome, &guest, &console_text, &self.allow);
         let report = RunReport {
             test: entry.test_name(&cell.name),
             cell: cell.name.clone(),
@@ -149,21 +161,71 @@ impl Suite {
     /// KVM only if a timed probe boot under KVM answers (once per host boot).
     fn accelerator(&self, qemu: &Path, kernel: &BuiltKernel, agent: &[u8], run_dir: &Path) -> Result<ProbeRecord> {
         let qemu_version = tools::version_line(&qemu.display().to_string(), &["--version"])?;
-        Ok(accel::select(&self.cache, &qemu_version, || {
+        accel::select(&self.cache, &qemu_version, || {
+            let failure = |reason: String, kvm_at_fault: bool| accel::ProbeFailure { reason, kvm_at_fault };
             let dir = run_dir.join("kvm-probe");
-            std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+            std::fs::create_dir_all(&dir).map_err(|e| failure(e.to_string(), false))?;
             let mut fs = Initramfs::with_agent(agent);
-            let job = Job { cell: kernel.cell.name.clone(), mode: JobMode::Probe };
+            let job = Job {
+                cell: kernel.cell.name.clone(),
+                nonce: nonce(),
+                deadline_ms: accel::PROBE_DEADLINE.as_millis() as u64,
+                mode: JobMode::Probe,
+            };
             fs.file(JOB_PATH, 0o644, serde_json::to_vec(&job).expect("job serializes"));
-            let (outcome, guest, _) =
-                boot(qemu, kernel, &fs, Accel::Kvm, accel::PROBE_DEADLINE, &dir).map_err(|e| e.to_string())?;
+            let (outcome, guest, console) =
+                boot(qemu, kernel, &fs, Accel::Kvm, accel::PROBE_DEADLINE, &dir).map_err(|e| failure(e.to_string(), false))?;
+            let qemu_said = crate::error::one_line(&outcome.qemu_output, 2);
             match guest.done {
                 Some((true, _)) => Ok(()),
-                _ if outcome.timed_out => Err(format!("no answer within {} s", accel::PROBE_DEADLINE.as_secs())),
-                _ => Err(format!("QEMU exited without an answer: {}", outcome.qemu_output)),
+                // QEMU blaming KVM, or a guest that never printed a line
+                // (hung in firmware), is KVM's fault: remember it. Anything
+                // else may be the kernel's: use TCG now, probe again later.
+                _ if qemu_said.to_lowercase().contains("kvm") => Err(failure(format!("QEMU failed under KVM: {qemu_said}"), true)),
+                _ if console.trim().is_empty() => Err(failure(
+                    format!("no console output within {} s under KVM", accel::PROBE_DEADLINE.as_secs()),
+                    true,
+                )),
+                _ => Err(failure(format!("the probe guest did not answer under KVM ({qemu_said})"), false)),
             }
-        }))
+        })
     }
+}
+
+/// A value no other run has: the guest echoes it, so results written by
+/// another run are never mistaken for this one's.
+fn nonce() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    format!("{:x}-{:x}-{:x}", t.as_nanos(), std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst))
+}
+
+/// Runs kept per test (older ones are removed).
+const KEEP_RUNS: usize = 5;
+
+/// `<test dir>/<time>-<pid>-<n>/`, plus a `latest` symlink: concurrent
+/// runs of one test never share files, and the newest is easy to find.
+fn new_run_dir(test_dir: &Path) -> Result<PathBuf> {
+    std::fs::create_dir_all(test_dir).map_err(Error::io(format!("creating {}; is the target directory writable?", test_dir.display())))?;
+    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let name = format!("{}-{:09}-{}", t.as_secs(), t.subsec_nanos(), std::process::id());
+    let dir = test_dir.join(&name);
+    std::fs::create_dir(&dir).map_err(Error::io(format!("creating {}", dir.display())))?;
+    let tmp_link = test_dir.join(format!(".latest-{name}"));
+    if std::os::unix::fs::symlink(&name, &tmp_link).is_ok() {
+        let _ = std::fs::rename(&tmp_link, test_dir.join("latest"));
+    }
+    let mut runs: Vec<PathBuf> = std::fs::read_dir(test_dir)
+        .map(|rd| rd.flatten().map(|e| e.path()).filter(|p| p.is_dir() && !p.is_symlink()).collect())
+        .unwrap_or_default();
+    runs.sort();
+    if runs.len() > KEEP_RUNS {
+        for old in &runs[..runs.len() - KEEP_RUNS] {
+            let _ = std::fs::remove_dir_all(old);
+        }
+    }
+    Ok(dir)
 }
 
 /// `HIDVM_VM_TIMEOUT` seconds; else the scenario's own `timeout_s`; else
@@ -196,7 +258,7 @@ fn boot(
     let features: Vec<Box<dyn Feature>> = vec![
         Box::new(MicroVm { memory_mib: 512, cpus: 2 }),
         Box::new(accel),
-        Box::new(Kernel { vmlinux: kernel.vmlinux.clone() }),
+        Box::new(Kernel { image: kernel.boot_image.clone() }),
         Box::new(InitrdFeature { cpio: initrd.clone() }),
         Box::new(Console { socket: console_socket.clone() }),
         Box::new(QmpMonitor { socket: qmp_socket.clone() }),

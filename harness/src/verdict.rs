@@ -2,6 +2,7 @@
 //! on the kernel the cell claims to be, with a clean console; QEMU exiting
 //! 0 proves nothing (a panic with panic=-1 exits 0 too).
 use crate::allowlist::AllowList;
+use crate::error::one_line;
 use crate::cell::KernelCell;
 use crate::console::{self, Splat};
 use crate::qemu::VmOutcome;
@@ -11,6 +12,12 @@ use hidvm_proto::{GuestMsg, Scenario};
 #[derive(Debug, Default, Clone)]
 pub struct GuestReport {
     pub hello: Option<(String, String)>,
+    /// The nonce the guest echoed (must be this run's).
+    pub nonce: Option<String>,
+    /// How many verdicts arrived (exactly one is valid; the first counts).
+    pub done_count: usize,
+    /// BPF object counts before/after the scenario.
+    pub bpf_objects: Option<(String, String)>,
     pub steps: Vec<GuestMsg>,
     pub done: Option<(bool, String)>,
     /// Taint flags (before, after) the scenario.
@@ -28,14 +35,21 @@ impl GuestReport {
             match GuestMsg::from_line(line) {
                 None => {}
                 Some(Err(e)) => r.garbled.push(e),
-                Some(Ok(GuestMsg::Hello { kernel_release, proc_version, .. })) => {
-                    r.hello = Some((kernel_release, proc_version))
+                Some(Ok(GuestMsg::Hello { kernel_release, proc_version, nonce, .. })) => {
+                    r.hello = Some((kernel_release, proc_version));
+                    r.nonce = Some(nonce);
                 }
                 Some(Ok(m @ GuestMsg::Step { .. })) => r.steps.push(m),
-                Some(Ok(GuestMsg::Done { passed, summary })) => r.done = Some((passed, summary)),
-                Some(Ok(GuestMsg::Health { taint_before, taint_after, kmemleak })) => {
+                Some(Ok(GuestMsg::Done { passed, summary })) => {
+                    r.done_count += 1;
+                    if r.done.is_none() {
+                        r.done = Some((passed, summary));
+                    }
+                }
+                Some(Ok(GuestMsg::Health { taint_before, taint_after, kmemleak, bpf_objects_before, bpf_objects_after })) => {
                     r.taint = Some((taint_before, taint_after));
                     r.kmemleak = kmemleak;
+                    r.bpf_objects = Some((bpf_objects_before, bpf_objects_after));
                 }
             }
         }
@@ -175,14 +189,22 @@ pub fn validate_expected_verdict(text: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// What the host knows about the run it started.
+pub struct RunContext<'a> {
+    pub cell: &'a KernelCell,
+    pub scenario: &'a Scenario,
+    /// The nonce this run put into the guest's job.
+    pub nonce: &'a str,
+}
+
 pub fn judge(
-    cell: &KernelCell,
-    scenario: &Scenario,
+    ctx: &RunContext<'_>,
     vm: &VmOutcome,
     report: &GuestReport,
     console_text: &str,
     allow: &AllowList,
 ) -> Judgement {
+    let (cell, scenario) = (ctx.cell, ctx.scenario);
     let mut allowed = Vec::new();
     let splats: Vec<Splat> = console::find_splats(console_text)
         .into_iter()
@@ -194,13 +216,14 @@ pub fn judge(
             None => true,
         })
         .collect();
-    let raw = judge_run(cell, vm, report, &splats);
-    let verdict = if scenario.is_selftest() { judge_selftest(scenario, report, &raw, console_text) } else { raw };
+    let raw = judge_run(ctx, vm, report, &splats, console_text);
+    let verdict = if scenario.is_selftest() { judge_selftest(scenario, report, &raw, console_text, &splats) } else { raw };
     Judgement { verdict, allowed }
 }
 
 /// The verdict as for any scenario: the most fundamental problem first.
-fn judge_run(cell: &KernelCell, vm: &VmOutcome, report: &GuestReport, splats: &[Splat]) -> Verdict {
+fn judge_run(ctx: &RunContext<'_>, vm: &VmOutcome, report: &GuestReport, splats: &[Splat], console_text: &str) -> Verdict {
+    let cell = ctx.cell;
     // A crash explains everything after it.
     if splats.iter().any(|s| s.fatal) {
         let first = &splats[0];
@@ -214,12 +237,25 @@ fn judge_run(cell: &KernelCell, vm: &VmOutcome, report: &GuestReport, splats: &[
         return Verdict::fail(FailureKind::Timeout, format!("VM did not finish within {:.0} s (last reported: {last})", vm.elapsed.as_secs_f64()));
     }
     let Some((_, proc_version)) = &report.hello else {
-        let qemu = if vm.qemu_output.is_empty() { String::new() } else { format!("; QEMU said: {}", vm.qemu_output) };
+        let qemu = if vm.qemu_output.is_empty() { String::new() } else { format!("; QEMU said: {}", one_line(&vm.qemu_output, 3)) };
+        let exit = vm.status.and_then(|s| s.code()).map(|c| c.to_string()).unwrap_or_else(|| "none".into());
         return Verdict::fail(
             FailureKind::NoAnswer,
-            format!("the guest agent never answered on the result channel (QEMU exit {:?}){qemu}", vm.status.and_then(|s| s.code())),
+            format!("the guest agent never answered on the result channel (QEMU exit status {exit}){qemu}"),
         );
     };
+    if report.nonce.as_deref() != Some(ctx.nonce) {
+        return Verdict::fail(
+            FailureKind::NoAnswer,
+            format!(
+                "the results are not this run's (nonce {:?}, expected {}): another run wrote them; do not run the same test twice at once",
+                report.nonce, ctx.nonce
+            ),
+        );
+    }
+    if !report.garbled.is_empty() {
+        return Verdict::fail(FailureKind::NoVerdict, format!("the result channel carried garbled lines: {}", report.garbled.join(" | ")));
+    }
     if !proc_version.contains(&cell.banner) {
         return Verdict::fail(
             FailureKind::WrongKernel,
@@ -240,6 +276,15 @@ fn judge_run(cell: &KernelCell, vm: &VmOutcome, report: &GuestReport, splats: &[
             );
         }
     }
+    if let Some((before, after)) = &report.bpf_objects {
+        if before != after {
+            return Verdict::fail_class(
+                FailureKind::KernelSplat,
+                "bpf-leak",
+                format!("BPF objects outlived the scenario: {before} before it, {after} after its teardown"),
+            );
+        }
+    }
     if !report.kmemleak.is_empty() {
         return Verdict::fail_class(
             FailureKind::KernelSplat,
@@ -251,16 +296,50 @@ fn judge_run(cell: &KernelCell, vm: &VmOutcome, report: &GuestReport, splats: &[
         let last = report.steps.last().map(step_name).unwrap_or_else(|| "before the first step".into());
         return Verdict::fail(FailureKind::NoVerdict, format!("the guest stopped without a verdict (last reported: {last})"));
     };
-    if *passed {
-        Verdict::Pass
-    } else {
-        Verdict::fail(FailureKind::Check, summary.clone())
+    if report.done_count > 1 {
+        return Verdict::fail(FailureKind::NoVerdict, format!("the guest sent {} verdicts; the first said: {summary}", report.done_count));
     }
+    if !passed {
+        return Verdict::fail(FailureKind::Check, summary.clone());
+    }
+    // A passing verdict must agree with everything else the guest said.
+    let failed_steps: Vec<String> =
+        report.steps.iter().filter(|m| matches!(m, GuestMsg::Step { ok: false, .. })).map(step_name).collect();
+    if !failed_steps.is_empty() {
+        return Verdict::fail(FailureKind::NoVerdict, format!("the guest said passed but reported failed steps: {}", failed_steps.join(", ")));
+    }
+    let expected_steps = ctx.scenario.steps.len() + 1; // + device creation
+    if report.steps.len() != expected_steps {
+        return Verdict::fail(
+            FailureKind::NoVerdict,
+            format!("the guest said passed after {} step reports, the scenario has {expected_steps}", report.steps.len()),
+        );
+    }
+    if report.taint.is_none() {
+        return Verdict::fail(FailureKind::NoVerdict, "the guest sent no kernel health report before its verdict");
+    }
+    if !console_text.contains("hidvm: scenario done") {
+        return Verdict::fail(
+            FailureKind::NoVerdict,
+            "the console capture lacks the agent's final marker (`hidvm: scenario done`): the console was lost, so splats could have been missed",
+        );
+    }
+    Verdict::Pass
 }
 
 /// A self-test passes when the run failed exactly the way it states.
-fn judge_selftest(scenario: &Scenario, report: &GuestReport, raw: &Verdict, console_text: &str) -> Verdict {
+fn judge_selftest(scenario: &Scenario, report: &GuestReport, raw: &Verdict, console_text: &str, splats: &[Splat]) -> Verdict {
     let mut problems = Vec::new();
+    // A provoked fault must be the one reported: the first splat has to
+    // come at or after the step that provoked it, not from boot.
+    if let Some(lkdtm_step) = scenario.steps.iter().position(|s| matches!(s, hidvm_proto::Step::Lkdtm { .. })) {
+        if let Some(first) = splats.first() {
+            let step = first.step_number();
+            if step.is_none_or(|n| n < lkdtm_step + 1) {
+                problems.push(format!("the first splat came {}, before the lkdtm step {} provoked anything", first.during, lkdtm_step + 1));
+            }
+        }
+    }
     match &scenario.expect_verdict {
         Some(want) => {
             let got = raw.token();
@@ -348,169 +427,142 @@ mod tests {
     use super::*;
     use hidvm_proto::msg::Check;
 
-    fn cell() -> KernelCell {
+    fn cell(name: &str, banner: &str) -> KernelCell {
         KernelCell {
-            name: "llvm".into(),
+            name: name.into(),
             summary: String::new(),
             make: Default::default(),
-            compiler: "clang-19".into(),
-            banner: "clang version 19".into(),
+            compiler: "cc".into(),
+            banner: banner.into(),
             needs: vec![],
             fragments: vec![],
             default_run: true,
+            boot: Default::default(),
         }
     }
 
-    fn scenario(selftest: bool) -> Scenario {
-        let mut s: Scenario = serde_json::from_str(
-            r#"{"summary":"s","device":[],"step":[{"op":"sleep","ms":1}]}"#,
-        )
-        .unwrap();
-        if selftest {
+    fn scenario(expect_verdict: Option<&str>, expect_failure: bool) -> Scenario {
+        let mut s: Scenario =
+            serde_json::from_str(r#"{"summary":"s","device":[],"step":[{"op":"lkdtm","crash":"WARNING"}]}"#).unwrap();
+        s.expect_verdict = expect_verdict.map(String::from);
+        if expect_failure {
             s.expect_failure = vec![hidvm_proto::ExpectedFailure { step: 1, check: "hidraw".into(), notes_contain: None }];
         }
         s
     }
 
     fn vm(timed_out: bool) -> VmOutcome {
-        VmOutcome {
-            status: None,
-            timed_out,
-            elapsed: std::time::Duration::from_secs(1),
-            qemu_output: String::new(),
-            command: String::new(),
-        }
+        VmOutcome { status: None, timed_out, elapsed: std::time::Duration::from_secs(1), qemu_output: String::new(), command: String::new() }
     }
 
-    const HELLO: &str = r#"@hidvm {"msg":"hello","agent":"0","kernel_release":"6.12","proc_version":"Linux version 6.12 (clang version 19.1.7)"}"#;
-    const DONE_OK: &str = r#"@hidvm {"msg":"done","passed":true,"summary":"ok"}"#;
-
-    fn kind(j: Judgement) -> Option<FailureKind> {
-        match j.verdict {
-            Verdict::Pass => None,
-            Verdict::Fail { kind, .. } => Some(kind),
-        }
-    }
-
-    fn judge(c: &KernelCell, s: &Scenario, v: &VmOutcome, r: &GuestReport, console: &str) -> Judgement {
-        super::judge(c, s, v, r, console, &AllowList::default())
-    }
-
-    #[test]
-    fn only_an_explicit_verdict_on_the_right_kernel_with_a_clean_console_passes() {
-        let report = GuestReport::parse(&format!("{HELLO}\n{DONE_OK}\n"));
-        assert_eq!(judge(&cell(), &scenario(false), &vm(false), &report, "").verdict, Verdict::Pass);
-        // Same guest output, but the console shows a panic: QEMU exited 0 all the same.
-        let console = "[ 1.0] Kernel panic - not syncing: Attempted to kill init!\n";
-        assert_eq!(kind(judge(&cell(), &scenario(false), &vm(false), &report, console)), Some(FailureKind::KernelCrash));
-        let console = "[ 1.0] WARNING: CPU: 0 PID: 1 at kernel/foo.c:1 bar+0x0/0x1\n";
-        assert_eq!(kind(judge(&cell(), &scenario(false), &vm(false), &report, console)), Some(FailureKind::KernelSplat));
-    }
-
-    #[test]
-    fn silence_timeouts_missing_verdicts_and_wrong_kernels_fail() {
-        let none = GuestReport::parse("");
-        assert_eq!(kind(judge(&cell(), &scenario(false), &vm(false), &none, "")), Some(FailureKind::NoAnswer));
-        assert_eq!(kind(judge(&cell(), &scenario(false), &vm(true), &none, "")), Some(FailureKind::Timeout));
-        let no_done = GuestReport::parse(HELLO);
-        assert_eq!(kind(judge(&cell(), &scenario(false), &vm(false), &no_done, "")), Some(FailureKind::NoVerdict));
-        let gcc_kernel = GuestReport::parse(&format!("{}\n{DONE_OK}", HELLO.replace("clang version 19.1.7", "gcc 12.2.0")));
-        assert_eq!(kind(judge(&cell(), &scenario(false), &vm(false), &gcc_kernel, "")), Some(FailureKind::WrongKernel));
-        let failed = GuestReport::parse(&format!("{HELLO}\n{}", DONE_OK.replace("true", "false")));
-        assert_eq!(kind(judge(&cell(), &scenario(false), &vm(false), &failed, "")), Some(FailureKind::Check));
-    }
-
-    #[test]
-    fn selftests_pass_only_when_exactly_the_expected_checks_fail() {
-        let step = |what: &str, ok: bool| GuestMsg::Step {
-            index: 1,
-            what: "inject".into(),
+    fn step(index: usize, ok: bool, check: Option<&str>) -> String {
+        GuestMsg::Step {
+            index,
+            what: "x".into(),
             ok,
             ms: 0,
-            checks: vec![Check { what: what.into(), expected: "a".into(), seen: "b".into(), ok }],
+            checks: check.map(|c| vec![Check { what: c.into(), expected: "a".into(), seen: "b".into(), ok }]).unwrap_or_default(),
             notes: vec![],
-        };
-        let with = |m: GuestMsg| {
-            GuestReport::parse(&format!("{HELLO}\n{}{}\n", m.to_line(), DONE_OK.replace("true", "false")))
-        };
-        let expected = with(step("hidraw /dev/hidraw0", false));
-        assert_eq!(judge(&cell(), &scenario(true), &vm(false), &expected, "").verdict, Verdict::Pass);
-        let nothing_failed = with(step("hidraw /dev/hidraw0", true));
-        assert_eq!(kind(judge(&cell(), &scenario(true), &vm(false), &nothing_failed, "")), Some(FailureKind::SelftestMismatch));
-        let other = with(step("evdev /dev/input/event0", false));
-        assert_eq!(kind(judge(&cell(), &scenario(true), &vm(false), &other, "")), Some(FailureKind::SelftestMismatch));
-    }
-}
-
-#[cfg(test)]
-mod health_tests {
-    use super::*;
-
-    fn cell() -> KernelCell {
-        KernelCell {
-            name: "gcc".into(),
-            summary: String::new(),
-            make: Default::default(),
-            compiler: "gcc".into(),
-            banner: "gcc".into(),
-            needs: vec![],
-            fragments: vec![],
-            default_run: true,
         }
+        .to_line()
     }
 
-    fn scenario(expect_verdict: Option<&str>) -> Scenario {
-        let mut s: Scenario = serde_json::from_str(r#"{"summary":"s","device":[],"step":[{"op":"sleep","ms":1}]}"#).unwrap();
-        s.expect_verdict = expect_verdict.map(String::from);
-        s
+    const HEALTHY: &str = r#"@hidvm {"msg":"health","taint_before":0,"taint_after":0}"#;
+    const CONSOLE_OK: &str = "[ 1.0] hidvm: step 1: provoke WARNING through lkdtm\n[ 1.1] hidvm: scenario done: ok\n";
+
+    /// A complete, well-formed run of the one-step scenario.
+    fn run(banner: &str, nonce: &str, step1_ok: bool, health: &str, passed: bool) -> GuestReport {
+        GuestReport::parse(&format!(
+            "@hidvm {{\"msg\":\"hello\",\"agent\":\"0\",\"kernel_release\":\"6.12\",\"proc_version\":\"Linux version 6.12 ({banner})\",\"nonce\":\"{nonce}\"}}\n{}{}{health}\n@hidvm {{\"msg\":\"done\",\"passed\":{passed},\"summary\":\"s\"}}\n",
+            step(0, true, None),
+            step(1, step1_ok, Some("hidraw /dev/hidraw0")),
+        ))
     }
 
-    fn vm() -> VmOutcome {
-        VmOutcome { status: None, timed_out: false, elapsed: std::time::Duration::from_secs(1), qemu_output: String::new(), command: String::new() }
-    }
-
-    const HELLO: &str = r#"@hidvm {"msg":"hello","agent":"0","kernel_release":"6.12","proc_version":"Linux version 6.12 (gcc 12)"}"#;
-
-    fn guest(health: &str) -> GuestReport {
-        GuestReport::parse(&format!("{HELLO}\n{health}\n@hidvm {{\"msg\":\"done\",\"passed\":true,\"summary\":\"ok\"}}\n"))
+    fn token(c: &KernelCell, s: &Scenario, v: &VmOutcome, r: &GuestReport, console: &str) -> String {
+        judge(&RunContext { cell: c, scenario: s, nonce: "n" }, v, r, console, &AllowList::default()).verdict.token()
     }
 
     #[test]
-    fn new_taint_and_kmemleak_reports_fail_a_passing_scenario() {
-        let allow = AllowList::default();
-        let tainted = guest(r#"@hidvm {"msg":"health","taint_before":0,"taint_after":512}"#);
-        let j = judge(&cell(), &scenario(None), &vm(), &tainted, "", &allow);
-        assert_eq!(j.verdict.token(), "kernel-splat: taint");
-        let leaked = guest(r#"@hidvm {"msg":"health","taint_before":0,"taint_after":0,"kmemleak":["unreferenced object 0xffff (size 64):"]}"#);
-        assert_eq!(judge(&cell(), &scenario(None), &vm(), &leaked, "", &allow).verdict.token(), "kernel-splat: kmemleak");
-        let clean = guest(r#"@hidvm {"msg":"health","taint_before":512,"taint_after":512}"#);
-        assert!(judge(&cell(), &scenario(None), &vm(), &clean, "", &allow).verdict.passed());
+    fn only_a_complete_consistent_run_on_the_right_kernel_with_a_clean_console_passes() {
+        let gcc = cell("gcc", "gcc");
+        let s = scenario(None, false);
+        let good = run("gcc 12", "n", true, HEALTHY, true);
+        assert_eq!(token(&gcc, &s, &vm(false), &good, CONSOLE_OK), "pass");
+        // Same guest output, but the console shows a panic: QEMU exits 0 all the same.
+        let panic = format!("{CONSOLE_OK}[ 1.2] Kernel panic - not syncing: Attempted to kill init!\n");
+        assert_eq!(token(&gcc, &s, &vm(false), &good, &panic), "kernel-crash: panic");
+        let warn = format!("[ 1.0] WARNING: CPU: 0 PID: 1 at kernel/foo.c:1 bar+0x0/0x1\n{CONSOLE_OK}");
+        assert_eq!(token(&gcc, &s, &vm(false), &good, &warn), "kernel-splat: warning");
+    }
+
+    #[test]
+    fn silence_timeouts_foreign_results_and_inconsistent_verdicts_fail() {
+        let gcc = cell("gcc", "gcc");
+        let s = scenario(None, false);
+        let none = GuestReport::parse("");
+        assert_eq!(token(&gcc, &s, &vm(false), &none, ""), "no-answer");
+        assert_eq!(token(&gcc, &s, &vm(true), &none, ""), "timeout");
+        assert_eq!(token(&gcc, &s, &vm(false), &run("gcc 12", "other-run", true, HEALTHY, true), CONSOLE_OK), "no-answer");
+        assert_eq!(token(&cell("llvm", "clang version 19"), &s, &vm(false), &run("gcc 12", "n", true, HEALTHY, true), CONSOLE_OK), "wrong-kernel");
+        assert_eq!(token(&gcc, &s, &vm(false), &run("gcc 12", "n", true, HEALTHY, false), CONSOLE_OK), "check-failed");
+        // "passed" contradicted by a failed step, a missing health report, a lost console.
+        assert_eq!(token(&gcc, &s, &vm(false), &run("gcc 12", "n", false, HEALTHY, true), CONSOLE_OK), "no-verdict");
+        assert_eq!(token(&gcc, &s, &vm(false), &run("gcc 12", "n", true, "", true), CONSOLE_OK), "no-verdict");
+        assert_eq!(token(&gcc, &s, &vm(false), &run("gcc 12", "n", true, HEALTHY, true), ""), "no-verdict");
+        // Two verdicts: the first counts, and the run fails.
+        let mut twice = run("gcc 12", "n", true, HEALTHY, true);
+        twice.done_count = 2;
+        assert_eq!(token(&gcc, &s, &vm(false), &twice, CONSOLE_OK), "no-verdict");
+    }
+
+    #[test]
+    fn health_reports_fail_a_passing_scenario() {
+        let gcc = cell("gcc", "gcc");
+        let s = scenario(None, false);
+        let tainted = run("gcc 12", "n", true, r#"@hidvm {"msg":"health","taint_before":0,"taint_after":512}"#, true);
+        assert_eq!(token(&gcc, &s, &vm(false), &tainted, CONSOLE_OK), "kernel-splat: taint");
+        let leaked = run("gcc 12", "n", true, r#"@hidvm {"msg":"health","taint_before":0,"taint_after":0,"kmemleak":["unreferenced object 0xffff (size 64):"]}"#, true);
+        assert_eq!(token(&gcc, &s, &vm(false), &leaked, CONSOLE_OK), "kernel-splat: kmemleak");
+        let objects = run("gcc 12", "n", true, r#"@hidvm {"msg":"health","taint_before":0,"taint_after":0,"bpf_objects_before":"0 programs","bpf_objects_after":"1 programs"}"#, true);
+        assert_eq!(token(&gcc, &s, &vm(false), &objects, CONSOLE_OK), "kernel-splat: bpf-leak");
+        let old_taint = run("gcc 12", "n", true, r#"@hidvm {"msg":"health","taint_before":512,"taint_after":512}"#, true);
+        assert_eq!(token(&gcc, &s, &vm(false), &old_taint, CONSOLE_OK), "pass");
     }
 
     #[test]
     fn crashes_are_classified_by_their_first_splat_and_allowed_splats_are_excused() {
-        let g = guest("");
+        let gcc = cell("gcc", "gcc");
+        let s = scenario(None, false);
+        let good = run("gcc 12", "n", true, HEALTHY, true);
         let console = "[ 1.0] hidvm: step 1: provoke BUG through lkdtm\n[ 1.1] kernel BUG at drivers/misc/lkdtm/bugs.c:80!\n[ 1.1] Oops: invalid opcode: 0000 [#1] SMP\n[ 1.2] Kernel panic - not syncing: Fatal exception\n";
-        let j = judge(&cell(), &scenario(None), &vm(), &g, console, &AllowList::default());
-        assert_eq!(j.verdict.token(), "kernel-crash: bug");
-        let warn = "[ 1.0] WARNING: CPU: 0 PID: 1 at drivers/foo.c:12 foo+0x1/0x2\n";
+        assert_eq!(token(&gcc, &s, &vm(false), &good, console), "kernel-crash: bug");
+        let warn = format!("[ 1.0] WARNING: CPU: 0 PID: 1 at drivers/foo.c:12 foo+0x1/0x2\n{CONSOLE_OK}");
         let allow: AllowList = toml::from_str("[[allow]]\nclass = \"warning\"\ncontains = \"drivers/foo.c:12\"\ncells = [\"gcc\"]\nreason = \"known\"\n").unwrap();
-        let j = judge(&cell(), &scenario(None), &vm(), &g, warn, &allow);
+        let j = judge(&RunContext { cell: &gcc, scenario: &s, nonce: "n" }, &vm(false), &good, &warn, &allow);
         assert!(j.verdict.passed());
         assert_eq!(j.allowed.len(), 1);
     }
 
     #[test]
-    fn expected_verdicts_are_checked_by_kind_and_class() {
-        let g = guest("");
-        let warn = "[ 1.0] WARNING: CPU: 0 PID: 1 at drivers/misc/lkdtm/bugs.c:1 lkdtm_WARNING\n";
-        let allow = AllowList::default();
-        assert!(judge(&cell(), &scenario(Some("kernel-splat: warning")), &vm(), &g, warn, &allow).verdict.passed());
-        assert!(judge(&cell(), &scenario(Some("kernel-splat")), &vm(), &g, warn, &allow).verdict.passed());
-        let wrong = judge(&cell(), &scenario(Some("kernel-crash: panic")), &vm(), &g, warn, &allow).verdict;
-        assert_eq!(wrong.token().split(':').next(), Some("selftest-mismatch"));
-        // A self-test expecting a splat fails when the kernel stays clean.
-        assert!(!judge(&cell(), &scenario(Some("kernel-splat: warning")), &vm(), &g, "", &allow).verdict.passed());
+    fn selftests_pass_only_when_failing_exactly_as_stated() {
+        let gcc = cell("gcc", "gcc");
+        let check_test = scenario(None, true);
+        let failed_hidraw = run("gcc 12", "n", false, HEALTHY, false);
+        assert_eq!(token(&gcc, &check_test, &vm(false), &failed_hidraw, CONSOLE_OK), "pass");
+        let nothing_failed = run("gcc 12", "n", true, HEALTHY, true);
+        assert!(token(&gcc, &check_test, &vm(false), &nothing_failed, CONSOLE_OK).starts_with("selftest-mismatch"));
+
+        let warn_test = scenario(Some("kernel-splat: warning"), false);
+        let provoked = format!("[ 1.0] hidvm: step 1: provoke WARNING through lkdtm\n[ 1.1] WARNING: CPU: 0 PID: 1 at drivers/misc/lkdtm/bugs.c:1 lkdtm_WARNING\n{CONSOLE_OK}");
+        assert_eq!(token(&gcc, &warn_test, &vm(false), &nothing_failed, &provoked), "pass");
+        // A WARNING during boot is not the provoked one.
+        let at_boot = format!("[ 0.5] WARNING: CPU: 0 PID: 1 at arch/x86/foo.c:1 foo\n{CONSOLE_OK}");
+        assert!(token(&gcc, &warn_test, &vm(false), &nothing_failed, &at_boot).starts_with("selftest-mismatch"));
+        // Expecting a splat, getting a clean kernel: mismatch.
+        assert!(token(&gcc, &warn_test, &vm(false), &nothing_failed, CONSOLE_OK).starts_with("selftest-mismatch"));
+        let panic_test = scenario(Some("kernel-crash: panic"), false);
+        assert!(token(&gcc, &panic_test, &vm(false), &nothing_failed, &provoked).starts_with("selftest-mismatch"));
         assert!(validate_expected_verdict("kernel-splat: hung-task").is_ok());
         assert!(validate_expected_verdict("kernel-melt").unwrap_err().contains("unknown kind"));
         assert!(validate_expected_verdict("timeout: nope").unwrap_err().contains("unknown class"));

@@ -54,6 +54,15 @@ pub fn send(msg: &GuestMsg) {
     }
 }
 
+/// Send the verdict, once: a panicking thread and the main thread may both
+/// get here; the first verdict is the one that counts.
+pub fn send_done(msg: &GuestMsg) {
+    static SENT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if !SENT.swap(true, std::sync::atomic::Ordering::SeqCst) {
+        send(msg);
+    }
+}
+
 /// Wait until the UART has transmitted everything (before ending the VM).
 pub fn flush() {
     let guard = CHANNEL.lock().unwrap_or_else(|e| e.into_inner());

@@ -8,8 +8,6 @@ use hidvm_proto::DeviceModel;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// Generous: under TCG a probe of a new HID device takes tens of ms.
-pub const NODE_DEADLINE: Duration = Duration::from_secs(10);
 
 pub struct Device {
     pub vdev: VirtualDevice,
@@ -24,12 +22,13 @@ pub struct Device {
 impl Device {
     pub fn create(id: &str, model: &'static DeviceModel, index: usize) -> Result<Device, String> {
         let vdev = VirtualDevice::create(id, model, index)?;
-        if vdev.wait_starts(1, NODE_DEADLINE) < 1 {
-            return Err(format!("{id}: no UHID_START within {NODE_DEADLINE:?}"));
+        let wait = crate::budget::node_wait();
+        if vdev.wait_starts(1, wait) < 1 {
+            return Err(format!("{id}: no UHID_START within {wait:?}"));
         }
-        let (sysfs, hid_id) = vdev.sysfs_dir(NODE_DEADLINE)?;
-        let hidraw = Hidraw::open(&sysfs, NODE_DEADLINE)?;
-        let evdev = Evdev::open(&sysfs, NODE_DEADLINE)?;
+        let (sysfs, hid_id) = vdev.sysfs_dir(crate::budget::node_wait())?;
+        let hidraw = Hidraw::open(&sysfs, crate::budget::node_wait())?;
+        let evdev = Evdev::open(&sysfs, crate::budget::node_wait())?;
         let opened_at_start = vdev.starts();
         Ok(Device { vdev, hid_id, sysfs, hidraw, evdev, opened_at_start })
     }
@@ -66,16 +65,24 @@ impl Device {
     fn reopen(&mut self) -> Result<String, String> {
         // The new instance's nodes appear during its probe; UHID_START
         // comes from the same probe, so wait for both.
-        let starts = self.vdev.wait_starts(self.opened_at_start + 1, NODE_DEADLINE);
-        self.hidraw = Hidraw::open(&self.sysfs, NODE_DEADLINE)?;
-        self.evdev = Evdev::open(&self.sysfs, NODE_DEADLINE)?;
+        let want = self.opened_at_start + 1;
+        let starts = self.vdev.wait_starts(want, crate::budget::node_wait());
+        if starts < want {
+            return Err(format!(
+                "{}: its nodes went away but the device was not started again (UHID_START #{want}) within {:?}",
+                self.vdev.id,
+                crate::budget::node_wait()
+            ));
+        }
+        self.hidraw = Hidraw::open(&self.sysfs, crate::budget::node_wait())?;
+        self.evdev = Evdev::open(&self.sysfs, crate::budget::node_wait())?;
         self.opened_at_start = starts;
         Ok(format!("{} was re-probed (start #{starts}): now {} {}", self.vdev.id, self.hidraw.path, self.evdev.path))
     }
 
     /// A fresh evdev client (empty buffer, no SYN_DROPPED state).
     pub fn reopen_evdev(&mut self) -> Result<(), String> {
-        self.evdev = Evdev::open(&self.sysfs, NODE_DEADLINE)?;
+        self.evdev = Evdev::open(&self.sysfs, crate::budget::node_wait())?;
         Ok(())
     }
 

@@ -27,9 +27,19 @@ pub fn spawn(path: &str, hid_id: u32, flags: u32, map: Option<&str>) -> Result<(
         .map_err(|e| err(format!("starting the holder process: {e}")))?;
     let stdout = child.stdout.take().expect("piped stdout");
     let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).map_err(|e| err(format!("reading from the holder: {e}")))?;
-    let v: serde_json::Value =
-        serde_json::from_str(&line).map_err(|e| err(format!("holder said `{}`: {e}", line.trim())))?;
+    let parsed = BufReader::new(stdout)
+        .read_line(&mut line)
+        .map_err(|e| format!("reading from the holder: {e}"))
+        .and_then(|_| serde_json::from_str::<serde_json::Value>(&line).map_err(|e| format!("holder said `{}`: {e}", line.trim())));
+    let v = match parsed {
+        Ok(v) => v,
+        Err(m) => {
+            // Never leave a holder (and the link it may hold) behind.
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(err(m));
+        }
+    };
     if let Some(id) = v.get("link_id").and_then(|i| i.as_u64()) {
         let stdin = child.stdin.take();
         return Ok((HeldLink { child, stdin }, id as u32));

@@ -24,12 +24,13 @@ pub fn mount_pseudo_filesystems() {
     }
 }
 
-pub fn hello() -> GuestMsg {
+pub fn hello(nonce: &str) -> GuestMsg {
     let uname = rustix::system::uname();
     GuestMsg::Hello {
         agent: env!("CARGO_PKG_VERSION").into(),
         kernel_release: uname.release().to_string_lossy().into_owned(),
         proc_version: std::fs::read_to_string("/proc/version").unwrap_or_default().trim().into(),
+        nonce: nonce.into(),
     }
 }
 

@@ -5,6 +5,7 @@
 //! with a reboot (QEMU runs with -no-reboot, so that is an exit). It never
 //! returns: PID 1 exiting would panic the kernel.
 mod bpf;
+mod budget;
 mod channel;
 mod device;
 mod health;
@@ -30,19 +31,23 @@ fn main() {
     std::panic::set_hook(Box::new(|info| {
         let summary = format!("agent panicked: {info}");
         channel::kmsg(&summary);
-        channel::send(&GuestMsg::Done { passed: false, summary });
+        channel::send_done(&GuestMsg::Done { passed: false, summary });
         init::end_vm();
     }));
 
-    channel::send(&init::hello());
-    let done = match load_job() {
-        Ok(job) => match job.mode {
-            JobMode::Probe => GuestMsg::Done { passed: true, summary: "probe: guest booted".into() },
-            JobMode::Scenario { scenario } => run::run_scenario(&job.cell, &scenario),
-        },
+    let job = load_job();
+    channel::send(&init::hello(job.as_ref().map(|j| j.nonce.as_str()).unwrap_or("")));
+    let done = match job {
+        Ok(job) => {
+            budget::set_vm_deadline(std::time::Duration::from_millis(job.deadline_ms));
+            match job.mode {
+                JobMode::Probe => GuestMsg::Done { passed: true, summary: "probe: guest booted".into() },
+                JobMode::Scenario { scenario } => run::run_scenario(&job.cell, &scenario),
+            }
+        }
         Err(e) => GuestMsg::Done { passed: false, summary: format!("cannot read {JOB_PATH}: {e}") },
     };
-    channel::send(&done);
+    channel::send_done(&done);
     init::end_vm();
 }
 

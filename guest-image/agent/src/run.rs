@@ -69,6 +69,7 @@ pub fn run_scenario(cell: &str, scenario: &Scenario) -> GuestMsg {
     channel::kmsg(&format!("scenario {} on cell {cell}: start", scenario.name));
     let mut runner = Runner { devices: BTreeMap::new(), links: BTreeMap::new(), objects: Vec::new(), leaked: Vec::new() };
     let taint_before = health::taint();
+    let objects_before = bpf::object_counts();
     health::kmemleak_clear();
 
     let t0 = Instant::now();
@@ -100,10 +101,17 @@ pub fn run_scenario(cell: &str, scenario: &Scenario) -> GuestMsg {
         }
     }
     runner.teardown();
+    // Programs, maps and links are freed from RCU callbacks and work items
+    // after their last reference goes: wait for that before the final
+    // health checks, so a splat in deferred cleanup lands inside the run.
+    let objects_after = health::wait_objects(objects_before);
+    channel::kmsg("teardown done");
     channel::send(&GuestMsg::Health {
         taint_before,
         taint_after: health::taint(),
         kmemleak: health::kmemleak_report(),
+        bpf_objects_before: objects_before.to_string(),
+        bpf_objects_after: objects_after.to_string(),
     });
     match first_failure {
         Some(f) => done(false, f),
@@ -217,6 +225,8 @@ impl Runner {
             drop(l);
         }
         self.objects.clear();
+        // Self-test variants leak fds on purpose; the scenario is over.
+        self.leaked.clear();
         for (_, d) in std::mem::take(&mut self.devices) {
             let _ = d.vdev.destroy();
         }

@@ -50,7 +50,10 @@ impl VirtualDevice {
             country: 0,
             rd_data: model.descriptor.to_vec(),
         };
-        let dev = UHIDDevice::create(params).map_err(|e| format!("UHID_CREATE2 for {id}: {e}"))?;
+        let dev = UHIDDevice::create(params).map_err(|e| {
+            let hint = if e.kind() == std::io::ErrorKind::NotFound { " (no /dev/uhid: the kernel needs CONFIG_UHID=y)" } else { "" };
+            format!("UHID_CREATE2 for {id}: {e}{hint}")
+        })?;
         let dev = Arc::new(Mutex::new(dev));
         let events = Arc::new((Mutex::new(Events::default()), Condvar::new()));
         let stop = Arc::new(AtomicBool::new(false));

@@ -11,6 +11,13 @@ pub const FIXTURE_DIR: &str = "/hidvm/fixtures";
 pub struct Job {
     /// Kernel cell name, echoed in logs.
     pub cell: String,
+    /// Random per run, echoed in Hello: results from any other run (a
+    /// stale or shared file) are rejected by the host.
+    pub nonce: String,
+    /// The host's deadline for the whole VM; the agent sizes its own waits
+    /// below it so a stuck step is reported as a failed check, not as a
+    /// VM timeout.
+    pub deadline_ms: u64,
     pub mode: JobMode,
 }
 

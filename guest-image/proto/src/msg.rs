@@ -10,7 +10,14 @@ pub const LINE_PREFIX: &str = "@hidvm ";
 #[serde(tag = "msg", rename_all = "snake_case")]
 pub enum GuestMsg {
     /// First message: which kernel actually booted.
-    Hello { agent: String, kernel_release: String, proc_version: String },
+    Hello {
+        agent: String,
+        kernel_release: String,
+        proc_version: String,
+        /// The job's nonce.
+        #[serde(default)]
+        nonce: String,
+    },
     /// One scenario step finished (ok or not).
     Step {
         index: usize,
@@ -29,6 +36,12 @@ pub enum GuestMsg {
         taint_after: u64,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         kmemleak: Vec<String>,
+        /// Kernel BPF programs/maps/links before the scenario and after its
+        /// teardown (they must match: nothing may outlive the scenario).
+        #[serde(default)]
+        bpf_objects_before: String,
+        #[serde(default)]
+        bpf_objects_after: String,
     },
     /// Last message: the agent's verdict. Only `passed: true` is success.
     Done { passed: bool, summary: String },

@@ -49,19 +49,26 @@ impl Vm {
         let args = self.args();
         let command = format!("{} {}", self.qemu.display(), shell_words(&args));
         let started = Instant::now();
+        let parent = rustix::process::getpid();
         let handle = duct::cmd(&self.qemu, &args)
             .stdin_null()
             .stderr_to_stdout()
             .stdout_capture()
             .unchecked()
-            .before_spawn(|cmd| {
+            .before_spawn(move |cmd| {
                 use std::os::unix::process::CommandExt;
                 // If this process dies (nextest timeout, Ctrl-C, crash), the
                 // kernel kills QEMU too: no orphaned VMs.
                 unsafe {
-                    cmd.pre_exec(|| {
+                    cmd.pre_exec(move || {
                         rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
-                            .map_err(std::io::Error::from)
+                            .map_err(std::io::Error::from)?;
+                        // The parent died between fork and the line above:
+                        // the signal will never come, so do not start.
+                        if rustix::process::getppid() != Some(parent) {
+                            return Err(std::io::Error::other("parent exited"));
+                        }
+                        Ok(())
                     });
                 }
                 Ok(())
@@ -71,6 +78,18 @@ impl Vm {
 
         // QEMU waits for us on the console socket before starting the guest.
         let console = connect_console(&self.console_socket, &handle, started + Duration::from_secs(10));
+        if console.is_none() {
+            // Without the console nothing can be judged, and QEMU (wait=on)
+            // would sit until the deadline: stop now and say why.
+            let _ = handle.kill();
+            std::mem::forget(guard);
+            let output = handle.wait()?;
+            let mut said = String::from_utf8_lossy(&output.stdout).trim().to_string();
+            if said.is_empty() {
+                said = format!("QEMU did not open the console socket {} within 10 s; the command is in qemu-command.txt", self.console_socket.display());
+            }
+            return Ok(VmOutcome { status: None, timed_out: false, elapsed: started.elapsed(), qemu_output: said, command });
+        }
         let pump = console.as_ref().and_then(|c| c.try_clone().ok()).map(|c| {
             let log = self.console_log.clone();
             std::thread::spawn(move || copy_console(c, &log))

@@ -18,7 +18,6 @@ use std::time::{Duration, Instant};
 /// rest, so the injector waits for the reader.
 const MAX_IN_FLIGHT: u64 = 32;
 const BEFORE_CLOSE: u64 = 50;
-const DEADLINE: Duration = Duration::from_secs(60);
 
 #[allow(clippy::too_many_arguments)]
 pub fn flood_release(
@@ -45,13 +44,16 @@ pub fn flood_release(
     let mut close_mark = None;
     let mut begin_mark = 0;
     let mut inject_error = None;
+    let deadline = crate::budget::share(3, Duration::from_secs(60));
+    // Stale reports would break the numbering (and the in-flight count).
+    let _ = hidraw.reports(None);
     let t0 = Instant::now();
 
     std::thread::scope(|s| {
         let injector = s.spawn(|| -> Result<(), String> {
             let mut seq = 0u64;
             while !stop.load(Ordering::SeqCst) {
-                if seq - read.load(Ordering::SeqCst) > MAX_IN_FLIGHT {
+                if seq.saturating_sub(read.load(Ordering::SeqCst)) > MAX_IN_FLIGHT {
                     std::thread::yield_now();
                     continue;
                 }
@@ -70,7 +72,14 @@ pub fn flood_release(
         let reader = s.spawn(|| {
             let mut out = Vec::new();
             loop {
-                let batch = hidraw.reports(Some(Duration::from_millis(20))).unwrap_or_default();
+                let batch = match hidraw.reports(Some(Duration::from_millis(20))) {
+                    Ok(b) => b,
+                    Err(_) => {
+                        // A dead node: stop the flood rather than spin.
+                        stop.store(true, Ordering::SeqCst);
+                        break;
+                    }
+                };
                 if batch.is_empty() && stop.load(Ordering::SeqCst) {
                     break;
                 }
@@ -85,14 +94,14 @@ pub fn flood_release(
         });
 
         // Let the flood run attached for a while, then release mid-stream.
-        while read.load(Ordering::SeqCst) < BEFORE_CLOSE && t0.elapsed() < DEADLINE && !injector.is_finished() {
+        while read.load(Ordering::SeqCst) < BEFORE_CLOSE && t0.elapsed() < deadline && !injector.is_finished() {
             std::thread::sleep(Duration::from_millis(1));
         }
         begin_mark = started.load(Ordering::SeqCst);
         drop(bpf_link);
         let mark = started.load(Ordering::SeqCst);
         close_mark = Some(mark);
-        while read.load(Ordering::SeqCst) < mark + after as u64 && t0.elapsed() < DEADLINE && !injector.is_finished() {
+        while read.load(Ordering::SeqCst) < mark + after as u64 && t0.elapsed() < deadline && !injector.is_finished() {
             std::thread::sleep(Duration::from_millis(1));
         }
         stop.store(true, Ordering::SeqCst);

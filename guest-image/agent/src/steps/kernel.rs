@@ -35,7 +35,7 @@ pub fn lkdtm(crash: &str, wait_ms: u64) -> Outcome {
     });
     match rx.recv_timeout(Duration::from_millis(wait_ms)) {
         Ok(Ok(())) => o.notes.push(format!("lkdtm {crash}: the write returned")),
-        Ok(Err(e)) => o.notes.push(format!("lkdtm {crash}: the write failed: {e}")),
+        Ok(Err(e)) => o.error = Some(format!("lkdtm refused {crash}: {e} (see /sys/kernel/debug/provoke-crash/ for the crash types this kernel has)")),
         Err(_) => o.notes.push(format!("lkdtm {crash}: the write is still blocked after {wait_ms} ms")),
     }
     o
