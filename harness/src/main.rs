@@ -46,7 +46,11 @@ enum Command {
     /// Run one test, e.g. `gcc::mouse_invert_y_close_link`.
     Run { test: String },
     /// List test names (cell x scenario).
-    List,
+    List {
+        /// Also print each scenario's summary.
+        #[arg(long)]
+        long: bool,
+    },
     /// Validate cells, fragments, scenarios and fixtures without booting.
     Check,
     /// Print the Debian packages hidvm needs (for setup scripts).
@@ -70,6 +74,11 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // `hidvm list | head` should end quietly, like any Unix tool.
+    // SAFETY: restoring the default disposition before any thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     match real_main(cli) {
         Ok(code) => code,
@@ -87,9 +96,14 @@ fn real_main(cli: Cli) -> hidvm::Result<ExitCode> {
             println!("{}", hidvm::tools::all_packages().join(" "));
             Ok(ExitCode::SUCCESS)
         }
-        Command::List => {
+        Command::List { long } => {
             for (entry, cell) in tests(&suite, &[], None)? {
-                println!("{}", entry.test_name(&cell));
+                if long {
+                    let summary = scenarios::load(&suite.repo, &entry).map(|s| s.summary).unwrap_or_else(|e| format!("INVALID: {e}"));
+                    println!("{}\t{summary}", entry.test_name(&cell));
+                } else {
+                    println!("{}", entry.test_name(&cell));
+                }
             }
             Ok(ExitCode::SUCCESS)
         }

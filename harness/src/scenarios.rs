@@ -113,6 +113,15 @@ mod tests {
     }
 
     #[test]
+    fn every_scenario_and_selftest_is_named_in_the_readme() {
+        let repo = Repo::locate();
+        let readme = std::fs::read_to_string(repo.root.join("README.md")).unwrap();
+        let missing: Vec<String> =
+            catalogue(&repo).into_iter().filter(|e| !readme.contains(&format!("`{}`", e.name))).map(|e| e.name).collect();
+        assert!(missing.is_empty(), "README.md does not mention: {}", missing.join(", "));
+    }
+
+    #[test]
     fn malformed_file_names_file_and_field() {
         let repo = Repo::locate();
         let d = tempfile::tempdir().unwrap();
