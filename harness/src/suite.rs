@@ -62,6 +62,10 @@ pub struct RunReport {
     pub guest: GuestReport,
     #[serde(skip)]
     pub console_tail: Vec<String>,
+    /// The first kernel report (splat) not excused by the allow-list: its
+    /// headline and the lines after it.
+    #[serde(skip)]
+    pub splat: Vec<String>,
 }
 
 fn verdict_text<S: serde::Serializer>(v: &Verdict, s: S) -> std::result::Result<S::Ok, S::Error> {
@@ -153,6 +157,11 @@ impl Suite {
             run_dir: run_dir.clone(),
             guest,
             console_tail: console::tail(&console_text, 40),
+            splat: console::find_splats(&console_text)
+                .into_iter()
+                .find(|sp| self.allow.accepts(&cell.name, sp).is_none())
+                .map(|sp| sp.context)
+                .unwrap_or_default(),
         };
         let _ = write_atomic(&run_dir.join("report.json"), serde_json::to_string_pretty(&report).unwrap_or_default().as_bytes());
         Ok(report)
@@ -327,6 +336,12 @@ impl RunReport {
         }
         if let Some((_, summary)) = &self.guest.done {
             out.push_str(&format!("  guest verdict: {summary}\n"));
+        }
+        if !self.splat.is_empty() && !self.verdict.passed() {
+            out.push_str("  kernel report:\n");
+            for l in &self.splat {
+                out.push_str(&format!("    | {l}\n"));
+            }
         }
         if !self.verdict.passed() {
             out.push_str(&format!(

@@ -33,15 +33,8 @@ impl Hidraw {
     /// to `wait` for the first one (reports written through uhid are
     /// delivered before the write returns, so this is only a safety margin).
     pub fn reports(&mut self, wait: Option<Duration>) -> Result<Vec<Vec<u8>>, String> {
-        let mut out = self.drain()?;
-        if out.is_empty() {
-            if let Some(wait) = wait {
-                if poll_readable(self.file.as_fd(), wait) {
-                    out = self.drain()?;
-                }
-            }
-        }
-        Ok(out)
+        let fd = self.file.try_clone().map_err(|e| format!("{}: {e}", self.path))?;
+        drain_or_wait(fd.as_fd(), wait, || self.drain())
     }
 
     /// HIDIOCGFEATURE: ask the device (through any hid_hw_request program)
@@ -90,6 +83,20 @@ impl Hidraw {
                 Err(e) => return Err(format!("read {}: {e}", self.path)),
             }
         }
+    }
+}
+
+/// Everything queued now; if nothing is and `wait` is set, wait that long
+/// for the fd to become readable and take what arrived.
+pub fn drain_or_wait<T>(
+    fd: std::os::fd::BorrowedFd<'_>,
+    wait: Option<Duration>,
+    mut drain: impl FnMut() -> Result<Vec<T>, String>,
+) -> Result<Vec<T>, String> {
+    let out = drain()?;
+    match wait {
+        Some(wait) if out.is_empty() && poll_readable(fd, wait) => drain(),
+        _ => Ok(out),
     }
 }
 

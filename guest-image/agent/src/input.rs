@@ -1,6 +1,6 @@
 //! Reading evdev events: what users of the device actually see, after
 //! hid-input parsed the (possibly rewritten) report.
-use crate::hidraw::{poll_readable, wait_node};
+use crate::hidraw::{drain_or_wait, wait_node};
 use hidvm_proto::EvdevEvent;
 use std::os::fd::AsFd;
 use std::path::Path;
@@ -31,15 +31,8 @@ impl Evdev {
     /// compared event types. Waits up to `wait` for the first frame if none
     /// is queued and `wait` is set.
     pub fn frames(&mut self, wait: Option<Duration>) -> Result<Vec<Vec<EvdevEvent>>, String> {
-        let mut frames = self.drain()?;
-        if frames.is_empty() {
-            if let Some(wait) = wait {
-                if poll_readable(self.dev.as_fd(), wait) {
-                    frames = self.drain()?;
-                }
-            }
-        }
-        Ok(frames)
+        let fd = self.dev.as_fd().try_clone_to_owned().map_err(|e| format!("{}: {e}", self.path))?;
+        drain_or_wait(fd.as_fd(), wait, || self.drain())
     }
 
     /// Keys and buttons the node advertises (EVIOCGBIT(EV_KEY)).

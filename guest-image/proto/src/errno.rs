@@ -1,5 +1,4 @@
 //! Errno names scenarios may expect ("EINVAL"), validated on the host.
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 
 const NAMES: &[(&str, i32)] = &[
@@ -50,17 +49,7 @@ impl fmt::Debug for Errno {
     }
 }
 
-impl Serialize for Errno {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for Errno {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Errno::parse(&String::deserialize(d)?).map_err(serde::de::Error::custom)
-    }
-}
+string_serde!(Errno);
 
 #[cfg(test)]
 mod tests {

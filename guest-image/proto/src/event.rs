@@ -5,7 +5,6 @@
 //! Only EV_KEY, EV_REL and EV_ABS events are compared: EV_SYN frames the
 //! report and EV_MSC (MSC_SCAN) is bookkeeping hid-input adds to key changes.
 //! Key autorepeat events (EV_KEY value 2) are timing-dependent and ignored.
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 use std::str::FromStr;
 
@@ -81,18 +80,7 @@ impl fmt::Debug for EvdevEvent {
     }
 }
 
-impl Serialize for EvdevEvent {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for EvdevEvent {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        EvdevEvent::parse(&s).map_err(serde::de::Error::custom)
-    }
-}
+string_serde!(EvdevEvent);
 
 /// Render a list of events the way scenarios write them.
 pub fn show(events: &[EvdevEvent]) -> String {
@@ -146,17 +134,7 @@ impl fmt::Debug for KeyName {
     }
 }
 
-impl Serialize for KeyName {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for KeyName {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        KeyName::parse(&String::deserialize(d)?).map_err(serde::de::Error::custom)
-    }
-}
+string_serde!(KeyName);
 
 /// An LED name ("LED_CAPSL").
 pub fn led_code(name: &str) -> Result<u16, String> {

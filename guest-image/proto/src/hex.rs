@@ -1,6 +1,5 @@
 //! Report bytes written as space-separated hex ("00 05 fd 00"), the way
 //! hid-recorder and the kernel's descriptor dumps show them.
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 
 #[derive(Clone, PartialEq, Eq, Default)]
@@ -41,18 +40,7 @@ impl fmt::Debug for HexBytes {
     }
 }
 
-impl Serialize for HexBytes {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for HexBytes {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        HexBytes::parse(&s).map_err(serde::de::Error::custom)
-    }
-}
+string_serde!(HexBytes);
 
 #[cfg(test)]
 mod tests {

@@ -5,6 +5,23 @@
 //! * [`devices`]: the uhid device models scenarios can instantiate;
 //! * [`job`]: what the host hands the guest (one scenario, one kernel cell);
 //! * [`msg`]: the JSON lines the guest sends back on its result channel.
+/// Serde as a string through `Display` and `parse(&str) -> Result<Self, String>`:
+/// scenario files write these values the way humans read them.
+macro_rules! string_serde {
+    ($t:ty) => {
+        impl serde::Serialize for $t {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+        impl<'de> serde::Deserialize<'de> for $t {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                <$t>::parse(&<String as serde::Deserialize>::deserialize(d)?).map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
 pub mod devices;
 pub mod errno;
 pub mod event;

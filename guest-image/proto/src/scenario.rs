@@ -28,7 +28,7 @@
 //! link_after = "gone"
 //! ```
 use crate::{devices, Errno, EvdevEvent, HexBytes, KeyName};
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
@@ -388,20 +388,6 @@ impl fmt::Display for HexPattern {
     }
 }
 
-macro_rules! string_serde {
-    ($t:ty) => {
-        impl Serialize for $t {
-            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                s.collect_str(self)
-            }
-        }
-        impl<'de> Deserialize<'de> for $t {
-            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                <$t>::parse(&String::deserialize(d)?).map_err(serde::de::Error::custom)
-            }
-        }
-    };
-}
 string_serde!(DescriptorExpect);
 string_serde!(FeatureExpect);
 string_serde!(HexPattern);

@@ -52,29 +52,13 @@ pub fn attach(r: &mut Runner, s: AttachSpec<'_>) -> Outcome {
         }),
         (Some(f), _, Holder::Agent) => bpf::load(&fixture_path(f), hid_id, flags, s.map).and_then(|(obj, name)| {
             r.objects.push(obj);
-            let idx = r.objects.len() - 1;
-            let (link, id) = bpf::attach(&mut r.objects[idx], &name)?;
-            Ok(LinkHandle {
-                id,
-                    object: Some(idx),
-                map_name: name,
-                link: Some(link),
-                pin: None,
-                holder: None,
-            })
+            attach_loaded(r, r.objects.len() - 1, name)
         }),
         (None, Some(reuse), _) => {
             let Some((idx, name)) = r.links.get(reuse).and_then(|l| l.object.map(|i| (i, l.map_name.clone()))) else {
                 return Outcome::fail(format!("link `{reuse}` has no object to reuse (an earlier step failed?)"));
             };
-            bpf::attach(&mut r.objects[idx], &name).map(|(link, id)| LinkHandle {
-                id,
-                    object: Some(idx),
-                map_name: name,
-                link: Some(link),
-                pin: None,
-                holder: None,
-            })
+            attach_loaded(r, idx, name)
         }
         (None, None, _) => return Outcome::fail("nothing to attach"),
     };
@@ -104,6 +88,12 @@ pub fn attach(r: &mut Runner, s: AttachSpec<'_>) -> Outcome {
         }
     }
     o
+}
+
+/// Attach map `name` of the agent-held object `idx`: one more link on it.
+fn attach_loaded(r: &mut Runner, idx: usize, name: String) -> Result<LinkHandle, bpf::AttachError> {
+    let (link, id) = bpf::attach(&mut r.objects[idx], &name)?;
+    Ok(LinkHandle { id, object: Some(idx), map_name: name, link: Some(link), pin: None, holder: None })
 }
 
 pub fn attach_many(r: &mut Runner, fixture: &str, device: &str, count: u32, prefix: &str) -> Outcome {
