@@ -144,7 +144,7 @@ impl<'a> KernelBuilder<'a> {
         loop {
             // Fast path: shared lease on a fresh record.
             let lease = FileLock::acquire(&lock_path, Mode::Shared, &what).map_err(Error::io("kernel cache lock"))?;
-            if let Some(record) = fresh_record(&dir, &key).filter(|_| dir.join("build").join(cell.boot.path_in_build()).exists()) {
+            if let Some(record) = fresh_record(&dir, cell, &key) {
                 return Ok(self.built(cell, &dir, record, false, lease));
             }
             drop(lease);
@@ -152,7 +152,7 @@ impl<'a> KernelBuilder<'a> {
             let exclusive =
                 FileLock::acquire(&lock_path, Mode::Exclusive, &what).map_err(Error::io("kernel cache lock"))?;
             // Someone may have built it while we waited.
-            let (record, built_now) = match fresh_record(&dir, &key) {
+            let (record, built_now) = match fresh_record(&dir, cell, &key) {
                 Some(r) => (r, false),
                 None => {
                     exclusive.share_with_children(true).map_err(Error::io("kernel cache lock"))?;
@@ -163,7 +163,7 @@ impl<'a> KernelBuilder<'a> {
             };
             let lease = exclusive.downgrade().map_err(Error::io("kernel cache lock"))?;
             // flock's downgrade is not atomic: re-check what we now hold.
-            if fresh_record(&dir, &key).as_ref() == Some(&record) {
+            if fresh_record(&dir, cell, &key).as_ref() == Some(&record) {
                 return Ok(self.built(cell, &dir, record, built_now, lease));
             }
         }
@@ -267,7 +267,7 @@ impl<'a> KernelBuilder<'a> {
             return Err(Error::KernelBuild {
                 cell: cell.name.clone(),
                 step: format!("bpftool btf dump file {} format c", vmlinux.display()),
-                status: out.status.code().map(|c| c.to_string()).unwrap_or_else(|| "signal".into()),
+                status: exit_text(out.status),
                 tail: one_line(&String::from_utf8_lossy(&out.stderr), 3),
                 log: log_path.clone(),
             });
@@ -299,11 +299,12 @@ impl<'a> KernelBuilder<'a> {
 }
 
 /// The record in `dir` if it matches `key` and the files it describes are
-/// still the ones it describes.
-fn fresh_record(dir: &Path, key: &str) -> Option<BuildRecord> {
+/// still the ones it describes, boot image included (every path that hands
+/// out a kernel goes through here).
+fn fresh_record(dir: &Path, cell: &KernelCell, key: &str) -> Option<BuildRecord> {
     let text = std::fs::read_to_string(dir.join("record.json")).ok()?;
     let record: BuildRecord = serde_json::from_str(&text).ok()?;
-    if record.request_key != key {
+    if record.request_key != key || !dir.join("build").join(cell.boot.path_in_build()).exists() {
         return None;
     }
     let (size, mtime) = file_stamp(&dir.join("build/vmlinux")).ok()?;
@@ -312,6 +313,11 @@ fn fresh_record(dir: &Path, key: &str) -> Option<BuildRecord> {
     }
     let header = std::fs::read(dir.join("vmlinux.h")).ok()?;
     (sha256_parts([header.as_slice()]) == record.vmlinux_h_sha256).then_some(record)
+}
+
+/// A failed command's exit code, or "signal" when it was killed.
+fn exit_text(status: std::process::ExitStatus) -> String {
+    status.code().map(|c| c.to_string()).unwrap_or_else(|| "signal".into())
 }
 
 fn file_stamp(path: &Path) -> std::io::Result<(u64, i128)> {
@@ -367,7 +373,7 @@ impl Step<'_> {
         Err(Error::KernelBuild {
             cell: self.cell.to_string(),
             step: shown,
-            status: out.status.code().map(|c| c.to_string()).unwrap_or_else(|| "signal".into()),
+            status: exit_text(out.status),
             tail,
             log: self.log_path.to_path_buf(),
         })
@@ -411,7 +417,8 @@ mod tests {
                 "VERSION = 6\nPATCHLEVEL = 12\nSUBLEVEL = 0\nEXTRAVERSION =\n\
                  tinyconfig:\n\tprintf 'CONFIG_64BIT=y\\n' > $(O)/.config\n\
                  olddefconfig:\n\tgrep -v -e CONFIG_DROPME -e CONFIG_TYPO $(O)/.config > $(O)/.config.new; mv $(O)/.config.new $(O)/.config\n\
-                 vmlinux:\n\ttest ! -e {fail}\n\techo built >> {count}\n\tsleep 1\n\techo a-complete-vmlinux-image > $(O)/vmlinux\n",
+                 vmlinux:\n\ttest ! -e {fail}\n\techo built >> {count}\n\tsleep 1\n\techo a-complete-vmlinux-image > $(O)/vmlinux\n\
+                 bzImage:\n\tmkdir -p $(O)/arch/x86/boot\n\techo a-bzimage > $(O)/arch/x86/boot/bzImage\n",
                 fail = dir.path().join("FAIL_BUILD").display(),
                 count = count.display()
             ),
@@ -446,7 +453,12 @@ mod tests {
     }
 
     fn builder(f: &Fixture) -> KernelBuilder<'_> {
-        let mut b = KernelBuilder::new(&f.repo, &f.cache, &f.source);
+        builder_for(f, &f.source)
+    }
+
+    /// A quiet builder with the stand-in bpftool, for `source`.
+    fn builder_for<'a>(f: &'a Fixture, source: &'a KernelSource) -> KernelBuilder<'a> {
+        let mut b = KernelBuilder::new(&f.repo, &f.cache, source);
         b.verbose = false;
         b.bpftool = f.bpftool.clone();
         b
@@ -504,6 +516,19 @@ mod tests {
     }
 
     #[test]
+    fn missing_boot_image_is_rebuilt() {
+        let f = fixture();
+        let bz = KernelCell { boot: crate::cell::BootImage::BzImage, ..cell() };
+        let k = builder(&f).ensure(&bz).unwrap();
+        let image = k.boot_image.clone();
+        drop(k);
+        std::fs::remove_file(&image).unwrap();
+        let k = builder(&f).ensure(&bz).unwrap();
+        assert!(k.built_now && k.boot_image.exists());
+        assert_eq!(builds(&f), 2);
+    }
+
+    #[test]
     fn source_and_fragment_changes_trigger_a_rebuild() {
         let f = fixture();
         builder(&f).ensure(&cell()).unwrap();
@@ -511,10 +536,7 @@ mod tests {
         assert!(builder(&f).ensure(&cell()).unwrap().built_now);
         std::fs::write(f.source.root.join("drivers/hid/bpf/hid_bpf_struct_ops.c"), "/* edit */").unwrap();
         let edited = KernelSource::user_tree(&f.source.root).unwrap();
-        let mut b = KernelBuilder::new(&f.repo, &f.cache, &edited);
-        b.verbose = false;
-        b.bpftool = f.bpftool.clone();
-        assert!(b.ensure(&cell()).unwrap().built_now);
+        assert!(builder_for(&f, &edited).ensure(&cell()).unwrap().built_now);
         assert_eq!(builds(&f), 3);
     }
 
@@ -524,9 +546,7 @@ mod tests {
         std::fs::write(f.source.root.join("Kconfig"), "config DROPME\n\tbool \"x\"\nconfig HID_BPF\n\tbool \"y\"\n").unwrap();
         std::fs::write(f.repo.fragments_dir().join("a.config"), "CONFIG_HID_BPF=y\nCONFIG_DROPME=y\nCONFIG_TYPO=y\n").unwrap();
         let src = KernelSource::user_tree(&f.source.root).unwrap();
-        let mut b = KernelBuilder::new(&f.repo, &f.cache, &src);
-        b.verbose = false;
-        b.bpftool = f.bpftool.clone();
+        let b = builder_for(&f, &src);
         let e = b.ensure(&cell()).err().expect("must fail").to_string();
         assert!(e.contains("CONFIG_DROPME (wanted y, resolved: not set),"), "{e}");
         assert!(e.contains("CONFIG_TYPO (wanted y, resolved: not set) [no such Kconfig symbol in this tree: a typo?]"), "{e}");
