@@ -157,11 +157,7 @@ impl Suite {
             run_dir: run_dir.clone(),
             guest,
             console_tail: console::tail(&console_text, 40),
-            splat: console::find_splats(&console_text)
-                .into_iter()
-                .find(|sp| self.allow.accepts(&cell.name, sp).is_none())
-                .map(|sp| sp.context)
-                .unwrap_or_default(),
+            splat: judgement.splat,
         };
         let _ = write_atomic(&run_dir.join("report.json"), serde_json::to_string_pretty(&report).unwrap_or_default().as_bytes());
         Ok(report)

@@ -58,6 +58,11 @@ impl GuestReport {
 
     /// (step, check description) of every failed check; a step that failed
     /// without a failed check counts as (step, "error").
+    /// The last step the guest reported, for timeout and no-verdict messages.
+    fn last_step(&self) -> String {
+        self.steps.last().map(step_name).unwrap_or_else(|| "before the first step".into())
+    }
+
     pub fn failed_checks(&self) -> Vec<(usize, String)> {
         let mut out = Vec::new();
         for m in &self.steps {
@@ -166,14 +171,23 @@ pub struct Judgement {
     pub verdict: Verdict,
     /// (allow-list entry index, splat headline).
     pub allowed: Vec<(usize, String)>,
+    /// The first splat the allow-list did not excuse: its headline and the
+    /// lines after it (empty when there was none).
+    pub splat: Vec<String>,
+}
+
+/// "<kind>" or "<kind>: <class>" (a verdict token, or a self-test's
+/// `expect_verdict`) -> (kind, class).
+fn split_verdict(text: &str) -> (&str, Option<&str>) {
+    match text.split_once(':') {
+        Some((k, c)) => (k.trim(), Some(c.trim())),
+        None => (text.trim(), None),
+    }
 }
 
 /// Check a self-test's `expect_verdict` text: "<kind>" or "<kind>: <class>".
 pub fn validate_expected_verdict(text: &str) -> Result<(), String> {
-    let (kind, class) = match text.split_once(':') {
-        Some((k, c)) => (k.trim(), Some(c.trim())),
-        None => (text.trim(), None),
-    };
+    let (kind, class) = split_verdict(text);
     if !FailureKind::ALL.iter().any(|k| k.token() == kind) {
         return Err(format!(
             "field `expect_verdict`: unknown kind `{kind}` (known: {})",
@@ -218,7 +232,8 @@ pub fn judge(
         .collect();
     let raw = judge_run(ctx, vm, report, &splats, console_text);
     let verdict = if scenario.is_selftest() { judge_selftest(scenario, report, &raw, console_text, &splats) } else { raw };
-    Judgement { verdict, allowed }
+    let splat = splats.into_iter().next().map(|s| s.context).unwrap_or_default();
+    Judgement { verdict, allowed, splat }
 }
 
 /// The verdict as for any scenario: the most fundamental problem first.
@@ -233,8 +248,10 @@ fn judge_run(ctx: &RunContext<'_>, vm: &VmOutcome, report: &GuestReport, splats:
         return Verdict::fail_class(FailureKind::KernelSplat, first.class, describe_splats(splats));
     }
     if vm.timed_out {
-        let last = report.steps.last().map(step_name).unwrap_or_else(|| "before the first step".into());
-        return Verdict::fail(FailureKind::Timeout, format!("VM did not finish within {:.0} s (last reported: {last})", vm.elapsed.as_secs_f64()));
+        return Verdict::fail(
+            FailureKind::Timeout,
+            format!("VM did not finish within {:.0} s (last reported: {})", vm.elapsed.as_secs_f64(), report.last_step()),
+        );
     }
     let Some((_, proc_version)) = &report.hello else {
         let qemu = if vm.qemu_output.is_empty() { String::new() } else { format!("; QEMU said: {}", one_line(&vm.qemu_output, 3)) };
@@ -293,8 +310,7 @@ fn judge_run(ctx: &RunContext<'_>, vm: &VmOutcome, report: &GuestReport, splats:
         );
     }
     let Some((passed, summary)) = &report.done else {
-        let last = report.steps.last().map(step_name).unwrap_or_else(|| "before the first step".into());
-        return Verdict::fail(FailureKind::NoVerdict, format!("the guest stopped without a verdict (last reported: {last})"));
+        return Verdict::fail(FailureKind::NoVerdict, format!("the guest stopped without a verdict (last reported: {})", report.last_step()));
     };
     if report.done_count > 1 {
         return Verdict::fail(FailureKind::NoVerdict, format!("the guest sent {} verdicts; the first said: {summary}", report.done_count));
@@ -343,14 +359,8 @@ fn judge_selftest(scenario: &Scenario, report: &GuestReport, raw: &Verdict, cons
     match &scenario.expect_verdict {
         Some(want) => {
             let got = raw.token();
-            let (want_kind, want_class) = match want.split_once(':') {
-                Some((k, c)) => (k.trim().to_string(), Some(c.trim().to_string())),
-                None => (want.trim().to_string(), None),
-            };
-            let (got_kind, got_class) = match got.split_once(':') {
-                Some((k, c)) => (k.trim().to_string(), Some(c.trim().to_string())),
-                None => (got.clone(), None),
-            };
+            let (want_kind, want_class) = split_verdict(want);
+            let (got_kind, got_class) = split_verdict(&got);
             if want_kind != got_kind || (want_class.is_some() && want_class != got_class) {
                 let why = match raw {
                     Verdict::Fail { reason, .. } => format!(" ({reason})"),
@@ -542,6 +552,9 @@ mod tests {
         let j = judge(&RunContext { cell: &gcc, scenario: &s, nonce: "n" }, &vm(false), &good, &warn, &allow);
         assert!(j.verdict.passed());
         assert_eq!(j.allowed.len(), 1);
+        assert!(j.splat.is_empty(), "an excused splat is not the run's kernel report");
+        let j = judge(&RunContext { cell: &gcc, scenario: &s, nonce: "n" }, &vm(false), &good, console, &allow);
+        assert!(j.splat[0].ends_with("kernel BUG at drivers/misc/lkdtm/bugs.c:80!"), "{:?}", j.splat);
     }
 
     #[test]
