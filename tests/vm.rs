@@ -6,7 +6,6 @@
 //! what it needs (kernel cells are cached and locked, so concurrent tests
 //! share one build) and fails with the scenario's step log and the kernel
 //! console tail.
-use hidvm::scenarios;
 use hidvm::suite::{Options, Suite};
 use libtest_mimic::{Arguments, Failed, Trial};
 use std::sync::Arc;
@@ -20,11 +19,13 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    let mut trials = Vec::new();
-    for entry in scenarios::catalogue(&suite.repo) {
-        for cell in suite.cells.iter().map(|c| c.name.clone()).filter(|c| entry.runs_on(c)) {
-            let (suite, entry) = (suite.clone(), entry.clone());
-            trials.push(Trial::test(entry.test_name(&cell), move || {
+    let cells: Vec<String> = suite.cells.iter().map(|c| c.name.clone()).collect();
+    let trials = suite
+        .tests(&cells, None)
+        .into_iter()
+        .map(|(entry, cell)| {
+            let suite = suite.clone();
+            Trial::test(entry.test_name(&cell), move || {
                 let report = suite.run(&cell, &entry).map_err(|e| Failed::from(format!("error: {e}")))?;
                 if report.verdict.passed() {
                     // nextest shows this with --success-output / --no-capture.
@@ -33,8 +34,8 @@ fn main() -> std::process::ExitCode {
                 } else {
                     Err(report.render().into())
                 }
-            }));
-        }
-    }
+            })
+        })
+        .collect();
     libtest_mimic::run(&args, trials).exit_code()
 }

@@ -26,7 +26,7 @@ impl Stats {
 }
 
 pub fn run(suite: &Suite, opts: &BenchOptions) -> Result<()> {
-    println!("hidvm bench on {} cores", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0));
+    println!("hidvm bench on {} cores", crate::cores());
     let source = suite.source()?;
     println!("kernel source: Linux {} ({})", source.version, source.root.display());
 
@@ -49,7 +49,7 @@ pub fn run(suite: &Suite, opts: &BenchOptions) -> Result<()> {
                 "cold build {:<6} {:>6.0} s  (tinyconfig + fragments, make -j{}, from an empty O= dir; {})",
                 cell.name,
                 t.elapsed().as_secs_f64(),
-                std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+                crate::cores(),
                 k.record.compiler
             );
         }
@@ -96,25 +96,19 @@ pub fn run(suite: &Suite, opts: &BenchOptions) -> Result<()> {
     }
 
     let t = Instant::now();
-    let jobs = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
-    let work: Vec<_> =
-        catalogue.iter().flat_map(|e| suite.cells.iter().filter(|c| e.runs_on(&c.name)).map(move |c| (e, c))).collect();
-    let queue = std::sync::Mutex::new(work.iter());
-    let failures = std::sync::Mutex::new(Vec::new());
-    std::thread::scope(|s| {
-        for _ in 0..jobs {
-            s.spawn(|| {
-                while let Some((e, c)) = { let n = queue.lock().unwrap().next(); n } {
-                    match suite.run(&c.name, e) {
-                        Ok(r) if r.verdict.passed() => {}
-                        Ok(r) => failures.lock().unwrap().push(r.test),
-                        Err(err) => failures.lock().unwrap().push(format!("{}: {err}", e.test_name(&c.name))),
-                    }
-                }
-            });
-        }
-    });
-    let failures = failures.into_inner().unwrap();
+    let jobs = crate::cores();
+    let cells: Vec<String> = suite.cells.iter().map(|c| c.name.clone()).collect();
+    let work = suite.tests(&cells, None);
+    let failures: Vec<String> = suite
+        .run_parallel(&work, jobs, |_, _, _| {})
+        .into_iter()
+        .zip(&work)
+        .filter_map(|(r, (e, c))| match r {
+            Ok(r) if r.verdict.passed() => None,
+            Ok(r) => Some(r.test),
+            Err(err) => Some(format!("{}: {err}", e.test_name(c))),
+        })
+        .collect();
     println!(
         "warm full catalogue: {} tests in {:.1} s with {jobs} VMs at a time{}",
         work.len(),

@@ -76,7 +76,7 @@ impl<'a> KernelBuilder<'a> {
         let jobs = std::env::var("HIDVM_JOBS")
             .ok()
             .and_then(|j| j.parse().ok())
-            .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2));
+            .unwrap_or_else(crate::cores);
         KernelBuilder { repo, cache: cache.to_path_buf(), source, jobs, verbose: true, bpftool: "bpftool".into() }
     }
 

@@ -39,3 +39,8 @@ pub mod tools;
 pub mod verdict;
 
 pub use error::{Error, Result};
+
+/// Cores on this machine: kernel build jobs, VMs at a time.
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
+}

@@ -5,7 +5,6 @@ use hidvm::scenarios::{self, Entry};
 use hidvm::suite::{self, Options, RunReport, Suite};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Mutex;
 
 #[derive(Parser)]
 #[command(name = "hidvm", about = "HID-BPF lifecycle tests on gcc and LLVM kernels in QEMU")]
@@ -151,16 +150,7 @@ fn selected_cells(suite: &Suite, names: &[String]) -> hidvm::Result<Vec<String>>
 }
 
 fn tests(suite: &Suite, cells: &[String], filter: Option<&str>) -> hidvm::Result<Vec<(Entry, String)>> {
-    let cells = selected_cells(suite, cells)?;
-    let mut out = Vec::new();
-    for entry in scenarios::catalogue(&suite.repo) {
-        for cell in &cells {
-            if entry.runs_on(cell) && filter.is_none_or(|f| entry.test_name(cell).contains(f)) {
-                out.push((entry.clone(), cell.clone()));
-            }
-        }
-    }
-    Ok(out)
+    Ok(suite.tests(&selected_cells(suite, cells)?, filter))
 }
 
 fn build(suite: &Suite, cells: &[String]) -> hidvm::Result<()> {
@@ -192,7 +182,7 @@ fn vm_test(
     let cells = selected_cells(suite, cells)?;
     build(suite, &cells)?;
     let work = tests(suite, &cells, filter)?;
-    let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)).max(1);
+    let jobs = jobs.unwrap_or_else(hidvm::cores).max(1);
     eprintln!("hidvm: running {} tests, {jobs} VMs at a time{}", work.len(), if repeat > 1 { format!(", {repeat} times") } else { String::new() });
 
     let started = std::time::Instant::now();
@@ -201,7 +191,11 @@ fn vm_test(
     let mut used_allow = std::collections::BTreeSet::new();
     for round in 1..=repeat {
         let t = std::time::Instant::now();
-        let results = run_round(suite, &work, jobs, verbose);
+        let results = suite.run_parallel(&work, jobs, |entry, cell, r| match r {
+            Ok(rep) if rep.verdict.passed() && !verbose => eprintln!("  pass  {} ({:.1} s)", rep.test, rep.vm_seconds),
+            Ok(rep) => eprint!("{}", rep.render()),
+            Err(e) => eprintln!("  ERROR {}: {e}", entry.test_name(cell)),
+        });
         let failed = results.iter().filter(|r| !matches!(r, Ok(rep) if rep.verdict.passed())).count();
         for (i, r) in results.iter().enumerate() {
             if let Ok(rep) = r {
@@ -248,28 +242,4 @@ fn vm_test(
     }
     println!("wall time {:.1} s", started.elapsed().as_secs_f64());
     Ok(if matrix.all_passed() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
-}
-
-/// Run every test once, `jobs` VMs at a time; results in `work` order.
-fn run_round(suite: &Suite, work: &[(Entry, String)], jobs: usize, verbose: bool) -> Vec<hidvm::Result<RunReport>> {
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let results: Mutex<Vec<(usize, hidvm::Result<RunReport>)>> = Mutex::new(Vec::new());
-    std::thread::scope(|s| {
-        for _ in 0..jobs {
-            s.spawn(|| loop {
-                let idx = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                let Some((entry, cell)) = work.get(idx) else { break };
-                let r = suite.run(cell, entry);
-                match &r {
-                    Ok(rep) if rep.verdict.passed() && !verbose => eprintln!("  pass  {} ({:.1} s)", rep.test, rep.vm_seconds),
-                    Ok(rep) => eprint!("{}", rep.render()),
-                    Err(e) => eprintln!("  ERROR {}: {e}", entry.test_name(cell)),
-                }
-                results.lock().unwrap().push((idx, r));
-            });
-        }
-    });
-    let mut results = results.into_inner().unwrap();
-    results.sort_by_key(|(i, _)| *i);
-    results.into_iter().map(|(_, r)| r).collect()
 }

@@ -111,6 +111,46 @@ impl Suite {
         builder.ensure(cell)
     }
 
+    /// Every catalogue test on `cells` (names), in catalogue order; with
+    /// `filter`, only tests whose name contains it.
+    pub fn tests(&self, cells: &[String], filter: Option<&str>) -> Vec<(Entry, String)> {
+        let mut out = Vec::new();
+        for entry in scenarios::catalogue(&self.repo) {
+            for cell in cells {
+                if entry.runs_on(cell) && filter.is_none_or(|f| entry.test_name(cell).contains(f)) {
+                    out.push((entry.clone(), cell.clone()));
+                }
+            }
+        }
+        out
+    }
+
+    /// Run every test of `work` once, `jobs` VMs at a time; `finished` sees
+    /// each result as it comes. Results are returned in `work` order.
+    pub fn run_parallel(
+        &self,
+        work: &[(Entry, String)],
+        jobs: usize,
+        finished: impl Fn(&Entry, &str, &Result<RunReport>) + Sync,
+    ) -> Vec<Result<RunReport>> {
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let results = std::sync::Mutex::new(Vec::new());
+        std::thread::scope(|s| {
+            for _ in 0..jobs.max(1) {
+                s.spawn(|| loop {
+                    let idx = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let Some((entry, cell)) = work.get(idx) else { break };
+                    let r = self.run(cell, entry);
+                    finished(entry, cell, &r);
+                    results.lock().unwrap().push((idx, r));
+                });
+            }
+        });
+        let mut results = results.into_inner().unwrap();
+        results.sort_by_key(|(i, _)| *i);
+        results.into_iter().map(|(_, r)| r).collect()
+    }
+
     pub fn run(&self, cell_name: &str, entry: &Entry) -> Result<RunReport> {
         let scenario = scenarios::load(&self.repo, entry)?;
         let cell = cell::find(&self.all_cells, cell_name)?.clone();
