@@ -2,13 +2,12 @@
 //! every test in its own process, and several may need the same kernel.
 use std::fs::{File, OpenOptions};
 use std::io::{Seek, SeekFrom, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use rustix::fs::{flock, FlockOperation};
 
 pub struct FileLock {
     file: File,
-    path: PathBuf,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -46,7 +45,7 @@ impl FileLock {
             flock(&file, op)?;
             break;
         }
-        let mut lock = FileLock { file, path: path.to_path_buf() };
+        let mut lock = FileLock { file };
         if mode == Mode::Exclusive {
             lock.note_holder();
         }
@@ -59,10 +58,6 @@ impl FileLock {
     pub fn downgrade(self) -> std::io::Result<FileLock> {
         flock(&self.file, FlockOperation::LockShared)?;
         Ok(self)
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     /// Let child processes inherit the lock (clear close-on-exec): a build

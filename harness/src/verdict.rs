@@ -462,7 +462,7 @@ mod tests {
     }
 
     fn vm(timed_out: bool) -> VmOutcome {
-        VmOutcome { status: None, timed_out, elapsed: std::time::Duration::from_secs(1), qemu_output: String::new(), command: String::new() }
+        VmOutcome { status: None, timed_out, elapsed: std::time::Duration::from_secs(1), qemu_output: String::new() }
     }
 
     fn step(index: usize, ok: bool, check: Option<&str>) -> String {

@@ -28,7 +28,6 @@ pub struct VmOutcome {
     pub elapsed: Duration,
     /// What QEMU itself printed (errors such as a bad -kernel image).
     pub qemu_output: String,
-    pub command: String,
 }
 
 /// Sysrq keys sent over the serial console when a VM hangs: `w` dumps
@@ -47,7 +46,6 @@ impl Vm {
 
     pub fn run(&self) -> std::io::Result<VmOutcome> {
         let args = self.args();
-        let command = format!("{} {}", self.qemu.display(), shell_words(&args));
         let started = Instant::now();
         let parent = rustix::process::getpid();
         let handle = duct::cmd(&self.qemu, &args)
@@ -77,8 +75,7 @@ impl Vm {
         let guard = KillOnDrop(&handle);
 
         // QEMU waits for us on the console socket before starting the guest.
-        let console = connect_console(&self.console_socket, &handle, started + Duration::from_secs(10));
-        if console.is_none() {
+        let Some(console) = connect_console(&self.console_socket, &handle, started + Duration::from_secs(10)) else {
             // Without the console nothing can be judged, and QEMU (wait=on)
             // would sit until the deadline: stop now and say why.
             let _ = handle.kill();
@@ -88,9 +85,9 @@ impl Vm {
             if said.is_empty() {
                 said = format!("QEMU did not open the console socket {} within 10 s; the command is in qemu-command.txt", self.console_socket.display());
             }
-            return Ok(VmOutcome { status: None, timed_out: false, elapsed: started.elapsed(), qemu_output: said, command });
-        }
-        let pump = console.as_ref().and_then(|c| c.try_clone().ok()).map(|c| {
+            return Ok(VmOutcome { status: None, timed_out: false, elapsed: started.elapsed(), qemu_output: said });
+        };
+        let pump = console.try_clone().ok().map(|c| {
             let log = self.console_log.clone();
             std::thread::spawn(move || copy_console(c, &log))
         });
@@ -99,8 +96,8 @@ impl Vm {
         let finished = handle.wait_timeout(remaining)?;
         let timed_out = finished.is_none();
         if timed_out {
-            if let (Some(qmp), Some(console)) = (&self.qmp_socket, &console) {
-                let _ = ask_for_diagnostics(qmp, console);
+            if let Some(qmp) = &self.qmp_socket {
+                let _ = ask_for_diagnostics(qmp, &console);
             }
             let _ = handle.kill();
         }
@@ -114,7 +111,6 @@ impl Vm {
             timed_out,
             elapsed: started.elapsed(),
             qemu_output: String::from_utf8_lossy(&output.stdout).trim().to_string(),
-            command,
         })
     }
 }
@@ -161,17 +157,4 @@ impl Drop for KillOnDrop<'_> {
     fn drop(&mut self) {
         let _ = self.0.kill();
     }
-}
-
-fn shell_words(args: &[String]) -> String {
-    args.iter()
-        .map(|a| {
-            if a.chars().all(|c| c.is_ascii_alphanumeric() || "-_=,./:".contains(c)) {
-                a.clone()
-            } else {
-                format!("'{}'", a.replace('\'', "'\\''"))
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
 }
