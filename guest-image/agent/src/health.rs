@@ -1,7 +1,7 @@
 //! Kernel health around a scenario: taint flags and kmemleak.
 use crate::bpf::{object_counts, ObjectCounts};
 use std::io::Write;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const KMEMLEAK: &str = "/sys/kernel/debug/kmemleak";
 
@@ -35,12 +35,11 @@ pub fn kmemleak_report() -> Vec<String> {
 /// Poll the kernel's program/map/link counts until they are back at
 /// `baseline` (bounded), then give deferred frees a moment more.
 pub fn wait_objects(baseline: ObjectCounts) -> ObjectCounts {
-    let t0 = Instant::now();
-    let mut now = object_counts();
-    while now != baseline && t0.elapsed() < crate::budget::share(10, Duration::from_secs(3)) {
-        std::thread::sleep(Duration::from_millis(10));
+    let mut now = baseline;
+    crate::wait::poll_until(crate::budget::share(10, Duration::from_secs(3)), Duration::from_millis(10), || {
         now = object_counts();
-    }
+        (now == baseline).then_some(())
+    });
     std::thread::sleep(Duration::from_millis(200));
     now
 }

@@ -5,8 +5,9 @@ use std::fs::{File, OpenOptions};
 use std::io::Read;
 use std::os::fd::AsFd;
 use std::os::unix::fs::OpenOptionsExt;
+use crate::wait::{drain_or_wait, poll_fd, wait_node};
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub struct Hidraw {
     pub path: String,
@@ -64,13 +65,8 @@ impl Hidraw {
     /// True when the node belongs to a HID device instance that is gone
     /// (re-probed or destroyed): hidraw then reports POLLHUP/POLLERR.
     pub fn is_gone(&self) -> bool {
-        use rustix::event::{poll, PollFd, PollFlags, Timespec};
-        let mut fds = [PollFd::new(&self.file, PollFlags::IN)];
-        let zero = Timespec { tv_sec: 0, tv_nsec: 0 };
-        match poll(&mut fds, Some(&zero)) {
-            Ok(_) => fds[0].revents().intersects(PollFlags::HUP | PollFlags::ERR),
-            Err(_) => true,
-        }
+        use rustix::event::PollFlags;
+        poll_fd(self.file.as_fd(), Duration::ZERO).is_none_or(|r| r.intersects(PollFlags::HUP | PollFlags::ERR))
     }
 
     fn drain(&mut self) -> Result<Vec<Vec<u8>>, String> {
@@ -83,43 +79,5 @@ impl Hidraw {
                 Err(e) => return Err(format!("read {}: {e}", self.path)),
             }
         }
-    }
-}
-
-/// Everything queued now; if nothing is and `wait` is set, wait that long
-/// for the fd to become readable and take what arrived.
-pub fn drain_or_wait<T>(
-    fd: std::os::fd::BorrowedFd<'_>,
-    wait: Option<Duration>,
-    mut drain: impl FnMut() -> Result<Vec<T>, String>,
-) -> Result<Vec<T>, String> {
-    let out = drain()?;
-    match wait {
-        Some(wait) if out.is_empty() && poll_readable(fd, wait) => drain(),
-        _ => Ok(out),
-    }
-}
-
-pub fn poll_readable(fd: std::os::fd::BorrowedFd<'_>, wait: Duration) -> bool {
-    use rustix::event::{poll, PollFd, PollFlags, Timespec};
-    let mut fds = [PollFd::new(&fd, PollFlags::IN)];
-    let ts = Timespec { tv_sec: wait.as_secs() as i64, tv_nsec: wait.subsec_nanos() as i64 };
-    matches!(poll(&mut fds, Some(&ts)), Ok(n) if n > 0)
-}
-
-/// Retry `find` until it yields a path that exists in /dev (devtmpfs nodes
-/// appear asynchronously after the sysfs entry).
-pub fn wait_node(deadline: Duration, find: impl Fn() -> Option<String>) -> Option<String> {
-    let until = Instant::now() + deadline;
-    loop {
-        if let Some(p) = find() {
-            if Path::new(&p).exists() {
-                return Some(p);
-            }
-        }
-        if Instant::now() > until {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(5));
     }
 }

@@ -1,6 +1,6 @@
 //! Reading evdev events: what users of the device actually see, after
 //! hid-input parsed the (possibly rewritten) report.
-use crate::hidraw::{drain_or_wait, wait_node};
+use crate::wait::{drain_or_wait, wait_node};
 use hidvm_proto::EvdevEvent;
 use std::os::fd::AsFd;
 use std::path::Path;

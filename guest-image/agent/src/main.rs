@@ -16,6 +16,7 @@ mod input;
 mod run;
 mod steps;
 mod uhid;
+mod wait;
 
 use hidvm_proto::{GuestMsg, Job, JobMode, JOB_PATH};
 

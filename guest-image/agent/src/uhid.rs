@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use uhid_virt::{Bus, CreateParams, OutputEvent, StreamError, UHIDDevice};
 
 /// Errno uhid passes back for GET_REPORT requests the models do not serve.
@@ -95,19 +95,9 @@ impl VirtualDevice {
 
     /// Find `/sys/bus/hid/devices/<BUS>:<VID>:<PID>.<hid_id>` by our phys.
     pub fn sysfs_dir(&self, deadline: Duration) -> Result<(PathBuf, u32), String> {
-        let until = Instant::now() + deadline;
-        loop {
-            if let Some(found) = find_by_phys(&self.phys) {
-                return Ok(found);
-            }
-            if Instant::now() > until {
-                return Err(format!(
-                    "{}: no /sys/bus/hid/devices entry with HID_PHYS={} after {deadline:?}",
-                    self.id, self.phys
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        crate::wait::poll_until(deadline, Duration::from_millis(5), || find_by_phys(&self.phys)).ok_or_else(|| {
+            format!("{}: no /sys/bus/hid/devices entry with HID_PHYS={} after {deadline:?}", self.id, self.phys)
+        })
     }
 
     /// UHID_DESTROY and stop the reader.

@@ -15,7 +15,7 @@ const DELIVERY_GRACE: Duration = Duration::from_millis(500);
 const OUTPUT_GRACE: Duration = Duration::from_millis(300);
 const LED_GRACE: Duration = Duration::from_millis(1000);
 
-fn show_reports(seen: &[Vec<u8>]) -> String {
+pub fn show_reports(seen: &[Vec<u8>]) -> String {
     if seen.is_empty() {
         return "none".into();
     }

@@ -2,6 +2,7 @@
 use crate::bpf::{self, LinkState, BPF_F_BEFORE};
 use crate::holder;
 use crate::run::{LinkHandle, Outcome, Runner};
+use crate::wait::{poll_fd, poll_until};
 use hidvm_proto::job::FIXTURE_DIR;
 use hidvm_proto::{Errno, HexBytes, Holder, LinkAfter, ReleaseHow};
 use std::path::PathBuf;
@@ -171,7 +172,8 @@ pub fn release(r: &mut Runner, name: &str, how: ReleaseHow, after: LinkAfter) ->
             let r = link.detach().map(|_| format!("BPF_LINK_DETACH on bpf_link {id}")).map_err(|e| format!("BPF_LINK_DETACH: {e:#}"));
             if r.is_ok() {
                 // A detached struct_ops link wakes pollers with EPOLLHUP.
-                let hup = poll_hup(std::os::fd::AsFd::as_fd(link));
+                let hup = poll_fd(std::os::fd::AsFd::as_fd(link), Duration::ZERO)
+                    .is_some_and(|r| r.contains(rustix::event::PollFlags::HUP));
                 o.check("poll() on the link fd after BPF_LINK_DETACH", "POLLHUP", if hup { "POLLHUP" } else { "no POLLHUP" }, hup);
             }
             r
@@ -201,28 +203,16 @@ pub fn release(r: &mut Runner, name: &str, how: ReleaseHow, after: LinkAfter) ->
     o
 }
 
-fn poll_hup(fd: std::os::fd::BorrowedFd<'_>) -> bool {
-    use rustix::event::{poll, PollFd, PollFlags, Timespec};
-    let mut fds = [PollFd::new(&fd, PollFlags::IN)];
-    let zero = Timespec { tv_sec: 0, tv_nsec: 0 };
-    poll(&mut fds, Some(&zero)).is_ok() && fds[0].revents().contains(PollFlags::HUP)
-}
-
 /// Compare the kernel's view of link `id` with `after`; polls for `Gone`.
 pub fn check_link_state(o: &mut Outcome, id: u32, after: LinkAfter) {
     let what = format!("bpf_link {id} in the kernel's link list");
     let t0 = Instant::now();
     match after {
         LinkAfter::Gone => {
-            let gone = loop {
-                if bpf::link_state(id) == LinkState::Gone {
-                    break true;
-                }
-                if t0.elapsed() > LINK_GONE_DEADLINE {
-                    break false;
-                }
-                std::thread::sleep(Duration::from_millis(2));
-            };
+            let gone = poll_until(LINK_GONE_DEADLINE, Duration::from_millis(2), || {
+                (bpf::link_state(id) == LinkState::Gone).then_some(())
+            })
+            .is_some();
             let ms = t0.elapsed().as_millis();
             let seen = if gone { format!("gone after {ms} ms") } else { format!("still listed after {ms} ms") };
             o.check(what, "gone", seen, gone);
@@ -233,11 +223,8 @@ pub fn check_link_state(o: &mut Outcome, id: u32, after: LinkAfter) {
                 LinkState::Listed { map_id: 0 } => "listed, detached (struct_ops map id 0)".to_string(),
                 LinkState::Listed { map_id } => format!("listed, attached (struct_ops map {map_id})"),
             };
-            let ok = match after {
-                LinkAfter::Attached => seen.starts_with("listed, attached"),
-                _ => seen.starts_with("listed, detached"),
-            };
             let expected = if after == LinkAfter::Attached { "listed, attached" } else { "listed, detached" };
+            let ok = seen.starts_with(expected);
             o.check(what, expected, seen, ok);
         }
     }
@@ -309,14 +296,11 @@ pub fn cycle(
     drop(reused);
     // Program and map ids are released when their last reference goes;
     // poll briefly in case a put was deferred to a work item.
-    let t1 = Instant::now();
-    let after = loop {
-        let now = bpf::object_counts();
-        if now == baseline || t1.elapsed() > Duration::from_secs(2) {
-            break now;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
+    let mut after = baseline;
+    poll_until(Duration::from_secs(2), Duration::from_millis(5), || {
+        after = bpf::object_counts();
+        (after == baseline).then_some(())
+    });
     o.check("kernel programs/maps/links after the cycles", baseline.to_string(), after.to_string(), after == baseline);
     o
 }
@@ -330,6 +314,6 @@ fn expect_report(d: &mut crate::device::Device, report: &HexBytes, want: &HexByt
     if seen.len() == 1 && seen[0] == want.0 {
         Ok(())
     } else {
-        Err(seen.iter().map(|r| HexBytes(r.clone()).to_string()).collect::<Vec<_>>().join(" | "))
+        Err(super::io::show_reports(&seen))
     }
 }
