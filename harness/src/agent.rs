@@ -4,7 +4,7 @@
 //! Built with its own target dir so host builds and the agent's static
 //! RUSTFLAGS never invalidate each other; cargo's own lock serialises
 //! concurrent test processes, and an unchanged agent costs a no-op build.
-use crate::error::{one_line, Error, Result};
+use crate::error::{error_lines, Error, Result};
 use crate::layout::Repo;
 use crate::tools;
 use std::path::PathBuf;
@@ -44,10 +44,8 @@ pub fn ensure(repo: &Repo) -> Result<PathBuf> {
     .run()
     .map_err(|e| Error::AgentBuild(format!("cannot run cargo: {e}")))?;
     if !out.status.success() {
-        let stderr = String::from_utf8_lossy(&out.stderr);
         // The compiler's own error lines, not cargo's boilerplate after them.
-        let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error")).take(3).collect();
-        let what = if errors.is_empty() { one_line(&stderr, 4) } else { errors.join(" | ") };
+        let what = error_lines(&String::from_utf8_lossy(&out.stderr), |l| l.starts_with("error"));
         return Err(Error::AgentBuild(format!(
             "{what}; rerun it to see everything: RUSTFLAGS='-C target-feature=+crt-static' cargo build --release -p hidvm-agent --target {TARGET} --target-dir {}",
             target_dir.display()

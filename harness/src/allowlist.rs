@@ -25,10 +25,13 @@ pub struct AllowList {
 }
 
 impl AllowEntry {
+    /// Whether the entry covers `cell` (by name or through "*").
+    pub fn applies_to(&self, cell: &str) -> bool {
+        self.cells.iter().any(|c| c == "*" || c == cell)
+    }
+
     pub fn matches(&self, cell: &str, splat: &Splat) -> bool {
-        self.class == splat.class
-            && splat.line.contains(&self.contains)
-            && self.cells.iter().any(|c| c == "*" || c == cell)
+        self.class == splat.class && splat.line.contains(&self.contains) && self.applies_to(cell)
     }
 }
 

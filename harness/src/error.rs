@@ -50,3 +50,14 @@ pub fn one_line(text: &str, max_lines: usize) -> String {
     let start = lines.len().saturating_sub(max_lines);
     lines[start..].join(" | ")
 }
+
+/// A failed tool's own error lines (at most 3, those `is_error` picks),
+/// else the last lines of its output.
+pub fn error_lines(text: &str, is_error: impl Fn(&str) -> bool) -> String {
+    let errors: Vec<&str> = text.lines().filter(|l| is_error(l)).take(3).collect();
+    if errors.is_empty() {
+        one_line(text, 4)
+    } else {
+        errors.join(" | ")
+    }
+}

@@ -2,7 +2,7 @@
 //! `-target bpf -g -O2` against the vmlinux.h of the cell they will be
 //! loaded into. Objects are cached by content (source, headers, the cell's
 //! BTF, clang version), so editing a fixture recompiles only that fixture.
-use crate::error::{one_line, Error, Result};
+use crate::error::{error_lines, Error, Result};
 use crate::kbuild::BuiltKernel;
 use crate::layout::{sha256_parts, Repo};
 use crate::tools;
@@ -87,10 +87,8 @@ fn compile_one(name: &str, src: &Path, include: &Path, vmlinux_h: &Path, obj: &P
         .run()
         .map_err(Error::io("running clang-19"))?;
     if !out.status.success() {
-        let stderr = String::from_utf8_lossy(&out.stderr);
         // clang's first error line is the one to fix; keep a little context.
-        let first_errors: Vec<&str> = stderr.lines().filter(|l| l.contains("error")).take(3).collect();
-        let message = if first_errors.is_empty() { one_line(&stderr, 4) } else { first_errors.join(" | ") };
+        let message = error_lines(&String::from_utf8_lossy(&out.stderr), |l| l.contains("error"));
         drop(tmp);
         let _ = std::fs::remove_dir(dir); // only succeeds when empty
         return Err(Error::FixtureCompile { fixture: name.to_string(), message });

@@ -82,7 +82,7 @@ impl KernelSource {
             )
         };
         if !dest.join("Makefile").exists() {
-            crate::tools::require(&crate::tools::Tool { name: "xz", what: "decompressor", package: "xz-utils" })?;
+            crate::tools::require(&crate::tools::XZ)?;
             eprintln!("hidvm: unpacking {} into {} (once)", tarball.display(), dest.display());
             let tmp = tempfile::Builder::new()
                 .prefix(".unpack-")

@@ -14,9 +14,12 @@
 //! * [`initramfs`]: the guest's cpio archive;
 //! * [`qemu`]: VM features, the KVM probe and running a VM;
 //! * [`scenarios`]: loading the scenario catalogue;
+//! * [`console`]: splat patterns and step attribution in the kernel log;
+//! * [`allowlist`]: known, accepted splats;
 //! * [`verdict`]: turning a VM's output into pass/fail;
 //! * [`suite`]: one scenario on one cell, end to end;
-//! * [`matrix`]: the scenario x cell summary.
+//! * [`matrix`]: the scenario x cell summary;
+//! * [`bench`], [`robustness`]: the commands that print the README's numbers.
 pub mod agent;
 pub mod allowlist;
 pub mod bench;

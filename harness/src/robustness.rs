@@ -61,10 +61,8 @@ fn qemu_processes(marker: &str) -> Vec<u32> {
         let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
         let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else { continue };
         let cmd = String::from_utf8_lossy(&cmd);
-        if cmd.starts_with("qemu-system") || cmd.contains("/qemu-system") {
-            if cmd.contains(marker) {
-                out.push(pid);
-            }
+        if (cmd.starts_with("qemu-system") || cmd.contains("/qemu-system")) && cmd.contains(marker) {
+            out.push(pid);
         }
     }
     out
@@ -75,7 +73,8 @@ fn qemu_processes(marker: &str) -> Vec<u32> {
 fn orphans(suite: &Suite) -> Result<()> {
     let cell = suite.cells.first().ok_or_else(|| Error::Other("no cell selected".into()))?;
     let test = format!("selftest::{}::hang_is_reported_with_diagnostics", cell.name);
-    let marker = format!("selftest.{}.hang_is_reported_with_diagnostics", cell.name);
+    // Its VMs' command lines name its run directory.
+    let marker = crate::suite::test_dir_name(&test);
     let exe = std::env::current_exe().map_err(Error::io("locating hidvm"))?;
     let before = qemu_processes("").len();
     let mut results = Vec::new();

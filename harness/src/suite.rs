@@ -162,7 +162,7 @@ impl Suite {
         let agent_bin = agent::ensure(&self.repo)?;
         let agent = std::fs::read(&agent_bin).map_err(Error::io(format!("reading {}", agent_bin.display())))?;
 
-        let run_dir = new_run_dir(&self.repo.runs_dir().join(&cell.name).join(entry.test_name(&cell.name).replace("::", ".")))?;
+        let run_dir = new_run_dir(&self.repo.runs_dir().join(&cell.name).join(test_dir_name(&entry.test_name(&cell.name))))?;
 
         let probe = self.accelerator(&qemu, &kernel, &agent, &run_dir)?;
 
@@ -244,6 +244,12 @@ fn nonce() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     format!("{:x}-{:x}-{:x}", t.as_nanos(), std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst))
+}
+
+/// A test's artifact directory name (`selftest.gcc.x` for `selftest::gcc::x`);
+/// it appears in the VM's QEMU command line through the run directory.
+pub fn test_dir_name(test: &str) -> String {
+    test.replace("::", ".")
 }
 
 /// Runs kept per test (older ones are removed).

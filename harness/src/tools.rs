@@ -16,6 +16,7 @@ pub struct Tool<'a> {
 pub const QEMU: Tool<'static> = Tool { name: "qemu-system-x86_64", what: "emulator", package: "qemu-system-x86" };
 pub const CLANG: Tool<'static> = Tool { name: "clang-19", what: "BPF compiler", package: "clang-19" };
 pub const BPFTOOL: Tool<'static> = Tool { name: "bpftool", what: "BTF dumper", package: "bpftool" };
+pub const XZ: Tool<'static> = Tool { name: "xz", what: "decompressor for the Debian kernel tarball", package: "xz-utils" };
 pub const LIBBPF_HEADERS: Tool<'static> =
     Tool { name: "/usr/include/bpf/bpf_helpers.h", what: "libbpf BPF-side header", package: "libbpf-dev" };
 
@@ -29,7 +30,7 @@ pub const KERNEL_BUILD: &[Tool<'static>] = &[
     Tool { name: "pahole", what: "BTF generator (CONFIG_DEBUG_INFO_BTF)", package: "pahole" },
     Tool { name: "/usr/include/libelf.h", what: "libelf header (objtool, resolve_btfids)", package: "libelf-dev" },
     Tool { name: "/usr/include/openssl/ssl.h", what: "OpenSSL header (kernel host tools)", package: "libssl-dev" },
-    Tool { name: "xz", what: "decompressor for the Debian kernel tarball", package: "xz-utils" },
+    XZ,
 ];
 
 /// Guest agent build: libbpf-sys links libelf.a and libz.a statically, and

@@ -610,7 +610,7 @@ impl Scenario {
                         return Err(format!("{at}: field `link`: link `{link}` already exists"));
                     }
                 }
-                Step::AttachMany { fixture, device, count, .. } => {
+                Step::AttachMany { fixture, device, count, .. } | Step::Cycle { fixture, device, count, .. } => {
                     need_device(device)?;
                     need_fixture(fixture)?;
                     if *count == 0 {
@@ -657,10 +657,13 @@ impl Scenario {
                     need_device(device)?;
                     devices.remove(device);
                 }
-                Step::CheckDevice { device, .. }
-                | Step::GetFeature { device, .. }
-                | Step::WriteOutput { device, .. }
-                | Step::SetLed { device, .. } => need_device(device)?,
+                Step::CheckDevice { device, .. } | Step::GetFeature { device, .. } | Step::WriteOutput { device, .. } => {
+                    need_device(device)?
+                }
+                Step::SetLed { device, led, .. } => {
+                    need_device(device)?;
+                    crate::event::led_code(led).map_err(|e| format!("{at}: field `led`: {e}"))?;
+                }
                 Step::FloodRelease { device, link, report, seq_bytes, rewritten, original, after } => {
                     need_device(device)?;
                     let l = links.get_mut(link).ok_or_else(|| format!("{at}: field `link`: no link named `{link}`"))?;
@@ -684,16 +687,6 @@ impl Scenario {
                         return Err(format!("{at}: field `name`: write the sysctl with dots, e.g. kernel.hung_task_timeout_secs"));
                     }
                 }
-                Step::Cycle { fixture, device, count, .. } => {
-                    need_device(device)?;
-                    need_fixture(fixture)?;
-                    if *count == 0 {
-                        return Err(format!("{at}: field `count`: must be at least 1"));
-                    }
-                }
-            }
-            if let Step::SetLed { led, .. } = step {
-                crate::event::led_code(led).map_err(|e| format!("{at}: field `led`: {e}"))?;
             }
             let holder = match step {
                 Step::Attach { holder, .. } => *holder,
@@ -770,5 +763,9 @@ link_after = "gone"
         assert!(s.validate(&|_| true).unwrap_err().contains("no link named `m`"));
         let s = parse(&GOOD.replace("boot_mouse", "toaster")).unwrap();
         assert!(s.validate(&|_| true).unwrap_err().contains("unknown model `toaster`"));
+        let led = "[[step]]\nop = \"set_led\"\ndevice = \"mouse\"\nled = \"LED_CAPSLOK\"\nvalue = 1\ndevice_receives = \"none\"\n";
+        let s = parse(&format!("{GOOD}{led}")).unwrap();
+        let e = s.validate(&|_| true).unwrap_err();
+        assert!(e.starts_with("step 4 (set_led): field `led`: `LED_CAPSLOK` is not a known LED code"), "{e}");
     }
 }
