@@ -2,7 +2,7 @@
 //!
 //! Default: Debian's `linux-source-6.12` tarball, unpacked once into the
 //! cache. Override: `HIDVM_KERNEL_SRC=<dir>` (or `--kernel-src`), any tree
-//! >= 6.11 (struct_ops HID-BPF), e.g. a developer's git checkout. Trees are
+//! of Linux 6.11 or later (struct_ops HID-BPF), e.g. a developer's git checkout. Trees are
 //! only ever built out-of-tree (`O=`) and never modified.
 use crate::error::{one_line, Error, Result};
 use crate::layout::{sha256_parts, write_atomic};
