@@ -28,7 +28,7 @@ const RECIPE_VERSION: &str = "hidvm-kbuild-1";
 /// The base every cell's fragments are merged onto.
 const BASE_CONFIG: &str = "tinyconfig";
 
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, Clone, Debug)]
 pub struct BuildRecord {
     pub cell: String,
     pub request_key: String,
@@ -42,6 +42,19 @@ pub struct BuildRecord {
     pub vmlinux_mtime_ns: i128,
     pub vmlinux_h_sha256: String,
     pub build_seconds: f64,
+}
+
+impl BuildRecord {
+    /// Whether two records describe the same kernel on disk. Not `==`:
+    /// `build_seconds` is an f64 that serde_json's default parser does not
+    /// always read back bit-exactly (1.078210118 came back as
+    /// 1.0782101179999999), which made a fresh build look replaced.
+    fn same_build(&self, other: &BuildRecord) -> bool {
+        self.request_key == other.request_key
+            && self.vmlinux_size == other.vmlinux_size
+            && self.vmlinux_mtime_ns == other.vmlinux_mtime_ns
+            && self.vmlinux_h_sha256 == other.vmlinux_h_sha256
+    }
 }
 
 /// A built kernel, leased: while this value lives, no other process can
@@ -163,7 +176,7 @@ impl<'a> KernelBuilder<'a> {
             };
             let lease = exclusive.downgrade().map_err(Error::io("kernel cache lock"))?;
             // flock's downgrade is not atomic: re-check what we now hold.
-            if fresh_record(&dir, cell, &key).as_ref() == Some(&record) {
+            if fresh_record(&dir, cell, &key).is_some_and(|now| now.same_build(&record)) {
                 return Ok(self.built(cell, &dir, record, built_now, lease));
             }
         }
@@ -513,6 +526,18 @@ mod tests {
         std::fs::write(&vmlinux, "trunc").unwrap(); // a truncated image
         assert!(builder(&f).ensure(&cell()).unwrap().built_now);
         assert_eq!(builds(&f), 2);
+    }
+
+    #[test]
+    fn a_record_read_back_is_the_same_build() {
+        let f = fixture();
+        let k = builder(&f).ensure(&cell()).unwrap();
+        // A value serde_json's default float parser reads back one ulp off.
+        let written = BuildRecord { build_seconds: 1.0782101179999999, ..k.record.clone() };
+        let read: BuildRecord = serde_json::from_str(&serde_json::to_string(&written).unwrap()).unwrap();
+        assert!(read.same_build(&written));
+        let rebuilt = BuildRecord { vmlinux_mtime_ns: written.vmlinux_mtime_ns + 1, ..written.clone() };
+        assert!(!rebuilt.same_build(&written));
     }
 
     #[test]
