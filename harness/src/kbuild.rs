@@ -47,8 +47,8 @@ pub struct BuildRecord {
 impl BuildRecord {
     /// Whether two records describe the same kernel on disk. Not `==`:
     /// `build_seconds` is an f64 that serde_json's default parser does not
-    /// always read back bit-exactly (1.078210118 came back as
-    /// 1.0782101179999999), which made a fresh build look replaced.
+    /// always read back bit-exactly (1.0782101179999999 came back as
+    /// 1.078210118), which made a fresh build look replaced.
     fn same_build(&self, other: &BuildRecord) -> bool {
         self.request_key == other.request_key
             && self.vmlinux_size == other.vmlinux_size
