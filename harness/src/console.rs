@@ -159,7 +159,8 @@ mod tests {
 
     #[test]
     fn clean_boot_has_no_splats() {
-        let clean = "[    0.1] Linux version 6.12.117\n[    1.0] Run /init as init process\n[    1.1] hidvm: step 1: ok\n";
+        let clean =
+            "[    0.1] Linux version 6.12.117\n[    1.0] Run /init as init process\n[    1.1] hidvm: step 1: ok\n";
         assert!(find_splats(clean).is_empty());
     }
 
@@ -176,7 +177,10 @@ mod tests {
         assert_eq!((s[0].class, s[0].line_no), ("warning", 6));
         assert_eq!(s[0].during, "during step 2 (release link `l` (close), expect it gone)");
         assert!(s[0].line.starts_with("WARNING: CPU: 0"));
-        assert_eq!(find_splats("[ 0.5] BUG: kernel NULL pointer dereference")[0].during, "during boot, before the agent ran");
+        assert_eq!(
+            find_splats("[ 0.5] BUG: kernel NULL pointer dereference")[0].during,
+            "during boot, before the agent ran"
+        );
     }
 
     #[test]

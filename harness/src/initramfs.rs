@@ -49,10 +49,9 @@ impl Initramfs {
         let members = self.entries.iter().enumerate().map(|(i, e)| {
             let ino = i as u32 + 1;
             let (builder, data): (Builder, &[u8]) = match e {
-                Entry::Dir { path } => (
-                    Builder::new(path).ino(ino).mode(0o755).nlink(2).set_mode_file_type(ModeFileType::Directory),
-                    &[],
-                ),
+                Entry::Dir { path } => {
+                    (Builder::new(path).ino(ino).mode(0o755).nlink(2).set_mode_file_type(ModeFileType::Directory), &[])
+                }
                 Entry::File { path, mode, data } => (
                     Builder::new(path).ino(ino).mode(*mode).nlink(1).set_mode_file_type(ModeFileType::Regular),
                     data.as_slice(),

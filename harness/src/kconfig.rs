@@ -126,10 +126,8 @@ mod tests {
     #[test]
     fn repository_fragments_ask_for_hid_bpf() {
         let dir = crate::layout::Repo::locate().fragments_dir();
-        let frags: Vec<Fragment> = ["vm.config", "hid-bpf.config"]
-            .iter()
-            .map(|f| Fragment::read(&dir.join(f)).unwrap())
-            .collect();
+        let frags: Vec<Fragment> =
+            ["vm.config", "hid-bpf.config"].iter().map(|f| Fragment::read(&dir.join(f)).unwrap()).collect();
         let req = requested(&frags);
         for opt in ["CONFIG_HID_BPF", "CONFIG_UHID", "CONFIG_DEBUG_INFO_BTF", "CONFIG_BPF_JIT", "CONFIG_PVH"] {
             assert_eq!(req.get(opt), Some(&Some("y".to_string())), "{opt}");

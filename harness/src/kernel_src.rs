@@ -43,9 +43,8 @@ impl KernelSource {
 
     pub fn user_tree(dir: &Path) -> Result<KernelSource> {
         let bad = |problem: String| Error::KernelSource { path: dir.to_path_buf(), problem };
-        let root = dir
-            .canonicalize()
-            .map_err(|e| bad(format!("{e}; set {ENV_VAR} to a Linux source tree (>= 6.11)")))?;
+        let root =
+            dir.canonicalize().map_err(|e| bad(format!("{e}; set {ENV_VAR} to a Linux source tree (>= 6.11)")))?;
         let version = check_tree(&root).map_err(bad)?;
         let identity = tree_identity(&root).map_err(|e| bad(format!("cannot fingerprint the tree: {e}")))?;
         Ok(KernelSource { root, version, identity, origin: Origin::User })
@@ -62,12 +61,8 @@ impl KernelSource {
             ),
         })?;
         let mtime = meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
-        let identity = format!(
-            "debian-tarball:{}:{}:{}",
-            tarball.display(),
-            meta.len(),
-            mtime.map(|d| d.as_secs()).unwrap_or(0)
-        );
+        let identity =
+            format!("debian-tarball:{}:{}:{}", tarball.display(), meta.len(), mtime.map(|d| d.as_secs()).unwrap_or(0));
         let key = &sha256_parts([identity.as_bytes()])[..16];
         let src_dir = cache.join("src");
         let dest = src_dir.join(format!("linux-{key}"));
@@ -115,9 +110,8 @@ impl KernelSource {
 
 /// Is `root` a kernel tree we can build? Returns its version.
 fn check_tree(root: &Path) -> Result<String, String> {
-    let makefile = std::fs::read_to_string(root.join("Makefile")).map_err(|_| {
-        format!("not a kernel tree (no Makefile); set {ENV_VAR} to a Linux source checkout >= 6.11")
-    })?;
+    let makefile = std::fs::read_to_string(root.join("Makefile"))
+        .map_err(|_| format!("not a kernel tree (no Makefile); set {ENV_VAR} to a Linux source checkout >= 6.11"))?;
     let field = |name: &str| {
         makefile.lines().find_map(|l| {
             let (k, v) = l.split_once('=')?;
@@ -125,7 +119,9 @@ fn check_tree(root: &Path) -> Result<String, String> {
         })
     };
     let (Some(v), Some(p)) = (field("VERSION"), field("PATCHLEVEL")) else {
-        return Err(format!("not a kernel tree (Makefile has no VERSION/PATCHLEVEL); set {ENV_VAR} to a Linux source checkout >= 6.11"));
+        return Err(format!(
+            "not a kernel tree (Makefile has no VERSION/PATCHLEVEL); set {ENV_VAR} to a Linux source checkout >= 6.11"
+        ));
     };
     let sub = field("SUBLEVEL").unwrap_or_else(|| "0".into());
     let version = format!("{v}.{p}.{sub}{}", field("EXTRAVERSION").unwrap_or_default());
@@ -155,9 +151,7 @@ fn check_tree(root: &Path) -> Result<String, String> {
 /// file's path, size and mtime.
 fn tree_identity(root: &Path) -> std::io::Result<String> {
     if root.join(".git").exists() {
-        let git = |args: &[&str]| {
-            duct::cmd("git", args).dir(root).stdout_capture().stderr_null().unchecked().run()
-        };
+        let git = |args: &[&str]| duct::cmd("git", args).dir(root).stdout_capture().stderr_null().unchecked().run();
         let head = git(&["rev-parse", "HEAD"])?;
         if head.status.success() {
             let diff = git(&["diff", "HEAD", "--binary"])?;

@@ -40,7 +40,11 @@ impl FileLock {
             eprintln!(
                 "hidvm: waiting for {what} ({}{})",
                 path.display(),
-                if holder.trim().is_empty() { String::new() } else { format!("; last exclusive holder: {}", holder.trim()) }
+                if holder.trim().is_empty() {
+                    String::new()
+                } else {
+                    format!("; last exclusive holder: {}", holder.trim())
+                }
             );
             flock(&file, op)?;
             break;

@@ -16,7 +16,8 @@ pub struct Tool<'a> {
 pub const QEMU: Tool<'static> = Tool { name: "qemu-system-x86_64", what: "emulator", package: "qemu-system-x86" };
 pub const CLANG: Tool<'static> = Tool { name: "clang-19", what: "BPF compiler", package: "clang-19" };
 pub const BPFTOOL: Tool<'static> = Tool { name: "bpftool", what: "BTF dumper", package: "bpftool" };
-pub const XZ: Tool<'static> = Tool { name: "xz", what: "decompressor for the Debian kernel tarball", package: "xz-utils" };
+pub const XZ: Tool<'static> =
+    Tool { name: "xz", what: "decompressor for the Debian kernel tarball", package: "xz-utils" };
 pub const LIBBPF_HEADERS: Tool<'static> =
     Tool { name: "/usr/include/bpf/bpf_helpers.h", what: "libbpf BPF-side header", package: "libbpf-dev" };
 
@@ -120,7 +121,9 @@ mod tests {
         let t = Tool { name: "definitely-not-installed-hidvm", what: "test tool", package: "hidvm-pkg" };
         let e = require(&t).unwrap_err().to_string();
         assert_eq!(e, "missing test tool `definitely-not-installed-hidvm`: install it with `sudo apt-get install hidvm-pkg` (or run `make setup`)");
-        let e = require_all(&[t, Tool { name: "/nonexistent/x.h", what: "h", package: "other-dev" }]).unwrap_err().to_string();
+        let e = require_all(&[t, Tool { name: "/nonexistent/x.h", what: "h", package: "other-dev" }])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("sudo apt-get install hidvm-pkg other-dev"), "{e}");
     }
 }

@@ -59,14 +59,23 @@ fn main() -> std::process::ExitCode {
             let found = find_splats(&body);
             let first = found.first().ok_or_else(|| Failed::from(format!("no splat found in {}", sample.name)))?;
             if first.class != sample.class {
-                return Err(format!("first splat classified `{}`, sample says `{}`: {}", first.class, sample.class, first.line).into());
+                return Err(format!(
+                    "first splat classified `{}`, sample says `{}`: {}",
+                    first.class, sample.class, first.line
+                )
+                .into());
             }
             Ok(())
         }));
     }
     for (i, pat) in SPLAT_PATTERNS.iter().enumerate() {
         let s = samples.clone();
-        let name: String = pat.needle.trim().chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' }).collect();
+        let name: String = pat
+            .needle
+            .trim()
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' })
+            .collect();
         trials.push(Trial::test(format!("pattern::{}::{i:02}_{}", pat.class, name.trim_matches('_')), move || {
             let hit = s.iter().any(|sample| {
                 sample.text.lines().any(|l| {

@@ -15,19 +15,12 @@ static CHANNEL: Mutex<Option<File>> = Mutex::new(None);
 
 fn result_tty() -> String {
     let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
-    cmdline
-        .split_whitespace()
-        .find_map(|a| a.strip_prefix("hidvm.results="))
-        .unwrap_or(DEFAULT_RESULT_TTY)
-        .to_string()
+    cmdline.split_whitespace().find_map(|a| a.strip_prefix("hidvm.results=")).unwrap_or(DEFAULT_RESULT_TTY).to_string()
 }
 
 pub fn open() {
     let tty = result_tty();
-    let file = OpenOptions::new()
-        .write(true)
-        .custom_flags(rustix::fs::OFlags::NOCTTY.bits() as i32)
-        .open(&tty);
+    let file = OpenOptions::new().write(true).custom_flags(rustix::fs::OFlags::NOCTTY.bits() as i32).open(&tty);
     match file {
         Ok(f) => {
             // Raw mode: no "\n" -> "\r\n" translation, no echo.

@@ -1,11 +1,11 @@
 //! Reading reports from /dev/hidrawN: one read() is one report, with the
 //! report ID as first byte when the device numbers its reports. hidraw sees
 //! the report after HID-BPF rewrote it.
+use crate::wait::{drain_or_wait, poll_fd, wait_node};
 use std::fs::{File, OpenOptions};
 use std::io::Read;
 use std::os::fd::AsFd;
 use std::os::unix::fs::OpenOptionsExt;
-use crate::wait::{drain_or_wait, poll_fd, wait_node};
 use std::path::Path;
 use std::time::Duration;
 

@@ -28,11 +28,18 @@ pub struct Errno(pub i32);
 
 impl Errno {
     pub fn name(self) -> String {
-        NAMES.iter().find(|(_, n)| *n == self.0).map(|(s, _)| s.to_string()).unwrap_or_else(|| format!("errno {}", self.0))
+        NAMES
+            .iter()
+            .find(|(_, n)| *n == self.0)
+            .map(|(s, _)| s.to_string())
+            .unwrap_or_else(|| format!("errno {}", self.0))
     }
     pub fn parse(s: &str) -> Result<Errno, String> {
         NAMES.iter().find(|(n, _)| *n == s).map(|(_, v)| Errno(*v)).ok_or_else(|| {
-            format!("`{s}` is not a known errno name (known: {})", NAMES.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", "))
+            format!(
+                "`{s}` is not a known errno name (known: {})",
+                NAMES.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+            )
         })
     }
 }

@@ -31,16 +31,14 @@ impl EvdevEvent {
     }
 
     pub fn parse(s: &str) -> Result<Self, String> {
-        let (name, value) = s
-            .split_once('=')
-            .ok_or_else(|| format!("`{s}` is not an event; write CODE=value, e.g. \"REL_Y=-3\""))?;
-        let value: i32 = value
-            .trim()
-            .parse()
-            .map_err(|_| format!("`{s}`: `{value}` is not an integer value"))?;
+        let (name, value) =
+            s.split_once('=').ok_or_else(|| format!("`{s}` is not an event; write CODE=value, e.g. \"REL_Y=-3\""))?;
+        let value: i32 = value.trim().parse().map_err(|_| format!("`{s}`: `{value}` is not an integer value"))?;
         let name = name.trim();
         let (kind, code) = code_from_name(name).ok_or_else(|| {
-            format!("`{name}` is not a known evdev code (use linux/input-event-codes.h names: KEY_*, BTN_*, REL_*, ABS_*)")
+            format!(
+                "`{name}` is not a known evdev code (use linux/input-event-codes.h names: KEY_*, BTN_*, REL_*, ABS_*)"
+            )
         })?;
         Ok(EvdevEvent { kind, code, value })
     }
@@ -138,5 +136,7 @@ string_serde!(KeyName);
 
 /// An LED name ("LED_CAPSL").
 pub fn led_code(name: &str) -> Result<u16, String> {
-    evdev::LedCode::from_str(name).map(|l| l.0).map_err(|_| format!("`{name}` is not a known LED code (LED_NUML, LED_CAPSL, ...)"))
+    evdev::LedCode::from_str(name)
+        .map(|l| l.0)
+        .map_err(|_| format!("`{name}` is not a known LED code (LED_NUML, LED_CAPSL, ...)"))
 }

@@ -11,7 +11,9 @@ impl HexBytes {
             .map(|b| {
                 let b = b.trim_start_matches("0x");
                 if b.len() > 2 || b.is_empty() {
-                    return Err(format!("`{b}` is not a byte; write bytes as two hex digits separated by spaces, e.g. \"00 05 fd 00\""));
+                    return Err(format!(
+                        "`{b}` is not a byte; write bytes as two hex digits separated by spaces, e.g. \"00 05 fd 00\""
+                    ));
                 }
                 u8::from_str_radix(b, 16).map_err(|_| {
                     format!("`{b}` is not hex; write bytes as two hex digits separated by spaces, e.g. \"00 05 fd 00\"")

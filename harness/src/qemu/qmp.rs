@@ -34,7 +34,8 @@ impl Qmp {
             if self.reader.read_line(&mut line)? == 0 {
                 return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "QMP closed"));
             }
-            let v: Value = serde_json::from_str(&line).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+            let v: Value =
+                serde_json::from_str(&line).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
             if v.get("event").is_none() {
                 if let Some(err) = v.get("error") {
                     return Err(std::io::Error::other(format!("QMP error: {err}")));

@@ -83,7 +83,10 @@ impl Vm {
             let output = handle.wait()?;
             let mut said = String::from_utf8_lossy(&output.stdout).trim().to_string();
             if said.is_empty() {
-                said = format!("QEMU did not open the console socket {} within 10 s; the command is in qemu-command.txt", self.console_socket.display());
+                said = format!(
+                    "QEMU did not open the console socket {} within 10 s; the command is in qemu-command.txt",
+                    self.console_socket.display()
+                );
             }
             return Ok(VmOutcome { status: None, timed_out: false, elapsed: started.elapsed(), qemu_output: said });
         };
