@@ -41,11 +41,13 @@ impl AllowList {
             return Ok(AllowList::default());
         }
         let text = std::fs::read_to_string(file).map_err(Error::io(format!("reading {}", file.display())))?;
-        let list: AllowList = toml::from_str(&text).map_err(|e| Error::Other(format!(
-            "allow-list {}: {}; fix the entry",
-            file.display(),
-            crate::scenarios::toml_error(&text, &e)
-        )))?;
+        let list: AllowList = toml::from_str(&text).map_err(|e| {
+            Error::Other(format!(
+                "allow-list {}: {}; fix the entry",
+                file.display(),
+                crate::error::toml_error(&text, &e)
+            ))
+        })?;
         let classes = crate::console::classes();
         for (i, a) in list.allow.iter().enumerate() {
             if !classes.contains(&a.class.as_str()) {
@@ -71,6 +73,23 @@ impl AllowList {
     /// Index of the entry accepting this splat on this cell.
     pub fn accepts(&self, cell: &str, splat: &Splat) -> Option<usize> {
         self.allow.iter().position(|a| a.matches(cell, splat))
+    }
+
+    /// Split `splats` into those that count and those an entry excuses
+    /// ((entry index, headline) each).
+    pub fn filter(&self, cell: &str, splats: Vec<Splat>) -> (Vec<Splat>, Vec<(usize, String)>) {
+        let mut excused = Vec::new();
+        let kept = splats
+            .into_iter()
+            .filter(|s| match self.accepts(cell, s) {
+                Some(i) => {
+                    excused.push((i, s.line.clone()));
+                    false
+                }
+                None => true,
+            })
+            .collect();
+        (kept, excused)
     }
 }
 

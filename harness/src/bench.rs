@@ -1,7 +1,7 @@
 //! `hidvm bench`: the numbers the README quotes, measured on this machine.
 //! Speed goals live here, never in timed tests.
 use crate::error::{Error, Result};
-use crate::scenarios::{self, Kind};
+use crate::scenarios::Kind;
 use crate::suite::{Options, Suite};
 use std::time::{Duration, Instant};
 
@@ -68,7 +68,7 @@ pub fn run(suite: &Suite, opts: &BenchOptions) -> Result<()> {
         );
     }
 
-    let catalogue = scenarios::catalogue(&suite.repo);
+    let catalogue = suite.catalogue()?;
     // The reference scenario: one mouse, attach, inject, release, inject.
     let reference = catalogue.iter().find(|e| e.name == "mouse_invert_y_close_link");
     let Some(first) = reference.or_else(|| catalogue.iter().find(|e| e.kind == Kind::Scenario)) else {
@@ -98,7 +98,7 @@ pub fn run(suite: &Suite, opts: &BenchOptions) -> Result<()> {
     let t = Instant::now();
     let jobs = crate::cores();
     let cells: Vec<String> = suite.cells.iter().map(|c| c.name.clone()).collect();
-    let work = suite.tests(&cells, None);
+    let work = suite.tests(&cells, None)?;
     let failures: Vec<String> = suite
         .run_parallel(&work, jobs, |_, _, _| {})
         .into_iter()
@@ -113,7 +113,11 @@ pub fn run(suite: &Suite, opts: &BenchOptions) -> Result<()> {
         "warm full catalogue: {} tests in {:.1} s with {jobs} VMs at a time{}",
         work.len(),
         t.elapsed().as_secs_f64(),
-        if failures.is_empty() { String::new() } else { format!(" ({} FAILED: {})", failures.len(), failures.join(", ")) }
+        if failures.is_empty() {
+            String::new()
+        } else {
+            format!(" ({} FAILED: {})", failures.len(), failures.join(", "))
+        }
     );
     Ok(())
 }

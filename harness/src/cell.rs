@@ -22,6 +22,11 @@ pub struct KernelCell {
     /// Extra config fragments (file names in guest-image/config/).
     #[serde(default)]
     pub fragments: Vec<String>,
+    /// Kernel modules to build (`make modules`) and put into every VM of
+    /// the cell under /hidvm/modules/, as paths inside the build directory
+    /// (e.g. "samples/kmemleak/kmemleak-test.ko"). Self-tests load them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub modules: Vec<String>,
     /// Whether `make vm-test`/`make test` run this cell without being asked
     /// (flavours such as the debug cells are selected with HIDVM_CELLS).
     #[serde(default = "yes", rename = "run_by_default")]
@@ -95,6 +100,9 @@ pub fn load(file: &Path) -> Result<Vec<KernelCell>> {
         }
         if !seen.insert(c.name.clone()) {
             return Err(bad(format!("cell `{}` is defined twice", c.name)));
+        }
+        if let Some(m) = c.modules.iter().find(|m| !m.ends_with(".ko") || m.starts_with('/') || m.contains("..")) {
+            return Err(bad(format!("cell `{}`: module `{m}` must be a .ko path inside the build directory", c.name)));
         }
     }
     if parsed.cell.is_empty() {

@@ -4,6 +4,14 @@ use std::path::PathBuf;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// Exit codes, nextest's convention: 0 everything passed; 100 tests ran and
+/// some failed; 1 hidvm could not run (bad input, missing tool, failed
+/// build); 2 bad command line (clap).
+pub mod exit {
+    pub const TESTS_FAILED: u8 = 100;
+    pub const COULD_NOT_RUN: u8 = 1;
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("missing {what} `{tool}`: install it with `sudo apt-get install {package}` (or run `make setup`)")]
@@ -41,6 +49,15 @@ impl Error {
     pub fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
         let context = context.into();
         move |source| Error::Io { context, source }
+    }
+}
+
+/// `line N: message`, on one line (toml's own Display draws a snippet).
+pub fn toml_error(text: &str, e: &toml::de::Error) -> String {
+    let msg = e.message().trim().replace('\n', " ");
+    match e.span() {
+        Some(span) => format!("line {}: {msg}", text[..span.start.min(text.len())].matches('\n').count() + 1),
+        None => msg,
     }
 }
 

@@ -6,7 +6,8 @@ use crate::error::{error_lines, Error, Result};
 use crate::kbuild::BuiltKernel;
 use crate::layout::{sha256_parts, Repo};
 use crate::tools;
-use std::collections::BTreeMap;
+use hidvm_proto::Hook;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 const CLANG_FLAGS: &[&str] = &["-g", "-O2", "-target", "bpf", "-mcpu=v3", "-D__TARGET_ARCH_x86", "-Wall"];
@@ -15,8 +16,38 @@ pub fn source_path(repo: &Repo, name: &str) -> PathBuf {
     repo.fixtures_dir().join(format!("{name}.bpf.c"))
 }
 
-pub fn exists(repo: &Repo, name: &str) -> bool {
-    !name.contains('/') && source_path(repo, name).is_file()
+/// The hid_bpf_ops callbacks a fixture implements, read from its source
+/// (`.hid_device_event = ...` in the struct_ops initializer), or why the
+/// fixture cannot be used.
+pub fn hooks(repo: &Repo, name: &str) -> std::result::Result<Option<BTreeSet<Hook>>, String> {
+    if name.contains('/') || name.is_empty() {
+        return Err(format!("`{name}` is not a fixture name (bpf-fixtures/<name>.bpf.c, without the suffix)"));
+    }
+    let path = source_path(repo, name);
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("no bpf-fixtures/{name}.bpf.c ({e})"))?;
+    let hooks = hooks_in_source(&text);
+    if hooks.is_empty() {
+        return Err(format!("{} assigns none of the hid_bpf_ops callbacks ({})", path.display(), hook_names()));
+    }
+    Ok(Some(hooks))
+}
+
+fn hook_names() -> String {
+    Hook::ALL.iter().map(|h| h.member()).collect::<Vec<_>>().join(", ")
+}
+
+/// Members of struct hid_bpf_ops assigned in a C initializer.
+pub fn hooks_in_source(text: &str) -> BTreeSet<Hook> {
+    Hook::ALL
+        .into_iter()
+        .filter(|h| {
+            let member = format!(".{}", h.member());
+            text.match_indices(&member).any(|(at, _)| {
+                let rest = &text[at + member.len()..];
+                rest.trim_start().starts_with('=') && !rest.starts_with(|c: char| c == '_' || c.is_ascii_alphanumeric())
+            })
+        })
+        .collect()
 }
 
 /// Compile `names` for `kernel`; returns name -> object path.
@@ -95,4 +126,18 @@ fn compile_one(name: &str, src: &Path, include: &Path, vmlinux_h: &Path, obj: &P
     }
     tmp.persist(obj).map_err(|e| Error::io(format!("storing {}", obj.display()))(e.error))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hooks_are_read_from_the_struct_ops_initializer() {
+        let src = "SEC(\".struct_ops.link\")\nstruct hid_bpf_ops x = {\n\t.hid_device_event = (void *)f,\n\t.hid_rdesc_fixup=(void *)g,\n};\n/* .hid_hw_request is mentioned here only */";
+        assert_eq!(hooks_in_source(src), [Hook::DeviceEvent, Hook::RdescFixup].into_iter().collect());
+        let repo = Repo::locate();
+        assert!(hooks(&repo, "nonexistent_fixture").unwrap_err().contains("no bpf-fixtures/nonexistent_fixture.bpf.c"));
+        assert_eq!(hooks(&repo, "boot_mouse_invert_y").unwrap(), Some([Hook::DeviceEvent].into_iter().collect()));
+    }
 }

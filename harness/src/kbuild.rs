@@ -66,6 +66,8 @@ pub struct BuiltKernel {
     /// What QEMU boots (vmlinux or bzImage, per the cell).
     pub boot_image: PathBuf,
     pub vmlinux_h: PathBuf,
+    /// The cell's modules (cells.toml `modules`), built.
+    pub modules: Vec<PathBuf>,
     pub record: BuildRecord,
     /// Whether this call ran a build (false: served from the cache).
     pub built_now: bool,
@@ -84,12 +86,24 @@ pub struct KernelBuilder<'a> {
     pub bpftool: String,
 }
 
+impl BuiltKernel {
+    /// The kernel's resolved .config.
+    pub fn config(&self) -> Result<crate::kconfig::ConfigMap> {
+        let path = self.dir.join("build/.config");
+        let text = std::fs::read_to_string(&path).map_err(Error::io(format!("reading {}", path.display())))?;
+        Ok(crate::kconfig::parse(&text))
+    }
+
+    /// The detectors its config has, which the guest must find working.
+    pub fn detectors(&self) -> Result<hidvm_proto::job::Detectors> {
+        let config = self.config()?;
+        Ok(hidvm_proto::job::Detectors { kmemleak: config.get("CONFIG_DEBUG_KMEMLEAK") == Some(&Some("y".into())) })
+    }
+}
+
 impl<'a> KernelBuilder<'a> {
     pub fn new(repo: &'a Repo, cache: &Path, source: &'a KernelSource) -> Self {
-        let jobs = std::env::var("HIDVM_JOBS")
-            .ok()
-            .and_then(|j| j.parse().ok())
-            .unwrap_or_else(crate::cores);
+        let jobs = std::env::var("HIDVM_JOBS").ok().and_then(|j| j.parse().ok()).unwrap_or_else(crate::cores);
         KernelBuilder { repo, cache: cache.to_path_buf(), source, jobs, verbose: true, bpftool: "bpftool".into() }
     }
 
@@ -122,10 +136,7 @@ impl<'a> KernelBuilder<'a> {
             }
             common.push(p);
         }
-        common
-            .iter()
-            .map(|p| Fragment::read(p).map_err(Error::io(format!("reading {}", p.display()))))
-            .collect()
+        common.iter().map(|p| Fragment::read(p).map_err(Error::io(format!("reading {}", p.display())))).collect()
     }
 
     /// Everything that determines the build's output, hashed.
@@ -182,20 +193,35 @@ impl<'a> KernelBuilder<'a> {
         }
     }
 
-    fn built(&self, cell: &KernelCell, dir: &Path, record: BuildRecord, built_now: bool, lease: FileLock) -> BuiltKernel {
+    fn built(
+        &self,
+        cell: &KernelCell,
+        dir: &Path,
+        record: BuildRecord,
+        built_now: bool,
+        lease: FileLock,
+    ) -> BuiltKernel {
         BuiltKernel {
             cell: cell.clone(),
             dir: dir.to_path_buf(),
             vmlinux: dir.join("build/vmlinux"),
             boot_image: dir.join("build").join(cell.boot.path_in_build()),
             vmlinux_h: dir.join("vmlinux.h"),
+            modules: cell.modules.iter().map(|m| dir.join("build").join(m)).collect(),
             record,
             built_now,
             _lease: lease,
         }
     }
 
-    fn build(&self, cell: &KernelCell, dir: &Path, fragments: &[Fragment], compiler: &str, key: &str) -> Result<BuildRecord> {
+    fn build(
+        &self,
+        cell: &KernelCell,
+        dir: &Path,
+        fragments: &[Fragment],
+        compiler: &str,
+        key: &str,
+    ) -> Result<BuildRecord> {
         tools::require_all(tools::KERNEL_BUILD)?;
         if self.bpftool == "bpftool" {
             tools::require(&tools::BPFTOOL)?;
@@ -235,19 +261,26 @@ impl<'a> KernelBuilder<'a> {
         }
         let step = Step { cell: &cell.name, src: &self.source.root, log: &log, log_path: &log_path };
         let make = |args: &[String]| -> Result<()> {
-            let mut all = vec!["-C".to_string(), self.source.root.display().to_string(), format!("O={}", obj.display())];
+            let mut all =
+                vec!["-C".to_string(), self.source.root.display().to_string(), format!("O={}", obj.display())];
             all.extend(cell.make_args());
             all.extend(args.iter().cloned());
             step.run("make", &all)
         };
 
         make(&[BASE_CONFIG.to_string()])?;
-        let mut merge = vec!["-m".to_string(), "-O".to_string(), obj.display().to_string(), obj.join(".config").display().to_string()];
+        let mut merge = vec![
+            "-m".to_string(),
+            "-O".to_string(),
+            obj.display().to_string(),
+            obj.join(".config").display().to_string(),
+        ];
         merge.extend(fragments.iter().map(|f| f.path.display().to_string()));
         step.run(&self.source.root.join("scripts/kconfig/merge_config.sh").display().to_string(), &merge)?;
         make(&["olddefconfig".to_string()])?;
 
-        let resolved_text = std::fs::read_to_string(obj.join(".config")).map_err(Error::io("reading the resolved .config"))?;
+        let resolved_text =
+            std::fs::read_to_string(obj.join(".config")).map_err(Error::io("reading the resolved .config"))?;
         let requested = kconfig::requested(fragments);
         let mut dropped = kconfig::dropped(&requested, &kconfig::parse(&resolved_text));
         if !dropped.is_empty() {
@@ -259,14 +292,30 @@ impl<'a> KernelBuilder<'a> {
                     d.push_str(" [no such Kconfig symbol in this tree: a typo?]");
                 }
             }
-            return Err(Error::ConfigDropped { cell: cell.name.clone(), options: dropped, config: obj.join(".config") });
+            return Err(Error::ConfigDropped {
+                cell: cell.name.clone(),
+                options: dropped,
+                config: obj.join(".config"),
+            });
         }
 
         let mut targets = vec![format!("-j{}", self.jobs), "vmlinux".to_string()];
         if cell.boot.make_target() != "vmlinux" {
             targets.push(cell.boot.make_target().to_string());
         }
+        if !cell.modules.is_empty() {
+            targets.push("modules".to_string());
+        }
         make(&targets)?;
+        if let Some(m) = cell.modules.iter().find(|m| !obj.join(m).is_file()) {
+            return Err(Error::KernelBuild {
+                cell: cell.name.clone(),
+                step: "make modules".into(),
+                status: "0".into(),
+                tail: format!("{m} was not built: check the cell's fragments enable it as a module (=m)"),
+                log: log_path.clone(),
+            });
+        }
 
         let vmlinux = obj.join("vmlinux");
         let vmlinux_h = dir.join("vmlinux.h");
@@ -318,6 +367,9 @@ fn fresh_record(dir: &Path, cell: &KernelCell, key: &str) -> Option<BuildRecord>
     let text = std::fs::read_to_string(dir.join("record.json")).ok()?;
     let record: BuildRecord = serde_json::from_str(&text).ok()?;
     if record.request_key != key || !dir.join("build").join(cell.boot.path_in_build()).exists() {
+        return None;
+    }
+    if cell.modules.iter().any(|m| !dir.join("build").join(m).is_file()) {
         return None;
     }
     let (size, mtime) = file_stamp(&dir.join("build/vmlinux")).ok()?;
@@ -460,6 +512,7 @@ mod tests {
             banner: "gcc".into(),
             needs: vec![],
             fragments: vec![],
+            modules: vec![],
             default_run: true,
             boot: Default::default(),
         }
@@ -568,13 +621,18 @@ mod tests {
     #[test]
     fn dropped_options_are_listed_and_nothing_is_cached() {
         let f = fixture();
-        std::fs::write(f.source.root.join("Kconfig"), "config DROPME\n\tbool \"x\"\nconfig HID_BPF\n\tbool \"y\"\n").unwrap();
-        std::fs::write(f.repo.fragments_dir().join("a.config"), "CONFIG_HID_BPF=y\nCONFIG_DROPME=y\nCONFIG_TYPO=y\n").unwrap();
+        std::fs::write(f.source.root.join("Kconfig"), "config DROPME\n\tbool \"x\"\nconfig HID_BPF\n\tbool \"y\"\n")
+            .unwrap();
+        std::fs::write(f.repo.fragments_dir().join("a.config"), "CONFIG_HID_BPF=y\nCONFIG_DROPME=y\nCONFIG_TYPO=y\n")
+            .unwrap();
         let src = KernelSource::user_tree(&f.source.root).unwrap();
         let b = builder_for(&f, &src);
         let e = b.ensure(&cell()).err().expect("must fail").to_string();
         assert!(e.contains("CONFIG_DROPME (wanted y, resolved: not set),"), "{e}");
-        assert!(e.contains("CONFIG_TYPO (wanted y, resolved: not set) [no such Kconfig symbol in this tree: a typo?]"), "{e}");
+        assert!(
+            e.contains("CONFIG_TYPO (wanted y, resolved: not set) [no such Kconfig symbol in this tree: a typo?]"),
+            "{e}"
+        );
         assert!(!e.contains("CONFIG_HID_BPF ("), "{e}");
         assert!(!b.cell_dir(&cell()).join("record.json").exists());
         assert_eq!(builds(&f), 0);

@@ -1,5 +1,6 @@
 //! Where things live: the repository (fixtures, scenarios, fragments) and
 //! the cache (kernel trees, builds, probes) that survives between runs.
+use crate::error::{Error, Result};
 use std::path::{Path, PathBuf};
 
 /// The repository root. The harness is a developer tool run from its own
@@ -57,6 +58,40 @@ impl Repo {
     pub fn target_dir(&self) -> PathBuf {
         std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| self.root.join("target"))
     }
+}
+
+/// A test's artifact directory name (`selftest.gcc.x` for `selftest::gcc::x`);
+/// it appears in the VM's QEMU command line through the run directory.
+pub fn test_dir_name(test: &str) -> String {
+    test.replace("::", ".")
+}
+
+/// Runs kept per test (older ones are removed).
+const KEEP_RUNS: usize = 5;
+
+/// `<test dir>/<time>-<pid>-<n>/`, plus a `latest` symlink: concurrent
+/// runs of one test never share files, and the newest is easy to find.
+pub fn new_run_dir(test_dir: &Path) -> Result<PathBuf> {
+    std::fs::create_dir_all(test_dir)
+        .map_err(Error::io(format!("creating {}; is the target directory writable?", test_dir.display())))?;
+    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let name = format!("{}-{:09}-{}", t.as_secs(), t.subsec_nanos(), std::process::id());
+    let dir = test_dir.join(&name);
+    std::fs::create_dir(&dir).map_err(Error::io(format!("creating {}", dir.display())))?;
+    let tmp_link = test_dir.join(format!(".latest-{name}"));
+    if std::os::unix::fs::symlink(&name, &tmp_link).is_ok() {
+        let _ = std::fs::rename(&tmp_link, test_dir.join("latest"));
+    }
+    let mut runs: Vec<PathBuf> = std::fs::read_dir(test_dir)
+        .map(|rd| rd.flatten().map(|e| e.path()).filter(|p| p.is_dir() && !p.is_symlink()).collect())
+        .unwrap_or_default();
+    runs.sort();
+    if runs.len() > KEEP_RUNS {
+        for old in &runs[..runs.len() - KEEP_RUNS] {
+            let _ = std::fs::remove_dir_all(old);
+        }
+    }
+    Ok(dir)
 }
 
 /// Write `contents` to `path` atomically (temp file + rename), so readers

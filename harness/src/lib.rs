@@ -18,6 +18,7 @@
 //! * [`allowlist`]: known, accepted splats;
 //! * [`verdict`]: turning a VM's output into pass/fail;
 //! * [`suite`]: one scenario on one cell, end to end;
+//! * [`report`]: what a run found, rendered as a step log;
 //! * [`matrix`]: the scenario x cell summary;
 //! * [`bench`], [`robustness`]: the commands that print the README's numbers.
 pub mod agent;
@@ -35,6 +36,7 @@ pub mod layout;
 pub mod lock;
 pub mod matrix;
 pub mod qemu;
+pub mod report;
 pub mod robustness;
 pub mod scenarios;
 pub mod suite;

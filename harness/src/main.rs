@@ -1,8 +1,10 @@
 //! `hidvm`: build kernel cells, run scenarios in QEMU, print the matrix.
 use clap::{Parser, Subcommand};
+use hidvm::error::exit;
 use hidvm::matrix::Matrix;
+use hidvm::report::RunReport;
 use hidvm::scenarios::{self, Entry};
-use hidvm::suite::{self, Options, RunReport, Suite};
+use hidvm::suite::{self, Options, Suite};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -54,6 +56,13 @@ enum Command {
     Check,
     /// Print the Debian packages hidvm needs (for setup scripts).
     Packages,
+    /// Show the accelerator this host uses (the KVM probe result,
+    /// remembered until the host reboots).
+    Accel {
+        /// Forget the remembered probe result; the next run probes KVM again.
+        #[arg(long)]
+        reprobe: bool,
+    },
     /// Robustness numbers: splat classes detected/provoked, QEMU left after
     /// forced stops, kernel builds under concurrent requesters.
     Robustness {
@@ -83,7 +92,7 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e}");
-            ExitCode::FAILURE
+            ExitCode::from(exit::COULD_NOT_RUN)
         }
     }
 }
@@ -95,10 +104,28 @@ fn real_main(cli: Cli) -> hidvm::Result<ExitCode> {
             println!("{}", hidvm::tools::all_packages().join(" "));
             Ok(ExitCode::SUCCESS)
         }
+        Command::Accel { reprobe } => {
+            let store = hidvm::qemu::accel::ProbeStore::new(&suite.cache);
+            if reprobe {
+                let n = store.forget().map_err(hidvm::Error::io(format!("clearing {}", store.dir.display())))?;
+                println!("forgot {n} remembered KVM probe result(s); the next test run probes again");
+                return Ok(ExitCode::SUCCESS);
+            }
+            let qemu = hidvm::tools::require(&hidvm::tools::QEMU)?;
+            let version = hidvm::tools::version_line(&qemu.display().to_string(), &["--version"])?;
+            match (std::env::var("HIDVM_ACCEL").ok().filter(|v| !v.is_empty()), store.remembered(&version)) {
+                (Some(forced), _) => println!("{forced} (forced by HIDVM_ACCEL)"),
+                (None, Some(r)) => println!("{}: {}", r.accel.name(), r.reason),
+                (None, None) => println!("not probed yet in this host boot: the next test run probes KVM"),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::List { long } => {
             for (entry, cell) in tests(&suite, &[], None)? {
                 if long {
-                    let summary = scenarios::load(&suite.repo, &entry).map(|s| s.summary).unwrap_or_else(|e| format!("INVALID: {e}"));
+                    let summary = scenarios::load(&suite.repo, &entry)
+                        .map(|l| l.scenario.summary)
+                        .unwrap_or_else(|e| format!("INVALID: {e}"));
                     println!("{}\t{summary}", entry.test_name(&cell));
                 } else {
                     println!("{}", entry.test_name(&cell));
@@ -107,8 +134,13 @@ fn real_main(cli: Cli) -> hidvm::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Check => {
-            let all = suite::load_all(&suite.repo, &suite.all_cells)?;
-            println!("{} cells ({} run by default), {} scenario files: ok", suite.all_cells.len(), suite.cells.len(), all.len());
+            let all = suite::load_all(&suite)?;
+            println!(
+                "{} cells ({} run by default), {} scenario files: ok",
+                suite.all_cells.len(),
+                suite.cells.len(),
+                all.len()
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Build { cells } => {
@@ -123,14 +155,14 @@ fn real_main(cli: Cli) -> hidvm::Result<ExitCode> {
                 .ok_or_else(|| hidvm::Error::Other(format!("no test named `{test}`; `hidvm list` shows them")))?;
             let report = suite.run(&cell, &entry)?;
             print!("{}", report.render());
-            Ok(if report.verdict.passed() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+            Ok(if report.verdict.passed() { ExitCode::SUCCESS } else { ExitCode::from(exit::TESTS_FAILED) })
         }
         Command::VmTest { cells, filter, jobs, verbose, repeat } => {
             vm_test(&suite, &cells, filter.as_deref(), jobs, verbose, repeat.max(1))
         }
         Command::Robustness { builds } => {
-            hidvm::robustness::run(&suite, &hidvm::robustness::RobustnessOptions { builds })?;
-            Ok(ExitCode::SUCCESS)
+            let all_caught = hidvm::robustness::run(&suite, &hidvm::robustness::RobustnessOptions { builds })?;
+            Ok(if all_caught { ExitCode::SUCCESS } else { ExitCode::from(exit::TESTS_FAILED) })
         }
         Command::Bench { cold, runs } => {
             hidvm::bench::run(&suite, &hidvm::bench::BenchOptions { cold, runs })?;
@@ -150,7 +182,7 @@ fn selected_cells(suite: &Suite, names: &[String]) -> hidvm::Result<Vec<String>>
 }
 
 fn tests(suite: &Suite, cells: &[String], filter: Option<&str>) -> hidvm::Result<Vec<(Entry, String)>> {
-    Ok(suite.tests(&selected_cells(suite, cells)?, filter))
+    suite.tests(&selected_cells(suite, cells)?, filter)
 }
 
 fn build(suite: &Suite, cells: &[String]) -> hidvm::Result<()> {
@@ -158,11 +190,7 @@ fn build(suite: &Suite, cells: &[String]) -> hidvm::Result<()> {
     for name in selected_cells(suite, cells)? {
         let cell = hidvm::cell::find(&suite.all_cells, &name)?;
         let k = suite.kernel(cell, &source)?;
-        eprintln!(
-            "hidvm: cell {name}: {} ({})",
-            if k.built_now { "built" } else { "cached" },
-            k.vmlinux.display()
-        );
+        eprintln!("hidvm: cell {name}: {} ({})", if k.built_now { "built" } else { "cached" }, k.vmlinux.display());
     }
     let agent = hidvm::agent::ensure(&suite.repo)?;
     eprintln!("hidvm: guest agent: {}", agent.display());
@@ -178,12 +206,23 @@ fn vm_test(
     repeat: usize,
 ) -> hidvm::Result<ExitCode> {
     // Malformed scenarios stop everything before any build or boot.
-    suite::load_all(&suite.repo, &suite.all_cells)?;
+    suite::load_all(suite)?;
     let cells = selected_cells(suite, cells)?;
-    build(suite, &cells)?;
     let work = tests(suite, &cells, filter)?;
+    if work.is_empty() {
+        return Err(hidvm::Error::Other(format!(
+            "no test matches{} on cell(s) {}; `hidvm list` shows the test names",
+            filter.map(|f| format!(" the filter `{f}`")).unwrap_or_default(),
+            cells.join(", ")
+        )));
+    }
+    build(suite, &cells)?;
     let jobs = jobs.unwrap_or_else(hidvm::cores).max(1);
-    eprintln!("hidvm: running {} tests, {jobs} VMs at a time{}", work.len(), if repeat > 1 { format!(", {repeat} times") } else { String::new() });
+    eprintln!(
+        "hidvm: running {} tests, {jobs} VMs at a time{}",
+        work.len(),
+        if repeat > 1 { format!(", {repeat} times") } else { String::new() }
+    );
 
     let started = std::time::Instant::now();
     let mut passes = vec![0usize; work.len()];
@@ -206,7 +245,11 @@ fn vm_test(
             }
         }
         if repeat > 1 {
-            eprintln!("hidvm: round {round}/{repeat}: {} passed, {failed} failed, {:.1} s", work.len() - failed, t.elapsed().as_secs_f64());
+            eprintln!(
+                "hidvm: round {round}/{repeat}: {} passed, {failed} failed, {:.1} s",
+                work.len() - failed,
+                t.elapsed().as_secs_f64()
+            );
         }
         last = results.into_iter().map(Some).collect();
     }
@@ -237,9 +280,15 @@ fn vm_test(
     for (i, a) in suite.allow.allow.iter().enumerate() {
         let applies = cells.iter().any(|c| a.applies_to(c));
         if applies && !used_allow.contains(&i) {
-            println!("allow-list entry {} ({} `{}`: {}) matched nothing in this run; remove it if the splat is gone", i + 1, a.class, a.contains, a.reason);
+            println!(
+                "allow-list entry {} ({} `{}`: {}) matched nothing in this run; remove it if the splat is gone",
+                i + 1,
+                a.class,
+                a.contains,
+                a.reason
+            );
         }
     }
     println!("wall time {:.1} s", started.elapsed().as_secs_f64());
-    Ok(if matrix.all_passed() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if matrix.all_passed() { ExitCode::SUCCESS } else { ExitCode::from(exit::TESTS_FAILED) })
 }

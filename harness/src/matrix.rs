@@ -1,6 +1,6 @@
 //! The one-screen summary: scenario x cell -> pass/fail, with rows whose
 //! verdict differs between cells flagged as compiler-dependent.
-use crate::suite::RunReport;
+use crate::report::RunReport;
 use crate::verdict::Verdict;
 use std::collections::BTreeMap;
 
@@ -46,8 +46,11 @@ impl Matrix {
         self.rows
             .iter()
             .filter(|row| {
-                let v: Vec<bool> =
-                    self.cells.iter().filter_map(|c| self.verdicts.get(&((*row).clone(), c.clone())).copied()).collect();
+                let v: Vec<bool> = self
+                    .cells
+                    .iter()
+                    .filter_map(|c| self.verdicts.get(&((*row).clone(), c.clone())).copied())
+                    .collect();
                 v.iter().any(|x| *x) && v.iter().any(|x| !*x)
             })
             .map(String::as_str)
@@ -69,7 +72,8 @@ impl Matrix {
                 .iter()
                 .map(|c| col(self.cells_of.get(&(row.clone(), c.clone())).map(String::as_str).unwrap_or("-")))
                 .collect();
-            let flag = if differs.contains(&row.as_str()) { "  <- differs between cells: compiler-dependent" } else { "" };
+            let flag =
+                if differs.contains(&row.as_str()) { "  <- differs between cells: compiler-dependent" } else { "" };
             out.push_str(&format!("{row:<width$}  {}{flag}\n", cells.trim_end()));
         }
         let passed = self.verdicts.values().filter(|v| **v).count();

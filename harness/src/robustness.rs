@@ -15,23 +15,23 @@ pub struct RobustnessOptions {
     pub builds: usize,
 }
 
-pub fn run(suite: &Suite, opts: &RobustnessOptions) -> Result<()> {
-    splat_classes(suite)?;
-    orphans(suite)?;
-    if opts.builds > 0 {
-        concurrent_builds(suite, opts.builds)?;
-    }
-    Ok(())
+/// Prints the numbers; returns false when a provoked fault was missed or a
+/// QEMU process was left behind (the command then exits 100).
+pub fn run(suite: &Suite, opts: &RobustnessOptions) -> Result<bool> {
+    let caught = splat_classes(suite)?;
+    let clean = orphans(suite)?;
+    let built_once = if opts.builds > 0 { concurrent_builds(suite, opts.builds)? } else { true };
+    Ok(caught && clean && built_once)
 }
 
 /// Every self-test that provokes a kernel fault, on every selected cell.
-fn splat_classes(suite: &Suite) -> Result<()> {
+fn splat_classes(suite: &Suite) -> Result<bool> {
     let mut tried = 0;
     let mut detected = 0;
     let mut missed = Vec::new();
     let mut classes = std::collections::BTreeSet::new();
-    for entry in scenarios::catalogue(&suite.repo).into_iter().filter(|e| e.kind == Kind::SelfTest) {
-        let scenario = scenarios::load(&suite.repo, &entry)?;
+    for entry in suite.catalogue()?.into_iter().filter(|e| e.kind == Kind::SelfTest) {
+        let scenario = scenarios::load(&suite.repo, &entry)?.scenario;
         let Some(want) = scenario.expect_verdict.as_deref().filter(|v| v.starts_with("kernel-")) else { continue };
         for cell in suite.cells.iter().filter(|c| entry.runs_on(&c.name)) {
             tried += 1;
@@ -51,7 +51,10 @@ fn splat_classes(suite: &Suite) -> Result<()> {
     if !missed.is_empty() {
         println!("  MISSED: {}", missed.join(", "));
     }
-    Ok(())
+    if tried == 0 {
+        println!("  no fault-provoking self-test runs on the selected cells: nothing was measured");
+    }
+    Ok(tried > 0 && missed.is_empty())
 }
 
 /// qemu-system processes whose command line mentions `marker`.
@@ -70,14 +73,15 @@ fn qemu_processes(marker: &str) -> Vec<u32> {
 
 /// Start a test whose VM hangs, stop the test process the way nextest,
 /// a terminal or a crash would, and count the QEMU processes left.
-fn orphans(suite: &Suite) -> Result<()> {
+fn orphans(suite: &Suite) -> Result<bool> {
     let cell = suite.cells.first().ok_or_else(|| Error::Other("no cell selected".into()))?;
     let test = format!("selftest::{}::hang_is_reported_with_diagnostics", cell.name);
     // Its VMs' command lines name its run directory.
-    let marker = crate::suite::test_dir_name(&test);
+    let marker = crate::layout::test_dir_name(&test);
     let exe = std::env::current_exe().map_err(Error::io("locating hidvm"))?;
     let before = qemu_processes("").len();
     let mut results = Vec::new();
+    let mut clean = true;
     for (label, signal, group) in [
         ("SIGKILL to the test process (crash)", rustix::process::Signal::KILL, false),
         ("SIGTERM to the test's process group (nextest timeout)", rustix::process::Signal::TERM, true),
@@ -116,18 +120,20 @@ fn orphans(suite: &Suite) -> Result<()> {
                 let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
             }
         }
+        // A VM that never started proves nothing about cleanup.
+        clean &= running == 1 && left.is_empty();
         results.push(format!("{label}: {} running before, {} left after", running, left.len()));
     }
     println!("orphaned QEMU after forced stops (qemu processes on the host before: {before}):");
     for r in results {
         println!("  {r}");
     }
-    Ok(())
+    Ok(clean)
 }
 
 /// N `hidvm build` processes at once against an empty cache: exactly one
 /// may build, the others must wait and then find it cached.
-fn concurrent_builds(suite: &Suite, n: usize) -> Result<()> {
+fn concurrent_builds(suite: &Suite, n: usize) -> Result<bool> {
     let cell = suite.cells.first().ok_or_else(|| Error::Other("no cell selected".into()))?;
     let tmp = tempfile::Builder::new().prefix("hidvm-builds-").tempdir().map_err(Error::io("temp cache"))?;
     let exe = std::env::current_exe().map_err(Error::io("locating hidvm"))?;
@@ -161,7 +167,7 @@ fn concurrent_builds(suite: &Suite, n: usize) -> Result<()> {
         t0.elapsed().as_secs_f64()
     );
     remove_tree(tmp.path());
-    Ok(())
+    Ok(builds == 1 && failures == 0)
 }
 
 fn remove_tree(p: &Path) {

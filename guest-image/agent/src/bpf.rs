@@ -1,10 +1,19 @@
-//! Loading fixtures and attaching their hid_bpf_ops through bpf_links, with
-//! libbpf-rs; querying the kernel's view of links, programs and maps.
-use libbpf_rs::{Link, MapCore, MapType, Object, ObjectBuilder, PrintLevel};
+//! Loading fixtures and attaching their hid_bpf_ops through bpf_links;
+//! querying the kernel's view of links, programs and maps.
+//!
+//! Load and attach go through libbpf-sys directly (with libbpf-rs owning
+//! the results): the errno an expected-error check compares must be the
+//! one the call returned, and libbpf-rs's error type keeps it private.
+use hidvm_proto::{ObjectCounts, Stage};
+use libbpf_rs::libbpf_sys;
+use libbpf_rs::{AsRawLibbpf, Link, MapType, Object, ObjectBuilder, PrintLevel};
+use std::ffi::CString;
+use std::ptr::NonNull;
 use std::sync::Mutex;
 
 /// BPF_F_BEFORE (include/uapi/linux/bpf.h): the only flag hid_bpf_ops takes.
 pub const BPF_F_BEFORE: u32 = 1 << 3;
+const ENOENT: i32 = 2;
 
 /// libbpf's messages for the current load, with their level; its print
 /// callback is a plain fn, hence the static.
@@ -24,52 +33,60 @@ pub fn install_logger() {
 /// hold the only clue.
 fn take_log() -> Vec<String> {
     let log = std::mem::take(&mut *LIBBPF_LOG.lock().unwrap_or_else(|e| e.into_inner()));
-    let important: Vec<String> =
-        log.iter().filter(|(l, _)| *l != PrintLevel::Debug).map(|(_, m)| m.clone()).collect();
+    let important: Vec<String> = log.iter().filter(|(l, _)| *l != PrintLevel::Debug).map(|(_, m)| m.clone()).collect();
     if !important.is_empty() {
         return important;
     }
     log[log.len().saturating_sub(20)..].iter().map(|(_, m)| m.clone()).collect()
 }
 
-/// Why a load or attach failed. `errno` is the kernel's answer when there
-/// was one; `log` carries libbpf's output (the verifier log when the kernel
-/// rejected a program).
+/// Why a load or attach failed. `errno` is what the failing call returned
+/// (None when hidvm itself refused, e.g. no struct_ops map); `log` carries
+/// libbpf's output (the verifier log when the kernel rejected a program).
 #[derive(Debug)]
 pub struct AttachError {
-    pub stage: &'static str,
+    pub stage: Stage,
     pub message: String,
     pub errno: Option<i32>,
     pub log: Vec<String>,
 }
 
-/// The errno behind a libbpf-rs error. Its chain does not expose the
-/// underlying io::Error (the inner type is private), but its rendering
-/// ends in std's "(os error N)".
-fn errno_of(e: &libbpf_rs::Error) -> Option<i32> {
-    let text = format!("{e:#}");
-    let at = text.rfind("(os error ")? + "(os error ".len();
-    text[at..].split(')').next()?.parse().ok()
+impl AttachError {
+    /// The failure as expected-error checks render it: "attach: EINVAL".
+    pub fn seen(&self) -> String {
+        match self.errno {
+            Some(n) => format!("{}: {}", self.stage, hidvm_proto::Errno(n)),
+            None => format!("{}: no errno ({})", self.stage, self.message),
+        }
+    }
 }
 
-fn failure(stage: &'static str, e: &libbpf_rs::Error) -> AttachError {
+fn os_error(stage: Stage, what: &str, errno: i32) -> AttachError {
     let log = take_log();
-    let message = match (stage, verifier_verdict(&log)) {
-        ("load", Some(why)) => format!("the verifier rejected it: {why} ({e})"),
-        _ => format!("{e:#}"),
-    };
-    AttachError { stage, message, errno: errno_of(e), log }
+    let mut message = format!("{what}: {}", std::io::Error::from_raw_os_error(errno));
+    if stage == Stage::Load {
+        if let Some(why) = verifier_verdict(&log) {
+            message = format!("the verifier rejected it: {why} ({message})");
+        }
+    }
+    AttachError { stage, message, errno: Some(errno), log }
 }
 
-fn plain(stage: &'static str, message: String) -> AttachError {
+fn refused(stage: Stage, message: String) -> AttachError {
     AttachError { stage, message, errno: None, log: take_log() }
+}
+
+/// The errno of the last failed libc/libbpf call on this thread.
+fn last_errno() -> i32 {
+    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
 }
 
 /// Open `path`, set hid_id (and flags) in the chosen struct_ops map, load.
 /// Returns the object and the map's name.
 pub fn load(path: &str, hid_id: u32, flags: u32, map: Option<&str>) -> Result<(Object, String), AttachError> {
     take_log();
-    let mut open = ObjectBuilder::default().open_file(path).map_err(|e| failure("open", &e))?;
+    let mut open =
+        ObjectBuilder::default().open_file(path).map_err(|e| refused(Stage::Open, format!("{path}: {e:#}")))?;
     let struct_ops: Vec<String> = open
         .maps()
         .filter(|m| m.map_type() == MapType::StructOps)
@@ -78,13 +95,16 @@ pub fn load(path: &str, hid_id: u32, flags: u32, map: Option<&str>) -> Result<(O
     let chosen = match (map, struct_ops.as_slice()) {
         (Some(want), all) if all.iter().any(|m| m == want) => want.to_string(),
         (Some(want), all) => {
-            return Err(plain("open", format!("{path} has no struct_ops map `{want}` (has: {})", all.join(", "))))
+            return Err(refused(
+                Stage::Open,
+                format!("{path} has no struct_ops map `{want}` (has: {})", all.join(", ")),
+            ))
         }
         (None, [only]) => only.clone(),
-        (None, []) => return Err(plain("open", format!("{path} has no struct_ops map"))),
+        (None, []) => return Err(refused(Stage::Open, format!("{path} has no struct_ops map (no HID_BPF_OPS)"))),
         (None, all) => {
-            return Err(plain(
-                "open",
+            return Err(refused(
+                Stage::Open,
                 format!("{path} has several struct_ops maps ({}); name one with `map = \"…\"`", all.join(", ")),
             ))
         }
@@ -96,18 +116,30 @@ pub fn load(path: &str, hid_id: u32, flags: u32, map: Option<&str>) -> Result<(O
             // when the map is loaded.
             let value = m
                 .initial_value_mut()
-                .ok_or_else(|| plain("open", format!("struct_ops map {chosen} has no initial value")))?;
+                .ok_or_else(|| refused(Stage::Open, format!("struct_ops map {chosen} has no initial value")))?;
             value[0..4].copy_from_slice(&hid_id.to_ne_bytes());
             if flags != 0 {
-                let old = u32::from_ne_bytes(value[4..8].try_into().unwrap());
+                let old = u32::from_ne_bytes(value[4..8].try_into().expect("4 bytes"));
                 value[4..8].copy_from_slice(&(old | flags).to_ne_bytes());
             }
         } else {
             // Other maps in the object are neither created nor attached.
-            m.set_autocreate(false).map_err(|e| failure("open", &e))?;
+            m.set_autocreate(false).map_err(|e| refused(Stage::Open, format!("{e:#}")))?;
         }
     }
-    let object = open.load().map_err(|e| failure("load", &e))?;
+    // bpf_object__load returns the kernel's -errno; on failure the object
+    // is closed here (libbpf-rs would have done the same in its Drop).
+    let ptr = open.take_ptr();
+    // SAFETY: `ptr` is the open object libbpf-rs owned until take_ptr().
+    let ret = unsafe { libbpf_sys::bpf_object__load(ptr.as_ptr()) };
+    if ret < 0 {
+        let err = os_error(Stage::Load, "bpf_object__load", -ret);
+        // SAFETY: nobody else owns `ptr` any more.
+        unsafe { libbpf_sys::bpf_object__close(ptr.as_ptr()) };
+        return Err(err);
+    }
+    // SAFETY: a loaded object; Object takes ownership (closes it on drop).
+    let object = unsafe { Object::from_ptr(ptr) };
     take_log();
     Ok((object, chosen))
 }
@@ -115,15 +147,27 @@ pub fn load(path: &str, hid_id: u32, flags: u32, map: Option<&str>) -> Result<(O
 /// Attach the (loaded) struct_ops map `map_name` of `object`: one bpf_link.
 pub fn attach(object: &mut Object, map_name: &str) -> Result<(Link, u32), AttachError> {
     take_log();
-    let mut link = None;
-    for mut m in object.maps_mut() {
-        if m.name().to_string_lossy() == map_name {
-            link = Some(m.attach_struct_ops().map_err(|e| failure("attach", &e))?);
-        }
+    let name = CString::new(map_name).map_err(|_| refused(Stage::Attach, format!("bad map name {map_name:?}")))?;
+    // SAFETY: the object is alive for the call; the name is NUL-terminated.
+    let map = unsafe { libbpf_sys::bpf_object__find_map_by_name(object.as_libbpf_object().as_ptr(), name.as_ptr()) };
+    if map.is_null() {
+        return Err(refused(Stage::Attach, format!("no map {map_name} in the object")));
     }
-    let link = link.ok_or_else(|| plain("attach", format!("no map {map_name} in the object")))?;
-    let id = link.info().map(|i| i.id).map_err(|e| failure("attach", &e))?;
+    // SAFETY: `map` belongs to the live object. libbpf returns NULL and
+    // sets errno on failure.
+    let raw = unsafe { libbpf_sys::bpf_map__attach_struct_ops(map) };
+    let Some(raw) = NonNull::new(raw) else {
+        return Err(os_error(Stage::Attach, "BPF_LINK_CREATE (struct_ops)", last_errno()));
+    };
+    // SAFETY: a fresh link nobody else owns.
+    let link = unsafe { Link::from_ptr(raw) };
+    let id = link_id(&link).map_err(|e| refused(Stage::Attach, e))?;
     Ok((link, id))
+}
+
+fn link_id(link: &Link) -> Result<u32, String> {
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&std::os::fd::AsFd::as_fd(link));
+    link_info(fd).map(|i| i.id)
 }
 
 /// The verifier's reason, from a libbpf load log: the lines just before
@@ -138,6 +182,50 @@ fn verifier_verdict(log: &[String]) -> Option<String> {
     (!why.is_empty()).then(|| why.join("; "))
 }
 
+/// Every id of one kernel object kind, from a BPF_*_GET_NEXT_ID walk.
+/// `next(start)` is the syscall: Ok(next id) or Err(errno). Only ENOENT
+/// ends the walk; any other error means the list could not be read, and
+/// saying "absent" or counting what was seen so far would be a lie.
+pub fn enumerate_ids(kind: &str, mut next: impl FnMut(u32) -> Result<u32, i32>) -> Result<Vec<u32>, String> {
+    let mut ids = Vec::new();
+    let mut start = 0;
+    loop {
+        match next(start) {
+            Ok(id) if id <= start => return Err(format!("BPF_{kind}_GET_NEXT_ID went backwards ({start} -> {id})")),
+            Ok(id) => {
+                ids.push(id);
+                start = id;
+            }
+            Err(ENOENT) => return Ok(ids),
+            Err(e) => {
+                return Err(format!(
+                    "BPF_{kind}_GET_NEXT_ID after id {start} failed: {} (errno {e})",
+                    std::io::Error::from_raw_os_error(e)
+                ))
+            }
+        }
+    }
+}
+
+type NextId = unsafe extern "C" fn(u32, *mut u32) -> std::os::raw::c_int;
+
+fn kernel_ids(kind: &str, f: NextId) -> Result<Vec<u32>, String> {
+    enumerate_ids(kind, |start| {
+        let mut id = 0;
+        // SAFETY: `id` outlives the call. libbpf returns -errno on failure.
+        let ret = unsafe { f(start, &mut id) };
+        if ret < 0 {
+            Err(-ret)
+        } else {
+            Ok(id)
+        }
+    })
+}
+
+pub fn link_ids() -> Result<Vec<u32>, String> {
+    kernel_ids("LINK", libbpf_sys::bpf_link_get_next_id)
+}
+
 /// The kernel's view of one link: absent, or present with its struct_ops
 /// map id (0 once BPF_LINK_DETACH ran).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -146,37 +234,111 @@ pub enum LinkState {
     Listed { map_id: u32 },
 }
 
-pub fn link_state(id: u32) -> LinkState {
-    for l in libbpf_rs::query::LinkInfoIter::default() {
-        if l.id == id {
-            let map_id = match l.info {
-                libbpf_rs::query::LinkTypeInfo::StructOps(s) => s.map_id,
-                _ => 0,
-            };
-            return LinkState::Listed { map_id };
+impl LinkState {
+    pub fn name(self) -> &'static str {
+        match self {
+            LinkState::Gone => "gone",
+            LinkState::Listed { map_id: 0 } => "listed, detached",
+            LinkState::Listed { .. } => "listed, attached",
         }
     }
-    LinkState::Gone
 }
 
-/// How many programs, maps and links the kernel knows (by id enumeration).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ObjectCounts {
-    pub progs: usize,
-    pub maps: usize,
-    pub links: usize,
+struct LinkInfo {
+    id: u32,
+    struct_ops_map: Option<u32>,
 }
 
-impl std::fmt::Display for ObjectCounts {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} programs, {} maps, {} links", self.progs, self.maps, self.links)
+fn link_info(fd: i32) -> Result<LinkInfo, String> {
+    // SAFETY: zeroed is a valid bpf_link_info; the kernel fills `len` bytes.
+    let mut info: libbpf_sys::bpf_link_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libbpf_sys::bpf_link_info>() as u32;
+    // SAFETY: info and len outlive the call; len is info's size.
+    let ret = unsafe { libbpf_sys::bpf_link_get_info_by_fd(fd, &mut info, &mut len) };
+    if ret < 0 {
+        return Err(format!("BPF_OBJ_GET_INFO_BY_FD on a link: {}", std::io::Error::from_raw_os_error(-ret)));
+    }
+    // SAFETY: a plain u32 in the union; only used for struct_ops links,
+    // whose member the kernel filled.
+    let map_id = unsafe { info.__bindgen_anon_1.struct_ops.map_id };
+    let struct_ops_map = (info.type_ == libbpf_sys::BPF_LINK_TYPE_STRUCT_OPS).then_some(map_id);
+    Ok(LinkInfo { id: info.id, struct_ops_map })
+}
+
+/// Where link `id` stands: Err when the kernel could not be asked.
+pub fn link_state(id: u32) -> Result<LinkState, String> {
+    if !link_ids()?.contains(&id) {
+        return Ok(LinkState::Gone);
+    }
+    // SAFETY: plain syscall wrapper; returns an fd or -errno.
+    let fd = unsafe { libbpf_sys::bpf_link_get_fd_by_id(id) };
+    if fd == -ENOENT {
+        // Freed between the walk and this call.
+        return Ok(LinkState::Gone);
+    }
+    if fd < 0 {
+        return Err(format!("BPF_LINK_GET_FD_BY_ID {id}: {}", std::io::Error::from_raw_os_error(-fd)));
+    }
+    // SAFETY: a fresh fd we own.
+    let owned = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    let info = link_info(std::os::fd::AsRawFd::as_raw_fd(&owned))?;
+    match info.struct_ops_map {
+        Some(map_id) => Ok(LinkState::Listed { map_id }),
+        None => Err(format!("bpf_link {id} is not a struct_ops link")),
     }
 }
 
-pub fn object_counts() -> ObjectCounts {
-    ObjectCounts {
-        progs: libbpf_rs::query::ProgInfoIter::default().count(),
-        maps: libbpf_rs::query::MapInfoIter::default().count(),
-        links: libbpf_rs::query::LinkInfoIter::default().count(),
+/// How many programs, maps and links the kernel knows.
+pub fn object_counts() -> Result<ObjectCounts, String> {
+    Ok(ObjectCounts {
+        progs: kernel_ids("PROG", libbpf_sys::bpf_prog_get_next_id)?.len(),
+        maps: kernel_ids("MAP", libbpf_sys::bpf_map_get_next_id)?.len(),
+        links: link_ids()?.len(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fake GET_NEXT_ID over `ids` that fails with `fail` after `after`.
+    fn walk(ids: &[u32], fail: Option<(u32, i32)>) -> Result<Vec<u32>, String> {
+        enumerate_ids("LINK", |start| {
+            if let Some((after, errno)) = fail {
+                if start == after {
+                    return Err(errno);
+                }
+            }
+            ids.iter().copied().find(|i| *i > start).ok_or(ENOENT)
+        })
+    }
+
+    #[test]
+    fn only_enoent_ends_the_walk() {
+        assert_eq!(walk(&[3, 7, 9], None).unwrap(), vec![3, 7, 9]);
+        assert_eq!(walk(&[], None).unwrap(), Vec::<u32>::new());
+        // EPERM, EMFILE, ENOMEM half-way: "could not look", never a short list.
+        for errno in [1, 24, 12] {
+            let e = walk(&[3, 7, 9], Some((3, errno))).unwrap_err();
+            assert!(e.contains("after id 3 failed"), "{e}");
+        }
+        let e = walk(&[3], Some((0, 1))).unwrap_err();
+        assert!(e.contains("Operation not permitted"), "{e}");
+    }
+
+    #[test]
+    fn a_walk_that_does_not_advance_is_an_error() {
+        let e = enumerate_ids("MAP", |_| Ok(5)).unwrap_err();
+        assert!(e.contains("went backwards"), "{e}");
+    }
+
+    #[test]
+    fn expected_errors_compare_stage_and_errno() {
+        let e = AttachError { stage: Stage::Load, message: "m".into(), errno: Some(22), log: vec![] };
+        assert_eq!(e.seen(), "load: EINVAL");
+        let want = hidvm_proto::ExpectedError::parse("attach: EINVAL").unwrap();
+        assert_ne!(e.seen(), want.to_string(), "a load-stage EINVAL must not satisfy attach: EINVAL");
+        let none = AttachError { stage: Stage::Open, message: "no struct_ops map".into(), errno: None, log: vec![] };
+        assert_eq!(none.seen(), "open: no errno (no struct_ops map)");
     }
 }

@@ -4,10 +4,9 @@
 use crate::hidraw::Hidraw;
 use crate::input::Evdev;
 use crate::uhid::VirtualDevice;
-use hidvm_proto::DeviceModel;
+use hidvm_proto::DeviceDef;
 use std::path::PathBuf;
 use std::time::Duration;
-
 
 pub struct Device {
     pub vdev: VirtualDevice,
@@ -20,8 +19,8 @@ pub struct Device {
 }
 
 impl Device {
-    pub fn create(id: &str, model: &'static DeviceModel, index: usize) -> Result<Device, String> {
-        let vdev = VirtualDevice::create(id, model, index)?;
+    pub fn create(id: &str, def: &DeviceDef, index: usize) -> Result<Device, String> {
+        let vdev = VirtualDevice::create(id, def, index)?;
         let wait = crate::budget::node_wait();
         if vdev.wait_starts(1, wait) < 1 {
             return Err(format!("{id}: no UHID_START within {wait:?}"));
@@ -37,7 +36,7 @@ impl Device {
         format!(
             "{}: {} hid_id={} {} {} {}",
             self.vdev.id,
-            self.vdev.model.name,
+            self.vdev.def.name,
             self.hid_id,
             self.sysfs.display(),
             self.hidraw.path,

@@ -1,45 +1,129 @@
-//! Kernel health around a scenario: taint flags and kmemleak.
-use crate::bpf::{object_counts, ObjectCounts};
+//! Kernel health around a scenario: taint flags, BPF object counts and
+//! kmemleak. Every reading is a value or the reason it could not be taken.
+use crate::bpf::object_counts;
+use hidvm_proto::{Kmemleak, ObjectCounts, Reading};
 use std::io::Write;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const KMEMLEAK: &str = "/sys/kernel/debug/kmemleak";
+const TAINTED: &str = "/proc/sys/kernel/tainted";
 
-/// /proc/sys/kernel/tainted (0 when unreadable: the host then sees no change).
-pub fn taint() -> u64 {
-    std::fs::read_to_string("/proc/sys/kernel/tainted").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0)
+/// kmemleak reports an object only when a scan *starts* at least
+/// MSECS_MIN_AGE (5000 ms, mm/kmemleak.c) after the object was allocated,
+/// and only if its contents (checksum) did not change since the previous
+/// scan: so two scans, the second one old enough. The margin covers the
+/// jiffies/boottime rounding.
+const MIN_AGE: Duration = Duration::from_millis(5200);
+
+/// /proc/sys/kernel/tainted, or why it could not be read.
+pub fn taint() -> Reading<u64> {
+    Reading::from_result(parse_taint(std::fs::read_to_string(TAINTED)))
 }
 
-fn kmemleak_cmd(cmd: &str) -> bool {
-    std::fs::OpenOptions::new().write(true).open(KMEMLEAK).and_then(|mut f| f.write_all(cmd.as_bytes())).is_ok()
+fn parse_taint(text: std::io::Result<String>) -> Result<u64, String> {
+    let text = text.map_err(|e| format!("reading {TAINTED}: {e}"))?;
+    text.trim().parse().map_err(|_| format!("{TAINTED} holds `{}`, not a number", text.trim()))
 }
 
-/// Forget what boot leaked, so only the scenario's leaks count. No-op
-/// without kmemleak (the non-debug cells).
-pub fn kmemleak_clear() {
-    if kmemleak_cmd("scan") {
-        kmemleak_cmd("clear");
-    }
-}
-
-/// New unreferenced objects since the clear: two scans (an object must
-/// look leaked twice to be reported), then the report.
-pub fn kmemleak_report() -> Vec<String> {
-    if !kmemleak_cmd("scan") {
-        return Vec::new();
-    }
-    kmemleak_cmd("scan");
-    std::fs::read_to_string(KMEMLEAK).map(|t| t.lines().take(200).map(String::from).collect()).unwrap_or_default()
+pub fn objects() -> Reading<ObjectCounts> {
+    Reading::from_result(object_counts())
 }
 
 /// Poll the kernel's program/map/link counts until they are back at
 /// `baseline` (bounded), then give deferred frees a moment more.
-pub fn wait_objects(baseline: ObjectCounts) -> ObjectCounts {
-    let mut now = baseline;
+pub fn wait_objects(baseline: &Reading<ObjectCounts>) -> Reading<ObjectCounts> {
+    let Reading::Value(baseline) = baseline else { return objects() };
+    let mut now = objects();
     crate::wait::poll_until(crate::budget::share(10, Duration::from_secs(3)), Duration::from_millis(10), || {
-        now = object_counts();
-        (now == baseline).then_some(())
+        now = objects();
+        matches!(&now, Reading::Value(v) if v == baseline).then_some(())
     });
-    std::thread::sleep(Duration::from_millis(200));
+    if matches!(&now, Reading::Value(v) if v == baseline) {
+        std::thread::sleep(Duration::from_millis(200));
+        now = objects();
+    }
     now
+}
+
+/// kmemleak around one scenario: `start` before it, `finish` after its
+/// teardown.
+pub enum LeakWatch {
+    NotBuilt,
+    Failed(String),
+    Watching,
+}
+
+fn kmemleak_cmd(cmd: &str) -> Result<(), String> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(KMEMLEAK)
+        .and_then(|mut f| f.write_all(cmd.as_bytes()))
+        .map_err(|e| format!("writing `{cmd}` to {KMEMLEAK}: {e}"))
+}
+
+fn uptime() -> Result<Duration, String> {
+    let text = std::fs::read_to_string("/proc/uptime").map_err(|e| format!("reading /proc/uptime: {e}"))?;
+    let secs: f64 = text.split_whitespace().next().and_then(|s| s.parse().ok()).ok_or("unreadable /proc/uptime")?;
+    Ok(Duration::from_secs_f64(secs))
+}
+
+impl LeakWatch {
+    /// Forget what boot leaked, so only the scenario's leaks count: boot's
+    /// objects must be old enough to be reported (and then cleared) first.
+    pub fn start() -> LeakWatch {
+        if !std::path::Path::new(KMEMLEAK).exists() {
+            return LeakWatch::NotBuilt;
+        }
+        let run = || -> Result<(), String> {
+            let up = uptime()?;
+            if up < MIN_AGE {
+                std::thread::sleep(MIN_AGE - up);
+            }
+            kmemleak_cmd("scan")?;
+            kmemleak_cmd("scan")?;
+            kmemleak_cmd("clear")
+        };
+        match run() {
+            Ok(()) => LeakWatch::Watching,
+            Err(e) => LeakWatch::Failed(e),
+        }
+    }
+
+    /// New unreferenced objects since `start`, once the scenario's last
+    /// allocations (up to `teardown_done`) are old enough to be reported.
+    pub fn finish(self, teardown_done: Instant) -> Kmemleak {
+        match self {
+            LeakWatch::NotBuilt => Kmemleak::NotBuilt,
+            LeakWatch::Failed(reason) => Kmemleak::Failed { reason },
+            LeakWatch::Watching => {
+                let run = || -> Result<(Vec<String>, u64), String> {
+                    // The first scan settles checksums; the second, started
+                    // MIN_AGE after teardown, may report.
+                    kmemleak_cmd("scan")?;
+                    let waited = MIN_AGE.saturating_sub(teardown_done.elapsed());
+                    std::thread::sleep(waited);
+                    kmemleak_cmd("scan")?;
+                    let report = std::fs::read_to_string(KMEMLEAK).map_err(|e| format!("reading {KMEMLEAK}: {e}"))?;
+                    Ok((report.lines().take(200).map(String::from).collect(), waited.as_millis() as u64))
+                };
+                match run() {
+                    Ok((leaks, waited_ms)) => Kmemleak::Scanned { leaks, waited_ms },
+                    Err(reason) => Kmemleak::Failed { reason },
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unreadable_taint_is_an_error_not_zero() {
+        let denied = std::io::Error::from_raw_os_error(13);
+        assert!(parse_taint(Err(denied)).unwrap_err().contains("Permission denied"));
+        assert!(parse_taint(Ok("garbage\n".into())).unwrap_err().contains("not a number"));
+        assert_eq!(parse_taint(Ok("512\n".into())).unwrap(), 512);
+    }
 }

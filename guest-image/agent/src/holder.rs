@@ -5,6 +5,7 @@
 //! The child is the agent binary itself (`/init attach-helper …`), not a
 //! fork of the multi-threaded PID 1.
 use crate::bpf::{self, AttachError};
+use hidvm_proto::Stage;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, Command, Stdio};
 
@@ -18,7 +19,7 @@ pub struct HeldLink {
 /// Start a child that loads `path` for `hid_id` and attaches it. Returns
 /// once the child reported the link id (or the attach error).
 pub fn spawn(path: &str, hid_id: u32, flags: u32, map: Option<&str>) -> Result<(HeldLink, u32), AttachError> {
-    let err = |m: String| AttachError { stage: "attach", message: m, errno: None, log: vec![] };
+    let err = |m: String| AttachError { stage: Stage::Attach, message: m, errno: None, log: vec![] };
     let mut child = Command::new("/proc/self/exe")
         .args([HELPER_ARG, path, &hid_id.to_string(), &flags.to_string(), map.unwrap_or("-")])
         .stdin(Stdio::piped())
@@ -30,7 +31,9 @@ pub fn spawn(path: &str, hid_id: u32, flags: u32, map: Option<&str>) -> Result<(
     let parsed = BufReader::new(stdout)
         .read_line(&mut line)
         .map_err(|e| format!("reading from the holder: {e}"))
-        .and_then(|_| serde_json::from_str::<serde_json::Value>(&line).map_err(|e| format!("holder said `{}`: {e}", line.trim())));
+        .and_then(|_| {
+            serde_json::from_str::<serde_json::Value>(&line).map_err(|e| format!("holder said `{}`: {e}", line.trim()))
+        });
     let v = match parsed {
         Ok(v) => v,
         Err(m) => {
@@ -48,14 +51,13 @@ pub fn spawn(path: &str, hid_id: u32, flags: u32, map: Option<&str>) -> Result<(
     let _ = child.wait();
     let e = &v["error"];
     Err(AttachError {
-        stage: match e["stage"].as_str() {
-            Some("open") => "open",
-            Some("load") => "load",
-            _ => "attach",
-        },
+        stage: e["stage"].as_str().and_then(|s| Stage::parse(s).ok()).unwrap_or(Stage::Attach),
         message: e["message"].as_str().unwrap_or("holder failed").to_string(),
         errno: e["errno"].as_i64().map(|n| n as i32),
-        log: e["log"].as_array().map(|a| a.iter().filter_map(|l| l.as_str().map(String::from)).collect()).unwrap_or_default(),
+        log: e["log"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|l| l.as_str().map(String::from)).collect())
+            .unwrap_or_default(),
     })
 }
 
@@ -86,12 +88,20 @@ impl Drop for HeldLink {
 
 /// The child side: `attach-helper <path> <hid_id> <flags> <map|->`.
 pub fn helper_main(args: &[String]) -> ! {
-    let (path, hid_id, flags, map) = match args {
-        [p, h, f, m] => (p.as_str(), h.parse().unwrap_or(0), f.parse().unwrap_or(0), (m != "-").then_some(m.as_str())),
-        _ => {
-            println!(r#"{{"error":{{"stage":"attach","message":"bad helper arguments"}}}}"#);
-            std::process::exit(2);
-        }
+    let parsed = match args {
+        [p, h, f, m] => h
+            .parse::<u32>()
+            .ok()
+            .zip(f.parse::<u32>().ok())
+            .map(|(hid_id, flags)| (p.as_str(), hid_id, flags, (m != "-").then_some(m.as_str()))),
+        _ => None,
+    };
+    let Some((path, hid_id, flags, map)) = parsed else {
+        println!(
+            "{}",
+            serde_json::json!({ "error": { "stage": "attach", "message": format!("bad helper arguments {args:?}") } })
+        );
+        std::process::exit(2);
     };
     bpf::install_logger();
     let result = bpf::load(path, hid_id, flags, map).and_then(|(mut obj, name)| {
@@ -113,7 +123,7 @@ pub fn helper_main(args: &[String]) -> ! {
             let _ = writeln!(
                 out,
                 "{}",
-                serde_json::json!({ "error": { "stage": e.stage, "message": e.message, "errno": e.errno, "log": e.log } })
+                serde_json::json!({ "error": { "stage": e.stage.name(), "message": e.message, "errno": e.errno, "log": e.log } })
             );
             std::process::exit(1);
         }

@@ -35,7 +35,8 @@ impl Evdev {
         drain_or_wait(fd.as_fd(), wait, || self.drain())
     }
 
-    /// Keys and buttons the node advertises (EVIOCGBIT(EV_KEY)).
+    /// Keys and buttons the node advertises (EVIOCGBIT(EV_KEY), read at
+    /// open; a node without EV_KEY advertises none).
     pub fn supported_keys(&self) -> Vec<u16> {
         self.dev.supported_keys().map(|k| k.iter().map(|k| k.0).collect()).unwrap_or_default()
     }
@@ -46,6 +47,14 @@ impl Evdev {
         let led = evdev::InputEvent::new(evdev::EventType::LED.0, code, value);
         let syn = evdev::InputEvent::new(evdev::EventType::SYNCHRONIZATION.0, 0, 0);
         self.dev.send_events(&[led, syn]).map_err(|e| format!("write {}: {e}", self.path))
+    }
+
+    /// True when the input device behind the node is gone (evdev then
+    /// reports POLLHUP/POLLERR to readers).
+    pub fn is_gone(&self) -> bool {
+        use rustix::event::PollFlags;
+        crate::wait::poll_fd(self.dev.as_fd(), Duration::ZERO)
+            .is_none_or(|r| r.intersects(PollFlags::HUP | PollFlags::ERR))
     }
 
     fn drain(&mut self) -> Result<Vec<Vec<EvdevEvent>>, String> {

@@ -14,6 +14,7 @@ mod holder;
 mod init;
 mod input;
 mod run;
+mod state;
 mod steps;
 mod uhid;
 mod wait;
@@ -43,7 +44,9 @@ fn main() {
             budget::set_vm_deadline(std::time::Duration::from_millis(job.deadline_ms));
             match job.mode {
                 JobMode::Probe => GuestMsg::Done { passed: true, summary: "probe: guest booted".into() },
-                JobMode::Scenario { scenario } => run::run_scenario(&job.cell, &scenario),
+                JobMode::Scenario { scenario, devices, fixtures } => {
+                    run::run_scenario(&job.cell, &scenario, devices, fixtures, job.detectors)
+                }
             }
         }
         Err(e) => GuestMsg::Done { passed: false, summary: format!("cannot read {JOB_PATH}: {e}") },

@@ -5,7 +5,7 @@
 //! millisecond. The reader must keep running while a program is attached or
 //! detached: an rdesc_fixup attach re-probes the device inside the attach
 //! syscall, and the probe may wait on GET_REPORT answers.
-use hidvm_proto::DeviceModel;
+use hidvm_proto::DeviceDef;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -28,7 +28,7 @@ struct Events {
 pub struct VirtualDevice {
     pub id: String,
     pub phys: String,
-    pub model: &'static DeviceModel,
+    pub def: Arc<DeviceDef>,
     dev: Arc<Mutex<UHIDDevice<File>>>,
     events: Arc<(Mutex<Events>, Condvar)>,
     stop: Arc<AtomicBool>,
@@ -36,32 +36,37 @@ pub struct VirtualDevice {
 }
 
 impl VirtualDevice {
-    pub fn create(id: &str, model: &'static DeviceModel, index: usize) -> Result<Self, String> {
+    pub fn create(id: &str, def: &DeviceDef, index: usize) -> Result<Self, String> {
+        let def = Arc::new(def.clone());
         // phys is how we find our device in sysfs (HID_PHYS in uevent).
         let phys = format!("hidvm/{index}/{id}");
         let params = CreateParams {
-            name: format!("hidvm {} {id}", model.name),
+            name: format!("hidvm {} {id}", def.name),
             phys: phys.clone(),
             uniq: format!("hidvm-{index}"),
-            bus: bus(model.bus),
-            vendor: model.vendor,
-            product: model.product,
+            bus: bus(def.bus)?,
+            vendor: def.vendor,
+            product: def.product,
             version: 0,
             country: 0,
-            rd_data: model.descriptor.to_vec(),
+            rd_data: def.descriptor.0.clone(),
         };
         let dev = UHIDDevice::create(params).map_err(|e| {
-            let hint = if e.kind() == std::io::ErrorKind::NotFound { " (no /dev/uhid: the kernel needs CONFIG_UHID=y)" } else { "" };
+            let hint = if e.kind() == std::io::ErrorKind::NotFound {
+                " (no /dev/uhid: the kernel needs CONFIG_UHID=y)"
+            } else {
+                ""
+            };
             format!("UHID_CREATE2 for {id}: {e}{hint}")
         })?;
         let dev = Arc::new(Mutex::new(dev));
         let events = Arc::new((Mutex::new(Events::default()), Condvar::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let reader = {
-            let (dev, events, stop) = (dev.clone(), events.clone(), stop.clone());
-            std::thread::spawn(move || read_loop(&dev, model, &events, &stop))
+            let (dev, events, stop, def) = (dev.clone(), events.clone(), stop.clone(), def.clone());
+            std::thread::spawn(move || read_loop(&dev, &def, &events, &stop))
         };
-        Ok(VirtualDevice { id: id.into(), phys, model, dev, events, stop, reader: Some(reader) })
+        Ok(VirtualDevice { id: id.into(), phys, def, dev, events, stop, reader: Some(reader) })
     }
 
     /// Wait until the device was started `n` times (UHID_START; every
@@ -123,16 +128,25 @@ impl Drop for VirtualDevice {
     }
 }
 
-fn bus(code: u16) -> Bus {
+/// uhid-virt only knows these buses (linux/input.h BUS_*); anything else
+/// is refused rather than silently created as USB.
+fn bus(code: u16) -> Result<Bus, String> {
     match code {
-        5 => Bus::BLUETOOTH,
-        6 => Bus::VIRTUAL,
-        24 => Bus::I2C,
-        _ => Bus::USB,
+        0x01 => Ok(Bus::PCI),
+        0x03 => Ok(Bus::USB),
+        0x05 => Ok(Bus::BLUETOOTH),
+        0x06 => Ok(Bus::VIRTUAL),
+        0x18 => Ok(Bus::I2C),
+        0x19 => Ok(Bus::HOST),
+        0x1c => Ok(Bus::SPI),
+        0x1f => Ok(Bus::INTEL_ISHTP),
+        other => Err(format!(
+            "bus {other:#04x} is not one uhid-virt can create (PCI, USB, BLUETOOTH, VIRTUAL, I2C, HOST, SPI, INTEL_ISHTP)"
+        )),
     }
 }
 
-fn read_loop(dev: &Mutex<UHIDDevice<File>>, model: &DeviceModel, events: &(Mutex<Events>, Condvar), stop: &AtomicBool) {
+fn read_loop(dev: &Mutex<UHIDDevice<File>>, def: &DeviceDef, events: &(Mutex<Events>, Condvar), stop: &AtomicBool) {
     while !stop.load(Ordering::SeqCst) {
         let mut d = dev.lock().unwrap();
         match d.read() {
@@ -143,16 +157,14 @@ fn read_loop(dev: &Mutex<UHIDDevice<File>>, model: &DeviceModel, events: &(Mutex
                     OutputEvent::Start { .. } => e.starts += 1,
                     OutputEvent::Stop => e.stops += 1,
                     OutputEvent::Output { data } => e.outputs.push(data),
-                    OutputEvent::GetReport { id, report_number, .. } => {
-                        match model.feature_reports.iter().find(|(n, _)| *n == report_number) {
-                            Some((_, data)) => {
-                                let _ = d.write_get_report_reply(id, 0, data.to_vec());
-                            }
-                            None => {
-                                let _ = d.write_get_report_reply(id, EIO, Vec::new());
-                            }
+                    OutputEvent::GetReport { id, report_number, .. } => match def.feature_report(report_number) {
+                        Some(data) => {
+                            let _ = d.write_get_report_reply(id, 0, data.to_vec());
                         }
-                    }
+                        None => {
+                            let _ = d.write_get_report_reply(id, EIO, Vec::new());
+                        }
+                    },
                     OutputEvent::SetReport { id, .. } => {
                         let _ = d.write_set_report_reply(id, 0);
                     }

@@ -1,12 +1,65 @@
-//! uhid device models: what a scenario's `[[device]] model = "…"` creates.
+//! uhid device definitions: what a scenario's `[[device]]` creates.
 //!
-//! Descriptors are written item by item so a reader can check a fixture's
-//! byte offsets against them. Adding a model is adding one entry to
-//! [`MODELS`].
+//! A device is data ([`DeviceDef`]): name, bus, ids, report descriptor and
+//! the feature reports it answers. Scenarios name a built-in model
+//! (below; descriptors written item by item so a reader can check a
+//! fixture's byte offsets against them) or describe a device themselves
+//! (inline, or from a hid-recorder file; resolved on the host). Adding a
+//! model is adding one entry to [`MODELS`].
+use crate::HexBytes;
+use serde::{Deserialize, Serialize};
 
 /// BUS_USB from linux/input.h: hid-generic binds to it like a real mouse.
 pub const BUS_USB: u16 = 0x03;
 
+/// One device as the guest creates it (UHID_CREATE2).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceDef {
+    /// The device's name (UHID_CREATE2 `name`); a model's name for models.
+    pub name: String,
+    pub bus: u16,
+    pub vendor: u32,
+    pub product: u32,
+    pub descriptor: HexBytes,
+    /// GET_REPORT answers, bytes including the report ID. Requests for
+    /// other reports are answered with EIO.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub feature_reports: Vec<FeatureReport>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct FeatureReport {
+    pub id: u8,
+    pub bytes: HexBytes,
+}
+
+impl DeviceModel {
+    pub fn def(&self) -> DeviceDef {
+        DeviceDef {
+            name: self.name.to_string(),
+            bus: self.bus,
+            vendor: self.vendor,
+            product: self.product,
+            descriptor: HexBytes(self.descriptor.to_vec()),
+            feature_reports: self
+                .feature_reports
+                .iter()
+                .map(|(id, bytes)| FeatureReport { id: *id, bytes: HexBytes(bytes.to_vec()) })
+                .collect(),
+        }
+    }
+}
+
+impl DeviceDef {
+    /// The answer to GET_REPORT of `report`, if the device has one.
+    pub fn feature_report(&self, report: u8) -> Option<&[u8]> {
+        self.feature_reports.iter().find(|f| f.id == report).map(|f| f.bytes.0.as_slice())
+    }
+}
+
+/// A built-in model: static tables, turned into a [`DeviceDef`] by [`DeviceModel::def`].
 #[derive(Debug)]
 pub struct DeviceModel {
     pub name: &'static str,

@@ -1,8 +1,9 @@
 //! The contract between the hidvm host harness and the guest agent.
 //!
-//! * [`scenario`]: the declarative scenario language (parsed and validated on
-//!   the host, interpreted step by step in the guest);
-//! * [`devices`]: the uhid device models scenarios can instantiate;
+//! * [`scenario`] and [`steps`]: the declarative scenario language (parsed
+//!   and validated on the host, interpreted step by step in the guest);
+//! * [`expect`]: how expectations are written and compared;
+//! * [`devices`]: uhid device definitions and the built-in models;
 //! * [`job`]: what the host hands the guest (one scenario, one kernel cell);
 //! * [`msg`]: the JSON lines the guest sends back on its result channel.
 /// Serde as a string through `Display` and `parse(&str) -> Result<Self, String>`:
@@ -25,15 +26,19 @@ macro_rules! string_serde {
 pub mod devices;
 pub mod errno;
 pub mod event;
+pub mod expect;
 pub mod hex;
 pub mod job;
 pub mod msg;
 pub mod scenario;
+pub mod steps;
 
-pub use devices::DeviceModel;
+pub use devices::{DeviceDef, DeviceModel};
 pub use errno::Errno;
 pub use event::{EvdevEvent, KeyName};
+pub use expect::{ExpectedError, Stage};
 pub use hex::HexBytes;
 pub use job::{Job, JobMode, JOB_PATH};
-pub use msg::{Check, GuestMsg};
-pub use scenario::{ExpectedFailure, Holder, LinkAfter, ReleaseHow, Scenario, Step};
+pub use msg::{Check, GuestMsg, Health, Kmemleak, ObjectCounts, Reading, Rule, StepReport};
+pub use scenario::{ExpectedFailure, Scenario};
+pub use steps::{Holder, Hook, LinkAfter, ReleaseHow, Step};

@@ -1,12 +1,13 @@
 //! Choosing the accelerator. /dev/kvm existing proves nothing: on some
-//! hosts KVM guests hang in firmware, or `-cpu host` aborts QEMU. So KVM is
-//! used only after a timed probe boot answered, and the probe's result is
-//! remembered per host boot (boot_id) and QEMU version.
+//! hosts QEMU cannot set an MSR, on others the guest dies at its first
+//! XSAVE. So KVM is used only after a timed probe boot answered, and the
+//! probe's result, good or bad, is remembered per host boot (boot_id) and
+//! QEMU version: one probe per machine boot, however many tests run.
 use super::Feature;
 use crate::layout::{sha256_parts, write_atomic};
 use crate::lock::{FileLock, Mode};
 use serde::{Deserialize, Serialize};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,56 +46,171 @@ impl Feature for Accel {
 /// How long a KVM probe boot may take before KVM is declared unusable.
 pub const PROBE_DEADLINE: Duration = Duration::from_secs(20);
 
-#[derive(Serialize, Deserialize, Debug, Clone)]
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct ProbeRecord {
     pub accel: Accel,
     pub reason: String,
 }
 
-/// Why a KVM probe boot failed, and whether KVM itself is to blame (then
-/// the result is remembered for this host boot; otherwise the next run
-/// probes again).
+/// Why a KVM probe boot failed. `qemu_ran`: QEMU started and gave its
+/// answer (remembered for this host boot); false when the probe failed
+/// before QEMU ran (an unwritable run directory, say: try again next time).
+#[derive(Debug)]
 pub struct ProbeFailure {
     pub reason: String,
-    pub kvm_at_fault: bool,
+    pub qemu_ran: bool,
 }
 
-/// `HIDVM_ACCEL=kvm|tcg` forces a choice; otherwise TCG unless /dev/kvm is
-/// usable and `probe_kvm` (a real boot under KVM) succeeds.
-pub fn select(
-    cache: &Path,
-    qemu_version: &str,
-    probe_kvm: impl FnOnce() -> Result<(), ProbeFailure>,
-) -> crate::Result<ProbeRecord> {
-    match std::env::var("HIDVM_ACCEL").as_deref() {
-        Ok("kvm") => return Ok(ProbeRecord { accel: Accel::Kvm, reason: "forced by HIDVM_ACCEL=kvm".into() }),
-        Ok("tcg") => return Ok(ProbeRecord { accel: Accel::Tcg, reason: "forced by HIDVM_ACCEL=tcg".into() }),
-        Ok("") | Err(_) => {}
-        Ok(other) => {
-            return Err(crate::Error::Other(format!(
-                "HIDVM_ACCEL={other} is not an accelerator: use `kvm`, `tcg`, or unset it to probe"
-            )))
+/// Where probe results live, and the device that must open for KVM.
+pub struct ProbeStore {
+    pub dir: PathBuf,
+    pub kvm_device: PathBuf,
+}
+
+impl ProbeStore {
+    pub fn new(cache: &Path) -> ProbeStore {
+        ProbeStore { dir: cache.join("probes"), kvm_device: PathBuf::from("/dev/kvm") }
+    }
+
+    fn record_path(&self, qemu_version: &str) -> PathBuf {
+        let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
+        let key = &sha256_parts([boot_id.trim().as_bytes(), qemu_version.as_bytes()])[..16];
+        self.dir.join(format!("accel-{key}.json"))
+    }
+
+    /// The remembered result for this host boot and QEMU, if any.
+    pub fn remembered(&self, qemu_version: &str) -> Option<ProbeRecord> {
+        std::fs::read_to_string(self.record_path(qemu_version)).ok().and_then(|t| serde_json::from_str(&t).ok())
+    }
+
+    /// Forget every remembered probe (`hidvm accel --reprobe`).
+    pub fn forget(&self) -> std::io::Result<usize> {
+        let mut n = 0;
+        for e in std::fs::read_dir(&self.dir).into_iter().flatten().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with("accel-") && name.ends_with(".json") {
+                std::fs::remove_file(e.path())?;
+                n += 1;
+            }
         }
+        Ok(n)
     }
-    if let Err(e) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm") {
-        return Ok(ProbeRecord { accel: Accel::Tcg, reason: format!("/dev/kvm not usable ({e})") });
+
+    /// `HIDVM_ACCEL=kvm|tcg` forces a choice; otherwise TCG unless the KVM
+    /// device opens and `probe_kvm` (a real boot under KVM) succeeds, or
+    /// succeeded earlier in this host boot.
+    pub fn select(
+        &self,
+        qemu_version: &str,
+        probe_kvm: impl FnOnce() -> Result<(), ProbeFailure>,
+    ) -> crate::Result<ProbeRecord> {
+        match std::env::var("HIDVM_ACCEL").as_deref() {
+            Ok("kvm") => return Ok(ProbeRecord { accel: Accel::Kvm, reason: "forced by HIDVM_ACCEL=kvm".into() }),
+            Ok("tcg") => return Ok(ProbeRecord { accel: Accel::Tcg, reason: "forced by HIDVM_ACCEL=tcg".into() }),
+            Ok("") | Err(_) => {}
+            Ok(other) => {
+                return Err(crate::Error::Other(format!(
+                    "HIDVM_ACCEL={other} is not an accelerator: use `kvm`, `tcg`, or unset it to probe"
+                )))
+            }
+        }
+        if let Err(e) = std::fs::OpenOptions::new().read(true).write(true).open(&self.kvm_device) {
+            return Ok(ProbeRecord {
+                accel: Accel::Tcg,
+                reason: format!("{} not usable ({e})", self.kvm_device.display()),
+            });
+        }
+        let path = self.record_path(qemu_version);
+        let lock = FileLock::acquire(&path.with_extension("lock"), Mode::Exclusive, "the KVM probe")
+            .map_err(crate::Error::io("KVM probe lock"))?;
+        if let Some(r) = self.remembered(qemu_version) {
+            return Ok(r);
+        }
+        eprintln!("hidvm: probing KVM with a timed boot (at most {} s, once per host boot)", PROBE_DEADLINE.as_secs());
+        let (record, remember) = match probe_kvm() {
+            Ok(()) => (ProbeRecord { accel: Accel::Kvm, reason: "a probe boot under KVM answered".into() }, true),
+            Err(f) => (
+                ProbeRecord {
+                    accel: Accel::Tcg,
+                    reason: format!("KVM probe boot failed ({}); using TCG until the host reboots (`hidvm accel --reprobe` to try again)", f.reason),
+                },
+                f.qemu_ran,
+            ),
+        };
+        if remember {
+            write_atomic(&path, serde_json::to_string(&record).expect("record serializes").as_bytes())
+                .map_err(crate::Error::io(format!("remembering the KVM probe in {}", path.display())))?;
+        }
+        drop(lock);
+        eprintln!("hidvm: accelerator {}: {}", record.accel.name(), record.reason);
+        Ok(record)
     }
-    let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
-    let key = &sha256_parts([boot_id.trim().as_bytes(), qemu_version.as_bytes()])[..16];
-    let path = cache.join("probes").join(format!("accel-{key}.json"));
-    let lock = FileLock::acquire(&path.with_extension("lock"), Mode::Exclusive, "the KVM probe");
-    if let Some(r) = std::fs::read_to_string(&path).ok().and_then(|t| serde_json::from_str(&t).ok()) {
-        return Ok(r);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// A stand-in QEMU that counts its runs and fails like KVM does on a
+    /// host whose guest dies at its first XSAVE.
+    fn fake_qemu(dir: &Path) -> (PathBuf, PathBuf) {
+        let count = dir.join("qemu-runs");
+        let script = dir.join("qemu-system-x86_64");
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\necho run >> {}\ncat <<'EOF' >&2\n{}\nEOF\nexit 1\n",
+                count.display(),
+                super::super::boot::tests::KVM_XSAVE_FAILURE
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        (script, count)
     }
-    eprintln!("hidvm: probing KVM with a timed boot (at most {} s, once per host boot)", PROBE_DEADLINE.as_secs());
-    let (record, remember) = match probe_kvm() {
-        Ok(()) => (ProbeRecord { accel: Accel::Kvm, reason: "a probe boot under KVM answered".into() }, true),
-        Err(f) => (ProbeRecord { accel: Accel::Tcg, reason: format!("KVM probe boot failed ({}); using TCG", f.reason) }, f.kvm_at_fault),
-    };
-    if remember {
-        let _ = write_atomic(&path, serde_json::to_string(&record).unwrap_or_default().as_bytes());
+
+    fn runs(count: &Path) -> usize {
+        std::fs::read_to_string(count).map(|s| s.lines().count()).unwrap_or(0)
     }
-    drop(lock);
-    eprintln!("hidvm: accelerator {}: {}", record.accel.name(), record.reason);
-    Ok(record)
+
+    #[test]
+    fn a_failed_probe_boot_is_remembered_and_not_repeated() {
+        if std::env::var("HIDVM_ACCEL").is_ok() {
+            return; // forced: select() never probes, nothing to test
+        }
+        let d = tempfile::tempdir().unwrap();
+        let (qemu, count) = fake_qemu(d.path());
+        let kvm = d.path().join("kvm");
+        std::fs::write(&kvm, "").unwrap();
+        let store = ProbeStore { dir: d.path().join("probes"), kvm_device: kvm };
+        let image = d.path().join("vmlinux");
+        let probe = || super::super::boot::probe_kvm(&qemu, &image, b"agent", "gcc", &d.path().join("run"));
+        let first = store.select("QEMU emulator version 7.2", probe).unwrap();
+        assert_eq!(first.accel, Accel::Tcg);
+        assert!(first.reason.contains("KVM internal error. Suberror: 1"), "{}", first.reason);
+        assert_eq!(runs(&count), 1);
+        // The second selection must not boot anything.
+        let second = store.select("QEMU emulator version 7.2", probe).unwrap();
+        assert_eq!(second, first);
+        assert_eq!(runs(&count), 1, "the probe ran again");
+        // --reprobe forgets it; then the next selection probes once more.
+        assert_eq!(store.forget().unwrap(), 1);
+        store.select("QEMU emulator version 7.2", probe).unwrap();
+        assert_eq!(runs(&count), 2);
+    }
+
+    #[test]
+    fn a_probe_that_failed_before_qemu_ran_is_tried_again() {
+        if std::env::var("HIDVM_ACCEL").is_ok() {
+            return;
+        }
+        let d = tempfile::tempdir().unwrap();
+        let kvm = d.path().join("kvm");
+        std::fs::write(&kvm, "").unwrap();
+        let store = ProbeStore { dir: d.path().join("probes"), kvm_device: kvm };
+        let failing = || Err(ProbeFailure { reason: "could not write the initramfs".into(), qemu_ran: false });
+        assert_eq!(store.select("q", failing).unwrap().accel, Accel::Tcg);
+        assert!(store.remembered("q").is_none());
+    }
 }

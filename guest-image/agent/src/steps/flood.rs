@@ -6,10 +6,12 @@
 //! reports numbered < B-1 finished before the release began and must be
 //! rewritten; reports numbered >= S began after it completed and must all
 //! be original; the few in between raced with close() and may be either.
+use super::io::expect_nothing_queued;
 use super::links::check_link_state;
 use crate::device::Device;
-use crate::run::{Outcome, Runner};
-use hidvm_proto::scenario::HexPattern;
+use crate::state::{Outcome, Runner};
+use hidvm_proto::steps::FloodRelease;
+use hidvm_proto::Check;
 use hidvm_proto::{HexBytes, LinkAfter};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -19,22 +21,19 @@ use std::time::{Duration, Instant};
 const MAX_IN_FLIGHT: u64 = 32;
 const BEFORE_CLOSE: u64 = 50;
 
-#[allow(clippy::too_many_arguments)]
-pub fn flood_release(
-    r: &mut Runner,
-    device: &str,
-    link: &str,
-    report: &HexBytes,
-    seq_bytes: [usize; 2],
-    rewritten: &HexPattern,
-    original: &HexPattern,
-    after: u32,
-) -> Outcome {
+pub fn flood_release(r: &mut Runner, s: &FloodRelease) -> Outcome {
     let mut o = Outcome::default();
+    let FloodRelease { device, link, report, seq_bytes, rewritten, original, after } = s;
+    let (seq_bytes, after) = (*seq_bytes, *after);
+    let Some(d) = r.devices.get_mut(device) else { return Outcome::fail(format!("no device `{device}`")) };
+    // Stale reports would break the numbering (and the in-flight count),
+    // and mean an earlier step missed one: fail like inject does.
+    if !expect_nothing_queued(d, &mut o, "before the flood") {
+        return o;
+    }
     let Some(mut handle) = r.links.remove(link) else { return Outcome::fail(format!("no link `{link}`")) };
     let link_id = handle.id;
     let Some(bpf_link) = handle.link.take() else { return Outcome::fail(format!("link `{link}` has no open fd")) };
-    let Some(d) = r.devices.get_mut(device) else { return Outcome::fail(format!("no device `{device}`")) };
     let Device { vdev, hidraw, .. } = &mut *d;
 
     let started = AtomicU64::new(0);
@@ -45,8 +44,6 @@ pub fn flood_release(
     let mut begin_mark = 0;
     let mut inject_error = None;
     let deadline = crate::budget::share(3, Duration::from_secs(60));
-    // Stale reports would break the numbering (and the in-flight count).
-    let _ = hidraw.reports(None);
     let t0 = Instant::now();
 
     std::thread::scope(|s| {
@@ -120,33 +117,24 @@ pub fn flood_release(
     let mark = close_mark.unwrap_or(0);
     let before: Vec<_> = received.iter().filter(|(s, _)| *s + 1 < begin_mark).collect();
     let after_close: Vec<_> = received.iter().filter(|(s, _)| *s >= mark).collect();
-    let rewritten_before = before.iter().filter(|(_, r)| rewritten.matches(r)).count();
-    o.check(
-        "reports injected before close() were rewritten",
-        format!("all {} [{rewritten}]", before.len()),
-        format!("{rewritten_before} of {}", before.len()),
-        !before.is_empty() && rewritten_before == before.len(),
+    let show = |bad: &[&&(u64, Vec<u8>)]| {
+        bad.iter().take(5).map(|(s, r)| format!("#{s}: {}", HexBytes(r.clone()))).collect::<Vec<_>>().join(", ")
+    };
+    let not_rewritten: Vec<_> = before.iter().filter(|(_, r)| !rewritten.matches(r)).collect();
+    o.expect_at_least("reports that finished before close() began", 1, before.len() as u64);
+    o.push(Check::equal(format!("of those, reports not rewritten [{rewritten}]"), 0, not_rewritten.len()).with_detail(
+        if not_rewritten.is_empty() { format!("{} rewritten", before.len()) } else { show(&not_rewritten) },
+    ));
+    let not_original: Vec<_> = after_close.iter().filter(|(_, r)| !original.matches(r)).collect();
+    o.expect_at_least(
+        format!("reports injected after close() returned (from #{mark})"),
+        after as u64,
+        after_close.len() as u64,
     );
-    let bad: Vec<String> = after_close
-        .iter()
-        .filter(|(_, r)| !original.matches(r))
-        .take(5)
-        .map(|(s, r)| format!("#{s}: {}", HexBytes(r.clone())))
-        .collect();
-    let bad_count = after_close.iter().filter(|(_, r)| !original.matches(r)).count();
-    o.check(
-        format!("reports injected after close() returned (from #{mark}) are original"),
-        format!("all original [{original}]"),
-        if bad.is_empty() { format!("{} original", after_close.len()) } else { format!("{bad_count} not original, e.g. {}", bad.join(", ")) },
-        bad_count == 0,
-    );
-    o.check(
-        "reports seen after close()",
-        format!(">= {after}"),
-        after_close.len().to_string(),
-        after_close.len() >= after as usize,
-    );
-    o.notes.push(format!(
+    o.push(Check::equal(format!("of those, reports not original [{original}]"), 0, not_original.len()).with_detail(
+        if not_original.is_empty() { format!("{} original", after_close.len()) } else { show(&not_original) },
+    ));
+    o.note(format!(
         "{} reports in {} ms; close() began with #{begin_mark} started and returned with #{mark}; {} lost",
         received.len(),
         t0.elapsed().as_millis(),

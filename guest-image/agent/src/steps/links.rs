@@ -1,10 +1,10 @@
 //! Steps that create and release bpf_links.
 use crate::bpf::{self, LinkState, BPF_F_BEFORE};
 use crate::holder;
-use crate::run::{LinkHandle, Outcome, Runner};
+use crate::state::{LinkHandle, Outcome, Runner};
 use crate::wait::{poll_fd, poll_until};
-use hidvm_proto::job::FIXTURE_DIR;
-use hidvm_proto::{Errno, HexBytes, Holder, LinkAfter, ReleaseHow};
+use hidvm_proto::steps::{Attach, AttachMany, Cycle, Pin, Release};
+use hidvm_proto::{Check, HexBytes, Holder, LinkAfter, ReleaseHow};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -13,25 +13,9 @@ use std::time::{Duration, Instant};
 /// work item, hence the polling.
 const LINK_GONE_DEADLINE: Duration = Duration::from_secs(2);
 
-pub fn fixture_path(name: &str) -> String {
-    format!("{FIXTURE_DIR}/{name}.bpf.o")
-}
-
-pub struct AttachSpec<'a> {
-    pub link: &'a str,
-    pub fixture: Option<&'a str>,
-    pub reuse: Option<&'a str>,
-    pub device: Option<&'a str>,
-    pub hid_id: Option<u32>,
-    pub map: Option<&'a str>,
-    pub before: bool,
-    pub holder: Holder,
-    pub expect_error: Option<Errno>,
-}
-
-pub fn attach(r: &mut Runner, s: AttachSpec<'_>) -> Outcome {
+pub fn attach(r: &mut Runner, s: &Attach) -> Outcome {
     let mut o = Outcome::default();
-    let hid_id = match (s.hid_id, s.device) {
+    let hid_id = match (s.hid_id, &s.device) {
         (Some(id), _) => id,
         (None, Some(d)) => match r.device(d) {
             Ok(dev) => dev.hid_id,
@@ -40,21 +24,33 @@ pub fn attach(r: &mut Runner, s: AttachSpec<'_>) -> Outcome {
         (None, None) => return Outcome::fail("no device and no hid_id"),
     };
     let flags = if s.before { BPF_F_BEFORE } else { 0 };
-    let what = s.fixture.map(String::from).unwrap_or_else(|| format!("map of `{}`", s.reuse.unwrap_or("?")));
+    let what = s.fixture.clone().unwrap_or_else(|| format!("map of `{}`", s.reuse.as_deref().unwrap_or("?")));
 
-    let result: Result<LinkHandle, bpf::AttachError> = match (s.fixture, s.reuse, s.holder) {
-        (Some(f), _, Holder::Child) => holder::spawn(&fixture_path(f), hid_id, flags, s.map).map(|(held, id)| LinkHandle {
-            id,
-            object: None,
-            map_name: String::new(),
-            link: None,
-            pin: None,
-            holder: Some(held),
-        }),
-        (Some(f), _, Holder::Agent) => bpf::load(&fixture_path(f), hid_id, flags, s.map).and_then(|(obj, name)| {
-            r.objects.push(obj);
-            attach_loaded(r, r.objects.len() - 1, name)
-        }),
+    let result: Result<LinkHandle, bpf::AttachError> = match (&s.fixture, &s.reuse, s.holder) {
+        (Some(f), _, Holder::Child) => {
+            let path = match r.fixture(f) {
+                Ok(p) => p,
+                Err(o) => return o,
+            };
+            holder::spawn(&path, hid_id, flags, s.map.as_deref()).map(|(held, id)| LinkHandle {
+                id,
+                object: None,
+                map_name: String::new(),
+                link: None,
+                pin: None,
+                holder: Some(held),
+            })
+        }
+        (Some(f), _, Holder::Agent) => {
+            let path = match r.fixture(f) {
+                Ok(p) => p,
+                Err(o) => return o,
+            };
+            bpf::load(&path, hid_id, flags, s.map.as_deref()).and_then(|(obj, name)| {
+                r.objects.push(obj);
+                attach_loaded(r, r.objects.len() - 1, name)
+            })
+        }
         (None, Some(reuse), _) => {
             let Some((idx, name)) = r.links.get(reuse).and_then(|l| l.object.map(|i| (i, l.map_name.clone()))) else {
                 return Outcome::fail(format!("link `{reuse}` has no object to reuse (an earlier step failed?)"));
@@ -64,27 +60,24 @@ pub fn attach(r: &mut Runner, s: AttachSpec<'_>) -> Outcome {
         (None, None, _) => return Outcome::fail("nothing to attach"),
     };
 
-    match (result, s.expect_error) {
+    match (result, &s.expect_error) {
         (Ok(h), None) => {
-            o.check(format!("load and attach {what}"), "attached", "attached", true);
-            o.notes.push(format!("hid_id {hid_id}: bpf_link id {}", h.id));
-            r.links.insert(s.link.to_string(), h);
+            o.expect_eq(format!("load and attach {what}"), "attached", "attached");
+            o.note(format!("hid_id {hid_id}: bpf_link id {}", h.id));
+            r.links.insert(s.link.clone(), h);
         }
         (Ok(h), Some(want)) => {
-            o.check(format!("attach {what}"), format!("error {want}"), format!("attached (bpf_link {})", h.id), false);
+            o.expect_eq(format!("attach {what}"), want, format!("attached (bpf_link {})", h.id));
             // Keep it so teardown releases it.
             r.links.insert(format!("{}#unexpected", s.link), h);
         }
         (Err(e), None) => {
-            // The stage ("open", "load": verifier, "attach": hid_bpf_reg)
-            // leads the check's name so self-tests can match on it.
-            o.check(format!("{} {what}", e.stage), "success", e.message.clone(), false);
+            // The stage leads the check's name so self-tests can match on it.
+            o.push(Check::equal(format!("{} {what}", e.stage), "success", e.seen()).with_detail(e.message.clone()));
             o.notes.extend(e.log);
         }
         (Err(e), Some(want)) => {
-            let seen = e.errno.map(|n| Errno(n).to_string()).unwrap_or_else(|| "no errno".into());
-            let ok = e.errno == Some(want.0);
-            o.check(format!("{} {what}", e.stage), format!("error {want}"), format!("error {seen}: {}", e.message), ok);
+            o.push(Check::equal(format!("{} {what}", e.stage), want, e.seen()).with_detail(e.message.clone()));
             o.notes.extend(e.log);
         }
     }
@@ -97,63 +90,94 @@ fn attach_loaded(r: &mut Runner, idx: usize, name: String) -> Result<LinkHandle,
     Ok(LinkHandle { id, object: Some(idx), map_name: name, link: Some(link), pin: None, holder: None })
 }
 
-pub fn attach_many(r: &mut Runner, fixture: &str, device: &str, count: u32, prefix: &str) -> Outcome {
+pub fn attach_many(r: &mut Runner, s: &AttachMany) -> Outcome {
     let mut o = Outcome::default();
     let t0 = Instant::now();
-    for i in 1..=count {
-        let out = attach(
-            r,
-            AttachSpec {
-                link: &format!("{prefix}{i}"),
-                fixture: Some(fixture),
-                reuse: None,
-                device: Some(device),
-                hid_id: None,
-                map: None,
-                before: false,
-                holder: Holder::Agent,
-                expect_error: None,
-            },
-        );
+    let mut attached = 0u64;
+    for i in 1..=s.count {
+        let one = Attach {
+            link: format!("{}{i}", s.link_prefix),
+            fixture: Some(s.fixture.clone()),
+            reuse: None,
+            device: Some(s.device.clone()),
+            hid_id: None,
+            map: None,
+            before: false,
+            holder: Holder::Agent,
+            expect_error: None,
+        };
+        let out = attach(r, &one);
         if !out.ok() {
-            o.check(format!("attach copy {i} of {fixture}"), "attached", out.checks.iter().find(|c| !c.ok).map(|c| c.seen.clone()).unwrap_or_default(), false);
+            o.note(format!("copy {i}: {}", out.first_problem()));
             o.notes.extend(out.notes);
-            return o;
+            break;
         }
+        attached += 1;
     }
-    o.check(format!("attach {count} copies of {fixture}"), "all attached", "all attached", true);
-    o.notes.push(format!("{count} attaches took {} ms", t0.elapsed().as_millis()));
+    o.expect_eq(format!("copies of {} attached", s.fixture), s.count, attached);
+    o.note(format!("{attached} attaches took {} ms", t0.elapsed().as_millis()));
     o
 }
 
-pub fn pin(r: &mut Runner, name: &str) -> Outcome {
+pub fn pin(r: &mut Runner, s: &Pin) -> Outcome {
     let mut o = Outcome::default();
-    let Some(h) = r.links.get_mut(name) else { return Outcome::fail(format!("no link `{name}`")) };
-    let path = PathBuf::from(format!("/sys/fs/bpf/hidvm-{name}"));
-    match h.link.as_mut().map(|l| l.pin(&path)) {
-        Some(Ok(())) => {
-            o.check(format!("pin bpf_link {} at {}", h.id, path.display()), "pinned", "pinned", true);
+    let Some(h) = r.links.get_mut(&s.link) else { return Outcome::fail(format!("no link `{}`", s.link)) };
+    let path = PathBuf::from(format!("/sys/fs/bpf/hidvm-{}", s.link));
+    let Some(link) = h.link.as_mut() else { return Outcome::fail(format!("link `{}` has no open fd to pin", s.link)) };
+    match link.pin(&path) {
+        Ok(()) => {
+            // The pin is a file in bpffs that opens as this very link.
+            let reopened = libbpf_rs::Link::open(&path).map_err(|e| format!("{e:#}")).and_then(|l| {
+                let fd = std::os::fd::AsFd::as_fd(&l);
+                bpf_link_id(fd)
+            });
+            let seen = match reopened {
+                Ok(id) => format!("bpf_link {id}"),
+                Err(e) => format!("unopenable: {e}"),
+            };
+            o.expect_eq(format!("{} opens as", path.display()), format!("bpf_link {}", h.id), seen);
             h.pin = Some(path);
         }
-        Some(Err(e)) => o.check(format!("pin bpf_link {}", h.id), "pinned", format!("{e:#}"), false),
-        None => return Outcome::fail(format!("link `{name}` has no open fd to pin")),
+        Err(e) => {
+            o.expect_eq(format!("pin bpf_link {}", h.id), "pinned", format!("{e:#}"));
+        }
     }
     o
 }
 
-pub fn release(r: &mut Runner, name: &str, how: ReleaseHow, after: LinkAfter) -> Outcome {
+fn bpf_link_id(fd: std::os::fd::BorrowedFd<'_>) -> Result<u32, String> {
+    let mut info: libbpf_rs::libbpf_sys::bpf_link_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of_val(&info) as u32;
+    // SAFETY: info and len outlive the call; len is info's size.
+    let ret = unsafe {
+        libbpf_rs::libbpf_sys::bpf_link_get_info_by_fd(std::os::fd::AsRawFd::as_raw_fd(&fd), &mut info, &mut len)
+    };
+    if ret < 0 {
+        return Err(std::io::Error::from_raw_os_error(-ret).to_string());
+    }
+    Ok(info.id)
+}
+
+pub fn release(r: &mut Runner, s: &Release) -> Outcome {
     let mut o = Outcome::default();
-    let Some(h) = r.links.get_mut(name) else {
-        return Outcome::fail(format!("link `{name}` is not attached (an earlier step failed?)"));
+    let Some(h) = r.links.get_mut(&s.link) else {
+        return Outcome::fail(format!("link `{}` is not attached (an earlier step failed?)", s.link));
     };
     let id = h.id;
-    let done: Result<String, String> = match how {
+    let done: Result<String, String> = match s.how {
         // Dropping the libbpf-rs Link closes the agent's fd: if it was the
         // last reference, the kernel unregisters the program before close()
         // returns.
-        ReleaseHow::Close => h.link.take().map(drop).map(|_| format!("closed the agent's fd of bpf_link {id}")).ok_or_else(|| "no fd to close".to_string()),
+        ReleaseHow::Close => h
+            .link
+            .take()
+            .map(drop)
+            .map(|_| format!("closed the agent's fd of bpf_link {id}"))
+            .ok_or_else(|| "no fd to close".to_string()),
         ReleaseHow::Unpin => match h.pin.take() {
-            Some(p) => std::fs::remove_file(&p).map(|_| format!("unlinked {}", p.display())).map_err(|e| format!("unlink {}: {e}", p.display())),
+            Some(p) => std::fs::remove_file(&p)
+                .map(|_| format!("unlinked {}", p.display()))
+                .map_err(|e| format!("unlink {}: {e}", p.display())),
             None => Err("not pinned".into()),
         },
         ReleaseHow::Detach => {
@@ -169,12 +193,18 @@ pub fn release(r: &mut Runner, name: &str, how: ReleaseHow, after: LinkAfter) ->
                 },
                 (None, None) => return Outcome::fail("no fd and no pin to detach through"),
             };
-            let r = link.detach().map(|_| format!("BPF_LINK_DETACH on bpf_link {id}")).map_err(|e| format!("BPF_LINK_DETACH: {e:#}"));
+            let r = link
+                .detach()
+                .map(|_| format!("BPF_LINK_DETACH on bpf_link {id}"))
+                .map_err(|e| format!("BPF_LINK_DETACH: {e:#}"));
             if r.is_ok() {
                 // A detached struct_ops link wakes pollers with EPOLLHUP.
-                let hup = poll_fd(std::os::fd::AsFd::as_fd(link), Duration::ZERO)
-                    .is_some_and(|r| r.contains(rustix::event::PollFlags::HUP));
-                o.check("poll() on the link fd after BPF_LINK_DETACH", "POLLHUP", if hup { "POLLHUP" } else { "no POLLHUP" }, hup);
+                let seen = match poll_fd(std::os::fd::AsFd::as_fd(link), Duration::ZERO) {
+                    Some(ev) if ev.contains(rustix::event::PollFlags::HUP) => "POLLHUP",
+                    Some(_) => "no POLLHUP",
+                    None => "poll() failed",
+                };
+                o.expect_eq("poll() on the link fd after BPF_LINK_DETACH", "POLLHUP", seen);
             }
             r
         }
@@ -193,73 +223,68 @@ pub fn release(r: &mut Runner, name: &str, how: ReleaseHow, after: LinkAfter) ->
         },
     };
     match done {
-        Ok(note) => o.notes.push(note),
-        Err(e) => {
-            o.check(format!("release ({how:?})"), "succeeds", e, false);
-            return o;
-        }
+        Ok(note) => o.note(note),
+        Err(e) => return Outcome::fail(format!("release ({:?}): {e}", s.how)),
     }
-    check_link_state(&mut o, id, after);
+    check_link_state(&mut o, id, s.link_after);
     o
 }
 
 /// Compare the kernel's view of link `id` with `after`; polls for `Gone`.
+/// A failed query fails the check: it never reads as "gone".
 pub fn check_link_state(o: &mut Outcome, id: u32, after: LinkAfter) {
     let what = format!("bpf_link {id} in the kernel's link list");
     let t0 = Instant::now();
-    match after {
+    let seen = match after {
         LinkAfter::Gone => {
-            let gone = poll_until(LINK_GONE_DEADLINE, Duration::from_millis(2), || {
-                (bpf::link_state(id) == LinkState::Gone).then_some(())
-            })
-            .is_some();
-            let ms = t0.elapsed().as_millis();
-            let seen = if gone { format!("gone after {ms} ms") } else { format!("still listed after {ms} ms") };
-            o.check(what, "gone", seen, gone);
+            let mut last = bpf::link_state(id);
+            poll_until(LINK_GONE_DEADLINE, Duration::from_millis(2), || {
+                last = bpf::link_state(id);
+                // Stop polling on an answer of "gone" and on any error.
+                (!matches!(last, Ok(LinkState::Listed { .. }))).then_some(())
+            });
+            last
         }
-        LinkAfter::Attached | LinkAfter::Detached => {
-            let seen = match bpf::link_state(id) {
-                LinkState::Gone => "gone".to_string(),
-                LinkState::Listed { map_id: 0 } => "listed, detached (struct_ops map id 0)".to_string(),
-                LinkState::Listed { map_id } => format!("listed, attached (struct_ops map {map_id})"),
-            };
-            let expected = if after == LinkAfter::Attached { "listed, attached" } else { "listed, detached" };
-            let ok = seen.starts_with(expected);
-            o.check(what, expected, seen, ok);
+        LinkAfter::Attached | LinkAfter::Detached => bpf::link_state(id),
+    };
+    let ms = t0.elapsed().as_millis();
+    match seen {
+        Ok(state) => {
+            o.push(Check::equal(what, after.name(), state.name()).with_detail(format!("after {ms} ms")));
+        }
+        Err(e) => {
+            o.push(Check::equal(what, after.name(), "unknown: the link list could not be read").with_detail(e));
         }
     }
 }
 
 /// Attach/release `count` times, checking rewritten/original each time;
 /// kernel object counts must return to the baseline.
-#[allow(clippy::too_many_arguments)]
-pub fn cycle(
-    r: &mut Runner,
-    fixture: &str,
-    device: &str,
-    count: u32,
-    fresh: bool,
-    report: &HexBytes,
-    rewritten: &HexBytes,
-    original: &HexBytes,
-) -> Outcome {
+pub fn cycle(r: &mut Runner, s: &Cycle) -> Outcome {
     let mut o = Outcome::default();
-    let hid_id = match r.device(device) {
+    let hid_id = match r.device(&s.device) {
         Ok(d) => d.hid_id,
         Err(o) => return o,
     };
-    let baseline = bpf::object_counts();
+    let path = match r.fixture(&s.fixture) {
+        Ok(p) => p,
+        Err(o) => return o,
+    };
+    let baseline = match bpf::object_counts() {
+        Ok(b) => b,
+        Err(e) => return Outcome::fail(format!("kernel object counts before the cycles: {e}")),
+    };
     let t0 = Instant::now();
-    let path = fixture_path(fixture);
     let mut reused: Option<(libbpf_rs::Object, String)> = None;
-    for i in 1..=count {
-        if reused.is_none() || fresh {
+    let mut completed = 0u64;
+    for i in 1..=s.count {
+        if reused.is_none() || s.fresh_objects {
             match bpf::load(&path, hid_id, 0, None) {
                 Ok(x) => reused = Some(x),
                 Err(e) => {
-                    o.check(format!("iteration {i}: load {fixture}"), "loaded", e.message, false);
+                    o.note(format!("iteration {i}: {}", e.message));
                     o.notes.extend(e.log);
-                    return o;
+                    break;
                 }
             }
         }
@@ -267,41 +292,46 @@ pub fn cycle(
         let link = match bpf::attach(obj, name) {
             Ok((l, _)) => l,
             Err(e) => {
-                o.check(format!("iteration {i}: attach"), "attached", e.message, false);
-                return o;
+                o.note(format!("iteration {i}: attach: {}", e.message));
+                break;
             }
         };
-        let d = r.devices.get_mut(device).expect("checked above");
-        if let Err(msg) = expect_report(d, report, rewritten) {
-            o.check(format!("iteration {i}: hidraw while attached"), rewritten.to_string(), msg, false);
+        let d = r.devices.get_mut(&s.device).expect("checked above");
+        if let Err(seen) = expect_report(d, &s.report, &s.rewritten) {
+            o.expect_eq(format!("iteration {i}: hidraw while attached"), &s.rewritten, seen);
             return o;
         }
         drop(link);
-        if let Err(msg) = expect_report(d, report, original) {
-            o.check(format!("iteration {i}: hidraw after the link was closed"), original.to_string(), msg, false);
+        if let Err(seen) = expect_report(d, &s.report, &s.original) {
+            o.expect_eq(format!("iteration {i}: hidraw after the link was closed"), &s.original, seen);
             return o;
         }
-        if fresh {
+        completed += 1;
+        if s.fresh_objects {
             reused = None;
         }
     }
     let elapsed = t0.elapsed();
-    o.check(
-        format!("{count} attach/release cycles"),
-        "rewritten while attached, original after every release",
-        "as expected every time",
-        true,
-    );
-    o.notes.push(format!("{count} cycles in {} ms ({:.2} ms each)", elapsed.as_millis(), elapsed.as_secs_f64() * 1000.0 / count as f64));
+    o.expect_eq("cycles rewritten while attached and original after release", s.count, completed);
+    o.note(format!(
+        "{completed} cycles in {} ms ({:.2} ms each)",
+        elapsed.as_millis(),
+        elapsed.as_secs_f64() * 1000.0 / s.count as f64
+    ));
     drop(reused);
     // Program and map ids are released when their last reference goes;
     // poll briefly in case a put was deferred to a work item.
-    let mut after = baseline;
+    let mut after = bpf::object_counts();
     poll_until(Duration::from_secs(2), Duration::from_millis(5), || {
         after = bpf::object_counts();
-        (after == baseline).then_some(())
+        // Stop once back at the baseline, or when the counts cannot be read.
+        (!matches!(&after, Ok(a) if *a != baseline)).then_some(())
     });
-    o.check("kernel programs/maps/links after the cycles", baseline.to_string(), after.to_string(), after == baseline);
+    let seen = match &after {
+        Ok(a) => a.to_string(),
+        Err(e) => format!("unknown: {e}"),
+    };
+    o.expect_eq("kernel programs/maps/links after the cycles", baseline, seen);
     o
 }
 
@@ -310,10 +340,10 @@ pub fn cycle(
 fn expect_report(d: &mut crate::device::Device, report: &HexBytes, want: &HexBytes) -> Result<(), String> {
     d.vdev.inject(&report.0)?;
     let seen = d.hidraw.reports(Some(Duration::from_millis(500)))?;
-    let _ = d.evdev.frames(None);
+    d.evdev.frames(None)?;
     if seen.len() == 1 && seen[0] == want.0 {
         Ok(())
     } else {
-        Err(super::io::show_reports(&seen))
+        Err(hidvm_proto::expect::ReportExpect::show(&seen))
     }
 }

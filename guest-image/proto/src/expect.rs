@@ -1,0 +1,282 @@
+//! What a step expects to see, written the way humans read it in scenario
+//! files ("00 05 fd 00", "none", "error EACCES", "attach: EINVAL",
+//! "original with 17=05", "00 .. fd ..").
+use crate::{Errno, HexBytes};
+use std::fmt;
+
+/// Where in loading a program an expected error must come from. An EINVAL
+/// from `load` (an LLVM-only verifier rejection, say) must never satisfy a
+/// scenario that expects the kernel to refuse the *attach* with EINVAL.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Stage {
+    /// Opening the object file (libbpf parses ELF and BTF).
+    Open,
+    /// BPF_PROG_LOAD / BPF_MAP_CREATE: the verifier and map creation.
+    Load,
+    /// BPF_LINK_CREATE of the struct_ops map: hid_bpf_reg().
+    Attach,
+}
+
+impl Stage {
+    pub const ALL: [Stage; 3] = [Stage::Open, Stage::Load, Stage::Attach];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::Open => "open",
+            Stage::Load => "load",
+            Stage::Attach => "attach",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Stage, String> {
+        Stage::ALL
+            .into_iter()
+            .find(|st| st.name() == s)
+            .ok_or_else(|| format!("`{s}` is not a stage (known: {})", Stage::ALL.map(|s| s.name()).join(", ")))
+    }
+}
+
+impl fmt::Display for Stage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// `expect_error = "attach: EINVAL"`: the stage that must fail and its errno.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExpectedError {
+    pub stage: Stage,
+    pub errno: Errno,
+}
+
+impl ExpectedError {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let (stage, errno) = s.split_once(':').ok_or_else(|| {
+            format!("`{s}`: name the stage that must fail and its errno, e.g. \"attach: EINVAL\" or \"load: EACCES\"")
+        })?;
+        Ok(ExpectedError { stage: Stage::parse(stage.trim())?, errno: Errno::parse(errno.trim())? })
+    }
+}
+
+impl fmt::Display for ExpectedError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.stage, self.errno)
+    }
+}
+
+/// Expected report descriptor: the device's own, optionally with bytes changed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DescriptorExpect {
+    pub patches: Vec<(usize, u8)>,
+}
+
+impl DescriptorExpect {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let rest = s
+            .trim()
+            .strip_prefix("original")
+            .ok_or_else(|| format!("`{s}`: write \"original\" or \"original with <offset>=<hex byte> ...\""))?;
+        let rest = rest.trim();
+        if rest.is_empty() {
+            return Ok(DescriptorExpect { patches: vec![] });
+        }
+        let list = rest.strip_prefix("with").ok_or_else(|| format!("`{s}`: expected `with` after `original`"))?;
+        let patches = list
+            .split_whitespace()
+            .map(|p| {
+                let (off, val) = p.split_once('=').ok_or_else(|| format!("`{p}`: write <offset>=<hex byte>"))?;
+                let off: usize = off.parse().map_err(|_| format!("`{p}`: offset must be decimal"))?;
+                let val = u8::from_str_radix(val, 16).map_err(|_| format!("`{p}`: value must be a hex byte"))?;
+                Ok((off, val))
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        if patches.is_empty() {
+            return Err(format!("`{s}`: `with` needs at least one <offset>=<hex byte>"));
+        }
+        Ok(DescriptorExpect { patches })
+    }
+
+    /// The descriptor this expects, given the device's own. A patch past the
+    /// end is an error (validation rejects it before any VM boots).
+    pub fn apply(&self, original: &[u8]) -> Result<Vec<u8>, String> {
+        let mut d = original.to_vec();
+        for (off, val) in &self.patches {
+            let slot = d
+                .get_mut(*off)
+                .ok_or_else(|| format!("offset {off} is past the end of the {}-byte descriptor", original.len()))?;
+            *slot = *val;
+        }
+        Ok(d)
+    }
+
+    /// How `seen` differs from `original`, in this type's own notation.
+    pub fn describe(original: &[u8], seen: &[u8]) -> String {
+        let diff: Vec<String> = seen
+            .iter()
+            .enumerate()
+            .filter(|(i, b)| original.get(*i) != Some(*b))
+            .map(|(i, b)| format!("{i}={b:02x}"))
+            .collect();
+        match (diff.is_empty(), seen.len() == original.len()) {
+            (true, true) => "original".into(),
+            (true, false) => format!("original truncated to {} of {} bytes", seen.len(), original.len()),
+            (false, true) => format!("original with {}", diff.join(" ")),
+            (false, false) => {
+                format!("original with {} ({} bytes instead of {})", diff.join(" "), seen.len(), original.len())
+            }
+        }
+    }
+}
+
+impl fmt::Display for DescriptorExpect {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("original")?;
+        if !self.patches.is_empty() {
+            f.write_str(" with")?;
+            for (o, v) in &self.patches {
+                write!(f, " {o}={v:02x}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What HIDIOCGFEATURE must return.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FeatureExpect {
+    Bytes(HexBytes),
+    Error(Errno),
+}
+
+impl fmt::Display for FeatureExpect {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FeatureExpect::Bytes(b) => write!(f, "{b}"),
+            FeatureExpect::Error(e) => write!(f, "error {e}"),
+        }
+    }
+}
+
+impl FeatureExpect {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s.trim().strip_prefix("error ") {
+            Some(name) => Errno::parse(name.trim()).map(FeatureExpect::Error),
+            None => HexBytes::parse(s).map(FeatureExpect::Bytes),
+        }
+    }
+}
+
+/// Hex bytes where ".." matches any byte.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HexPattern(pub Vec<Option<u8>>);
+
+impl HexPattern {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        s.split_whitespace()
+            .map(|b| if b == ".." { Ok(None) } else { HexBytes::parse(b).map(|h| Some(h.0[0])) })
+            .collect::<Result<Vec<_>, _>>()
+            .map(HexPattern)
+    }
+
+    pub fn matches(&self, bytes: &[u8]) -> bool {
+        bytes.len() == self.0.len() && self.0.iter().zip(bytes).all(|(p, b)| p.is_none_or(|p| p == *b))
+    }
+
+    /// Whether some byte string matches both patterns: then a check with
+    /// one of them cannot tell the two states apart.
+    pub fn overlaps(&self, other: &HexPattern) -> bool {
+        self.0.len() == other.0.len()
+            && self.0.iter().zip(&other.0).all(|(a, b)| matches!((a, b), (None, _) | (_, None)) || a == b)
+    }
+}
+
+impl fmt::Display for HexPattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let parts: Vec<String> =
+            self.0.iter().map(|b| b.map(|b| format!("{b:02x}")).unwrap_or_else(|| "..".into())).collect();
+        f.write_str(&parts.join(" "))
+    }
+}
+
+/// What hidraw (or the device, for output reports) must see.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReportExpect {
+    Bytes(HexBytes),
+    /// Nothing must arrive (a program dropped or filtered it).
+    Nothing,
+}
+
+impl ReportExpect {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        if s.trim() == "none" {
+            return Ok(ReportExpect::Nothing);
+        }
+        let b = HexBytes::parse(s)?;
+        if b.0.is_empty() {
+            return Err("an empty report; write the bytes, or \"none\" when nothing must arrive".into());
+        }
+        Ok(ReportExpect::Bytes(b))
+    }
+
+    /// The reports seen, rendered in the same notation ("none" or
+    /// "00 01 | 00 02" for several), so expected and seen compare as text.
+    pub fn show(seen: &[Vec<u8>]) -> String {
+        if seen.is_empty() {
+            return "none".into();
+        }
+        seen.iter().map(|r| HexBytes(r.clone()).to_string()).collect::<Vec<_>>().join(" | ")
+    }
+}
+
+impl fmt::Display for ReportExpect {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReportExpect::Bytes(b) => write!(f, "{b}"),
+            ReportExpect::Nothing => f.write_str("none"),
+        }
+    }
+}
+
+string_serde!(Stage);
+string_serde!(ExpectedError);
+string_serde!(DescriptorExpect);
+string_serde!(FeatureExpect);
+string_serde!(HexPattern);
+string_serde!(ReportExpect);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expected_errors_name_their_stage() {
+        let e = ExpectedError::parse("attach: EINVAL").unwrap();
+        assert_eq!((e.stage, e.errno), (Stage::Attach, Errno(22)));
+        assert_eq!(e.to_string(), "attach: EINVAL");
+        // A bare errno no longer says enough: which call must fail?
+        assert!(ExpectedError::parse("EINVAL").unwrap_err().contains("name the stage"));
+        assert!(ExpectedError::parse("link: EINVAL").unwrap_err().contains("not a stage"));
+        assert!(ExpectedError::parse("load: EWHAT").unwrap_err().contains("not a known errno"));
+    }
+
+    #[test]
+    fn descriptor_patches_past_the_end_are_errors_not_ignored() {
+        let d = DescriptorExpect::parse("original with 1=05").unwrap();
+        assert_eq!(d.apply(&[0, 0]).unwrap(), vec![0, 5]);
+        let past = DescriptorExpect::parse("original with 9=05").unwrap();
+        assert!(past.apply(&[0, 0]).unwrap_err().contains("past the end"));
+        assert!(DescriptorExpect::parse("original with").unwrap_err().contains("at least one"));
+        assert_eq!(DescriptorExpect::describe(&[1, 2, 3], &[1, 5, 3]), "original with 1=05");
+        assert_eq!(DescriptorExpect::describe(&[1, 2, 3], &[1, 2, 3]), "original");
+    }
+
+    #[test]
+    fn patterns_that_cannot_be_told_apart_overlap() {
+        let p = |s: &str| HexPattern::parse(s).unwrap();
+        assert!(!p("00 .. fd ..").overlaps(&p("00 .. 03 ..")));
+        assert!(p("00 .. .. ..").overlaps(&p("00 .. 03 ..")));
+        assert!(p("00 .. 03 ..").overlaps(&p("00 .. 03 ..")));
+        assert!(!p("00 ..").overlaps(&p("00 .. 03")));
+        assert!(p("00 .. fd ..").matches(&[0, 7, 0xfd, 9]));
+    }
+}

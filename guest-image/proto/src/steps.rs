@@ -1,0 +1,475 @@
+//! Scenario steps: one struct per kind, passed whole to the code that runs
+//! it. Every step checks something; steps that only provoke (sleep, lkdtm,
+//! capability, load_module) are for self-tests and say so in validation.
+use crate::expect::{DescriptorExpect, ExpectedError, FeatureExpect, HexPattern, ReportExpect};
+use crate::{Errno, EvdevEvent, HexBytes, KeyName};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+#[derive(Serialize, Deserialize, Clone, Debug)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Step {
+    Attach(Attach),
+    AttachMany(AttachMany),
+    Inject(Inject),
+    Pin(Pin),
+    Release(Release),
+    Destroy(Destroy),
+    CheckDevice(CheckDevice),
+    GetFeature(GetFeature),
+    WriteOutput(WriteOutput),
+    SetLed(SetLed),
+    FloodRelease(FloodRelease),
+    Cycle(Cycle),
+    Sysctl(Sysctl),
+    Sleep(Sleep),
+    Lkdtm(Lkdtm),
+    Capability(Capability),
+    LoadModule(LoadModule),
+}
+
+/// Load a fixture with the device's hid_id and attach its struct_ops map,
+/// keeping the bpf_link under the name `link`.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct Attach {
+    pub link: String,
+    /// Fixture to load; or `reuse` to attach an already-loaded map again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fixture: Option<String>,
+    /// Attach the struct_ops map of this (agent-held) link's object again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reuse: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
+    /// Target this hid_id instead of a device's (e.g. one that does not exist).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hid_id: Option<u32>,
+    /// Struct_ops map to attach when the object has more than one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub map: Option<String>,
+    /// Set BPF_F_BEFORE: run before the programs already attached.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub before: bool,
+    /// Who holds the link: the agent, or a child process it starts (for
+    /// the exit/kill release paths).
+    #[serde(default, skip_serializing_if = "Holder::is_agent")]
+    pub holder: Holder,
+    /// This stage must fail with this errno: "attach: EINVAL", "load: EACCES".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect_error: Option<ExpectedError>,
+}
+
+/// Attach `count` fresh copies of a fixture; links are named
+/// `<link_prefix>1` .. `<link_prefix><count>`.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct AttachMany {
+    pub fixture: String,
+    pub device: String,
+    pub count: u32,
+    pub link_prefix: String,
+}
+
+/// Write one input report through uhid and compare what hidraw and evdev
+/// deliver with the expectations.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct Inject {
+    pub device: String,
+    pub report: HexBytes,
+    /// Bytes hidraw must deliver, or "none" when the report must be dropped.
+    pub hidraw: ReportExpect,
+    /// Exact set of EV_KEY/EV_REL/EV_ABS events of the report's frame.
+    pub evdev: Vec<EvdevEvent>,
+    /// For asynchronous releases: re-inject until hidraw matches, up to this
+    /// many milliseconds, then require it to keep matching (a release that
+    /// flaps fails).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until_ms: Option<u64>,
+}
+
+/// Pin the link in bpffs (/sys/fs/bpf/hidvm-<link>).
+#[derive(Serialize, Deserialize, Clone, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct Pin {
+    pub link: String,
+}
+
+/// Release (part of) a link and check the kernel's view afterwards. The
+/// link list alone proves nothing (a link's id is freed before its program
+/// is unregistered), so validation requires a later step that exercises
+/// the program's hook on the device, unless `behaviour_unchecked` says why.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct Release {
+    pub link: String,
+    pub how: ReleaseHow,
+    /// State of the link in the kernel's link list afterwards.
+    pub link_after: LinkAfter,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub behaviour_unchecked: Option<String>,
+}
+
+/// UHID_DESTROY the device; checks that the kernel removed it (sysfs entry
+/// gone, hidraw and evdev nodes hung up).
+#[derive(Serialize, Deserialize, Clone, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct Destroy {
+    pub device: String,
+}
+
+/// Check the device as the kernel now sees it. Waits for re-probes.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct CheckDevice {
+    pub device: String,
+    /// "original", or "original with <offset>=<hex byte> ..." (sysfs report_descriptor).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub descriptor: Option<DescriptorExpect>,
+    /// Keys/buttons the evdev node must (not) advertise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keys_present: Vec<KeyName>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keys_absent: Vec<KeyName>,
+    /// How many times the device was started (UHID_START): 1 + re-probes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub starts: Option<u32>,
+}
+
+/// HIDIOCGFEATURE on the hidraw node.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct GetFeature {
+    pub device: String,
+    pub report_id: u8,
+    /// Bytes returned, or an errno name prefixed with "error " ("error EACCES").
+    pub expect: FeatureExpect,
+}
+
+/// write() an output report to the hidraw node.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct WriteOutput {
+    pub device: String,
+    pub report: HexBytes,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect_error: Option<Errno>,
+    /// What the device must receive (UHID_OUTPUT), or "none".
+    pub device_receives: ReportExpect,
+}
+
+/// Set an LED through the evdev node (input core -> hid-input -> output report).
+#[derive(Serialize, Deserialize, Clone, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct SetLed {
+    pub device: String,
+    pub led: String,
+    pub value: i32,
+    pub device_receives: ReportExpect,
+}
+
+/// Close the link while another thread floods reports: every report
+/// injected after close() returned must arrive original.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct FloodRelease {
+    pub device: String,
+    pub link: String,
+    /// Report template; bytes `seq_bytes` carry a 14-bit sequence number.
+    pub report: HexBytes,
+    pub seq_bytes: [usize; 2],
+    /// hidraw bytes while rewritten / after release ("..": a sequence byte).
+    pub rewritten: HexPattern,
+    pub original: HexPattern,
+    /// Reports that must be injected after close() returned.
+    pub after: u32,
+}
+
+/// Attach and release a fixture `count` times, checking the rewrite while
+/// attached and the original while not; kernel program, map and link
+/// counts must be back at the baseline afterwards.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct Cycle {
+    pub fixture: String,
+    pub device: String,
+    pub count: u32,
+    /// Load a new object every iteration (slower) instead of attaching the
+    /// same loaded map again.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub fresh_objects: bool,
+    pub report: HexBytes,
+    pub rewritten: HexBytes,
+    pub original: HexBytes,
+}
+
+/// Write a sysctl (/proc/sys/<name with dots as slashes>) and read it back.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct Sysctl {
+    pub name: String,
+    pub value: String,
+}
+
+/// Self-tests only: wait (a stand-in for a hung scenario, or time for a
+/// kernel detector to fire).
+#[derive(Serialize, Deserialize, Clone, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct Sleep {
+    pub ms: u64,
+}
+
+/// Self-tests only: provoke a kernel fault through lkdtm
+/// (/sys/kernel/debug/provoke-crash/DIRECT), from a thread, waiting up to
+/// `wait_ms` for it (a hung task never returns).
+#[derive(Serialize, Deserialize, Clone, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct Lkdtm {
+    pub crash: String,
+    #[serde(default = "default_lkdtm_wait")]
+    pub wait_ms: u64,
+}
+
+/// Self-tests only: raise or drop a capability in the agent's effective
+/// set (the permitted set keeps it), e.g. to make kernel-object queries
+/// fail and prove that "could not look" fails a check.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct Capability {
+    /// "CAP_SYS_ADMIN" (the only one hidvm needs to drop so far).
+    pub name: String,
+    pub effective: bool,
+}
+
+/// Self-tests only: load a kernel module the cell built (cells.toml
+/// `modules`), e.g. samples/kmemleak's deliberately leaking test module.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct LoadModule {
+    /// File name without `.ko`.
+    pub module: String,
+}
+
+fn default_lkdtm_wait() -> u64 {
+    5000
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// Who holds a link's fd.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Holder {
+    #[default]
+    Agent,
+    /// A child process started by the agent; it attaches and then waits.
+    Child,
+}
+
+impl Holder {
+    fn is_agent(&self) -> bool {
+        *self == Holder::Agent
+    }
+}
+
+/// Ways a bpf_link (or one of its references) goes away.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ReleaseHow {
+    /// Close the agent's fd of the link (drop the libbpf-rs `Link`).
+    Close,
+    /// Unlink the link's bpffs pin.
+    Unpin,
+    /// BPF_LINK_DETACH on the link (reopened from its pin if its fd is closed).
+    Detach,
+    /// The child holding the link exits normally (without closing it).
+    HolderExit,
+    /// The child holding the link is killed with SIGKILL.
+    HolderKill,
+    /// Self-tests only: dup() the link fd and keep the copy (the leaked
+    /// reference a buggy loader would hold), then close the `Link`.
+    CloseButLeakDup,
+}
+
+/// The link's state in the kernel after a release step.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum LinkAfter {
+    /// No longer in BPF_LINK_GET_NEXT_ID enumeration (polled with a deadline).
+    Gone,
+    /// Listed and still attached (struct_ops map id set).
+    Attached,
+    /// Listed but detached (BPF_LINK_DETACH: map id 0).
+    Detached,
+}
+
+impl LinkAfter {
+    pub fn name(self) -> &'static str {
+        match self {
+            LinkAfter::Gone => "gone",
+            LinkAfter::Attached => "listed, attached",
+            LinkAfter::Detached => "listed, detached",
+        }
+    }
+}
+
+/// The four hid_bpf_ops callbacks a program can implement.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Hook {
+    DeviceEvent,
+    RdescFixup,
+    HwRequest,
+    HwOutputReport,
+}
+
+impl Hook {
+    pub const ALL: [Hook; 4] = [Hook::DeviceEvent, Hook::RdescFixup, Hook::HwRequest, Hook::HwOutputReport];
+
+    /// The struct hid_bpf_ops member.
+    pub fn member(self) -> &'static str {
+        match self {
+            Hook::DeviceEvent => "hid_device_event",
+            Hook::RdescFixup => "hid_rdesc_fixup",
+            Hook::HwRequest => "hid_hw_request",
+            Hook::HwOutputReport => "hid_hw_output_report",
+        }
+    }
+
+    /// Which steps show that a program on this hook runs or stopped running.
+    pub fn proof(self) -> &'static str {
+        match self {
+            Hook::DeviceEvent => "an inject",
+            Hook::RdescFixup => "a check_device with `descriptor` or keys",
+            Hook::HwRequest => "a get_feature",
+            Hook::HwOutputReport => "a write_output or set_led",
+        }
+    }
+}
+
+impl fmt::Display for Hook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.member())
+    }
+}
+
+impl Step {
+    pub fn op(&self) -> &'static str {
+        match self {
+            Step::Attach(_) => "attach",
+            Step::AttachMany(_) => "attach_many",
+            Step::Inject(_) => "inject",
+            Step::Pin(_) => "pin",
+            Step::Release(_) => "release",
+            Step::Destroy(_) => "destroy",
+            Step::CheckDevice(_) => "check_device",
+            Step::GetFeature(_) => "get_feature",
+            Step::WriteOutput(_) => "write_output",
+            Step::SetLed(_) => "set_led",
+            Step::FloodRelease(_) => "flood_release",
+            Step::Cycle(_) => "cycle",
+            Step::Sysctl(_) => "sysctl",
+            Step::Sleep(_) => "sleep",
+            Step::Lkdtm(_) => "lkdtm",
+            Step::Capability(_) => "capability",
+            Step::LoadModule(_) => "load_module",
+        }
+    }
+
+    /// Steps that only provoke something: allowed in self-tests only.
+    pub fn selftest_only(&self) -> bool {
+        matches!(self, Step::Sleep(_) | Step::Lkdtm(_) | Step::Capability(_) | Step::LoadModule(_))
+            || matches!(self, Step::Release(r) if r.how == ReleaseHow::CloseButLeakDup)
+    }
+
+    /// The device whose behaviour this step observes, and through which hook.
+    pub fn observes(&self) -> Option<(&str, Hook)> {
+        match self {
+            Step::Inject(s) => Some((&s.device, Hook::DeviceEvent)),
+            Step::CheckDevice(s)
+                if s.descriptor.is_some() || !s.keys_present.is_empty() || !s.keys_absent.is_empty() =>
+            {
+                Some((&s.device, Hook::RdescFixup))
+            }
+            Step::GetFeature(s) => Some((&s.device, Hook::HwRequest)),
+            Step::WriteOutput(s) => Some((&s.device, Hook::HwOutputReport)),
+            Step::SetLed(s) => Some((&s.device, Hook::HwOutputReport)),
+            _ => None,
+        }
+    }
+
+    /// One line for step logs.
+    pub fn describe(&self) -> String {
+        match self {
+            Step::Attach(a) => {
+                let what = match (&a.fixture, &a.reuse) {
+                    (Some(f), _) => format!("fixture {f}"),
+                    (None, Some(r)) => format!("the map of link `{r}` again"),
+                    (None, None) => "nothing".into(),
+                };
+                let target = match (&a.device, a.hid_id) {
+                    (_, Some(id)) => format!("hid_id {id}"),
+                    (Some(d), None) => d.clone(),
+                    (None, None) => "?".into(),
+                };
+                let mut s = format!("attach {what} to {target} as link `{}`", a.link);
+                if a.before {
+                    s.push_str(" with BPF_F_BEFORE");
+                }
+                if a.holder == Holder::Child {
+                    s.push_str(", held by a child process");
+                }
+                if let Some(e) = &a.expect_error {
+                    s.push_str(&format!(", expecting {e}"));
+                }
+                s
+            }
+            Step::AttachMany(s) => format!("attach {} copies of {} to {}", s.count, s.fixture, s.device),
+            Step::Inject(s) => match s.until_ms {
+                Some(ms) => {
+                    format!("inject [{}] into {} until it arrives as expected (<= {ms} ms)", s.report, s.device)
+                }
+                None => format!("inject [{}] into {}", s.report, s.device),
+            },
+            Step::Pin(s) => format!("pin link `{}` in bpffs", s.link),
+            Step::Release(s) => {
+                format!("release link `{}` ({}), expect it {}", s.link, snake(&s.how), snake(&s.link_after))
+            }
+            Step::Destroy(s) => format!("destroy uhid device {}", s.device),
+            Step::CheckDevice(s) => format!("check device {}", s.device),
+            Step::GetFeature(s) => format!("HIDIOCGFEATURE report {} on {}", s.report_id, s.device),
+            Step::WriteOutput(s) => format!("write output report [{}] to {}'s hidraw", s.report, s.device),
+            Step::SetLed(s) => format!("set {}={} on {}'s evdev node", s.led, s.value, s.device),
+            Step::FloodRelease(s) => {
+                format!("close link `{}` while flooding {} ({}+ reports after close)", s.link, s.device, s.after)
+            }
+            Step::Cycle(s) => format!(
+                "attach/release {} on {} {} times ({})",
+                s.fixture,
+                s.device,
+                s.count,
+                if s.fresh_objects { "a new object each time" } else { "re-attaching one loaded map" }
+            ),
+            Step::Sysctl(s) => format!("sysctl {}={}", s.name, s.value),
+            Step::Sleep(s) => format!("sleep {} ms", s.ms),
+            Step::Lkdtm(s) => format!("provoke {} through lkdtm", s.crash),
+            Step::Capability(s) => {
+                format!("{} {} in the agent's effective set", if s.effective { "raise" } else { "drop" }, s.name)
+            }
+            Step::LoadModule(s) => format!("load kernel module {}", s.module),
+        }
+    }
+}
+
+pub(crate) fn snake(v: &impl fmt::Debug) -> String {
+    let mut out = String::new();
+    for (i, c) in format!("{v:?}").chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            out.push('_');
+        }
+        out.push(c.to_ascii_lowercase());
+    }
+    out
+}

@@ -1,0 +1,141 @@
+//! What one test run found, and how it is shown: the step log (each check
+//! expected vs seen), the verdict, health readings, the console tail.
+use crate::qemu::Accel;
+use crate::verdict::{GuestReport, Verdict};
+use hidvm_proto::{Health, Kmemleak, Reading};
+use serde::Serialize;
+use std::path::PathBuf;
+
+/// Everything a failing test needs to explain itself.
+#[derive(Debug, Serialize)]
+pub struct RunReport {
+    pub test: String,
+    pub cell: String,
+    pub scenario: String,
+    pub summary: String,
+    #[serde(serialize_with = "verdict_text")]
+    pub verdict: Verdict,
+    /// Splats excused by the allow-list: (entry index, headline).
+    pub allowed: Vec<(usize, String)>,
+    pub accel: Accel,
+    pub accel_reason: String,
+    pub vm_seconds: f64,
+    pub run_dir: PathBuf,
+    #[serde(skip)]
+    pub guest: GuestReport,
+    #[serde(skip)]
+    pub console_tail: Vec<String>,
+    /// The first kernel report (splat) not excused by the allow-list: its
+    /// headline and the lines after it.
+    #[serde(skip)]
+    pub splat: Vec<String>,
+}
+
+fn verdict_text<S: serde::Serializer>(v: &Verdict, s: S) -> std::result::Result<S::Ok, S::Error> {
+    match v {
+        Verdict::Pass => s.serialize_str("pass"),
+        Verdict::Fail { reason, .. } => s.serialize_str(&format!("fail: {}: {reason}", v.token())),
+    }
+}
+
+fn reading<T: std::fmt::Display>(r: &Reading<T>) -> String {
+    match r {
+        Reading::Value(v) => v.to_string(),
+        Reading::Error(e) => format!("UNREADABLE ({e})"),
+    }
+}
+
+fn taint(r: &Reading<u64>) -> String {
+    match r {
+        Reading::Value(v) => crate::console::taint_letters(*v),
+        Reading::Error(e) => format!("UNREADABLE ({e})"),
+    }
+}
+
+/// One line: taint, BPF objects, kmemleak.
+fn health_line(h: &Health) -> String {
+    let kmemleak = match &h.kmemleak {
+        Kmemleak::NotBuilt => "not in this kernel".to_string(),
+        Kmemleak::Failed { reason } => format!("SCAN FAILED ({reason})"),
+        Kmemleak::Scanned { leaks, waited_ms } if leaks.is_empty() => {
+            format!("no new leaks (scanned {waited_ms} ms after teardown)")
+        }
+        Kmemleak::Scanned { leaks, .. } => format!("{} report line(s)", leaks.len()),
+    };
+    format!(
+        "taint {} -> {}; BPF objects {} -> {}; kmemleak {kmemleak}",
+        taint(&h.taint_before),
+        taint(&h.taint_after),
+        reading(&h.bpf_objects_before),
+        reading(&h.bpf_objects_after)
+    )
+}
+
+impl RunReport {
+    /// The step log: what each step expected and saw; on failure the
+    /// console tail and where the artifacts are.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let status = match &self.verdict {
+            Verdict::Pass => "PASS".to_string(),
+            Verdict::Fail { kind, class, reason } => match class {
+                Some(c) => format!("FAIL ({}, {c}): {reason}", kind.label()),
+                None => format!("FAIL ({}): {reason}", kind.label()),
+            },
+        };
+        out.push_str(&format!("{} [{}, {:.1} s]: {status}\n", self.test, self.accel.name(), self.vm_seconds));
+        out.push_str(&format!("  scenario: {}\n", self.summary));
+        if let Some((release, version)) = &self.guest.hello {
+            out.push_str(&format!("  kernel: {release}: {version}\n"));
+        }
+        for s in &self.guest.steps {
+            out.push_str(&format!(
+                "  {} step {}: {} ({} ms)\n",
+                if s.ok() { "ok  " } else { "FAIL" },
+                s.index,
+                s.what,
+                s.ms
+            ));
+            for c in &s.checks {
+                out.push_str(&format!(
+                    "        {} {}: {}\n",
+                    if c.ok() { "ok  " } else { "FAIL" },
+                    c.what,
+                    c.comparison()
+                ));
+            }
+            if s.checks.is_empty() {
+                out.push_str("        FAIL the step checked nothing\n");
+            }
+            if let Some(e) = &s.error {
+                out.push_str(&format!("        FAIL error: {e}\n"));
+            }
+            for n in &s.notes {
+                out.push_str(&format!("        note: {n}\n"));
+            }
+        }
+        if let Some(h) = &self.guest.health {
+            out.push_str(&format!("  kernel health: {}\n", health_line(h)));
+        }
+        for (i, line) in &self.allowed {
+            out.push_str(&format!("  allowed splat (allow-list entry {}): {line}\n", i + 1));
+        }
+        if let Some((_, summary)) = &self.guest.done {
+            out.push_str(&format!("  guest verdict: {summary}\n"));
+        }
+        if !self.splat.is_empty() && !self.verdict.passed() {
+            out.push_str("  kernel report:\n");
+            for l in &self.splat {
+                out.push_str(&format!("    | {l}\n"));
+            }
+        }
+        if !self.verdict.passed() {
+            out.push_str(&format!("  console tail ({}):\n", self.run_dir.join("console.log").display()));
+            for l in &self.console_tail {
+                out.push_str(&format!("    | {l}\n"));
+            }
+            out.push_str(&format!("  artifacts: {}\n", self.run_dir.display()));
+        }
+        out
+    }
+}
