@@ -27,8 +27,9 @@ vm-test: setup
 
 # Kernels are built first (with progress on the terminal), so the test
 # processes find them cached; each test would otherwise build on demand.
+# --workspace: the guest agent's unit tests run on the host too.
 test: build
-	$(CARGO) nextest run --locked --profile ci
+	$(CARGO) nextest run --locked --profile ci --workspace
 
 check:
 	$(HIDVM) check
