@@ -21,7 +21,7 @@ impl Initramfs {
     /// PID 1 has a console before devtmpfs is mounted) and the agent.
     pub fn with_agent(agent: &[u8]) -> Initramfs {
         let mut fs = Initramfs::default();
-        for d in ["dev", "proc", "sys", "tmp", "hidvm", "hidvm/fixtures"] {
+        for d in ["dev", "proc", "sys", "tmp", "hidvm/fixtures"] {
             fs.dir(d);
         }
         fs.entries.push(Entry::CharDev { path: "dev/console".into(), major: 5, minor: 1 });
@@ -29,13 +29,31 @@ impl Initramfs {
         fs
     }
 
+    /// Add a directory, and its parents first.
     pub fn dir(&mut self, path: &str) -> &mut Self {
-        self.entries.push(Entry::Dir { path: path.trim_start_matches('/').into() });
+        let path = path.trim_start_matches('/').trim_end_matches('/');
+        if path.is_empty() || self.has_dir(path) {
+            return self;
+        }
+        if let Some((parent, _)) = path.rsplit_once('/') {
+            self.dir(parent);
+        }
+        self.entries.push(Entry::Dir { path: path.into() });
         self
     }
 
+    fn has_dir(&self, path: &str) -> bool {
+        self.entries.iter().any(|e| matches!(e, Entry::Dir { path: p } if p == path))
+    }
+
+    /// Add a file, and its parent directories first: the kernel's unpacker
+    /// silently drops a member whose directory does not exist yet.
     pub fn file(&mut self, path: &str, mode: u32, data: Vec<u8>) -> &mut Self {
-        self.entries.push(Entry::File { path: path.trim_start_matches('/').into(), mode, data });
+        let path = path.trim_start_matches('/');
+        if let Some((parent, _)) = path.rsplit_once('/') {
+            self.dir(parent);
+        }
+        self.entries.push(Entry::File { path: path.into(), mode, data });
         self
     }
 
@@ -81,6 +99,7 @@ mod tests {
     fn archive_round_trips_through_a_cpio_reader() {
         let mut fs = Initramfs::with_agent(b"\x7fELF-agent");
         fs.file("hidvm/job.json", 0o644, b"{}".to_vec());
+        fs.file("/hidvm/modules/x.ko", 0o644, b"ko".to_vec());
         let bytes = fs.to_bytes().unwrap();
         let mut names = Vec::new();
         let mut rest = bytes.as_slice();
@@ -97,5 +116,8 @@ mod tests {
         assert!(names.contains(&("dev/console".into(), 0o020600, 0, 5)));
         assert!(names.contains(&("hidvm/job.json".into(), 0o100644, 2, 0)));
         assert!(names.iter().any(|(n, m, _, _)| n == "hidvm/fixtures" && m & 0o170000 == 0o040000));
+        // Parents come before their members, or the kernel drops the member.
+        let pos = |name: &str| names.iter().position(|(n, ..)| n == name).unwrap();
+        assert!(pos("hidvm") < pos("hidvm/fixtures") && pos("hidvm") < pos("hidvm/job.json"));
     }
 }
