@@ -84,6 +84,9 @@ pub struct KernelBuilder<'a> {
     /// bpftool to dump BTF with (a stand-in in unit tests). A String, not
     /// a Path: duct runs a one-component Path as `./bpftool`.
     pub bpftool: String,
+    /// The machine-wide "one kernel build at a time" lock (unit tests use
+    /// their own, so they never wait for a real build).
+    pub build_slot: PathBuf,
 }
 
 impl BuiltKernel {
@@ -104,7 +107,15 @@ impl BuiltKernel {
 impl<'a> KernelBuilder<'a> {
     pub fn new(repo: &'a Repo, cache: &Path, source: &'a KernelSource) -> Self {
         let jobs = std::env::var("HIDVM_JOBS").ok().and_then(|j| j.parse().ok()).unwrap_or_else(crate::cores);
-        KernelBuilder { repo, cache: cache.to_path_buf(), source, jobs, verbose: true, bpftool: "bpftool".into() }
+        KernelBuilder {
+            repo,
+            cache: cache.to_path_buf(),
+            source,
+            jobs,
+            verbose: true,
+            bpftool: "bpftool".into(),
+            build_slot: std::env::temp_dir().join("hidvm-kernel-build.lock"),
+        }
     }
 
     pub fn cell_dir(&self, cell: &KernelCell) -> PathBuf {
@@ -243,8 +254,8 @@ impl<'a> KernelBuilder<'a> {
         // One kernel build at a time on this machine, whatever cache it
         // writes to: two at once on a small machine are slower than two in
         // a row. Children inherit it, like the cell lock.
-        let slot_path = std::env::temp_dir().join("hidvm-kernel-build.lock");
-        let slot = FileLock::acquire(&slot_path, Mode::Exclusive, "another kernel build to finish")
+        let slot_path = &self.build_slot;
+        let slot = FileLock::acquire(slot_path, Mode::Exclusive, "another kernel build to finish")
             .map_err(Error::io(format!("kernel build slot lock {}", slot_path.display())))?;
         slot.share_with_children(true).map_err(Error::io("kernel build slot lock"))?;
 
@@ -527,6 +538,7 @@ mod tests {
         let mut b = KernelBuilder::new(&f.repo, &f.cache, source);
         b.verbose = false;
         b.bpftool = f.bpftool.clone();
+        b.build_slot = f.cache.join("build-slot.lock");
         b
     }
 
