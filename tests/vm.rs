@@ -8,9 +8,100 @@
 //! console tail. Nothing vanishes from the list: a catalogue that cannot
 //! be read becomes one failing test, `catalogue::readable`, and a file
 //! naming an unknown cell lists tests that fail with that message.
+//!
+//! `example::…` tests run examples/acme-wheel-mouse the way a program's
+//! author does (`hidvm test <dir>`), from a copy outside the repository:
+//! as written it must pass on every cell; with its rewrite broken, or its
+//! probe rejecting the device, it must fail with that precise message.
+use hidvm::scenarios;
 use hidvm::suite::{Options, Suite};
 use libtest_mimic::{Arguments, Failed, Trial};
+use std::path::Path;
 use std::sync::Arc;
+
+/// The example as its author would have it, copied out of the repository
+/// and changed by `edit` (file, from, to).
+fn example_copy(suite: &Suite, edit: Option<(&str, &str, &str)>) -> Result<tempfile::TempDir, Failed> {
+    let src = suite.repo.root.join("examples/acme-wheel-mouse");
+    let dir = tempfile::Builder::new().prefix("hidvm-example-").tempdir().map_err(|e| Failed::from(e.to_string()))?;
+    for e in std::fs::read_dir(&src).map_err(|e| Failed::from(format!("{}: {e}", src.display())))? {
+        let p = e.map_err(|e| Failed::from(e.to_string()))?.path();
+        std::fs::copy(&p, dir.path().join(p.file_name().unwrap())).map_err(|e| Failed::from(e.to_string()))?;
+    }
+    if let Some((file, from, to)) = edit {
+        let path = dir.path().join(file);
+        let text = std::fs::read_to_string(&path).map_err(|e| Failed::from(e.to_string()))?;
+        if !text.contains(from) {
+            return Err(format!("{file} no longer contains `{from}`: update this test").into());
+        }
+        std::fs::write(&path, text.replace(from, to)).map_err(|e| Failed::from(e.to_string()))?;
+    }
+    Ok(dir)
+}
+
+/// Run `file` (or every scenario) of a copy on every selected cell.
+/// `expect`: None = every run passes; Some(texts) = every run fails and
+/// its rendering contains each text.
+fn run_example(suite: &Suite, dir: &Path, file: Option<&str>, expect: Option<&[&str]>) -> Result<(), Failed> {
+    let path = file.map(|f| dir.join(f)).unwrap_or_else(|| dir.to_path_buf());
+    let entries = scenarios::entries_for_paths(&[path], &suite.all_cells).map_err(|e| Failed::from(e.to_string()))?;
+    let mut problems = Vec::new();
+    for cell in &suite.cells {
+        for entry in &entries {
+            let report = suite.run(&cell.name, entry).map_err(|e| Failed::from(format!("error: {e}")))?;
+            let text = report.render();
+            match expect {
+                None if !report.verdict.passed() => problems.push(text),
+                Some(_) if report.verdict.passed() => problems.push(format!("expected a failure, it passed:\n{text}")),
+                Some(want) => {
+                    for w in want.iter().filter(|w| !text.contains(**w)) {
+                        problems.push(format!("the failure does not say `{w}`:\n{text}"));
+                    }
+                }
+                None => {}
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("\n").into())
+    }
+}
+
+fn example_trials(suite: &Arc<Suite>) -> Vec<Trial> {
+    type Case = (
+        &'static str,
+        Option<(&'static str, &'static str, &'static str)>,
+        Option<&'static str>,
+        Option<&'static [&'static str]>,
+    );
+    const CASES: &[Case] = &[
+        ("example::acme_wheel_mouse_passes_outside_the_repo", None, None, None),
+        (
+            "example::acme_wheel_mouse_wrong_rewrite_is_caught",
+            Some(("Acme__Wheel-Mouse.bpf.c", "data[3] = (__u8)(-(__s8)data[3]);", "data[2] = (__u8)(-(__s8)data[2]);")),
+            Some("acme_wheel.toml"),
+            Some(&["step 3 (inject) failed: hidraw", "expected 01 05 fd ff, saw 01 05 03 01"]),
+        ),
+        (
+            "example::acme_wheel_mouse_probe_rejection_is_reported",
+            Some(("Acme__Wheel-Mouse.bpf.c", "ctx->rdesc_size != 52", "ctx->rdesc_size != 53")),
+            Some("acme_wheel.toml"),
+            Some(&["step 2 (attach) failed: probe", "saw probe: EINVAL", "acme: probe: 52-byte report descriptor"]),
+        ),
+    ];
+    CASES
+        .iter()
+        .map(|&(name, edit, file, expect)| {
+            let suite = suite.clone();
+            Trial::test(name, move || {
+                let dir = example_copy(&suite, edit)?;
+                run_example(&suite, dir.path(), file, expect)
+            })
+        })
+        .collect()
+}
 
 fn main() -> std::process::ExitCode {
     let args = Arguments::from_args();
@@ -44,5 +135,26 @@ fn main() -> std::process::ExitCode {
         })],
         Err(e) => vec![Trial::test("catalogue::readable", move || Err(format!("error: {e}").into()))],
     };
+    let coverage = {
+        let suite = suite.clone();
+        Trial::test("catalogue::every_kernel_program_has_a_scenario", move || {
+            let tree = suite.source().map_err(|e| Failed::from(format!("error: {e}")))?.root;
+            let entries = suite.catalogue().map_err(|e| Failed::from(format!("error: {e}")))?;
+            let missing = scenarios::uncovered_kernel_programs(&tree, &entries)
+                .map_err(|e| Failed::from(format!("error: {e}")))?;
+            if missing.is_empty() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "no scenario in tests/kernel-progs/ loads {} of {}/drivers/hid/bpf/progs/: {}",
+                    missing.len(),
+                    tree.display(),
+                    missing.join(", ")
+                )
+                .into())
+            }
+        })
+    };
+    let trials = trials.into_iter().chain(example_trials(&suite)).chain([coverage]).collect();
     libtest_mimic::run(&args, trials).exit_code()
 }

@@ -41,6 +41,7 @@ pub fn run(suite: &Suite, opts: &BenchOptions) -> Result<()> {
                 allow: suite.allow.clone(),
                 opts: Options { verbose: false, ..suite.opts.clone() },
                 source_once: Default::default(),
+                blessed: Default::default(),
             };
             let src = cold_suite.source()?;
             let t = Instant::now();

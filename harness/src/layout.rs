@@ -50,6 +50,10 @@ impl Repo {
     pub fn selftests_dir(&self) -> PathBuf {
         self.root.join("tests/selftests")
     }
+    /// Scenarios of the kernel tree's own HID-BPF programs.
+    pub fn kernel_progs_dir(&self) -> PathBuf {
+        self.root.join("tests/kernel-progs")
+    }
     /// Per-run artifacts (console logs, results): kept after the run so a
     /// failure can be inspected and CI can upload them.
     pub fn runs_dir(&self) -> PathBuf {

@@ -13,7 +13,8 @@
 //! * [`agent`]: the static guest agent binary;
 //! * [`initramfs`]: the guest's cpio archive;
 //! * [`qemu`]: VM features, the KVM probe and running a VM;
-//! * [`scenarios`]: loading the scenario catalogue;
+//! * [`scenarios`]: loading scenarios (the catalogue, or files given to `hidvm test`);
+//! * [`recording`]: hid-recorder files (devices and their reports);
 //! * [`console`]: splat patterns and step attribution in the kernel log;
 //! * [`allowlist`]: known, accepted splats;
 //! * [`verdict`]: turning a VM's output into pass/fail;
@@ -36,6 +37,7 @@ pub mod layout;
 pub mod lock;
 pub mod matrix;
 pub mod qemu;
+pub mod recording;
 pub mod report;
 pub mod robustness;
 pub mod scenarios;

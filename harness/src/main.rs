@@ -44,6 +44,31 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         repeat: usize,
     },
+    /// Run scenario files, or every *.toml in directories, from anywhere, on
+    /// the default cells; print the scenario x cell matrix. Paths inside a
+    /// scenario (programs, recordings, descriptors) are relative to it.
+    Test {
+        /// Scenario files or directories.
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<PathBuf>,
+        /// Cells to run on (default: the default cells, or HIDVM_CELLS).
+        #[arg(long = "cell")]
+        cells: Vec<String>,
+        /// Only tests whose name contains this.
+        #[arg(long)]
+        filter: Option<String>,
+        /// VMs at once (default: number of cores).
+        #[arg(long)]
+        jobs: Option<usize>,
+        /// Print every test's step log, not only failures.
+        #[arg(long)]
+        verbose: bool,
+        /// Write what replay steps observe into their `evdev_file` /
+        /// `hidraw_file` instead of comparing; review the files before
+        /// committing them. Refused when CI is set.
+        #[arg(long)]
+        bless: bool,
+    },
     /// Run one test, e.g. `gcc::mouse_invert_y_close_link`.
     Run { test: String },
     /// List test names (cell x scenario).
@@ -98,7 +123,14 @@ fn main() -> ExitCode {
 }
 
 fn real_main(cli: Cli) -> hidvm::Result<ExitCode> {
-    let suite = Suite::new(Options { kernel_src: cli.kernel_src.clone(), verbose: true })?;
+    let bless = matches!(cli.command, Command::Test { bless: true, .. });
+    if bless && std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false") {
+        return Err(hidvm::Error::Other(
+            "refusing --bless with CI set: expected output is written by a person and reviewed, never by CI on its own"
+                .into(),
+        ));
+    }
+    let suite = Suite::new(Options { kernel_src: cli.kernel_src.clone(), verbose: true, bless })?;
     match cli.command {
         Command::Packages => {
             println!("{}", hidvm::tools::all_packages().join(" "));
@@ -123,9 +155,8 @@ fn real_main(cli: Cli) -> hidvm::Result<ExitCode> {
         Command::List { long } => {
             for (entry, cell) in tests(&suite, &[], None)? {
                 if long {
-                    let summary = scenarios::load(&suite.repo, &entry)
-                        .map(|l| l.scenario.summary)
-                        .unwrap_or_else(|e| format!("INVALID: {e}"));
+                    let summary =
+                        suite.load(&entry).map(|l| l.scenario.summary).unwrap_or_else(|e| format!("INVALID: {e}"));
                     println!("{}\t{summary}", entry.test_name(&cell));
                 } else {
                     println!("{}", entry.test_name(&cell));
@@ -158,7 +189,17 @@ fn real_main(cli: Cli) -> hidvm::Result<ExitCode> {
             Ok(if report.verdict.passed() { ExitCode::SUCCESS } else { ExitCode::from(exit::TESTS_FAILED) })
         }
         Command::VmTest { cells, filter, jobs, verbose, repeat } => {
-            vm_test(&suite, &cells, filter.as_deref(), jobs, verbose, repeat.max(1))
+            // Malformed scenarios stop everything before any build or boot.
+            suite::load_all(&suite)?;
+            let entries = suite.catalogue()?;
+            run_matrix(&suite, entries, &cells, filter.as_deref(), jobs, verbose, repeat.max(1))
+        }
+        Command::Test { paths, cells, filter, jobs, verbose, .. } => {
+            let entries = scenarios::entries_for_paths(&paths, &suite.all_cells)?;
+            for e in &entries {
+                suite.load(e)?;
+            }
+            run_matrix(&suite, entries, &cells, filter.as_deref(), jobs, verbose, 1)
         }
         Command::Robustness { builds } => {
             let all_caught = hidvm::robustness::run(&suite, &hidvm::robustness::RobustnessOptions { builds })?;
@@ -197,18 +238,19 @@ fn build(suite: &Suite, cells: &[String]) -> hidvm::Result<()> {
     Ok(())
 }
 
-fn vm_test(
+/// Run `entries` on `cells`: build, prepare every test (so bad input fails
+/// before any VM boots), run, print the matrix.
+fn run_matrix(
     suite: &Suite,
+    entries: Vec<Entry>,
     cells: &[String],
     filter: Option<&str>,
     jobs: Option<usize>,
     verbose: bool,
     repeat: usize,
 ) -> hidvm::Result<ExitCode> {
-    // Malformed scenarios stop everything before any build or boot.
-    suite::load_all(suite)?;
     let cells = selected_cells(suite, cells)?;
-    let work = tests(suite, &cells, filter)?;
+    let work = suite.tests_of(entries, &cells, filter)?;
     if work.is_empty() {
         return Err(hidvm::Error::Other(format!(
             "no test matches{} on cell(s) {}; `hidvm list` shows the test names",
@@ -217,6 +259,9 @@ fn vm_test(
         )));
     }
     build(suite, &cells)?;
+    for (entry, cell) in &work {
+        suite.prepare(cell, entry)?;
+    }
     let jobs = jobs.unwrap_or_else(hidvm::cores).max(1);
     eprintln!(
         "hidvm: running {} tests, {jobs} VMs at a time{}",
@@ -256,10 +301,7 @@ fn vm_test(
 
     let mut matrix = Matrix::new(cells.clone());
     for (i, ((entry, cell), r)) in work.iter().zip(&last).enumerate() {
-        let row = match entry.kind {
-            scenarios::Kind::Scenario => entry.name.clone(),
-            scenarios::Kind::SelfTest => format!("selftest::{}", entry.name),
-        };
+        let row = entry.row();
         if repeat > 1 && passes[i] != 0 && passes[i] != repeat {
             matrix.record_text(&row, cell, format!("FLAKY {}/{repeat}", passes[i]), false);
             continue;

@@ -58,7 +58,7 @@ fn health_line(h: &Health) -> String {
         Kmemleak::NotBuilt => "not in this kernel".to_string(),
         Kmemleak::Failed { reason } => format!("SCAN FAILED ({reason})"),
         Kmemleak::Scanned { leaks, waited_ms } if leaks.is_empty() => {
-            format!("no new leaks (scanned {waited_ms} ms after teardown)")
+            format!("no new leaks (final scan >= 5.2 s after teardown; waited {waited_ms} ms for that)")
         }
         Kmemleak::Scanned { leaks, .. } => format!("{} report line(s)", leaks.len()),
     };
@@ -104,7 +104,7 @@ impl RunReport {
                     c.comparison()
                 ));
             }
-            if s.checks.is_empty() {
+            if s.checks.is_empty() && s.error.is_none() {
                 out.push_str("        FAIL the step checked nothing\n");
             }
             if let Some(e) = &s.error {
@@ -126,6 +126,12 @@ impl RunReport {
         if !self.splat.is_empty() && !self.verdict.passed() {
             out.push_str("  kernel report:\n");
             for l in &self.splat {
+                out.push_str(&format!("    | {l}\n"));
+            }
+        }
+        if let Some(trace) = self.guest.trace.as_ref().filter(|t| !t.is_empty() && !self.verdict.passed()) {
+            out.push_str(&format!("  bpf_printk output ({}):\n", self.run_dir.join("trace.txt").display()));
+            for l in &trace[trace.len().saturating_sub(20)..] {
                 out.push_str(&format!("    | {l}\n"));
             }
         }

@@ -3,7 +3,7 @@
 //! processes left after forced stops, kernel builds under concurrent
 //! requesters.
 use crate::error::{Error, Result};
-use crate::scenarios::{self, Kind};
+use crate::scenarios::Kind;
 use crate::suite::Suite;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -31,7 +31,7 @@ fn splat_classes(suite: &Suite) -> Result<bool> {
     let mut missed = Vec::new();
     let mut classes = std::collections::BTreeSet::new();
     for entry in suite.catalogue()?.into_iter().filter(|e| e.kind == Kind::SelfTest) {
-        let scenario = scenarios::load(&suite.repo, &entry)?.scenario;
+        let scenario = suite.load(&entry)?.scenario;
         let Some(want) = scenario.expect_verdict.as_deref().filter(|v| v.starts_with("kernel-")) else { continue };
         for cell in suite.cells.iter().filter(|c| entry.runs_on(&c.name)) {
             tried += 1;

@@ -17,6 +17,8 @@ pub struct GuestReport {
     pub nonce: Option<String>,
     pub steps: Vec<StepReport>,
     pub health: Option<Health>,
+    /// What programs printed with bpf_printk.
+    pub trace: Option<Vec<String>>,
     pub done: Option<(bool, String)>,
     /// How many verdicts arrived (exactly one is valid; the first counts).
     pub done_count: usize,
@@ -38,6 +40,7 @@ impl GuestReport {
                 }
                 Some(Ok(GuestMsg::Step(s))) => r.steps.push(s),
                 Some(Ok(GuestMsg::Health(h))) => r.health = Some(h),
+                Some(Ok(GuestMsg::Trace { lines })) => r.trace = Some(lines),
                 Some(Ok(GuestMsg::Done { passed, summary })) => {
                     r.done_count += 1;
                     if r.done.is_none() {
@@ -524,7 +527,16 @@ mod tests {
     }
 
     fn step(index: usize, checks: Vec<Check>) -> String {
-        GuestMsg::Step(StepReport { index, what: "x".into(), ms: 0, checks, notes: vec![], error: None }).to_line()
+        GuestMsg::Step(StepReport {
+            index,
+            what: "x".into(),
+            ms: 0,
+            checks,
+            notes: vec![],
+            error: None,
+            observed: None,
+        })
+        .to_line()
     }
 
     fn health(h: Health) -> String {

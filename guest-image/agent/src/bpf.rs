@@ -54,9 +54,10 @@ pub struct AttachError {
 impl AttachError {
     /// The failure as expected-error checks render it: "attach: EINVAL".
     pub fn seen(&self) -> String {
-        match self.errno {
-            Some(n) => format!("{}: {}", self.stage, hidvm_proto::Errno(n)),
-            None => format!("{}: no errno ({})", self.stage, self.message),
+        match (self.stage, self.errno) {
+            (_, Some(n)) => format!("{}: {}", self.stage, hidvm_proto::Errno(n)),
+            (Stage::Match, None) => "match: none".into(),
+            (_, None) => format!("{}: no errno ({})", self.stage, self.message),
         }
     }
 }
@@ -163,6 +164,55 @@ pub fn attach(object: &mut Object, map_name: &str) -> Result<(Link, u32), Attach
     let link = unsafe { Link::from_ptr(raw) };
     let id = link_id(&link).map_err(|e| refused(Stage::Attach, e))?;
     Ok((link, id))
+}
+
+/// `struct hid_bpf_probe_args` (drivers/hid/bpf/progs/hid_bpf.h, and
+/// udev-hid-bpf's copy): what a program's `SEC("syscall") probe` gets.
+#[repr(C)]
+struct HidBpfProbeArgs {
+    hid: u32,
+    rdesc_size: u32,
+    rdesc: [u8; 4096],
+    retval: i32,
+}
+
+/// Run the object's `probe` program, as udev-hid-bpf does after loading
+/// and before attaching: BPF_PROG_TEST_RUN with the device's hid id and
+/// report descriptor as context; the device is accepted only when the
+/// program leaves `retval` at 0 (it starts at -1). Ok(false): the object
+/// has no probe program.
+pub fn probe(object: &Object, hid_id: u32, rdesc: &[u8]) -> Result<bool, AttachError> {
+    let Some(prog) = object.progs().find(|p| p.name().to_str() == Some("probe")) else {
+        return Ok(false);
+    };
+    if rdesc.len() > 4096 {
+        return Err(refused(Stage::Probe, format!("the descriptor has {} bytes; probe args hold 4096", rdesc.len())));
+    }
+    let mut args =
+        Box::new(HidBpfProbeArgs { hid: hid_id, rdesc_size: rdesc.len() as u32, rdesc: [0; 4096], retval: -1 });
+    args.rdesc[..rdesc.len()].copy_from_slice(rdesc);
+    // SAFETY: zeroed is valid for this plain C struct; sz is set below.
+    let mut opts: libbpf_sys::bpf_test_run_opts = unsafe { std::mem::zeroed() };
+    opts.sz = std::mem::size_of::<libbpf_sys::bpf_test_run_opts>() as _;
+    opts.ctx_in = (&*args as *const HidBpfProbeArgs).cast();
+    opts.ctx_size_in = std::mem::size_of::<HidBpfProbeArgs>() as u32;
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&std::os::fd::AsFd::as_fd(&prog));
+    // SAFETY: ctx_in points at `args` for the call; the kernel copies the
+    // context back into that buffer (syscall programs use ctx_in only).
+    let ret = unsafe { libbpf_sys::bpf_prog_test_run_opts(fd, &mut opts) };
+    if ret < 0 {
+        return Err(os_error(Stage::Probe, "BPF_PROG_TEST_RUN of `probe`", -ret));
+    }
+    if args.retval != 0 {
+        let errno = args.retval.checked_neg().filter(|e| *e > 0);
+        return Err(AttachError {
+            stage: Stage::Probe,
+            message: format!("the program's probe rejected the device (ctx->retval = {})", args.retval),
+            errno,
+            log: take_log(),
+        });
+    }
+    Ok(true)
 }
 
 fn link_id(link: &Link) -> Result<u32, String> {

@@ -6,6 +6,10 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 const KMEMLEAK: &str = "/sys/kernel/debug/kmemleak";
+/// tracefs (mounted by init): bpf_printk writes to its `trace` buffer.
+const TRACE: &str = "/sys/kernel/tracing/trace";
+/// At most this many trace lines are sent (the last ones).
+const TRACE_LINES: usize = 400;
 const TAINTED: &str = "/proc/sys/kernel/tainted";
 
 /// kmemleak reports an object only when a scan *starts* at least
@@ -43,6 +47,31 @@ pub fn wait_objects(baseline: &Reading<ObjectCounts>) -> Reading<ObjectCounts> {
         now = objects();
     }
     now
+}
+
+/// Start the scenario with an empty trace buffer on the `global` clock.
+/// The default `local` clock is sched_clock, which jumps when the clocksource
+/// watchdog marks the TSC unstable (it does under a loaded TCG host); the
+/// `trace` reader then skips entries stamped before the buffer's reset time,
+/// and bpf_printk lines vanish. Selecting a clock also resets the buffer.
+pub fn clear_trace() {
+    let clock = "/sys/kernel/tracing/trace_clock";
+    if let Err(e) = std::fs::write(clock, "global") {
+        crate::channel::kmsg(&format!("cannot select the global trace clock in {clock}: {e}"));
+    }
+}
+
+/// What programs printed with bpf_printk during the scenario (the last
+/// lines of the trace buffer, without its header).
+pub fn trace() -> Vec<String> {
+    match std::fs::read_to_string(TRACE) {
+        Ok(text) => {
+            let lines: Vec<String> = text.lines().filter(|l| !l.starts_with('#')).map(String::from).collect();
+            let skip = lines.len().saturating_sub(TRACE_LINES);
+            lines.into_iter().skip(skip).collect()
+        }
+        Err(e) => vec![format!("(the trace buffer {TRACE} could not be read: {e})")],
+    }
 }
 
 /// kmemleak around one scenario: `start` before it, `finish` after its

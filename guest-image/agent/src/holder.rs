@@ -18,10 +18,19 @@ pub struct HeldLink {
 
 /// Start a child that loads `path` for `hid_id` and attaches it. Returns
 /// once the child reported the link id (or the attach error).
-pub fn spawn(path: &str, hid_id: u32, flags: u32, map: Option<&str>) -> Result<(HeldLink, u32), AttachError> {
+/// `sysfs`: the device's directory, whose report descriptor the program's
+/// probe (if any) runs on before the attach.
+pub fn spawn(
+    path: &str,
+    hid_id: u32,
+    flags: u32,
+    map: Option<&str>,
+    sysfs: Option<&std::path::Path>,
+) -> Result<(HeldLink, u32), AttachError> {
     let err = |m: String| AttachError { stage: Stage::Attach, message: m, errno: None, log: vec![] };
     let mut child = Command::new("/proc/self/exe")
         .args([HELPER_ARG, path, &hid_id.to_string(), &flags.to_string(), map.unwrap_or("-")])
+        .arg(sysfs.map(|p| p.display().to_string()).unwrap_or_else(|| "-".into()))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -86,17 +95,21 @@ impl Drop for HeldLink {
     }
 }
 
-/// The child side: `attach-helper <path> <hid_id> <flags> <map|->`.
+/// The child side: `attach-helper <path> <hid_id> <flags> <map|-> <sysfs|->`.
 pub fn helper_main(args: &[String]) -> ! {
     let parsed = match args {
-        [p, h, f, m] => h
-            .parse::<u32>()
-            .ok()
-            .zip(f.parse::<u32>().ok())
-            .map(|(hid_id, flags)| (p.as_str(), hid_id, flags, (m != "-").then_some(m.as_str()))),
+        [p, h, f, m, d] => h.parse::<u32>().ok().zip(f.parse::<u32>().ok()).map(|(hid_id, flags)| {
+            (
+                p.as_str(),
+                hid_id,
+                flags,
+                (m != "-").then_some(m.as_str()),
+                (d != "-").then(|| std::path::PathBuf::from(d)),
+            )
+        }),
         _ => None,
     };
-    let Some((path, hid_id, flags, map)) = parsed else {
+    let Some((path, hid_id, flags, map, sysfs)) = parsed else {
         println!(
             "{}",
             serde_json::json!({ "error": { "stage": "attach", "message": format!("bad helper arguments {args:?}") } })
@@ -105,6 +118,8 @@ pub fn helper_main(args: &[String]) -> ! {
     };
     bpf::install_logger();
     let result = bpf::load(path, hid_id, flags, map).and_then(|(mut obj, name)| {
+        let mut notes = crate::state::Outcome::default();
+        crate::steps::links::probe_device(&obj, hid_id, sysfs.as_deref(), &mut notes)?;
         let (link, id) = bpf::attach(&mut obj, &name)?;
         Ok((obj, link, id))
     });

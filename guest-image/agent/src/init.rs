@@ -11,6 +11,7 @@ const MOUNTS: &[(&str, &str, &str)] = &[
     ("devtmpfs", "/dev", "devtmpfs"),
     ("bpffs", "/sys/fs/bpf", "bpf"),
     ("debugfs", "/sys/kernel/debug", "debugfs"),
+    ("tracefs", "/sys/kernel/tracing", "tracefs"),
 ];
 
 pub fn mount_pseudo_filesystems() {

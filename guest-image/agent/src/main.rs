@@ -44,8 +44,16 @@ fn main() {
             budget::set_vm_deadline(std::time::Duration::from_millis(job.deadline_ms));
             match job.mode {
                 JobMode::Probe => GuestMsg::Done { passed: true, summary: "probe: guest booted".into() },
-                JobMode::Scenario { scenario, devices, fixtures } => {
-                    run::run_scenario(&job.cell, &scenario, devices, fixtures, job.detectors)
+                JobMode::Scenario { scenario, devices, fixtures, replays, bless } => {
+                    run::run_scenario(run::ScenarioJob {
+                        cell: &job.cell,
+                        scenario: &scenario,
+                        defs: devices,
+                        fixtures,
+                        replays,
+                        bless,
+                        detectors: job.detectors,
+                    })
                 }
             }
         }

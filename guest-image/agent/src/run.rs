@@ -6,20 +6,28 @@ use crate::health::{self, LeakWatch};
 use crate::state::{Outcome, Runner};
 use crate::steps::{flood, io, kernel, links};
 use hidvm_proto::job::Detectors;
-use hidvm_proto::{DeviceDef, GuestMsg, Health, Kmemleak, Scenario, Step, StepReport};
+use hidvm_proto::{DeviceDef, GuestFixture, GuestMsg, Health, Kmemleak, ReplayData, Scenario, Step, StepReport};
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-pub fn run_scenario(
-    cell: &str,
-    scenario: &Scenario,
-    defs: BTreeMap<String, DeviceDef>,
-    fixtures: BTreeMap<String, String>,
-    detectors: Detectors,
-) -> GuestMsg {
+/// Everything a scenario run needs from the job.
+pub struct ScenarioJob<'a> {
+    pub cell: &'a str,
+    pub scenario: &'a Scenario,
+    pub defs: BTreeMap<String, DeviceDef>,
+    pub fixtures: BTreeMap<String, GuestFixture>,
+    pub replays: Vec<ReplayData>,
+    pub bless: bool,
+    pub detectors: Detectors,
+}
+
+pub fn run_scenario(job: ScenarioJob<'_>) -> GuestMsg {
+    let ScenarioJob { cell, scenario, defs, fixtures, replays, bless, detectors } = job;
     crate::bpf::install_logger();
     channel::kmsg(&format!("scenario {} on cell {cell}: start", scenario.name));
-    let mut runner = Runner::new(defs, fixtures);
+    crate::health::clear_trace();
+    let replays = replays.into_iter().map(|r| (r.step, r)).collect();
+    let mut runner = Runner::new(defs, fixtures, replays, bless);
     let leak_watch = LeakWatch::start();
     let taint_before = health::taint();
     let objects_before = health::objects();
@@ -41,6 +49,7 @@ pub fn run_scenario(
         let index = i + 1;
         channel::kmsg(&format!("step {index}: {}", step.describe()));
         let t0 = Instant::now();
+        runner.step = index;
         let mut outcome = exec(&mut runner, step);
         refresh_devices(&mut runner, &mut outcome);
         let ok = outcome.ok();
@@ -79,6 +88,7 @@ pub fn run_scenario(
     if detectors.kmemleak && kmemleak == Kmemleak::NotBuilt {
         channel::kmsg("kmemleak: the cell's config has it, but /sys/kernel/debug/kmemleak is missing");
     }
+    channel::send(&GuestMsg::Trace { lines: crate::health::trace() });
     channel::send(&GuestMsg::Health(Health {
         taint_before,
         taint_after: health::taint(),
@@ -100,6 +110,7 @@ fn report(index: usize, what: &str, t0: Instant, o: Outcome) {
         checks: o.checks,
         notes: o.notes,
         error: o.error,
+        observed: o.observed,
     };
     channel::kmsg(&format!("step {index}: {}", if msg.ok() { "ok" } else { "FAILED" }));
     channel::send(&GuestMsg::Step(msg));
@@ -145,6 +156,7 @@ fn exec(r: &mut Runner, step: &Step) -> Outcome {
         Step::GetFeature(s) => io::get_feature(r, s),
         Step::WriteOutput(s) => io::write_output(r, s),
         Step::SetLed(s) => io::set_led(r, s),
+        Step::Replay(s) => io::replay(r, s),
         Step::Sysctl(s) => kernel::sysctl(s),
         Step::Sleep(s) => kernel::sleep(s),
         Step::Lkdtm(s) => kernel::lkdtm(s),

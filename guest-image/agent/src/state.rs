@@ -5,7 +5,7 @@
 use crate::device::Device;
 use crate::holder::HeldLink;
 use hidvm_proto::msg::step_ok;
-use hidvm_proto::{Check, DeviceDef};
+use hidvm_proto::{Check, DeviceDef, GuestFixture, Observed, ReplayData};
 use libbpf_rs::{Link, Object};
 use std::collections::BTreeMap;
 use std::fmt::Display;
@@ -19,6 +19,8 @@ pub struct Outcome {
     pub checks: Vec<Check>,
     pub notes: Vec<String>,
     pub error: Option<String>,
+    /// What a replay step saw (for `--bless`).
+    pub observed: Option<Observed>,
 }
 
 impl Outcome {
@@ -78,8 +80,14 @@ pub struct Runner {
     pub devices: BTreeMap<String, Device>,
     /// The scenario's device definitions (id -> definition).
     pub defs: BTreeMap<String, DeviceDef>,
-    /// Fixture name -> object file in the guest.
-    pub fixtures: BTreeMap<String, String>,
+    /// Fixture name -> object file in the guest and its device table.
+    pub fixtures: BTreeMap<String, GuestFixture>,
+    /// Replay steps' data, by step index.
+    pub replays: BTreeMap<usize, ReplayData>,
+    /// Replay steps record instead of comparing (`hidvm test --bless`).
+    pub bless: bool,
+    /// The 1-based index of the step running now.
+    pub step: usize,
     pub links: BTreeMap<String, LinkHandle>,
     pub objects: Vec<Object>,
     /// Fds deliberately leaked by self-test release variants.
@@ -87,11 +95,19 @@ pub struct Runner {
 }
 
 impl Runner {
-    pub fn new(defs: BTreeMap<String, DeviceDef>, fixtures: BTreeMap<String, String>) -> Runner {
+    pub fn new(
+        defs: BTreeMap<String, DeviceDef>,
+        fixtures: BTreeMap<String, GuestFixture>,
+        replays: BTreeMap<usize, ReplayData>,
+        bless: bool,
+    ) -> Runner {
         Runner {
             devices: BTreeMap::new(),
             defs,
             fixtures,
+            replays,
+            bless,
+            step: 0,
             links: BTreeMap::new(),
             objects: Vec::new(),
             leaked: Vec::new(),
@@ -104,8 +120,8 @@ impl Runner {
             .ok_or_else(|| Outcome::fail(format!("device `{id}` does not exist (an earlier step failed?)")))
     }
 
-    /// The guest path of a fixture's object file.
-    pub fn fixture(&self, name: &str) -> Result<String, Outcome> {
+    /// A fixture's object file and device table.
+    pub fn fixture(&self, name: &str) -> Result<GuestFixture, Outcome> {
         self.fixtures
             .get(name)
             .cloned()

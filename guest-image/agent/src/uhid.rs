@@ -41,7 +41,9 @@ impl VirtualDevice {
         // phys is how we find our device in sysfs (HID_PHYS in uevent).
         let phys = format!("hidvm/{index}/{id}");
         let params = CreateParams {
-            name: format!("hidvm {} {id}", def.name),
+            // The device's own name: programs' probes may check it (Huion
+            // Kamvas Pro 19 does). phys tells our devices apart.
+            name: def.name.clone(),
             phys: phys.clone(),
             uniq: format!("hidvm-{index}"),
             bus: bus(def.bus)?,
@@ -197,10 +199,50 @@ fn find_by_phys(phys: &str) -> Option<(PathBuf, u32)> {
     None
 }
 
+/// The sysfs directory of the HID device with this hid id (the hex number
+/// after the `.` in its name), if one exists.
+pub fn sysfs_by_hid_id(id: u32) -> Option<PathBuf> {
+    let suffix = format!(".{id:04X}");
+    std::fs::read_dir("/sys/bus/hid/devices").ok()?.flatten().find_map(|e| {
+        let name = e.file_name().to_string_lossy().into_owned();
+        name.ends_with(&suffix).then(|| std::fs::canonicalize(e.path()).unwrap_or(e.path()))
+    })
+}
+
+/// (bus, group, vendor, product) from a HID device's modalias,
+/// `hid:b0003g0001v00001D6Bp00000101`: the group is the kernel's.
+pub fn modalias(sysfs: &Path) -> Result<(u16, u16, u32, u32), String> {
+    let path = sysfs.join("modalias");
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+    parse_modalias(text.trim()).ok_or_else(|| format!("{} holds `{}`, not a HID modalias", path.display(), text.trim()))
+}
+
+fn parse_modalias(m: &str) -> Option<(u16, u16, u32, u32)> {
+    let rest = m.strip_prefix("hid:b")?;
+    let (bus, rest) = rest.split_once('g')?;
+    let (group, rest) = rest.split_once('v')?;
+    let (vendor, product) = rest.split_once('p')?;
+    Some((
+        u16::from_str_radix(bus, 16).ok()?,
+        u16::from_str_radix(group, 16).ok()?,
+        u32::from_str_radix(vendor, 16).ok()?,
+        u32::from_str_radix(product, 16).ok()?,
+    ))
+}
+
 /// First `<dir>/<class>/<prefix>N` entry, as `/dev/...` path.
 pub fn child_node(dir: &Path, prefix: &str) -> Option<String> {
     std::fs::read_dir(dir).ok()?.flatten().find_map(|e| {
         let n = e.file_name().to_string_lossy().into_owned();
         n.starts_with(prefix).then_some(n)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn modalias_fields_are_hex() {
+        assert_eq!(super::parse_modalias("hid:b0003g0001v00001D6Bp00000101"), Some((3, 1, 0x1d6b, 0x0101)));
+        assert_eq!(super::parse_modalias("usb:v1234"), None);
+    }
 }

@@ -12,6 +12,63 @@ use serde::{Deserialize, Serialize};
 /// BUS_USB from linux/input.h: hid-generic binds to it like a real mouse.
 pub const BUS_USB: u16 = 0x03;
 
+/// Bus names scenario files may use, with their linux/input.h values.
+pub const BUSES: &[(&str, u16)] = &[
+    ("pci", 0x01),
+    ("usb", 0x03),
+    ("bluetooth", 0x05),
+    ("virtual", 0x06),
+    ("i2c", 0x18),
+    ("host", 0x19),
+    ("spi", 0x1c),
+    ("intel_ishtp", 0x1f),
+];
+
+/// A bus as written in a scenario: a name ("usb", "bluetooth", "i2c", or
+/// "BUS_USB") or a number (0x03).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Bus(pub u16);
+
+impl Bus {
+    pub fn parse(s: &str) -> Result<Bus, String> {
+        let name = s.trim().to_ascii_lowercase();
+        let name = name.strip_prefix("bus_").unwrap_or(&name);
+        BUSES.iter().find(|(n, _)| *n == name).map(|(_, v)| Bus(*v)).ok_or_else(|| {
+            format!(
+                "`{s}` is not a bus (known: {}, or a number)",
+                BUSES.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+            )
+        })
+    }
+
+    pub fn name(self) -> Option<&'static str> {
+        BUSES.iter().find(|(_, v)| *v == self.0).map(|(n, _)| *n)
+    }
+}
+
+impl Serialize for Bus {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u16(self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Bus {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Number(u16),
+            Name(String),
+        }
+        match Raw::deserialize(d)
+            .map_err(|_| serde::de::Error::custom("a bus is a name (\"usb\", \"bluetooth\", \"i2c\") or a number"))?
+        {
+            Raw::Number(n) => Ok(Bus(n)),
+            Raw::Name(s) => Bus::parse(&s).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
 /// One device as the guest creates it (UHID_CREATE2).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -53,6 +110,12 @@ impl DeviceModel {
 }
 
 impl DeviceDef {
+    /// The kernel's name for a HID device's bus/vendor/product, as in
+    /// sysfs ("0003:1D6B:0101").
+    pub fn ids(&self) -> String {
+        format!("{:04X}:{:04X}:{:04X}", self.bus, self.vendor, self.product)
+    }
+
     /// The answer to GET_REPORT of `report`, if the device has one.
     pub fn feature_report(&self, report: u8) -> Option<&[u8]> {
         self.feature_reports.iter().find(|f| f.id == report).map(|f| f.bytes.0.as_slice())
@@ -233,6 +296,57 @@ pub fn model_names() -> String {
     MODELS.iter().map(|m| m.name).collect::<Vec<_>>().join(", ")
 }
 
+/// Problems with a report descriptor that the kernel would reject, found
+/// by walking its items: an item that runs past the end, unbalanced
+/// collections, or no Input/Output/Feature item at all.
+pub fn check_descriptor(d: &[u8]) -> Result<(), String> {
+    if d.is_empty() {
+        return Err("the report descriptor is empty".into());
+    }
+    if d.len() > 4096 {
+        return Err(format!("the report descriptor has {} bytes; the kernel takes at most 4096", d.len()));
+    }
+    let (mut at, mut depth, mut mains) = (0usize, 0i32, 0usize);
+    while at < d.len() {
+        let prefix = d[at];
+        if prefix == 0xfe {
+            // Long item: bDataSize, bLongItemTag, data.
+            let size = *d.get(at + 1).ok_or(format!("long item at byte {at} is cut off"))? as usize;
+            at += 3 + size;
+            continue;
+        }
+        let size = [0, 1, 2, 4][(prefix & 0x03) as usize];
+        if at + 1 + size > d.len() {
+            return Err(format!(
+                "the item at byte {at} (prefix {prefix:#04x}) needs {size} data byte(s) past the end ({} bytes)",
+                d.len()
+            ));
+        }
+        match prefix & 0xfc {
+            0xa0 => depth += 1,
+            0xc0 => {
+                depth -= 1;
+                if depth < 0 {
+                    return Err(format!("End Collection at byte {at} closes no collection"));
+                }
+            }
+            0x80 | 0x90 | 0xb0 => mains += 1,
+            _ => {}
+        }
+        at += 1 + size;
+    }
+    if at != d.len() {
+        return Err(format!("the last item runs {} byte(s) past the end", at - d.len()));
+    }
+    if depth != 0 {
+        return Err(format!("{depth} collection(s) are never closed (End Collection, 0xc0)"));
+    }
+    if mains == 0 {
+        return Err("the descriptor has no Input, Output or Feature item: no report to test".into());
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -243,6 +357,19 @@ mod tests {
         assert_eq!(&REPORT_ID_MOUSE.descriptor[16..18], &[0x29, 0x03]);
         assert_eq!(REPORT_ID_MOUSE.descriptor.len(), 89);
         assert_eq!(*REPORT_ID_MOUSE.descriptor.last().unwrap(), 0xc0);
+    }
+
+    #[test]
+    fn models_are_well_formed_and_malformed_descriptors_are_named() {
+        for m in MODELS {
+            check_descriptor(m.descriptor).unwrap_or_else(|e| panic!("{}: {e}", m.name));
+        }
+        assert!(check_descriptor(&[0x05, 0x01, 0xa1, 0x01, 0x81]).unwrap_err().contains("past the end"));
+        assert!(check_descriptor(&[0xa1, 0x01, 0x81, 0x02]).unwrap_err().contains("never closed"));
+        assert!(check_descriptor(&[0x05, 0x01, 0xc0]).unwrap_err().contains("closes no collection"));
+        assert!(check_descriptor(&[0x05, 0x01]).unwrap_err().contains("no Input"));
+        assert_eq!(Bus::parse("BUS_BLUETOOTH").unwrap(), Bus(5));
+        assert!(Bus::parse("firewire").unwrap_err().contains("not a bus"));
     }
 
     #[test]

@@ -7,23 +7,32 @@ use std::fmt;
 /// Where in loading a program an expected error must come from. An EINVAL
 /// from `load` (an LLVM-only verifier rejection, say) must never satisfy a
 /// scenario that expects the kernel to refuse the *attach* with EINVAL.
+/// The stages run in this order, as udev-hid-bpf runs them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Stage {
+    /// The program's HID_BPF_CONFIG table against the device's bus, group,
+    /// vendor and product (the kernel's modalias).
+    Match,
     /// Opening the object file (libbpf parses ELF and BTF).
     Open,
     /// BPF_PROG_LOAD / BPF_MAP_CREATE: the verifier and map creation.
     Load,
+    /// The program's `SEC("syscall") probe`, run with the device's hid id
+    /// and report descriptor; a non-zero `ctx->retval` rejects the device.
+    Probe,
     /// BPF_LINK_CREATE of the struct_ops map: hid_bpf_reg().
     Attach,
 }
 
 impl Stage {
-    pub const ALL: [Stage; 3] = [Stage::Open, Stage::Load, Stage::Attach];
+    pub const ALL: [Stage; 5] = [Stage::Match, Stage::Open, Stage::Load, Stage::Probe, Stage::Attach];
 
     pub fn name(self) -> &'static str {
         match self {
+            Stage::Match => "match",
             Stage::Open => "open",
             Stage::Load => "load",
+            Stage::Probe => "probe",
             Stage::Attach => "attach",
         }
     }
@@ -42,43 +51,62 @@ impl fmt::Display for Stage {
     }
 }
 
-/// `expect_error = "attach: EINVAL"`: the stage that must fail and its errno.
+/// `expect_error = "attach: EINVAL"`: the stage that must fail and its
+/// errno; `"match: none"` when no HID_BPF_CONFIG entry may match the device.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ExpectedError {
     pub stage: Stage,
-    pub errno: Errno,
+    /// None only for `match: none`.
+    pub errno: Option<Errno>,
 }
 
 impl ExpectedError {
     pub fn parse(s: &str) -> Result<Self, String> {
-        let (stage, errno) = s.split_once(':').ok_or_else(|| {
-            format!("`{s}`: name the stage that must fail and its errno, e.g. \"attach: EINVAL\" or \"load: EACCES\"")
+        let (stage, what) = s.split_once(':').ok_or_else(|| {
+            format!("`{s}`: name the stage that must fail and its errno, e.g. \"attach: EINVAL\", \"load: EACCES\", \"probe: EINVAL\" or \"match: none\"")
         })?;
-        Ok(ExpectedError { stage: Stage::parse(stage.trim())?, errno: Errno::parse(errno.trim())? })
+        let stage = Stage::parse(stage.trim())?;
+        match (stage, what.trim()) {
+            (Stage::Match, "none") => Ok(ExpectedError { stage, errno: None }),
+            (Stage::Match, other) => Err(format!("`{other}`: a match failure is written \"match: none\"")),
+            (_, errno) => Ok(ExpectedError { stage, errno: Some(Errno::parse(errno)?) }),
+        }
     }
 }
 
 impl fmt::Display for ExpectedError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.stage, self.errno)
+        match self.errno {
+            Some(e) => write!(f, "{}: {e}", self.stage),
+            None => write!(f, "{}: none", self.stage),
+        }
     }
 }
 
-/// Expected report descriptor: the device's own, optionally with bytes changed.
+/// Expected report descriptor: the device's own, optionally with bytes
+/// changed ("original with 17=05"), or exactly these bytes (a fixup that
+/// replaces the descriptor, possibly with another size).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DescriptorExpect {
     pub patches: Vec<(usize, u8)>,
+    /// Some: the whole descriptor, instead of the original with patches.
+    pub exact: Option<HexBytes>,
 }
 
 impl DescriptorExpect {
     pub fn parse(s: &str) -> Result<Self, String> {
-        let rest = s
-            .trim()
-            .strip_prefix("original")
-            .ok_or_else(|| format!("`{s}`: write \"original\" or \"original with <offset>=<hex byte> ...\""))?;
+        let Some(rest) = s.trim().strip_prefix("original") else {
+            let bytes = HexBytes::parse(s).map_err(|e| {
+                format!("write \"original\", \"original with <offset>=<hex byte> ...\" or the whole descriptor as hex bytes: {e}")
+            })?;
+            if bytes.0.is_empty() {
+                return Err("an empty descriptor".into());
+            }
+            return Ok(DescriptorExpect { patches: vec![], exact: Some(bytes) });
+        };
         let rest = rest.trim();
         if rest.is_empty() {
-            return Ok(DescriptorExpect { patches: vec![] });
+            return Ok(DescriptorExpect { patches: vec![], exact: None });
         }
         let list = rest.strip_prefix("with").ok_or_else(|| format!("`{s}`: expected `with` after `original`"))?;
         let patches = list
@@ -93,12 +121,15 @@ impl DescriptorExpect {
         if patches.is_empty() {
             return Err(format!("`{s}`: `with` needs at least one <offset>=<hex byte>"));
         }
-        Ok(DescriptorExpect { patches })
+        Ok(DescriptorExpect { patches, exact: None })
     }
 
     /// The descriptor this expects, given the device's own. A patch past the
     /// end is an error (validation rejects it before any VM boots).
     pub fn apply(&self, original: &[u8]) -> Result<Vec<u8>, String> {
+        if let Some(exact) = &self.exact {
+            return Ok(exact.0.clone());
+        }
         let mut d = original.to_vec();
         for (off, val) in &self.patches {
             let slot = d
@@ -107,6 +138,15 @@ impl DescriptorExpect {
             *slot = *val;
         }
         Ok(d)
+    }
+
+    /// What `seen` is, in the notation of this expectation: exact bytes
+    /// for an exact expectation, else relative to `original`.
+    pub fn render_seen(&self, original: &[u8], seen: &[u8]) -> String {
+        match &self.exact {
+            Some(_) => HexBytes(seen.to_vec()).to_string(),
+            None => Self::describe(original, seen),
+        }
     }
 
     /// How `seen` differs from `original`, in this type's own notation.
@@ -130,6 +170,9 @@ impl DescriptorExpect {
 
 impl fmt::Display for DescriptorExpect {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(exact) = &self.exact {
+            return write!(f, "{exact}");
+        }
         f.write_str("original")?;
         if !self.patches.is_empty() {
             f.write_str(" with")?;
@@ -251,7 +294,10 @@ mod tests {
     #[test]
     fn expected_errors_name_their_stage() {
         let e = ExpectedError::parse("attach: EINVAL").unwrap();
-        assert_eq!((e.stage, e.errno), (Stage::Attach, Errno(22)));
+        assert_eq!((e.stage, e.errno), (Stage::Attach, Some(Errno(22))));
+        assert_eq!(ExpectedError::parse("match: none").unwrap().to_string(), "match: none");
+        assert!(ExpectedError::parse("match: EINVAL").unwrap_err().contains("\"match: none\""));
+        assert_eq!(ExpectedError::parse("probe: EINVAL").unwrap().stage, Stage::Probe);
         assert_eq!(e.to_string(), "attach: EINVAL");
         // A bare errno no longer says enough: which call must fail?
         assert!(ExpectedError::parse("EINVAL").unwrap_err().contains("name the stage"));
@@ -268,6 +314,9 @@ mod tests {
         assert!(DescriptorExpect::parse("original with").unwrap_err().contains("at least one"));
         assert_eq!(DescriptorExpect::describe(&[1, 2, 3], &[1, 5, 3]), "original with 1=05");
         assert_eq!(DescriptorExpect::describe(&[1, 2, 3], &[1, 2, 3]), "original");
+        let exact = DescriptorExpect::parse("05 01 c0").unwrap();
+        assert_eq!(exact.apply(&[9, 9, 9, 9]).unwrap(), vec![5, 1, 0xc0]);
+        assert_eq!(exact.render_seen(&[9], &[5, 1, 0xc0]), exact.to_string());
     }
 
     #[test]

@@ -47,7 +47,87 @@ pub enum JobMode {
         scenario: Scenario,
         /// The scenario's devices, resolved by the host (id -> definition).
         devices: BTreeMap<String, DeviceDef>,
-        /// Each fixture the scenario names -> its object file in the guest.
-        fixtures: BTreeMap<String, String>,
+        /// Each fixture the scenario names -> its object in the guest.
+        fixtures: BTreeMap<String, GuestFixture>,
+        /// What each replay step injects and expects. (A list, not a map by
+        /// step: integer map keys do not survive serde's internally tagged
+        /// enums in JSON.)
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        replays: Vec<ReplayData>,
+        /// `hidvm test --bless`: replay steps record what they see instead of
+        /// comparing it; the host writes it to the expectation files.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        bless: bool,
     },
+}
+
+/// A compiled program as the guest loads it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct GuestFixture {
+    /// The object file in the initramfs.
+    pub path: String,
+    /// Its HID_BPF_CONFIG table, read from the object's BTF by the host
+    /// (empty: the program has none and attaches wherever it is told).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub config: Vec<DeviceMatch>,
+}
+
+/// One HID_BPF_CONFIG entry, HID_DEVICE(bus, group, vendor, product); 0 is
+/// "any" in every field (udev-hid-bpf's BUS_ANY, HID_GROUP_ANY, ...).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceMatch {
+    pub bus: u16,
+    pub group: u16,
+    pub vendor: u32,
+    pub product: u32,
+}
+
+impl DeviceMatch {
+    /// Whether a device with these ids (its modalias) matches the entry.
+    pub fn matches(&self, bus: u16, group: u16, vendor: u32, product: u32) -> bool {
+        (self.bus == 0 || self.bus == bus)
+            && (self.group == 0 || self.group == group)
+            && (self.vendor == 0 || self.vendor == vendor)
+            && (self.product == 0 || self.product == product)
+    }
+
+    /// The same without the group, which only the kernel knows (it scans
+    /// the descriptor): what the host can check before booting.
+    pub fn matches_ids(&self, bus: u16, vendor: u32, product: u32) -> bool {
+        self.matches(bus, self.group, vendor, product)
+    }
+}
+
+impl std::fmt::Display for DeviceMatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let any = |v: u32, w: usize| if v == 0 { "*".repeat(w) } else { format!("{v:0w$X}") };
+        write!(
+            f,
+            "b{}g{}v{}p{}",
+            any(self.bus.into(), 4),
+            any(self.group.into(), 4),
+            any(self.vendor, 8),
+            any(self.product, 8)
+        )
+    }
+}
+
+/// A replay step, resolved by the host from the recording and the
+/// expectation files.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayData {
+    /// The replay step this is for (1-based).
+    pub step: usize,
+    /// The reports to inject, in order.
+    pub events: Vec<crate::HexBytes>,
+    /// Expected evdev frame per report (see `steps::Frame`); None when
+    /// blessing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evdev: Option<Vec<String>>,
+    /// Expected hidraw bytes per report ("none" for a dropped one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hidraw: Option<Vec<String>>,
 }

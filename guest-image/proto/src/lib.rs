@@ -33,12 +33,12 @@ pub mod msg;
 pub mod scenario;
 pub mod steps;
 
-pub use devices::{DeviceDef, DeviceModel};
+pub use devices::{Bus, DeviceDef, DeviceModel};
 pub use errno::Errno;
 pub use event::{EvdevEvent, KeyName};
 pub use expect::{ExpectedError, Stage};
 pub use hex::HexBytes;
-pub use job::{Job, JobMode, JOB_PATH};
-pub use msg::{Check, GuestMsg, Health, Kmemleak, ObjectCounts, Reading, Rule, StepReport};
+pub use job::{DeviceMatch, GuestFixture, Job, JobMode, ReplayData, JOB_PATH};
+pub use msg::{Check, GuestMsg, Health, Kmemleak, ObjectCounts, Observed, Reading, Rule, StepReport};
 pub use scenario::{ExpectedFailure, Scenario};
-pub use steps::{Holder, Hook, LinkAfter, ReleaseHow, Step};
+pub use steps::{Frame, Holder, Hook, LinkAfter, ReleaseHow, Step};

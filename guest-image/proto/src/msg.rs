@@ -33,6 +33,9 @@ pub enum GuestMsg {
     Step(StepReport),
     /// Kernel health around the scenario, sent before `Done`.
     Health(Health),
+    /// What programs printed with bpf_printk (the trace buffer), sent
+    /// before `Done`.
+    Trace { lines: Vec<String> },
     /// Last message: the agent's verdict. Only `passed: true` is success,
     /// and the host still checks it against every step report.
     Done { passed: bool, summary: String },
@@ -51,6 +54,17 @@ pub struct StepReport {
     /// its checks say).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// What a replay step observed, one line per injected report, for
+    /// `hidvm test --bless` to write.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed: Option<Observed>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Observed {
+    pub evdev: Vec<String>,
+    pub hidraw: Vec<String>,
 }
 
 impl StepReport {
@@ -271,6 +285,7 @@ mod tests {
             checks,
             notes: vec![],
             error: error.map(String::from),
+            observed: None,
         };
         assert!(step(vec![Check::equal("a", 1, 1)], None).ok());
         assert!(!step(vec![], None).ok(), "zero checks is not a pass");

@@ -59,6 +59,11 @@ pub struct Scenario {
     /// 60 s under TCG).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_s: Option<u64>,
+    /// Header directories for programs given as `.bpf.c` paths (relative to
+    /// the scenario file), searched before the kernel tree's
+    /// drivers/hid/bpf/progs/ headers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bpf_include: Vec<String>,
     /// Self-tests only: what the run must end as, "<kind>" or
     /// "<kind>: <class>" ("check-failed", "timeout", "kernel-splat:
     /// warning"); kinds and classes are the host's. Every self-test states it.
@@ -88,8 +93,11 @@ pub struct ExpectedFailure {
     pub notes_contain: Option<String>,
 }
 
-/// A `[[device]]` as written. The host resolves it into a [`DeviceDef`].
-#[derive(Serialize, Deserialize, Clone, Debug)]
+/// A `[[device]]` as written: a built-in `model`, a device described
+/// inline (`bus`, `vendor`, `product`, `descriptor` or `descriptor_file`),
+/// or a hid-recorder `recording`. The host resolves it into a
+/// [`DeviceDef`]; file paths are relative to the scenario file.
+#[derive(Serialize, Deserialize, Clone, Debug, Default)]
 #[serde(deny_unknown_fields)]
 pub struct DeviceSpec {
     /// Name steps use to refer to this device.
@@ -97,6 +105,32 @@ pub struct DeviceSpec {
     /// A built-in model ([`crate::devices::MODELS`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
+    /// The device's name (inline devices; default: the id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bus: Option<crate::devices::Bus>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vendor: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub product: Option<u32>,
+    /// The report descriptor as hex bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub descriptor: Option<crate::HexBytes>,
+    /// The report descriptor as a binary file (what
+    /// /sys/bus/hid/devices/*/report_descriptor holds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub descriptor_file: Option<String>,
+    /// A hid-recorder file: its N:, I: and R: lines define the device.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recording: Option<String>,
+    /// Which device of a multi-device recording (its `D:` index).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recording_device: Option<usize>,
+    /// Feature reports the device answers (GET_REPORT), bytes including
+    /// the report ID.
+    #[serde(rename = "feature", default, skip_serializing_if = "Vec::is_empty")]
+    pub features: Vec<crate::devices::FeatureReport>,
 }
 
 /// The hooks a fixture implements (None: not known, e.g. a prebuilt
@@ -227,6 +261,11 @@ impl Scenario {
                     }
                     if a.holder == Holder::Child && a.reuse.is_some() {
                         return Err(format!("{at}: a child cannot reuse the agent's object"));
+                    }
+                    for (field, why) in [("skip_match", &a.skip_match), ("skip_probe", &a.skip_probe)] {
+                        if why.as_deref().is_some_and(|w| w.trim().is_empty()) {
+                            return Err(format!("{at}: field `{field}`: say why the loader's check is skipped"));
+                        }
                     }
                     if a.expect_error.is_none() {
                         if links.contains_key(&a.link) {
@@ -400,6 +439,26 @@ impl Scenario {
                     }
                     if s.after == 0 {
                         return Err(format!("{at}: field `after`: must be at least 1"));
+                    }
+                }
+                Step::Replay(s) => {
+                    need_device(&s.device)?;
+                    match (&s.evdev, &s.evdev_file) {
+                        (Some(_), None) | (None, Some(_)) => {}
+                        _ => {
+                            return Err(format!(
+                                "{at}: give the expected evdev output as exactly one of `evdev` and `evdev_file`"
+                            ))
+                        }
+                    }
+                    if s.hidraw.is_some() && s.hidraw_file.is_some() {
+                        return Err(format!("{at}: give at most one of `hidraw` and `hidraw_file`"));
+                    }
+                    for frame in s.evdev.iter().flatten() {
+                        crate::steps::Frame::parse(frame).map_err(|e| format!("{at}: field `evdev`: {e}"))?;
+                    }
+                    for report in s.hidraw.iter().flatten() {
+                        ReportExpect::parse(report).map_err(|e| format!("{at}: field `hidraw`: {e}"))?;
                     }
                 }
                 Step::Sysctl(s) => {

@@ -21,6 +21,7 @@ pub enum Step {
     SetLed(SetLed),
     FloodRelease(FloodRelease),
     Cycle(Cycle),
+    Replay(Replay),
     Sysctl(Sysctl),
     Sleep(Sleep),
     Lkdtm(Lkdtm),
@@ -58,6 +59,13 @@ pub struct Attach {
     /// This stage must fail with this errno: "attach: EINVAL", "load: EACCES".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expect_error: Option<ExpectedError>,
+    /// Attach without matching the program's HID_BPF_CONFIG table against
+    /// the device, and say why (udev-hid-bpf would not load it here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skip_match: Option<String>,
+    /// Attach without running the program's probe, and say why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skip_probe: Option<String>,
 }
 
 /// Attach `count` fresh copies of a fixture; links are named
@@ -202,6 +210,66 @@ pub struct Cycle {
     pub report: HexBytes,
     pub rewritten: HexBytes,
     pub original: HexBytes,
+}
+
+/// Inject the `E:` reports of a hid-recorder file, in order and without
+/// the recorded delays, and compare what evdev (and optionally hidraw)
+/// delivers for each with the expected output: given inline, or as a file
+/// that `hidvm test --bless` writes from what was observed.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct Replay {
+    pub device: String,
+    /// The recording whose events to inject (relative to the scenario);
+    /// default: the recording the device was made from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recording: Option<String>,
+    /// Which device's events, in a multi-device recording (`D:` index).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recording_device: Option<usize>,
+    /// Expected evdev frames, one per injected report: "ABS_X=120
+    /// BTN_TOUCH=1", or "-" for a report that produces no event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evdev: Option<Vec<String>>,
+    /// The same, one frame per line, in a file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evdev_file: Option<String>,
+    /// Expected hidraw bytes, one per injected report ("none": dropped).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hidraw: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hidraw_file: Option<String>,
+}
+
+/// The evdev events of one report's frame, as replay expectations write
+/// them: space-separated `CODE=value`, sorted, "-" for none.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Frame(pub Vec<EvdevEvent>);
+
+impl Frame {
+    pub fn parse(s: &str) -> Result<Frame, String> {
+        let s = s.trim();
+        if s == "-" {
+            return Ok(Frame(vec![]));
+        }
+        if s.is_empty() {
+            return Err("an empty frame; write \"-\" for a report that produces no event".into());
+        }
+        let mut events = s.split_whitespace().map(EvdevEvent::parse).collect::<Result<Vec<_>, _>>()?;
+        events.sort();
+        Ok(Frame(events))
+    }
+}
+
+impl fmt::Display for Frame {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            return f.write_str("-");
+        }
+        let mut events = self.0.clone();
+        events.sort();
+        f.write_str(&events.iter().map(|e| e.to_string()).collect::<Vec<_>>().join(" "))
+    }
 }
 
 /// Write a sysctl (/proc/sys/<name with dots as slashes>) and read it back.
@@ -370,6 +438,7 @@ impl Step {
             Step::SetLed(_) => "set_led",
             Step::FloodRelease(_) => "flood_release",
             Step::Cycle(_) => "cycle",
+            Step::Replay(_) => "replay",
             Step::Sysctl(_) => "sysctl",
             Step::Sleep(_) => "sleep",
             Step::Lkdtm(_) => "lkdtm",
@@ -388,6 +457,7 @@ impl Step {
     pub fn observes(&self) -> Option<(&str, Hook)> {
         match self {
             Step::Inject(s) => Some((&s.device, Hook::DeviceEvent)),
+            Step::Replay(s) => Some((&s.device, Hook::DeviceEvent)),
             Step::CheckDevice(s)
                 if s.descriptor.is_some() || !s.keys_present.is_empty() || !s.keys_absent.is_empty() =>
             {
@@ -424,6 +494,12 @@ impl Step {
                 if let Some(e) = &a.expect_error {
                     s.push_str(&format!(", expecting {e}"));
                 }
+                if a.skip_match.is_some() {
+                    s.push_str(", without matching HID_BPF_CONFIG");
+                }
+                if a.skip_probe.is_some() {
+                    s.push_str(", without running its probe");
+                }
                 s
             }
             Step::AttachMany(s) => format!("attach {} copies of {} to {}", s.count, s.fixture, s.device),
@@ -451,6 +527,14 @@ impl Step {
                 s.device,
                 s.count,
                 if s.fresh_objects { "a new object each time" } else { "re-attaching one loaded map" }
+            ),
+            Step::Replay(s) => format!(
+                "replay {} into {}",
+                s.recording
+                    .as_deref()
+                    .map(|r| format!("the events of {r}"))
+                    .unwrap_or_else(|| "the recorded events".into()),
+                s.device
             ),
             Step::Sysctl(s) => format!("sysctl {}={}", s.name, s.value),
             Step::Sleep(s) => format!("sleep {} ms", s.ms),

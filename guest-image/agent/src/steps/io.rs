@@ -3,9 +3,9 @@
 use crate::device::Device;
 use crate::state::{Outcome, Runner};
 use hidvm_proto::event::{led_code, show as show_events};
-use hidvm_proto::expect::{DescriptorExpect, FeatureExpect, ReportExpect};
-use hidvm_proto::steps::{CheckDevice, Destroy, GetFeature, Inject, SetLed, WriteOutput};
-use hidvm_proto::{Check, Errno, EvdevEvent, HexBytes};
+use hidvm_proto::expect::{FeatureExpect, ReportExpect};
+use hidvm_proto::steps::{CheckDevice, Destroy, GetFeature, Inject, Replay, SetLed, WriteOutput};
+use hidvm_proto::{Check, Errno, EvdevEvent, Frame, HexBytes, Observed};
 use std::time::{Duration, Instant};
 
 /// Reports written through uhid are delivered before write() returns; this
@@ -164,6 +164,81 @@ pub fn inject(r: &mut Runner, s: &Inject) -> Outcome {
     o
 }
 
+/// Inject a recording's reports one by one (no recorded delays: the
+/// order is what matters, and it keeps runs deterministic) and compare the
+/// evdev frame (and optionally the hidraw bytes) of each with the
+/// expectation; with `--bless`, record them instead.
+pub fn replay(r: &mut Runner, s: &Replay) -> Outcome {
+    let mut o = Outcome::default();
+    let Some(data) = r.replays.get(&r.step).cloned() else {
+        return Outcome::fail(format!("no replay data for step {} in the job (host bug)", r.step));
+    };
+    let bless = r.bless;
+    let d = match r.device(&s.device) {
+        Ok(d) => d,
+        Err(o) => return o,
+    };
+    if !expect_nothing_queued(d, &mut o, "before the replay") {
+        return o;
+    }
+    let mut observed = Observed { evdev: Vec::new(), hidraw: Vec::new() };
+    for report in &data.events {
+        if let Err(e) = d.vdev.inject(&report.0) {
+            return Outcome::fail(e);
+        }
+        // UHID_INPUT2 is processed before write() returns: what hidraw and
+        // evdev hold now is this report's.
+        let (reports, frames) = match (d.hidraw.reports(None), d.evdev.frames(None)) {
+            (Ok(r), Ok(f)) => (r, f),
+            (Err(e), _) | (_, Err(e)) => return Outcome::fail(e),
+        };
+        let frame = frames.iter().map(|f| Frame(f.clone()).to_string()).collect::<Vec<_>>();
+        observed.evdev.push(if frame.is_empty() { "-".to_string() } else { frame.join(" | ") });
+        observed.hidraw.push(ReportExpect::show(&reports));
+    }
+    o.expect_eq("reports replayed", data.events.len(), observed.evdev.len());
+    if bless {
+        o.note(format!("recorded {} frames for --bless", observed.evdev.len()));
+    } else {
+        if let Some(want) = &data.evdev {
+            compare_lines(&mut o, "evdev", want, &observed.evdev);
+        }
+        if let Some(want) = &data.hidraw {
+            compare_lines(&mut o, "hidraw", want, &observed.hidraw);
+        }
+    }
+    o.observed = Some(observed);
+    o
+}
+
+/// One check per expectation list: how many replayed reports differ, with
+/// the first differences as detail.
+fn compare_lines(o: &mut Outcome, what: &str, want: &[String], seen: &[String]) {
+    let canonical = |line: &str| Frame::parse(line).map(|f| f.to_string()).unwrap_or_else(|_| line.trim().to_string());
+    let diffs: Vec<String> = (0..want.len().max(seen.len()))
+        .filter_map(|i| {
+            let w = want.get(i).map(|l| if what == "evdev" { canonical(l) } else { l.trim().to_string() });
+            let s = seen.get(i).cloned();
+            (w != s).then(|| {
+                format!(
+                    "report #{}: expected {}, saw {}",
+                    i + 1,
+                    w.as_deref().unwrap_or("(no expectation)"),
+                    s.as_deref().unwrap_or("(not replayed)")
+                )
+            })
+        })
+        .collect();
+    let check =
+        Check::equal(format!("replayed reports whose {what} output differs from the expectation"), 0, diffs.len());
+    let detail = if diffs.is_empty() {
+        format!("all {} as expected", want.len())
+    } else {
+        diffs.iter().take(5).cloned().collect::<Vec<_>>().join("; ")
+    };
+    o.push(check.with_detail(detail));
+}
+
 /// The final check: every device the scenario leaves alive is alive, and
 /// nothing is queued on any of them.
 pub fn nothing_late(r: &mut Runner, expected_live: usize) -> Outcome {
@@ -228,7 +303,7 @@ pub fn check_device(r: &mut Runner, s: &CheckDevice) -> Outcome {
             return Outcome::fail(e);
         }
         match d.descriptor() {
-            Ok(seen) => o.expect_eq("report descriptor (sysfs)", want, DescriptorExpect::describe(original, &seen)),
+            Ok(seen) => o.expect_eq("report descriptor (sysfs)", want, want.render_seen(original, &seen)),
             Err(e) => return Outcome::fail(e),
         };
     }

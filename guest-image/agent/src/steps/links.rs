@@ -4,8 +4,8 @@ use crate::holder;
 use crate::state::{LinkHandle, Outcome, Runner};
 use crate::wait::{poll_fd, poll_until};
 use hidvm_proto::steps::{Attach, AttachMany, Cycle, Pin, Release};
-use hidvm_proto::{Check, HexBytes, Holder, LinkAfter, ReleaseHow};
-use std::path::PathBuf;
+use hidvm_proto::{Check, GuestFixture, HexBytes, Holder, LinkAfter, ReleaseHow, Stage};
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// How long a released link may take to leave the kernel's link list.
@@ -15,10 +15,10 @@ const LINK_GONE_DEADLINE: Duration = Duration::from_secs(2);
 
 pub fn attach(r: &mut Runner, s: &Attach) -> Outcome {
     let mut o = Outcome::default();
-    let hid_id = match (s.hid_id, &s.device) {
-        (Some(id), _) => id,
+    let (hid_id, sysfs) = match (s.hid_id, &s.device) {
+        (Some(id), _) => (id, crate::uhid::sysfs_by_hid_id(id)),
         (None, Some(d)) => match r.device(d) {
-            Ok(dev) => dev.hid_id,
+            Ok(dev) => (dev.hid_id, Some(dev.sysfs.clone())),
             Err(o) => return o,
         },
         (None, None) => return Outcome::fail("no device and no hid_id"),
@@ -26,38 +26,41 @@ pub fn attach(r: &mut Runner, s: &Attach) -> Outcome {
     let flags = if s.before { BPF_F_BEFORE } else { 0 };
     let what = s.fixture.clone().unwrap_or_else(|| format!("map of `{}`", s.reuse.as_deref().unwrap_or("?")));
 
-    let result: Result<LinkHandle, bpf::AttachError> = match (&s.fixture, &s.reuse, s.holder) {
-        (Some(f), _, Holder::Child) => {
-            let path = match r.fixture(f) {
-                Ok(p) => p,
+    let result: Result<LinkHandle, bpf::AttachError> = match (&s.fixture, &s.reuse) {
+        (Some(f), _) => {
+            let fixture = match r.fixture(f) {
+                Ok(x) => x,
                 Err(o) => return o,
             };
-            holder::spawn(&path, hid_id, flags, s.map.as_deref()).map(|(held, id)| LinkHandle {
-                id,
-                object: None,
-                map_name: String::new(),
-                link: None,
-                pin: None,
-                holder: Some(held),
-            })
-        }
-        (Some(f), _, Holder::Agent) => {
-            let path = match r.fixture(f) {
-                Ok(p) => p,
-                Err(o) => return o,
+            let matched = match &s.skip_match {
+                Some(why) => {
+                    o.note(format!("HID_BPF_CONFIG not matched: {why}"));
+                    Ok(())
+                }
+                None => match_device(&fixture, s.device.as_deref().and(sysfs.as_deref()), &mut o),
             };
-            bpf::load(&path, hid_id, flags, s.map.as_deref()).and_then(|(obj, name)| {
-                r.objects.push(obj);
-                attach_loaded(r, r.objects.len() - 1, name)
+            let probe_on = match (&s.skip_probe, &sysfs) {
+                (Some(why), _) => {
+                    o.note(format!("probe not run: {why}"));
+                    None
+                }
+                (None, None) => {
+                    o.note(format!("no device has hid_id {hid_id}: a probe, if the program has one, did not run"));
+                    None
+                }
+                (None, Some(p)) => Some(p.as_path()),
+            };
+            matched.and_then(|()| {
+                load_probe_attach(r, &fixture.path, hid_id, flags, s.map.as_deref(), probe_on, s.holder, &mut o)
             })
         }
-        (None, Some(reuse), _) => {
+        (None, Some(reuse)) => {
             let Some((idx, name)) = r.links.get(reuse).and_then(|l| l.object.map(|i| (i, l.map_name.clone()))) else {
                 return Outcome::fail(format!("link `{reuse}` has no object to reuse (an earlier step failed?)"));
             };
             attach_loaded(r, idx, name)
         }
-        (None, None, _) => return Outcome::fail("nothing to attach"),
+        (None, None) => return Outcome::fail("nothing to attach"),
     };
 
     match (result, &s.expect_error) {
@@ -84,6 +87,68 @@ pub fn attach(r: &mut Runner, s: &Attach) -> Outcome {
     o
 }
 
+/// A program with a HID_BPF_CONFIG table attaches only to a device one of
+/// its entries matches (bus, group, vendor, product as the kernel reports
+/// them in the device's modalias), as udev-hid-bpf's hwdb match does.
+fn match_device(fixture: &GuestFixture, sysfs: Option<&Path>, o: &mut Outcome) -> Result<(), bpf::AttachError> {
+    let (Some(sysfs), false) = (sysfs, fixture.config.is_empty()) else { return Ok(()) };
+    let fail = |message: String| bpf::AttachError { stage: Stage::Match, message, errno: None, log: vec![] };
+    let (bus, group, vendor, product) = crate::uhid::modalias(sysfs).map_err(fail)?;
+    let table = fixture.config.iter().map(|m| m.to_string()).collect::<Vec<_>>().join(", ");
+    let device = format!("b{bus:04X}g{group:04X}v{vendor:08X}p{product:08X}");
+    match fixture.config.iter().find(|m| m.matches(bus, group, vendor, product)) {
+        Some(m) => {
+            o.note(format!("HID_BPF_CONFIG entry {m} matches the device ({device})"));
+            Ok(())
+        }
+        None => Err(fail(format!("the device ({device}) matches no HID_BPF_CONFIG entry ({table})"))),
+    }
+}
+
+/// Open, load, probe and attach, in the agent or in a holder process.
+#[allow(clippy::too_many_arguments)]
+fn load_probe_attach(
+    r: &mut Runner,
+    path: &str,
+    hid_id: u32,
+    flags: u32,
+    map: Option<&str>,
+    sysfs: Option<&Path>,
+    holder: Holder,
+    o: &mut Outcome,
+) -> Result<LinkHandle, bpf::AttachError> {
+    if holder == Holder::Child {
+        let (held, id) = holder::spawn(path, hid_id, flags, map, sysfs)?;
+        return Ok(LinkHandle { id, object: None, map_name: String::new(), link: None, pin: None, holder: Some(held) });
+    }
+    let (obj, name) = bpf::load(path, hid_id, flags, map)?;
+    probe_device(&obj, hid_id, sysfs, o)?;
+    r.objects.push(obj);
+    attach_loaded(r, r.objects.len() - 1, name)
+}
+
+/// Run the object's probe (if it has one) on the device's current report
+/// descriptor; notes say whether it ran.
+pub fn probe_device(
+    obj: &libbpf_rs::Object,
+    hid_id: u32,
+    sysfs: Option<&Path>,
+    o: &mut Outcome,
+) -> Result<(), bpf::AttachError> {
+    let Some(sysfs) = sysfs else { return Ok(()) };
+    let rdesc_path = sysfs.join("report_descriptor");
+    let rdesc = std::fs::read(&rdesc_path).map_err(|e| bpf::AttachError {
+        stage: Stage::Probe,
+        message: format!("reading {}: {e}", rdesc_path.display()),
+        errno: None,
+        log: vec![],
+    })?;
+    if bpf::probe(obj, hid_id, &rdesc)? {
+        o.note(format!("the program's probe accepted the device ({}-byte descriptor)", rdesc.len()));
+    }
+    Ok(())
+}
+
 /// Attach map `name` of the agent-held object `idx`: one more link on it.
 fn attach_loaded(r: &mut Runner, idx: usize, name: String) -> Result<LinkHandle, bpf::AttachError> {
     let (link, id) = bpf::attach(&mut r.objects[idx], &name)?;
@@ -105,6 +170,8 @@ pub fn attach_many(r: &mut Runner, s: &AttachMany) -> Outcome {
             before: false,
             holder: Holder::Agent,
             expect_error: None,
+            skip_match: None,
+            skip_probe: None,
         };
         let out = attach(r, &one);
         if !out.ok() {
@@ -267,7 +334,7 @@ pub fn cycle(r: &mut Runner, s: &Cycle) -> Outcome {
         Err(o) => return o,
     };
     let path = match r.fixture(&s.fixture) {
-        Ok(p) => p,
+        Ok(f) => f.path,
         Err(o) => return o,
     };
     let baseline = match bpf::object_counts() {
