@@ -55,9 +55,13 @@ impl Repo {
         self.root.join("tests/kernel-progs")
     }
     /// Per-run artifacts (console logs, results): kept after the run so a
-    /// failure can be inspected and CI can upload them.
+    /// failure can be inspected and CI can upload them. `HIDVM_RUNS_DIR`
+    /// puts them elsewhere (e.g. next to your own scenarios).
     pub fn runs_dir(&self) -> PathBuf {
-        self.target_dir().join("hidvm/runs")
+        match std::env::var_os("HIDVM_RUNS_DIR").filter(|v| !v.is_empty()) {
+            Some(dir) => PathBuf::from(dir),
+            None => self.target_dir().join("hidvm/runs"),
+        }
     }
     pub fn target_dir(&self) -> PathBuf {
         std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| self.root.join("target"))
