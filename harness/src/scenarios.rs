@@ -405,16 +405,11 @@ pub fn load(repo: &Repo, entry: &Entry, opts: LoadOptions<'_>) -> Result<Loaded>
     let dir = entry.path.parent().unwrap_or(Path::new(".")).to_path_buf();
     let devices = resolve_devices(&scenario, &dir).map_err(bad)?;
     let mut fixtures = BTreeMap::new();
-    for (i, step) in scenario.steps.iter().enumerate() {
-        let name = match step {
-            Step::Attach(a) => a.fixture.as_deref(),
-            Step::AttachMany(a) => Some(a.fixture.as_str()),
-            Step::Cycle(c) => Some(c.fixture.as_str()),
-            _ => None,
-        };
-        if let Some(name) = name.filter(|n| !fixtures.contains_key(*n)) {
+    for (index, name) in scenario.fixture_uses() {
+        if !fixtures.contains_key(name) {
+            let op = scenario.steps[index - 1].op();
             let r = FixtureRef::parse(repo, name, &dir)
-                .map_err(|e| bad(format!("step {} ({}): field `fixture`: {e}", i + 1, step.op())))?;
+                .map_err(|e| bad(format!("step {index} ({op}): field `fixture`: {e}")))?;
             fixtures.insert(name.to_string(), r);
         }
     }

@@ -55,6 +55,21 @@ impl Hidraw {
         Ok(buf)
     }
 
+    /// HIDIOCSFEATURE: send feature report `report` (ID first) through
+    /// hid_hw_request. Ok(bytes written) or Err(errno).
+    pub fn set_feature(&self, report: &[u8]) -> Result<usize, i32> {
+        let mut buf = report.to_vec();
+        // _IOC(_IOC_READ|_IOC_WRITE, 'H', 0x06, len)
+        let req = (3u64 << 30) | ((buf.len() as u64) << 16) | ((b'H' as u64) << 8) | 0x06;
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&self.file);
+        // SAFETY: buf is valid for buf.len() bytes, the size encoded in req.
+        let r = unsafe { libc::ioctl(fd, req as _, buf.as_mut_ptr()) };
+        if r < 0 {
+            return Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(0));
+        }
+        Ok(r as usize)
+    }
+
     /// write() an output report: goes through hid_hw_output_report (and
     /// so through any hid_hw_output_report program). Err(errno) on failure.
     pub fn write_output(&self, report: &[u8]) -> Result<usize, i32> {

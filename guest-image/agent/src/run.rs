@@ -4,9 +4,9 @@ use crate::channel;
 use crate::device::Device;
 use crate::health::{self, LeakWatch};
 use crate::state::{Outcome, Runner};
-use crate::steps::{flood, io, kernel, links};
+use crate::steps::{self, io};
 use hidvm_proto::job::Detectors;
-use hidvm_proto::{DeviceDef, GuestFixture, GuestMsg, Health, Kmemleak, ReplayData, Scenario, Step, StepReport};
+use hidvm_proto::{DeviceDef, GuestFixture, GuestMsg, Health, Kmemleak, ReplayData, Scenario, StepReport};
 use std::collections::BTreeMap;
 use std::time::Instant;
 
@@ -50,7 +50,7 @@ pub fn run_scenario(job: ScenarioJob<'_>) -> GuestMsg {
         channel::kmsg(&format!("step {index}: {}", step.describe()));
         let t0 = Instant::now();
         runner.step = index;
-        let mut outcome = exec(&mut runner, step);
+        let mut outcome = steps::exec(&mut runner, step);
         refresh_devices(&mut runner, &mut outcome);
         let ok = outcome.ok();
         let problem = outcome.first_problem();
@@ -142,31 +142,8 @@ fn create_devices(r: &mut Runner, scenario: &Scenario) -> Outcome {
     o
 }
 
-fn exec(r: &mut Runner, step: &Step) -> Outcome {
-    match step {
-        Step::Attach(s) => links::attach(r, s),
-        Step::AttachMany(s) => links::attach_many(r, s),
-        Step::Pin(s) => links::pin(r, s),
-        Step::Release(s) => links::release(r, s),
-        Step::Cycle(s) => links::cycle(r, s),
-        Step::FloodRelease(s) => flood::flood_release(r, s),
-        Step::Inject(s) => io::inject(r, s),
-        Step::Destroy(s) => io::destroy(r, s),
-        Step::CheckDevice(s) => io::check_device(r, s),
-        Step::GetFeature(s) => io::get_feature(r, s),
-        Step::WriteOutput(s) => io::write_output(r, s),
-        Step::SetLed(s) => io::set_led(r, s),
-        Step::Replay(s) => io::replay(r, s),
-        Step::Sysctl(s) => kernel::sysctl(s),
-        Step::Sleep(s) => kernel::sleep(s),
-        Step::Lkdtm(s) => kernel::lkdtm(s),
-        Step::Capability(s) => kernel::capability(s),
-        Step::LoadModule(s) => kernel::load_module(s),
-    }
-}
-
 /// After every step: devices whose nodes died (re-probe) get new ones.
-fn refresh_devices(r: &mut Runner, o: &mut Outcome) {
+pub fn refresh_devices(r: &mut Runner, o: &mut Outcome) {
     for d in r.devices.values_mut() {
         match d.refresh() {
             Ok(Some(note)) => o.note(note),

@@ -48,6 +48,16 @@ impl Outcome {
         self.push(Check::at_least(what, min, seen))
     }
 
+    /// Take over another outcome's checks, notes and error (a race reports
+    /// the sub-step that failed).
+    pub fn absorb(&mut self, other: Outcome) {
+        self.checks.extend(other.checks);
+        self.notes.extend(other.notes);
+        if self.error.is_none() {
+            self.error = other.error;
+        }
+    }
+
     pub fn note(&mut self, note: impl Into<String>) {
         self.notes.push(note.into());
     }

@@ -93,6 +93,11 @@ impl VirtualDevice {
         std::mem::take(&mut guard.outputs)
     }
 
+    /// A handle other threads can inject through (race steps).
+    pub fn injector(&self) -> Injector {
+        Injector { id: self.id.clone(), dev: self.dev.clone() }
+    }
+
     /// UHID_INPUT2: processed synchronously, including HID-BPF dispatch,
     /// before write() returns.
     pub fn inject(&self, report: &[u8]) -> Result<(), String> {
@@ -119,6 +124,22 @@ impl VirtualDevice {
         }
         let mut dev = self.dev.lock().unwrap();
         dev.destroy().map(|_| ()).map_err(|e| format!("UHID_DESTROY for {}: {e}", self.id))
+    }
+}
+
+/// Injects into a device from another thread; after the device was
+/// destroyed, injections fail (the kernel refuses UHID_INPUT2).
+pub struct Injector {
+    id: String,
+    dev: Arc<Mutex<UHIDDevice<File>>>,
+}
+
+impl Injector {
+    pub fn inject(&self, report: &[u8]) -> Result<(), std::io::Error> {
+        let mut dev = self.dev.lock().unwrap_or_else(|e| e.into_inner());
+        dev.write(report)
+            .map(|_| ())
+            .map_err(|e| std::io::Error::new(e.kind(), format!("UHID_INPUT2 to {}: {e}", self.id)))
     }
 }
 

@@ -41,4 +41,4 @@ pub use hex::HexBytes;
 pub use job::{DeviceMatch, GuestFixture, Job, JobMode, ReplayData, JOB_PATH};
 pub use msg::{Check, GuestMsg, Health, Kmemleak, ObjectCounts, Observed, Reading, Rule, StepReport};
 pub use scenario::{ExpectedFailure, Scenario};
-pub use steps::{Frame, Holder, Hook, LinkAfter, ReleaseHow, Step};
+pub use steps::{Frame, Holder, Hook, LinkAfter, Race, Racer, RacerOp, ReleaseHow, Step};

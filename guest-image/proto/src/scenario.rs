@@ -35,7 +35,7 @@
 //! ```
 use crate::devices::DeviceDef;
 use crate::expect::ReportExpect;
-use crate::steps::{snake, Holder, Hook, ReleaseHow, Step};
+use crate::steps::{snake, Holder, Hook, Race, Racer, RacerOp, ReleaseHow, Step};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -181,18 +181,423 @@ impl PendingProof {
     }
 }
 
+/// The scenario's state as validation walks its steps.
+struct Validator<'r, 'a> {
+    res: &'r Resources<'a>,
+    selftest: bool,
+    live: BTreeSet<String>,
+    links: BTreeMap<String, LinkInfo>,
+    pending: Vec<PendingProof>,
+}
+
+impl Validator<'_, '_> {
+    /// One step (`index` is the scenario's step number; `at` names it in errors).
+    fn step(&mut self, index: usize, at: &str, step: &Step) -> Result<(), String> {
+        if step.selftest_only() && !self.selftest {
+            return Err(format!(
+                "{at}: only self-tests (tests/selftests/, with `expect_verdict`) may use this step: it provokes, it does not check"
+            ));
+        }
+        let live = &self.live;
+        let need_device = |d: &str| -> Result<(), String> {
+            if live.contains(d) {
+                Ok(())
+            } else {
+                let known = live.iter().cloned().collect::<Vec<_>>().join(", ");
+                Err(format!("{at}: field `device`: unknown or destroyed device `{d}` (live: {known})"))
+            }
+        };
+        let res = self.res;
+        let hooks_of = |f: &str| (res.fixture_hooks)(f).map_err(|e| format!("{at}: field `fixture`: {e}"));
+        if let Some((device, hook)) = step.observes() {
+            self.pending.retain(|p| !p.proved_by(device, hook));
+        }
+        let mut created: Vec<(String, LinkInfo)> = Vec::new();
+        match step {
+            Step::Race(r) => return self.race(index, at, r),
+            Step::Attach(a) => {
+                let hooks = match (&a.fixture, &a.reuse) {
+                    (Some(f), None) => hooks_of(f)?,
+                    (None, Some(r)) => match self.links.get(r) {
+                        Some(l) if l.holder == Holder::Agent => l.hooks.clone(),
+                        _ => return Err(format!("{at}: field `reuse`: no agent-held link named `{r}`")),
+                    },
+                    _ => return Err(format!("{at}: give exactly one of `fixture` and `reuse`")),
+                };
+                match (&a.device, a.hid_id) {
+                    (Some(d), _) => need_device(d)?,
+                    (None, Some(_)) => {}
+                    (None, None) => return Err(format!("{at}: give `device` or `hid_id`")),
+                }
+                if a.holder == Holder::Child && a.reuse.is_some() {
+                    return Err(format!("{at}: a child cannot reuse the agent's object"));
+                }
+                for (field, why) in [("skip_match", &a.skip_match), ("skip_probe", &a.skip_probe)] {
+                    if why.as_deref().is_some_and(|w| w.trim().is_empty()) {
+                        return Err(format!("{at}: field `{field}`: say why the loader's check is skipped"));
+                    }
+                }
+                if a.expect_error.is_none() {
+                    if self.links.contains_key(&a.link) {
+                        return Err(format!("{at}: field `link`: link `{}` already exists", a.link));
+                    }
+                    let device = if a.hid_id.is_some() { None } else { a.device.clone() };
+                    created.push((
+                        a.link.clone(),
+                        LinkInfo { holder: a.holder, fd_open: true, pinned: false, device, hooks },
+                    ));
+                }
+            }
+            Step::AttachMany(s) => {
+                need_device(&s.device)?;
+                let hooks = hooks_of(&s.fixture)?;
+                if s.count == 0 {
+                    return Err(format!("{at}: field `count`: must be at least 1"));
+                }
+                for n in 1..=s.count {
+                    let info = LinkInfo {
+                        holder: Holder::Agent,
+                        fd_open: true,
+                        pinned: false,
+                        device: Some(s.device.clone()),
+                        hooks: hooks.clone(),
+                    };
+                    created.push((format!("{}{n}", s.link_prefix), info));
+                }
+            }
+            Step::Cycle(s) => {
+                need_device(&s.device)?;
+                hooks_of(&s.fixture)?;
+                if s.count == 0 {
+                    return Err(format!("{at}: field `count`: must be at least 1"));
+                }
+                if s.rewritten == s.original {
+                    return Err(format!(
+                        "{at}: `rewritten` equals `original`: the cycle could not tell attached from released; pick a report the fixture changes"
+                    ));
+                }
+                for (field, v) in [("report", &s.report), ("rewritten", &s.rewritten), ("original", &s.original)] {
+                    if v.0.is_empty() {
+                        return Err(format!("{at}: field `{field}`: must hold at least one byte"));
+                    }
+                }
+            }
+            Step::Inject(s) => {
+                need_device(&s.device)?;
+                if s.report.0.is_empty() || s.report.0.len() > 4096 {
+                    return Err(format!("{at}: field `report`: must hold 1 to 4096 bytes"));
+                }
+                if s.hidraw == ReportExpect::Nothing && !s.evdev.is_empty() {
+                    return Err(format!(
+                        "{at}: `hidraw = \"none\"` (report dropped) contradicts the evdev events expected"
+                    ));
+                }
+            }
+            Step::Pin(s) => {
+                let l = self
+                    .links
+                    .get_mut(&s.link)
+                    .ok_or_else(|| format!("{at}: field `link`: no link named `{}`", s.link))?;
+                if l.holder != Holder::Agent || !l.fd_open {
+                    return Err(format!("{at}: only a link whose fd the agent holds can be pinned"));
+                }
+                l.pinned = true;
+            }
+            Step::Release(r) => {
+                let l = self
+                    .links
+                    .get_mut(&r.link)
+                    .ok_or_else(|| format!("{at}: field `link`: no link named `{}`", r.link))?;
+                let ok = match r.how {
+                    ReleaseHow::Close | ReleaseHow::CloseButLeakDup => l.holder == Holder::Agent && l.fd_open,
+                    ReleaseHow::Unpin => l.pinned,
+                    ReleaseHow::Detach => l.holder == Holder::Agent && (l.fd_open || l.pinned),
+                    ReleaseHow::HolderExit | ReleaseHow::HolderKill => l.holder == Holder::Child && l.fd_open,
+                };
+                if !ok {
+                    return Err(format!(
+                        "{at}: field `how`: `{}` does not apply to link `{}` now (held by {:?}, fd {}, {})",
+                        snake(&r.how),
+                        r.link,
+                        l.holder,
+                        if l.fd_open { "open" } else { "closed" },
+                        if l.pinned { "pinned" } else { "not pinned" }
+                    ));
+                }
+                match r.how {
+                    ReleaseHow::Unpin => l.pinned = false,
+                    ReleaseHow::Detach => {}
+                    _ => l.fd_open = false,
+                }
+                if let Some(why) = &r.behaviour_unchecked {
+                    if why.trim().is_empty() {
+                        return Err(format!(
+                            "{at}: field `behaviour_unchecked`: say why the release is not checked by behaviour"
+                        ));
+                    }
+                } else if let Some(device) = l.device.as_ref().filter(|d| self.live.contains(*d)) {
+                    self.pending.push(PendingProof {
+                        step: index,
+                        link: r.link.clone(),
+                        device: device.clone(),
+                        hooks: l.hooks.clone(),
+                    });
+                }
+            }
+            Step::Destroy(s) => {
+                need_device(&s.device)?;
+                if let Some(p) = self.pending.iter().find(|p| p.device == s.device) {
+                    return Err(format!("{}; step {} destroys it first", p.missing(), index));
+                }
+                self.live.remove(&s.device);
+            }
+            Step::CheckDevice(s) => {
+                need_device(&s.device)?;
+                if s.descriptor.is_none() && s.keys_present.is_empty() && s.keys_absent.is_empty() && s.starts.is_none()
+                {
+                    return Err(format!(
+                        "{at}: checks nothing; give `descriptor`, `keys_present`, `keys_absent` or `starts`"
+                    ));
+                }
+                if let Some(d) = &s.descriptor {
+                    d.apply(&self.res.devices[&s.device].descriptor.0)
+                        .map_err(|e| format!("{at}: field `descriptor`: {e}"))?;
+                }
+            }
+            Step::GetFeature(s) => need_device(&s.device)?,
+            Step::WriteOutput(s) => {
+                need_device(&s.device)?;
+                if s.report.0.is_empty() {
+                    return Err(format!("{at}: field `report`: must hold at least one byte"));
+                }
+            }
+            Step::SetLed(s) => {
+                need_device(&s.device)?;
+                crate::event::led_code(&s.led).map_err(|e| format!("{at}: field `led`: {e}"))?;
+            }
+            Step::FloodRelease(s) => {
+                need_device(&s.device)?;
+                let l = self
+                    .links
+                    .get_mut(&s.link)
+                    .ok_or_else(|| format!("{at}: field `link`: no link named `{}`", s.link))?;
+                if l.holder != Holder::Agent || !l.fd_open || l.pinned {
+                    return Err(format!("{at}: field `link`: needs an unpinned link whose only fd the agent holds"));
+                }
+                l.fd_open = false;
+                if s.seq_bytes.iter().any(|b| *b >= s.report.0.len()) || s.seq_bytes[0] == s.seq_bytes[1] {
+                    return Err(format!("{at}: field `seq_bytes`: two distinct offsets inside the report"));
+                }
+                if s.rewritten.0.len() != s.report.0.len() || s.original.0.len() != s.report.0.len() {
+                    return Err(format!("{at}: `rewritten` and `original` must be as long as `report`"));
+                }
+                for (field, p) in [("rewritten", &s.rewritten), ("original", &s.original)] {
+                    if s.seq_bytes.iter().any(|b| p.0[*b].is_some()) {
+                        return Err(format!(
+                            "{at}: field `{field}`: the sequence bytes {:?} vary; write `..` there",
+                            s.seq_bytes
+                        ));
+                    }
+                }
+                if s.rewritten.overlaps(&s.original) {
+                    return Err(format!(
+                        "{at}: `rewritten` [{}] and `original` [{}] match the same reports, so the check could not tell them apart",
+                        s.rewritten, s.original
+                    ));
+                }
+                if s.after == 0 {
+                    return Err(format!("{at}: field `after`: must be at least 1"));
+                }
+            }
+            Step::Replay(s) => {
+                need_device(&s.device)?;
+                match (&s.evdev, &s.evdev_file) {
+                    (Some(_), None) | (None, Some(_)) => {}
+                    _ => {
+                        return Err(format!(
+                            "{at}: give the expected evdev output as exactly one of `evdev` and `evdev_file`"
+                        ))
+                    }
+                }
+                if s.hidraw.is_some() && s.hidraw_file.is_some() {
+                    return Err(format!("{at}: give at most one of `hidraw` and `hidraw_file`"));
+                }
+                for frame in s.evdev.iter().flatten() {
+                    crate::steps::Frame::parse(frame).map_err(|e| format!("{at}: field `evdev`: {e}"))?;
+                }
+                for report in s.hidraw.iter().flatten() {
+                    ReportExpect::parse(report).map_err(|e| format!("{at}: field `hidraw`: {e}"))?;
+                }
+            }
+            Step::Sysctl(s) => {
+                if s.name.is_empty() || s.name.contains('/') || s.name.contains("..") {
+                    return Err(format!(
+                        "{at}: field `name`: write the sysctl with dots, e.g. kernel.hung_task_timeout_secs"
+                    ));
+                }
+            }
+            Step::Capability(s) => {
+                if s.name != "CAP_SYS_ADMIN" {
+                    return Err(format!("{at}: field `name`: `{}` is not supported (CAP_SYS_ADMIN is)", s.name));
+                }
+            }
+            Step::LoadModule(s) => {
+                if s.module.is_empty() || s.module.contains('/') || s.module.ends_with(".ko") {
+                    return Err(format!(
+                        "{at}: field `module`: the module's file name without `.ko`, e.g. kmemleak-test"
+                    ));
+                }
+            }
+            Step::Sleep(_) | Step::Lkdtm(_) => {}
+        }
+        self.links.extend(created);
+        Ok(())
+    }
+
+    /// A race round as a sequence: `before`, the racers' effects, `after`;
+    /// then what a round leaves behind is undone (links it made are closed,
+    /// devices it destroyed are created again), so every round starts alike.
+    fn race(&mut self, index: usize, at: &str, r: &Race) -> Result<(), String> {
+        if r.iterations == 0 || r.iterations > 100_000 {
+            return Err(format!("{at}: field `iterations`: 1 to 100000"));
+        }
+        if r.min_hits == 0 || r.min_hits > r.iterations {
+            return Err(format!("{at}: field `min_hits`: 1 to `iterations` ({})", r.iterations));
+        }
+        if r.racers.len() < 2 {
+            return Err(format!("{at}: a race needs at least two [[step.racer]]"));
+        }
+        if r.racers.iter().all(|x| x.repeat) {
+            return Err(format!("{at}: every racer repeats, so none would ever stop: give one without `repeat`"));
+        }
+        let live_before = self.live.clone();
+        let links_before: BTreeSet<String> = self.links.keys().cloned().collect();
+        let pending_before = self.pending.len();
+        for (j, s) in r.before.iter().enumerate() {
+            if matches!(s, Step::Race(_)) {
+                return Err(format!("{at}: before {}: races do not nest", j + 1));
+            }
+            self.step(index, &format!("{at}: before {}", j + 1), s)?;
+        }
+        // Racers run at once: a device one of them destroys is still there
+        // for the others' operations.
+        let mut destroyed = Vec::new();
+        for (j, x) in r.racers.iter().enumerate() {
+            self.racer(index, &format!("{at}: racer {} ({})", j + 1, snake(&x.op)), x, &mut destroyed)?;
+        }
+        for d in &destroyed {
+            self.live.remove(d);
+            // A release on a destroyed device cannot be shown by behaviour.
+            self.pending.retain(|p| &p.device != d);
+        }
+        for (j, s) in r.after.iter().enumerate() {
+            if matches!(s, Step::Race(_)) {
+                return Err(format!("{at}: after {}: races do not nest", j + 1));
+            }
+            self.step(index, &format!("{at}: after {}", j + 1), s)?;
+        }
+        if self.pending.len() > pending_before {
+            return Err(format!(
+                "{} (in every round: put that step in the race's `after`)",
+                self.pending[pending_before].missing()
+            ));
+        }
+        self.links.retain(|k, _| links_before.contains(k));
+        self.live = live_before;
+        Ok(())
+    }
+
+    fn racer(&mut self, index: usize, at: &str, x: &Racer, destroyed: &mut Vec<String>) -> Result<(), String> {
+        let need = |field: &str, v: bool| if v { Ok(()) } else { Err(format!("{at}: field `{field}` is required")) };
+        let device = || x.device.clone().ok_or_else(|| format!("{at}: field `device` is required"));
+        let live_device = |d: &str| {
+            if self.live.contains(d) {
+                Ok(())
+            } else {
+                Err(format!("{at}: field `device`: unknown or destroyed device `{d}`"))
+            }
+        };
+        if x.repeat && matches!(x.op, RacerOp::Attach | RacerOp::Release | RacerOp::Destroy | RacerOp::Lkdtm) {
+            return Err(format!("{at}: field `repeat`: only input, feature, output and LED racers repeat"));
+        }
+        match x.op {
+            RacerOp::Inject | RacerOp::SetFeature | RacerOp::WriteOutput => {
+                live_device(&device()?)?;
+                need("report", x.report.as_ref().is_some_and(|r| !r.0.is_empty()))?;
+            }
+            RacerOp::GetFeature => {
+                live_device(&device()?)?;
+                need("report_id", x.report_id.is_some())?;
+            }
+            RacerOp::SetLed => {
+                live_device(&device()?)?;
+                let led = x.led.as_deref().ok_or_else(|| format!("{at}: field `led` is required"))?;
+                crate::event::led_code(led).map_err(|e| format!("{at}: field `led`: {e}"))?;
+            }
+            RacerOp::Attach => {
+                let d = device()?;
+                live_device(&d)?;
+                let link = x.link.clone().ok_or_else(|| format!("{at}: field `link` is required"))?;
+                let fixture = x.fixture.as_deref().ok_or_else(|| format!("{at}: field `fixture` is required"))?;
+                let hooks = (self.res.fixture_hooks)(fixture).map_err(|e| format!("{at}: field `fixture`: {e}"))?;
+                if self.links.contains_key(&link) {
+                    return Err(format!("{at}: field `link`: link `{link}` already exists"));
+                }
+                let info = LinkInfo { holder: Holder::Agent, fd_open: true, pinned: false, device: Some(d), hooks };
+                self.links.insert(link, info);
+            }
+            RacerOp::Release => {
+                let link = x.link.clone().ok_or_else(|| format!("{at}: field `link` is required"))?;
+                let how = x.how.ok_or_else(|| format!("{at}: field `how` is required (close or detach)"))?;
+                if !matches!(how, ReleaseHow::Close | ReleaseHow::Detach) {
+                    return Err(format!("{at}: field `how`: a racer releases by `close` or `detach`"));
+                }
+                let l =
+                    self.links.get_mut(&link).ok_or_else(|| format!("{at}: field `link`: no link named `{link}`"))?;
+                if l.holder != Holder::Agent || !l.fd_open {
+                    return Err(format!("{at}: field `link`: needs a link whose fd the agent holds"));
+                }
+                l.fd_open = false;
+                if let Some(device) = l.device.clone().filter(|d| self.live.contains(d)) {
+                    self.pending.push(PendingProof { step: index, link, device, hooks: l.hooks.clone() });
+                }
+            }
+            RacerOp::Destroy => {
+                let d = device()?;
+                live_device(&d)?;
+                destroyed.push(d);
+            }
+            RacerOp::Lkdtm => need("crash", x.crash.is_some())?,
+        }
+        Ok(())
+    }
+}
+
 impl Scenario {
+    /// Every fixture the scenario names, with the (top-level) step number
+    /// naming it, in order; a race's steps and racers included.
+    pub fn fixture_uses(&self) -> Vec<(usize, &str)> {
+        fn of(step: &Step) -> Vec<&str> {
+            match step {
+                Step::Attach(a) => a.fixture.as_deref().into_iter().collect(),
+                Step::AttachMany(a) => vec![a.fixture.as_str()],
+                Step::Cycle(c) => vec![c.fixture.as_str()],
+                Step::Race(r) => r
+                    .before
+                    .iter()
+                    .chain(&r.after)
+                    .flat_map(of)
+                    .chain(r.racers.iter().filter_map(|x| x.fixture.as_deref()))
+                    .collect(),
+                _ => vec![],
+            }
+        }
+        self.steps.iter().enumerate().flat_map(|(i, s)| of(s).into_iter().map(move |f| (i + 1, f))).collect()
+    }
+
     /// Fixtures the scenario loads, each once.
     pub fn fixtures(&self) -> BTreeSet<&str> {
-        self.steps
-            .iter()
-            .filter_map(|s| match s {
-                Step::Attach(a) => a.fixture.as_deref(),
-                Step::AttachMany(a) => Some(a.fixture.as_str()),
-                Step::Cycle(c) => Some(c.fixture.as_str()),
-                _ => None,
-            })
-            .collect()
+        self.fixture_uses().into_iter().map(|(_, f)| f).collect()
     }
 
     /// Whether this is a harness self-test (it states how its run must end).
@@ -213,278 +618,25 @@ impl Scenario {
             return Err("has no [[step]]; add at least one".into());
         }
         self.validate_expectations()?;
-        let mut live: BTreeSet<String> = BTreeSet::new();
+        let mut v = Validator {
+            res,
+            selftest: self.is_selftest(),
+            live: BTreeSet::new(),
+            links: BTreeMap::new(),
+            pending: Vec::new(),
+        };
         for d in &self.devices {
             if !res.devices.contains_key(&d.id) {
                 return Err(format!("device `{}`: not resolved (internal error)", d.id));
             }
-            if !live.insert(d.id.clone()) {
+            if !v.live.insert(d.id.clone()) {
                 return Err(format!("device id `{}` is declared twice", d.id));
             }
         }
-        let mut links: BTreeMap<String, LinkInfo> = BTreeMap::new();
-        let mut pending: Vec<PendingProof> = Vec::new();
         for (i, step) in self.steps.iter().enumerate() {
-            let at = format!("step {} ({})", i + 1, step.op());
-            if step.selftest_only() && !self.is_selftest() {
-                return Err(format!(
-                    "{at}: only self-tests (tests/selftests/, with `expect_verdict`) may use this step: it provokes, it does not check"
-                ));
-            }
-            let need_device = |d: &str| -> Result<(), String> {
-                if live.contains(d) {
-                    Ok(())
-                } else {
-                    let known = live.iter().cloned().collect::<Vec<_>>().join(", ");
-                    Err(format!("{at}: field `device`: unknown or destroyed device `{d}` (live: {known})"))
-                }
-            };
-            let hooks_of = |f: &str| (res.fixture_hooks)(f).map_err(|e| format!("{at}: field `fixture`: {e}"));
-            if let Some((device, hook)) = step.observes() {
-                pending.retain(|p| !p.proved_by(device, hook));
-            }
-            let mut created: Vec<(String, LinkInfo)> = Vec::new();
-            match step {
-                Step::Attach(a) => {
-                    let hooks = match (&a.fixture, &a.reuse) {
-                        (Some(f), None) => hooks_of(f)?,
-                        (None, Some(r)) => match links.get(r) {
-                            Some(l) if l.holder == Holder::Agent => l.hooks.clone(),
-                            _ => return Err(format!("{at}: field `reuse`: no agent-held link named `{r}`")),
-                        },
-                        _ => return Err(format!("{at}: give exactly one of `fixture` and `reuse`")),
-                    };
-                    match (&a.device, a.hid_id) {
-                        (Some(d), _) => need_device(d)?,
-                        (None, Some(_)) => {}
-                        (None, None) => return Err(format!("{at}: give `device` or `hid_id`")),
-                    }
-                    if a.holder == Holder::Child && a.reuse.is_some() {
-                        return Err(format!("{at}: a child cannot reuse the agent's object"));
-                    }
-                    for (field, why) in [("skip_match", &a.skip_match), ("skip_probe", &a.skip_probe)] {
-                        if why.as_deref().is_some_and(|w| w.trim().is_empty()) {
-                            return Err(format!("{at}: field `{field}`: say why the loader's check is skipped"));
-                        }
-                    }
-                    if a.expect_error.is_none() {
-                        if links.contains_key(&a.link) {
-                            return Err(format!("{at}: field `link`: link `{}` already exists", a.link));
-                        }
-                        let device = if a.hid_id.is_some() { None } else { a.device.clone() };
-                        created.push((
-                            a.link.clone(),
-                            LinkInfo { holder: a.holder, fd_open: true, pinned: false, device, hooks },
-                        ));
-                    }
-                }
-                Step::AttachMany(s) => {
-                    need_device(&s.device)?;
-                    let hooks = hooks_of(&s.fixture)?;
-                    if s.count == 0 {
-                        return Err(format!("{at}: field `count`: must be at least 1"));
-                    }
-                    for n in 1..=s.count {
-                        let info = LinkInfo {
-                            holder: Holder::Agent,
-                            fd_open: true,
-                            pinned: false,
-                            device: Some(s.device.clone()),
-                            hooks: hooks.clone(),
-                        };
-                        created.push((format!("{}{n}", s.link_prefix), info));
-                    }
-                }
-                Step::Cycle(s) => {
-                    need_device(&s.device)?;
-                    hooks_of(&s.fixture)?;
-                    if s.count == 0 {
-                        return Err(format!("{at}: field `count`: must be at least 1"));
-                    }
-                    if s.rewritten == s.original {
-                        return Err(format!(
-                            "{at}: `rewritten` equals `original`: the cycle could not tell attached from released; pick a report the fixture changes"
-                        ));
-                    }
-                    for (field, v) in [("report", &s.report), ("rewritten", &s.rewritten), ("original", &s.original)] {
-                        if v.0.is_empty() {
-                            return Err(format!("{at}: field `{field}`: must hold at least one byte"));
-                        }
-                    }
-                }
-                Step::Inject(s) => {
-                    need_device(&s.device)?;
-                    if s.report.0.is_empty() || s.report.0.len() > 4096 {
-                        return Err(format!("{at}: field `report`: must hold 1 to 4096 bytes"));
-                    }
-                    if s.hidraw == ReportExpect::Nothing && !s.evdev.is_empty() {
-                        return Err(format!(
-                            "{at}: `hidraw = \"none\"` (report dropped) contradicts the evdev events expected"
-                        ));
-                    }
-                }
-                Step::Pin(s) => {
-                    let l = links
-                        .get_mut(&s.link)
-                        .ok_or_else(|| format!("{at}: field `link`: no link named `{}`", s.link))?;
-                    if l.holder != Holder::Agent || !l.fd_open {
-                        return Err(format!("{at}: only a link whose fd the agent holds can be pinned"));
-                    }
-                    l.pinned = true;
-                }
-                Step::Release(r) => {
-                    let l = links
-                        .get_mut(&r.link)
-                        .ok_or_else(|| format!("{at}: field `link`: no link named `{}`", r.link))?;
-                    let ok = match r.how {
-                        ReleaseHow::Close | ReleaseHow::CloseButLeakDup => l.holder == Holder::Agent && l.fd_open,
-                        ReleaseHow::Unpin => l.pinned,
-                        ReleaseHow::Detach => l.holder == Holder::Agent && (l.fd_open || l.pinned),
-                        ReleaseHow::HolderExit | ReleaseHow::HolderKill => l.holder == Holder::Child && l.fd_open,
-                    };
-                    if !ok {
-                        return Err(format!(
-                            "{at}: field `how`: `{}` does not apply to link `{}` now (held by {:?}, fd {}, {})",
-                            snake(&r.how),
-                            r.link,
-                            l.holder,
-                            if l.fd_open { "open" } else { "closed" },
-                            if l.pinned { "pinned" } else { "not pinned" }
-                        ));
-                    }
-                    match r.how {
-                        ReleaseHow::Unpin => l.pinned = false,
-                        ReleaseHow::Detach => {}
-                        _ => l.fd_open = false,
-                    }
-                    if let Some(why) = &r.behaviour_unchecked {
-                        if why.trim().is_empty() {
-                            return Err(format!(
-                                "{at}: field `behaviour_unchecked`: say why the release is not checked by behaviour"
-                            ));
-                        }
-                    } else if let Some(device) = l.device.as_ref().filter(|d| live.contains(*d)) {
-                        pending.push(PendingProof {
-                            step: i + 1,
-                            link: r.link.clone(),
-                            device: device.clone(),
-                            hooks: l.hooks.clone(),
-                        });
-                    }
-                }
-                Step::Destroy(s) => {
-                    need_device(&s.device)?;
-                    if let Some(p) = pending.iter().find(|p| p.device == s.device) {
-                        return Err(format!("{}; step {} destroys it first", p.missing(), i + 1));
-                    }
-                    live.remove(&s.device);
-                }
-                Step::CheckDevice(s) => {
-                    need_device(&s.device)?;
-                    if s.descriptor.is_none()
-                        && s.keys_present.is_empty()
-                        && s.keys_absent.is_empty()
-                        && s.starts.is_none()
-                    {
-                        return Err(format!(
-                            "{at}: checks nothing; give `descriptor`, `keys_present`, `keys_absent` or `starts`"
-                        ));
-                    }
-                    if let Some(d) = &s.descriptor {
-                        d.apply(&res.devices[&s.device].descriptor.0)
-                            .map_err(|e| format!("{at}: field `descriptor`: {e}"))?;
-                    }
-                }
-                Step::GetFeature(s) => need_device(&s.device)?,
-                Step::WriteOutput(s) => {
-                    need_device(&s.device)?;
-                    if s.report.0.is_empty() {
-                        return Err(format!("{at}: field `report`: must hold at least one byte"));
-                    }
-                }
-                Step::SetLed(s) => {
-                    need_device(&s.device)?;
-                    crate::event::led_code(&s.led).map_err(|e| format!("{at}: field `led`: {e}"))?;
-                }
-                Step::FloodRelease(s) => {
-                    need_device(&s.device)?;
-                    let l = links
-                        .get_mut(&s.link)
-                        .ok_or_else(|| format!("{at}: field `link`: no link named `{}`", s.link))?;
-                    if l.holder != Holder::Agent || !l.fd_open || l.pinned {
-                        return Err(format!(
-                            "{at}: field `link`: needs an unpinned link whose only fd the agent holds"
-                        ));
-                    }
-                    l.fd_open = false;
-                    if s.seq_bytes.iter().any(|b| *b >= s.report.0.len()) || s.seq_bytes[0] == s.seq_bytes[1] {
-                        return Err(format!("{at}: field `seq_bytes`: two distinct offsets inside the report"));
-                    }
-                    if s.rewritten.0.len() != s.report.0.len() || s.original.0.len() != s.report.0.len() {
-                        return Err(format!("{at}: `rewritten` and `original` must be as long as `report`"));
-                    }
-                    for (field, p) in [("rewritten", &s.rewritten), ("original", &s.original)] {
-                        if s.seq_bytes.iter().any(|b| p.0[*b].is_some()) {
-                            return Err(format!(
-                                "{at}: field `{field}`: the sequence bytes {:?} vary; write `..` there",
-                                s.seq_bytes
-                            ));
-                        }
-                    }
-                    if s.rewritten.overlaps(&s.original) {
-                        return Err(format!(
-                            "{at}: `rewritten` [{}] and `original` [{}] match the same reports, so the check could not tell them apart",
-                            s.rewritten, s.original
-                        ));
-                    }
-                    if s.after == 0 {
-                        return Err(format!("{at}: field `after`: must be at least 1"));
-                    }
-                }
-                Step::Replay(s) => {
-                    need_device(&s.device)?;
-                    match (&s.evdev, &s.evdev_file) {
-                        (Some(_), None) | (None, Some(_)) => {}
-                        _ => {
-                            return Err(format!(
-                                "{at}: give the expected evdev output as exactly one of `evdev` and `evdev_file`"
-                            ))
-                        }
-                    }
-                    if s.hidraw.is_some() && s.hidraw_file.is_some() {
-                        return Err(format!("{at}: give at most one of `hidraw` and `hidraw_file`"));
-                    }
-                    for frame in s.evdev.iter().flatten() {
-                        crate::steps::Frame::parse(frame).map_err(|e| format!("{at}: field `evdev`: {e}"))?;
-                    }
-                    for report in s.hidraw.iter().flatten() {
-                        ReportExpect::parse(report).map_err(|e| format!("{at}: field `hidraw`: {e}"))?;
-                    }
-                }
-                Step::Sysctl(s) => {
-                    if s.name.is_empty() || s.name.contains('/') || s.name.contains("..") {
-                        return Err(format!(
-                            "{at}: field `name`: write the sysctl with dots, e.g. kernel.hung_task_timeout_secs"
-                        ));
-                    }
-                }
-                Step::Capability(s) => {
-                    if s.name != "CAP_SYS_ADMIN" {
-                        return Err(format!("{at}: field `name`: `{}` is not supported (CAP_SYS_ADMIN is)", s.name));
-                    }
-                }
-                Step::LoadModule(s) => {
-                    if s.module.is_empty() || s.module.contains('/') || s.module.ends_with(".ko") {
-                        return Err(format!(
-                            "{at}: field `module`: the module's file name without `.ko`, e.g. kmemleak-test"
-                        ));
-                    }
-                }
-                Step::Sleep(_) | Step::Lkdtm(_) => {}
-            }
-            links.extend(created);
+            v.step(i + 1, &format!("step {} ({})", i + 1, step.op()), step)?;
         }
-        if let Some(p) = pending.first() {
+        if let Some(p) = v.pending.first() {
             return Err(p.missing());
         }
         Ok(())

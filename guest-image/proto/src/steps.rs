@@ -22,6 +22,7 @@ pub enum Step {
     FloodRelease(FloodRelease),
     Cycle(Cycle),
     Replay(Replay),
+    Race(Race),
     Sysctl(Sysctl),
     Sleep(Sleep),
     Lkdtm(Lkdtm),
@@ -272,6 +273,111 @@ impl fmt::Display for Frame {
     }
 }
 
+/// Actions on different threads, started together and repeated for many
+/// rounds with varied timing, to hit the windows where lifecycle bugs live
+/// (a program still running on one CPU while another releases its link, a
+/// device torn down while a request is on its way into a program).
+///
+/// Each round: devices a racer destroyed in the previous round are created
+/// again; the `before` steps run (with their checks); the racers start
+/// together, one-shot racers after their `delay_us` plus a random share of
+/// `jitter_us`;
+/// racers with `repeat = true` keep going until every other racer is done;
+/// what the racers made hidraw/evdev deliver is discarded; the `after`
+/// steps run (with their checks, e.g. "the device reports original data
+/// again"); links made during the round that are still attached are closed.
+/// After the last round the kernel's BPF program/map/link counts must be
+/// back where they were before the first.
+///
+/// The window counts as hit in a round when an operation of one racer was
+/// in flight (its syscall had started and not returned) when another
+/// racer's operation began; a race that hits it in fewer than `min_hits`
+/// rounds fails, so a scenario that never reaches its window cannot pass.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct Race {
+    pub iterations: u32,
+    /// Each one-shot racer waits a random 0..=jitter_us (on top of its
+    /// delay_us) before its operation, anew every round; repeating racers
+    /// start at once, so the one-shots land at varied points of their run.
+    #[serde(default)]
+    pub jitter_us: u64,
+    #[serde(default = "one")]
+    pub min_hits: u32,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub before: Vec<Step>,
+    #[serde(rename = "racer")]
+    pub racers: Vec<Racer>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub after: Vec<Step>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// What a racer does.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum RacerOp {
+    /// UHID_INPUT2 of `report` into `device` (hid_device_event).
+    Inject,
+    /// HIDIOCGFEATURE of `report_id` (hid_hw_request).
+    GetFeature,
+    /// HIDIOCSFEATURE of `report` (hid_hw_request).
+    SetFeature,
+    /// write() of `report` to the hidraw node (hid_hw_output_report).
+    WriteOutput,
+    /// Toggle `led` through the evdev node (an output report from the
+    /// input layer's work item); the racer leaves it off.
+    SetLed,
+    /// BPF_LINK_CREATE of `fixture` for `device`, loaded (and probed)
+    /// before the round starts, so only the attach races.
+    Attach,
+    /// Release `link` (`how`: close or detach).
+    Release,
+    /// UHID_DESTROY `device` (created again before the next round).
+    Destroy,
+    /// Self-tests only: provoke `crash` through lkdtm.
+    Lkdtm,
+}
+
+/// One racer of a `race` step; which fields apply depends on `op`.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct Racer {
+    pub op: RacerOp,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<HexBytes>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report_id: Option<u8>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub led: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fixture: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub how: Option<ReleaseHow>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crash: Option<String>,
+    /// Repeat the operation until every racer without `repeat` is done.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub repeat: bool,
+    /// Wait this long before the first operation, every round.
+    #[serde(default)]
+    pub delay_us: u64,
+}
+
+impl Racer {
+    pub fn describe(&self) -> String {
+        let target = self.device.as_deref().or(self.link.as_deref()).or(self.crash.as_deref()).unwrap_or("?");
+        format!("{}{} {target}", snake(&self.op), if self.repeat { " (repeated)" } else { "" })
+    }
+}
+
 /// Write a sysctl (/proc/sys/<name with dots as slashes>) and read it back.
 #[derive(Serialize, Deserialize, Clone, Debug)]
 #[serde(deny_unknown_fields)]
@@ -439,6 +545,7 @@ impl Step {
             Step::FloodRelease(_) => "flood_release",
             Step::Cycle(_) => "cycle",
             Step::Replay(_) => "replay",
+            Step::Race(_) => "race",
             Step::Sysctl(_) => "sysctl",
             Step::Sleep(_) => "sleep",
             Step::Lkdtm(_) => "lkdtm",
@@ -451,6 +558,19 @@ impl Step {
     pub fn selftest_only(&self) -> bool {
         matches!(self, Step::Sleep(_) | Step::Lkdtm(_) | Step::Capability(_) | Step::LoadModule(_))
             || matches!(self, Step::Release(r) if r.how == ReleaseHow::CloseButLeakDup)
+            || matches!(self, Step::Race(r) if r.racers.iter().any(|x| x.op == RacerOp::Lkdtm))
+    }
+
+    /// Whether this step provokes a kernel fault on purpose (its splat
+    /// must come at or after it).
+    pub fn provokes(&self) -> bool {
+        matches!(self, Step::Lkdtm(_))
+            || matches!(self, Step::Race(r) if r.racers.iter().any(|x| x.op == RacerOp::Lkdtm))
+    }
+
+    /// Whether the step needs two CPUs doing things at once.
+    pub fn needs_concurrency(&self) -> bool {
+        matches!(self, Step::Race(_) | Step::FloodRelease(_))
     }
 
     /// The device whose behaviour this step observes, and through which hook.
@@ -527,6 +647,11 @@ impl Step {
                 s.device,
                 s.count,
                 if s.fresh_objects { "a new object each time" } else { "re-attaching one loaded map" }
+            ),
+            Step::Race(r) => format!(
+                "race {} for {} rounds",
+                r.racers.iter().map(Racer::describe).collect::<Vec<_>>().join(" vs "),
+                r.iterations
             ),
             Step::Replay(s) => format!(
                 "replay {} into {}",
