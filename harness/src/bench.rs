@@ -39,6 +39,7 @@ pub fn run(suite: &Suite, opts: &BenchOptions) -> Result<()> {
                 cells: suite.cells.clone(),
                 all_cells: suite.all_cells.clone(),
                 allow: suite.allow.clone(),
+                known: suite.known.clone(),
                 opts: Options { verbose: false, ..suite.opts.clone() },
                 source_once: Default::default(),
                 blessed: Default::default(),

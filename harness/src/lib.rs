@@ -17,6 +17,7 @@
 //! * [`recording`]: hid-recorder files (devices and their reports);
 //! * [`console`]: splat patterns and step attribution in the kernel log;
 //! * [`allowlist`]: known, accepted splats;
+//! * [`known`]: known kernel bugs a scenario shows on purpose;
 //! * [`verdict`]: turning a VM's output into pass/fail;
 //! * [`suite`]: one scenario on one cell, end to end;
 //! * [`report`]: what a run found, rendered as a step log;
@@ -33,6 +34,7 @@ pub mod initramfs;
 pub mod kbuild;
 pub mod kconfig;
 pub mod kernel_src;
+pub mod known;
 pub mod layout;
 pub mod lock;
 pub mod matrix;

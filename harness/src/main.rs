@@ -318,6 +318,18 @@ fn run_matrix(
         let always_failed = passes.iter().filter(|p| **p == 0).count();
         println!("{repeat} runs x {} tests: {flaky} flaky, {always_failed} failed every run", work.len());
     }
+    // A known kernel bug whose test passed: fixed in this kernel, or a race
+    // that missed its window this time.
+    for r in last.iter().flatten().flatten() {
+        if let hidvm::known::Known::Passed(i) = r.known {
+            println!(
+                "known failure {} ({}) passed on {}: fixed in this kernel, or its race missed the window this time; remove the entry once it keeps passing",
+                i + 1,
+                r.scenario,
+                r.cell
+            );
+        }
+    }
     // Allow-list entries that excused nothing in this run are stale.
     for (i, a) in suite.allow.allow.iter().enumerate() {
         let applies = cells.iter().any(|c| a.applies_to(c));

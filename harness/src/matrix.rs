@@ -10,26 +10,33 @@ fn v_token(v: &Verdict) -> String {
 
 pub struct Matrix {
     pub cells: Vec<String>,
-    /// (row label, cell) -> verdict; rows keep insertion order.
+    /// Rows keep insertion order.
     rows: Vec<String>,
     cells_of: BTreeMap<(String, String), String>,
+    /// (row, cell) -> whether the test passed (what "differs" compares).
     verdicts: BTreeMap<(String, String), bool>,
+    /// (row, cell) -> failed exactly as a known kernel bug says.
+    known: BTreeMap<(String, String), bool>,
 }
 
 impl Matrix {
     pub fn new(cells: Vec<String>) -> Matrix {
-        Matrix { cells, rows: Vec::new(), cells_of: BTreeMap::new(), verdicts: BTreeMap::new() }
+        Matrix { cells, rows: Vec::new(), cells_of: BTreeMap::new(), verdicts: BTreeMap::new(), known: BTreeMap::new() }
     }
 
     pub fn record(&mut self, row: &str, cell: &str, outcome: std::result::Result<&RunReport, &str>) {
-        let (text, ok) = match outcome {
-            Ok(r) => match &r.verdict {
-                Verdict::Pass => ("pass".to_string(), true),
-                Verdict::Fail { .. } => (format!("FAIL {}", v_token(&r.verdict)), false),
+        let (text, ok, known) = match outcome {
+            Ok(r) => match (&r.verdict, &r.known) {
+                (Verdict::Pass, _) => ("pass".to_string(), true, false),
+                (Verdict::Fail { .. }, crate::known::Known::Failed(..)) => {
+                    (format!("KNOWN {}", v_token(&r.verdict)), false, true)
+                }
+                (Verdict::Fail { .. }, _) => (format!("FAIL {}", v_token(&r.verdict)), false, false),
             },
-            Err(_) => ("ERROR".to_string(), false),
+            Err(_) => ("ERROR".to_string(), false, false),
         };
         self.record_text(row, cell, text, ok);
+        self.known.insert((row.to_string(), cell.to_string()), known);
     }
 
     /// Record a cell's text directly (e.g. "FLAKY 19/20" for repeated runs).
@@ -39,6 +46,10 @@ impl Matrix {
         }
         self.cells_of.insert((row.to_string(), cell.to_string()), text);
         self.verdicts.insert((row.to_string(), cell.to_string()), ok);
+    }
+
+    fn is_known(&self, key: &(String, String)) -> bool {
+        self.known.get(key).copied().unwrap_or(false)
     }
 
     /// Rows whose verdict is not the same on every cell that ran them.
@@ -57,8 +68,9 @@ impl Matrix {
             .collect()
     }
 
+    /// Every test passed, or failed exactly as a known kernel bug says.
     pub fn all_passed(&self) -> bool {
-        self.verdicts.values().all(|v| *v)
+        self.verdicts.iter().all(|(k, v)| *v || self.is_known(k))
     }
 
     pub fn render(&self) -> String {
@@ -78,6 +90,10 @@ impl Matrix {
         }
         let passed = self.verdicts.values().filter(|v| **v).count();
         out.push_str(&format!("{passed}/{} passed", self.verdicts.len()));
+        let known = self.known.values().filter(|k| **k).count();
+        if known > 0 {
+            out.push_str(&format!("; {known} known kernel bug(s) (tests/known-failures.toml)"));
+        }
         if !differs.is_empty() {
             out.push_str(&format!("; {} compiler-dependent difference(s)", differs.len()));
         }

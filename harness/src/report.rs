@@ -9,6 +9,9 @@ use std::path::PathBuf;
 /// Everything a failing test needs to explain itself.
 #[derive(Debug, Serialize)]
 pub struct RunReport {
+    /// Whether a known kernel bug (tests/known-failures.toml) explains it.
+    #[serde(skip)]
+    pub known: crate::known::Known,
     pub test: String,
     pub cell: String,
     pub scenario: String,
@@ -72,6 +75,11 @@ fn health_line(h: &Health) -> String {
 }
 
 impl RunReport {
+    /// Passed, or failed exactly as a known kernel bug says it does.
+    pub fn acceptable(&self) -> bool {
+        self.verdict.passed() || matches!(self.known, crate::known::Known::Failed(..))
+    }
+
     /// The step log: what each step expected and saw; on failure the
     /// console tail and where the artifacts are.
     pub fn render(&self) -> String {
@@ -84,6 +92,9 @@ impl RunReport {
             },
         };
         out.push_str(&format!("{} [{}, {:.1} s]: {status}\n", self.test, self.accel.name(), self.vm_seconds));
+        if let crate::known::Known::Failed(i, reason) = &self.known {
+            out.push_str(&format!("  KNOWN kernel bug (tests/known-failures.toml entry {}): {reason}\n", i + 1));
+        }
         out.push_str(&format!("  scenario: {}\n", self.summary));
         if let Some((release, version)) = &self.guest.hello {
             out.push_str(&format!("  kernel: {release}: {version}\n"));

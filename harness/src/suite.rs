@@ -39,6 +39,7 @@ pub struct Suite {
     /// Every defined cell.
     pub all_cells: Vec<KernelCell>,
     pub allow: AllowList,
+    pub known: crate::known::KnownFailures,
     pub opts: Options,
     /// The kernel tree, resolved once per command: a tree edited during a
     /// `vm-test` must not put two different kernels into one matrix.
@@ -56,6 +57,7 @@ impl Suite {
         let repo = Repo::locate();
         let all_cells = cell::load(&repo.cells_file())?;
         let allow = AllowList::load(&repo.root.join("tests/allowlist.toml"))?;
+        let known = crate::known::KnownFailures::load(&repo.root.join("tests/known-failures.toml"))?;
         let mut cells = all_cells.clone();
         match std::env::var("HIDVM_CELLS").ok().filter(|s| !s.trim().is_empty()) {
             Some(only) => {
@@ -73,6 +75,7 @@ impl Suite {
             cells,
             all_cells,
             allow,
+            known,
             opts,
             source_once: Default::default(),
             blessed: Default::default(),
@@ -234,7 +237,9 @@ impl Suite {
                 };
             }
         }
+        let known = self.known.classify(&entry.row(), &cell.name, &self.source()?.version, &judgement.verdict);
         let report = RunReport {
+            known,
             test: entry.test_name(&cell.name),
             cell: cell.name.clone(),
             scenario: scenario.name.clone(),

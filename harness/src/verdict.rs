@@ -179,7 +179,7 @@ pub struct Judgement {
 
 /// "<kind>" or "<kind>: <class>" (a verdict token, or a self-test's
 /// `expect_verdict`) -> (kind, class).
-fn split_verdict(text: &str) -> (&str, Option<&str>) {
+pub fn split_verdict(text: &str) -> (&str, Option<&str>) {
     match text.split_once(':') {
         Some((k, c)) => (k.trim(), Some(c.trim())),
         None => (text.trim(), None),

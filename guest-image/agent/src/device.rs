@@ -2,7 +2,7 @@
 //! kernel made for it. A re-probe (rdesc_fixup attach or release) replaces
 //! the nodes; `refresh` finds and opens the new ones.
 use crate::hidraw::Hidraw;
-use crate::input::Evdev;
+use crate::input::EvdevSet;
 use crate::uhid::VirtualDevice;
 use hidvm_proto::DeviceDef;
 use std::path::PathBuf;
@@ -13,7 +13,7 @@ pub struct Device {
     pub hid_id: u32,
     pub sysfs: PathBuf,
     pub hidraw: Hidraw,
-    pub evdev: Evdev,
+    pub evdev: EvdevSet,
     /// UHID_STARTs seen when the nodes were opened.
     pub opened_at_start: u32,
 }
@@ -27,7 +27,7 @@ impl Device {
         }
         let (sysfs, hid_id) = vdev.sysfs_dir(crate::budget::node_wait())?;
         let hidraw = Hidraw::open(&sysfs, crate::budget::node_wait())?;
-        let evdev = Evdev::open(&sysfs, crate::budget::node_wait())?;
+        let evdev = EvdevSet::open(&sysfs, crate::budget::node_wait())?;
         let opened_at_start = vdev.starts();
         Ok(Device { vdev, hid_id, sysfs, hidraw, evdev, opened_at_start })
     }
@@ -74,14 +74,14 @@ impl Device {
             ));
         }
         self.hidraw = Hidraw::open(&self.sysfs, crate::budget::node_wait())?;
-        self.evdev = Evdev::open(&self.sysfs, crate::budget::node_wait())?;
+        self.evdev = EvdevSet::open(&self.sysfs, crate::budget::node_wait())?;
         self.opened_at_start = starts;
         Ok(format!("{} was re-probed (start #{starts}): now {} {}", self.vdev.id, self.hidraw.path, self.evdev.path))
     }
 
     /// A fresh evdev client (empty buffer, no SYN_DROPPED state).
     pub fn reopen_evdev(&mut self) -> Result<(), String> {
-        self.evdev = Evdev::open(&self.sysfs, crate::budget::node_wait())?;
+        self.evdev = EvdevSet::open(&self.sysfs, crate::budget::node_wait())?;
         Ok(())
     }
 

@@ -37,31 +37,47 @@ impl EvdevEvent {
         let name = name.trim();
         let (kind, code) = code_from_name(name).ok_or_else(|| {
             format!(
-                "`{name}` is not a known evdev code (use linux/input-event-codes.h names: KEY_*, BTN_*, REL_*, ABS_*)"
+                "`{name}` is not a known evdev code (use linux/input-event-codes.h names: KEY_*, BTN_*, REL_*, ABS_*, or numbers: KEY_0x149)"
             )
         })?;
         Ok(EvdevEvent { kind, code, value })
     }
 
     pub fn name(&self) -> String {
-        match self.kind {
-            EV_KEY => format!("{:?}", evdev::KeyCode(self.code)),
-            EV_REL => format!("{:?}", evdev::RelativeAxisCode(self.code)),
-            EV_ABS => format!("{:?}", evdev::AbsoluteAxisCode(self.code)),
-            k => format!("type{k}:{}", self.code),
+        let (prefix, name) = match self.kind {
+            EV_KEY => ("KEY", format!("{:?}", evdev::KeyCode(self.code))),
+            EV_REL => ("REL", format!("{:?}", evdev::RelativeAxisCode(self.code))),
+            EV_ABS => ("ABS", format!("{:?}", evdev::AbsoluteAxisCode(self.code))),
+            k => return format!("type{k}:{}", self.code),
+        };
+        // The evdev crate has no name for some codes (BTN_STYLUS3, the
+        // buttons past BTN_TASK...): write them as the number.
+        if name.starts_with("unknown") {
+            format!("{prefix}_{:#x}", self.code)
+        } else {
+            name
         }
     }
 }
 
+/// A code written as a number, `KEY_0x149`: any code has a name then.
+fn numeric(name: &str, prefixes: &[&str]) -> Option<u16> {
+    let hex = prefixes.iter().find_map(|p| name.strip_prefix(p))?.strip_prefix("0x")?;
+    u16::from_str_radix(hex, 16).ok()
+}
+
 fn code_from_name(name: &str) -> Option<(u16, u16)> {
     if name.starts_with("REL_") {
-        return evdev::RelativeAxisCode::from_str(name).ok().map(|c| (EV_REL, c.0));
+        let n = numeric(name, &["REL_"]).or_else(|| evdev::RelativeAxisCode::from_str(name).ok().map(|c| c.0));
+        return n.map(|c| (EV_REL, c));
     }
     if name.starts_with("ABS_") {
-        return evdev::AbsoluteAxisCode::from_str(name).ok().map(|c| (EV_ABS, c.0));
+        let n = numeric(name, &["ABS_"]).or_else(|| evdev::AbsoluteAxisCode::from_str(name).ok().map(|c| c.0));
+        return n.map(|c| (EV_ABS, c));
     }
     if name.starts_with("KEY_") || name.starts_with("BTN_") {
-        return evdev::KeyCode::from_str(name).ok().map(|c| (EV_KEY, c.0));
+        let n = numeric(name, &["KEY_", "BTN_"]).or_else(|| evdev::KeyCode::from_str(name).ok().map(|c| c.0));
+        return n.map(|c| (EV_KEY, c));
     }
     None
 }
@@ -104,6 +120,12 @@ mod tests {
         assert!(EvdevEvent::parse("REL_Q=1").unwrap_err().contains("not a known evdev code"));
         assert!(EvdevEvent::parse("REL_Y").unwrap_err().contains("CODE=value"));
         assert!(EvdevEvent::parse("REL_Y=x").unwrap_err().contains("not an integer"));
+        // Codes the evdev crate cannot name are written as numbers.
+        let stylus3 = EvdevEvent::parse("KEY_0x149=1").unwrap();
+        assert_eq!((stylus3.kind, stylus3.code), (EV_KEY, 0x149));
+        assert_eq!(stylus3.to_string(), "KEY_0x149=1");
+        assert_eq!(EvdevEvent::parse("BTN_LEFT=1").unwrap().to_string(), "BTN_LEFT=1");
+        assert_eq!(KeyName::parse("BTN_0x11a").unwrap().to_string(), "KEY_0x11a");
     }
 }
 
@@ -116,13 +138,16 @@ impl KeyName {
         if !(s.starts_with("KEY_") || s.starts_with("BTN_")) {
             return Err(format!("`{s}` is not a key or button name (KEY_*/BTN_*)"));
         }
-        evdev::KeyCode::from_str(s).map(|k| KeyName(k.0)).map_err(|_| format!("`{s}` is not a known key code"))
+        numeric(s, &["KEY_", "BTN_"])
+            .or_else(|| evdev::KeyCode::from_str(s).ok().map(|k| k.0))
+            .map(KeyName)
+            .ok_or_else(|| format!("`{s}` is not a known key code (or write it as a number: KEY_0x149)"))
     }
 }
 
 impl fmt::Display for KeyName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:?}", evdev::KeyCode(self.0))
+        f.write_str(&EvdevEvent { kind: EV_KEY, code: self.0, value: 0 }.name())
     }
 }
 

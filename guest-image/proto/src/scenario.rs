@@ -287,7 +287,18 @@ impl Validator<'_, '_> {
                 if s.report.0.is_empty() || s.report.0.len() > 4096 {
                     return Err(format!("{at}: field `report`: must hold 1 to 4096 bytes"));
                 }
-                if s.hidraw == ReportExpect::Nothing && !s.evdev.is_empty() {
+                if let Some(frames) = &s.evdev_frames {
+                    if !s.evdev.is_empty() {
+                        return Err(format!("{at}: give `evdev` or `evdev_frames`, not both"));
+                    }
+                    if frames.is_empty() {
+                        return Err(format!("{at}: field `evdev_frames`: list the frames, or write `evdev = []`"));
+                    }
+                    for f in frames {
+                        crate::steps::Frame::parse(f).map_err(|e| format!("{at}: field `evdev_frames`: {e}"))?;
+                    }
+                }
+                if s.hidraw == ReportExpect::Nothing && (!s.evdev.is_empty() || s.evdev_frames.is_some()) {
                     return Err(format!(
                         "{at}: `hidraw = \"none\"` (report dropped) contradicts the evdev events expected"
                     ));

@@ -89,8 +89,15 @@ pub struct Inject {
     pub report: HexBytes,
     /// Bytes hidraw must deliver, or "none" when the report must be dropped.
     pub hidraw: ReportExpect,
-    /// Exact set of EV_KEY/EV_REL/EV_ABS events of the report's frame.
+    /// Exact set of EV_KEY/EV_REL/EV_ABS events of the report's frame
+    /// (more than one frame fails; use `evdev_frames` when the kernel
+    /// legitimately splits a report, e.g. a pen's tool change).
+    #[serde(default)]
     pub evdev: Vec<EvdevEvent>,
+    /// The report's frames in order, each "CODE=value ..." ("-": a frame
+    /// without compared events), instead of `evdev`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evdev_frames: Option<Vec<String>>,
     /// For asynchronous releases: re-inject until hidraw matches, up to this
     /// many milliseconds, then require it to keep matching (a release that
     /// flaps fails).

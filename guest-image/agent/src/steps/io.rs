@@ -56,7 +56,8 @@ fn inject_once(d: &mut Device, s: &Inject) -> Result<Delivery, String> {
     d.vdev.inject(&s.report.0)?;
     let want_report = matches!(s.hidraw, ReportExpect::Bytes(_));
     let reports = d.hidraw.reports(want_report.then_some(DELIVERY_GRACE))?;
-    let frames = d.evdev.frames((!s.evdev.is_empty()).then_some(DELIVERY_GRACE))?;
+    let want_events = !s.evdev.is_empty() || s.evdev_frames.is_some();
+    let frames = d.evdev.frames(want_events.then_some(DELIVERY_GRACE))?;
     Ok(Delivery { reports, frames })
 }
 
@@ -71,10 +72,29 @@ fn show_frames(frames: &[Vec<EvdevEvent>]) -> String {
     text
 }
 
+/// The expected evdev output, in the notation the seen output is rendered
+/// in: one sorted frame, or the frames in order (`evdev_frames`).
 fn expected_events(s: &Inject) -> String {
-    let mut want = s.evdev.clone();
-    want.sort();
-    show_events(&want)
+    match &s.evdev_frames {
+        Some(frames) => frames
+            .iter()
+            .map(|f| Frame::parse(f).map(|f| f.to_string()).unwrap_or_else(|e| e))
+            .collect::<Vec<_>>()
+            .join(" | "),
+        None => {
+            let mut want = s.evdev.clone();
+            want.sort();
+            show_events(&want)
+        }
+    }
+}
+
+fn seen_events(s: &Inject, frames: &[Vec<EvdevEvent>]) -> String {
+    match (&s.evdev_frames, frames.is_empty()) {
+        (Some(_), true) => "(no frame)".into(),
+        (Some(_), false) => frames.iter().map(|f| Frame(f.clone()).to_string()).collect::<Vec<_>>().join(" | "),
+        (None, _) => show_frames(frames),
+    }
 }
 
 /// How an `until_ms` inject went: attempts until the first match, and how
@@ -135,7 +155,7 @@ pub fn inject(r: &mut Runner, s: &Inject) -> Outcome {
             let result = settle(Duration::from_millis(ms), STABLE_REPEATS, || {
                 let delivery = inject_once(d, s)?;
                 let ok =
-                    hidraw_matches(&s.hidraw, &delivery.reports) && show_frames(&delivery.frames) == expected_events;
+                    hidraw_matches(&s.hidraw, &delivery.reports) && seen_events(s, &delivery.frames) == expected_events;
                 last = Some(delivery);
                 Ok(ok)
             });
@@ -154,8 +174,10 @@ pub fn inject(r: &mut Runner, s: &Inject) -> Outcome {
             last.expect("at least one attempt")
         }
     };
-    o.expect_eq(format!("hidraw {}", d.hidraw.path), &s.hidraw, ReportExpect::show(&last.reports));
-    o.expect_eq(format!("evdev {}", d.evdev.path), expected_events, show_frames(&last.frames));
+    // Check names start with stable words (self-tests match on them); the
+    // node paths, which change with re-probes and other devices, come last.
+    o.expect_eq(format!("hidraw of {} ({})", s.device, d.hidraw.path), &s.hidraw, ReportExpect::show(&last.reports));
+    o.expect_eq(format!("evdev of {} ({})", s.device, d.evdev.path), expected_events, seen_events(s, &last.frames));
     if s.hidraw == ReportExpect::Nothing {
         // "Nothing arrived" only means something if the node still works.
         let alive = if d.hidraw.is_gone() { "hung up" } else { "alive" };
@@ -276,11 +298,20 @@ pub fn destroy(r: &mut Runner, s: &Destroy) -> Outcome {
         .with_detail(ms.clone()),
     );
     o.push(
-        Check::equal(format!("hidraw {}", hidraw.path), "hung up", word(hidraw_gone, "hung up", "alive"))
-            .with_detail(ms.clone()),
+        Check::equal(
+            format!("hidraw of {} ({})", s.device, hidraw.path),
+            "hung up",
+            word(hidraw_gone, "hung up", "alive"),
+        )
+        .with_detail(ms.clone()),
     );
     o.push(
-        Check::equal(format!("evdev {}", evdev.path), "hung up", word(evdev_gone, "hung up", "alive")).with_detail(ms),
+        Check::equal(
+            format!("evdev of {} ({})", s.device, evdev.path),
+            "hung up",
+            word(evdev_gone, "hung up", "alive"),
+        )
+        .with_detail(ms),
     );
     o
 }
@@ -310,10 +341,10 @@ pub fn check_device(r: &mut Runner, s: &CheckDevice) -> Outcome {
     let keys = d.evdev.supported_keys();
     let yes_no = |k: &u16| if keys.contains(k) { "yes" } else { "no" };
     for k in &s.keys_present {
-        o.expect_eq(format!("{} advertises {k}", d.evdev.path), "yes", yes_no(&k.0));
+        o.expect_eq(format!("{} advertises {k} ({})", s.device, d.evdev.path), "yes", yes_no(&k.0));
     }
     for k in &s.keys_absent {
-        o.expect_eq(format!("{} advertises {k}", d.evdev.path), "no", yes_no(&k.0));
+        o.expect_eq(format!("{} advertises {k} ({})", s.device, d.evdev.path), "no", yes_no(&k.0));
     }
     o
 }

@@ -11,7 +11,7 @@
 use crate::bpf;
 use crate::device::Device;
 use crate::hidraw::Hidraw;
-use crate::input::Evdev;
+use crate::input::EvdevSet;
 use crate::state::{LinkHandle, Outcome, Runner};
 use crate::uhid::Injector;
 use hidvm_proto::steps::{Race, Racer, RacerOp};
@@ -28,7 +28,7 @@ enum Action {
     GetFeature(Hidraw, u8),
     SetFeature(Hidraw, Vec<u8>),
     WriteOutput(Hidraw, Vec<u8>),
-    SetLed(Evdev, u16),
+    SetLed(EvdevSet, u16),
     Attach { object: Object, map: String },
     Release(LinkHandle, ReleaseHow),
     Destroy(Device),
@@ -299,7 +299,7 @@ fn prepare(r: &mut Runner, x: &Racer) -> Result<Action, String> {
         }
         RacerOp::SetLed => {
             let code = hidvm_proto::event::led_code(x.led.as_deref().unwrap_or(""))?;
-            Action::SetLed(Evdev::open(&dev(r)?, wait)?, code)
+            Action::SetLed(EvdevSet::open(&dev(r)?, wait)?, code)
         }
         RacerOp::Attach => {
             let id = x.device.as_deref().ok_or("no device")?;
