@@ -295,7 +295,15 @@ impl Validator<'_, '_> {
                         return Err(format!("{at}: field `evdev_frames`: list the frames, or write `evdev = []`"));
                     }
                     for f in frames {
-                        crate::steps::Frame::parse(f).map_err(|e| format!("{at}: field `evdev_frames`: {e}"))?;
+                        let frame =
+                            crate::steps::Frame::parse(f).map_err(|e| format!("{at}: field `evdev_frames`: {e}"))?;
+                        // Frames are cut at SYN_REPORT and only compared
+                        // events count: an empty one is never seen.
+                        if frame.0.is_empty() {
+                            return Err(format!(
+                                "{at}: field `evdev_frames`: \"-\" (a frame without events) can never be seen; list only frames with events"
+                            ));
+                        }
                     }
                 }
                 if s.hidraw == ReportExpect::Nothing && (!s.evdev.is_empty() || s.evdev_frames.is_some()) {

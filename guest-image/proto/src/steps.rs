@@ -94,8 +94,8 @@ pub struct Inject {
     /// legitimately splits a report, e.g. a pen's tool change).
     #[serde(default)]
     pub evdev: Vec<EvdevEvent>,
-    /// The report's frames in order, each "CODE=value ..." ("-": a frame
-    /// without compared events), instead of `evdev`.
+    /// The report's frames in order, each "CODE=value ..." (frames without
+    /// compared events are not seen, so none is "-"), instead of `evdev`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub evdev_frames: Option<Vec<String>>,
     /// For asynchronous releases: re-inject until hidraw matches, up to this
