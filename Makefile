@@ -16,8 +16,10 @@ endif
 
 .PHONY: setup build vm-test test check bench clean-runs
 
+# Packages, then the kernel sources of other Debian suites (linux-source-7.3).
 setup:
 	@.ci/setup
+	$(HIDVM) fetch
 
 build: setup
 	$(HIDVM) build

@@ -1,8 +1,11 @@
-//! One nextest test per scenario x kernel cell (`gcc::…`, `llvm::…`,
-//! `selftest::gcc::…`), each booting its own VM.
+//! One nextest test per scenario x kernel x cell (`6.12-gcc::…`,
+//! `7.3-llvm::…`, `selftest::6.12-gcc::…`), each booting its own VM; pick
+//! a slice with `-E 'test(/^7.3-llvm::/)'`.
 //!
-//! Listing is cheap and never boots or builds anything: names come from
-//! guest-image/cells.toml and the scenario file names. Each test builds
+//! Listing is cheap and never boots, builds or fetches anything: names come
+//! from guest-image/kernels.toml, cells.toml and the scenario file names.
+//! A test that does not apply to a kernel (`min_kernel`) is listed as
+//! ignored (nextest: SKIP), and fails with its reason if forced to run. Each test builds
 //! what it needs (kernel cells are cached and locked, so concurrent tests
 //! share one build) and fails with the scenario's step log and the kernel
 //! console tail. Nothing vanishes from the list: a catalogue that cannot
@@ -39,16 +42,16 @@ fn example_copy(suite: &Suite, edit: Option<(&str, &str, &str)>) -> Result<tempf
     Ok(dir)
 }
 
-/// Run `file` (or every scenario) of a copy on every selected cell.
+/// Run `file` (or every scenario) of a copy on every selected target.
 /// `expect`: None = every run passes; Some(texts) = every run fails and
 /// its rendering contains each text.
 fn run_example(suite: &Suite, dir: &Path, file: Option<&str>, expect: Option<&[&str]>) -> Result<(), Failed> {
     let path = file.map(|f| dir.join(f)).unwrap_or_else(|| dir.to_path_buf());
     let entries = scenarios::entries_for_paths(&[path], &suite.all_cells).map_err(|e| Failed::from(e.to_string()))?;
     let mut problems = Vec::new();
-    for cell in &suite.cells {
+    for target in suite.default_targets() {
         for entry in &entries {
-            let report = suite.run(&cell.name, entry).map_err(|e| Failed::from(format!("error: {e}")))?;
+            let report = suite.run(&target, entry).map_err(|e| Failed::from(format!("error: {e}")))?;
             let text = report.render();
             match expect {
                 None if !report.verdict.passed() => problems.push(text),
@@ -112,14 +115,19 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    let cells: Vec<String> = suite.cells.iter().map(|c| c.name.clone()).collect();
-    let trials = match suite.tests(&cells, None) {
+    let targets = suite.default_targets();
+    let trials = match suite.tests(&targets, None) {
         Ok(work) if !work.is_empty() => work
             .into_iter()
-            .map(|(entry, cell)| {
+            .map(|case| {
                 let suite = suite.clone();
-                Trial::test(entry.test_name(&cell), move || {
-                    let report = suite.run(&cell, &entry).map_err(|e| Failed::from(format!("error: {e}")))?;
+                let skipped = case.skip.is_some();
+                Trial::test(case.name(), move || {
+                    if let Some(why) = &case.skip {
+                        return Err(format!("skipped: {why}").into());
+                    }
+                    let report =
+                        suite.run(&case.target, &case.entry).map_err(|e| Failed::from(format!("error: {e}")))?;
                     // A known kernel bug (tests/known-failures.toml) failing
                     // exactly as recorded is not a test failure; its report
                     // says so.
@@ -131,33 +139,57 @@ fn main() -> std::process::ExitCode {
                         Err(report.render().into())
                     }
                 })
+                .with_ignored_flag(skipped)
             })
             .collect(),
         Ok(_) => vec![Trial::test("catalogue::readable", move || {
-            Err(format!("no test on cell(s) {}: the catalogue is empty", cells.join(", ")).into())
+            let labels: Vec<String> = targets.iter().map(|t| t.label()).collect();
+            Err(format!("no test on {}: the catalogue is empty", labels.join(", ")).into())
         })],
         Err(e) => vec![Trial::test("catalogue::readable", move || Err(format!("error: {e}").into()))],
     };
-    let coverage = {
-        let suite = suite.clone();
-        Trial::test("catalogue::every_kernel_program_has_a_scenario", move || {
-            let tree = suite.source().map_err(|e| Failed::from(format!("error: {e}")))?.root;
-            let entries = suite.catalogue().map_err(|e| Failed::from(format!("error: {e}")))?;
-            let missing = scenarios::uncovered_kernel_programs(&tree, &entries)
-                .map_err(|e| Failed::from(format!("error: {e}")))?;
-            if missing.is_empty() {
-                Ok(())
-            } else {
-                Err(format!(
-                    "no scenario in tests/kernel-progs/ loads {} of {}/drivers/hid/bpf/progs/: {}",
-                    missing.len(),
-                    tree.display(),
-                    missing.join(", ")
-                )
-                .into())
-            }
+    // Per kernel: every program of its tree has a scenario, and every
+    // scenario that applies to it loads against its tree.
+    let per_kernel: Vec<Trial> = suite
+        .kernels
+        .iter()
+        .flat_map(|k| {
+            let (s1, s2, k1, k2) = (suite.clone(), suite.clone(), k.name.clone(), k.name.clone());
+            [
+                Trial::test(format!("catalogue::{}::every_kernel_program_has_a_scenario", k.name), move || {
+                    let tree = s1.source(&k1).map_err(|e| Failed::from(format!("error: {e}")))?.root;
+                    let entries = s1.catalogue().map_err(|e| Failed::from(format!("error: {e}")))?;
+                    let missing = scenarios::uncovered_kernel_programs(&tree, &entries)
+                        .map_err(|e| Failed::from(format!("error: {e}")))?;
+                    if missing.is_empty() {
+                        Ok(())
+                    } else {
+                        Err(format!(
+                            "no scenario in tests/kernel-progs/ loads {} of {}/drivers/hid/bpf/progs/: {}",
+                            missing.len(),
+                            tree.display(),
+                            missing.join(", ")
+                        )
+                        .into())
+                    }
+                }),
+                Trial::test(format!("catalogue::{}::every_scenario_loads", k.name), move || {
+                    let spec = s2.spec(&k2).map_err(|e| Failed::from(format!("error: {e}")))?;
+                    let entries = s2.catalogue().map_err(|e| Failed::from(format!("error: {e}")))?;
+                    let errors: Vec<String> = entries
+                        .iter()
+                        .filter(|e| e.skip_reason(spec).is_none())
+                        .filter_map(|e| s2.load(e, &k2).err().map(|err| err.to_string()))
+                        .collect();
+                    if errors.is_empty() {
+                        Ok(())
+                    } else {
+                        Err(errors.join("\n").into())
+                    }
+                }),
+            ]
         })
-    };
-    let trials = trials.into_iter().chain(example_trials(&suite)).chain([coverage]).collect();
+        .collect();
+    let trials = trials.into_iter().chain(example_trials(&suite)).chain(per_kernel).collect();
     libtest_mimic::run(&args, trials).exit_code()
 }

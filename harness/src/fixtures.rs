@@ -200,6 +200,7 @@ pub fn compile(ctx: &CompileContext<'_>, refs: &BTreeMap<String, FixtureRef>) ->
     let clang_version = if refs.values().any(|r| !matches!(r, FixtureRef::Object(_))) {
         tools::require(&tools::CLANG)?;
         tools::require(&tools::LIBBPF_HEADERS)?;
+        tools::require(&tools::PYTHON)?;
         tools::version_line(tools::CLANG.name, &["--version"])?
     } else {
         String::new()
@@ -241,6 +242,11 @@ fn compile_source(ctx: &CompileContext<'_>, r: &FixtureRef, src: &Path, clang_ve
             let mut inc = vec![vmlinux_dir];
             inc.extend(ctx.bpf_include.iter().cloned());
             inc.push(ctx.kernel_tree.join(KERNEL_PROGS));
+            // As drivers/hid/bpf/progs/Makefile does: the tree's own libbpf
+            // headers (7.x programs use bpf_for, which bookworm's libbpf
+            // 1.1 lacks) and UAPI headers, before the system's.
+            inc.push(tree_libbpf_headers(ctx.cache, ctx.kernel_tree)?);
+            inc.push(ctx.kernel_tree.join("tools/include/uapi"));
             inc.push(PathBuf::from(MULTIARCH_INCLUDE));
             (PROGRAM_FLAGS, inc)
         }
@@ -262,6 +268,64 @@ fn compile_source(ctx: &CompileContext<'_>, r: &FixtureRef, src: &Path, clang_ve
         compile_one(&display, src, flags, &includes, &obj)?;
     }
     Ok(obj)
+}
+
+/// The tree's libbpf headers, installed once per tree content into the
+/// cache (`make -C tools/lib/bpf install_headers`, which also generates
+/// bpf_helper_defs.h from the tree's UAPI); returns the include directory.
+fn tree_libbpf_headers(cache: &Path, tree: &Path) -> Result<PathBuf> {
+    let bad = |message: String| Error::Other(format!("installing the libbpf headers of {}: {message}", tree.display()));
+    let lib = tree.join("tools/lib/bpf");
+    let inputs: Vec<Vec<u8>> = ["bpf_helpers.h", "bpf_tracing.h", "bpf_core_read.h", "Makefile"]
+        .iter()
+        .map(|f| lib.join(f))
+        .chain([tree.join("include/uapi/linux/bpf.h")])
+        .map(|p| std::fs::read(&p).map_err(|e| bad(format!("{}: {e}", p.display()))))
+        .collect::<Result<_>>()?;
+    let key = sha256_parts(inputs.iter().map(|v| v.as_slice()));
+    let dest = cache.join("libbpf-headers").join(&key[..16]);
+    let include = dest.join("include");
+    if include.join("bpf/bpf_helper_defs.h").exists() {
+        return Ok(include);
+    }
+    let parent = dest.parent().expect("has a parent");
+    std::fs::create_dir_all(parent).map_err(Error::io(format!("creating {}", parent.display())))?;
+    let tmp = tempfile::Builder::new().prefix(".headers-").tempdir_in(parent).map_err(Error::io("temporary dir"))?;
+    let out_dir = tmp.path().join("out");
+    std::fs::create_dir_all(&out_dir).map_err(Error::io("temporary dir"))?;
+    let out = duct::cmd(
+        "make",
+        [
+            "-s".to_string(),
+            "-C".into(),
+            lib.display().to_string(),
+            format!("OUTPUT={}/", out_dir.display()),
+            format!("DESTDIR={}", tmp.path().display()),
+            "prefix=".into(),
+            "install_headers".into(),
+        ],
+    )
+    .stdout_capture()
+    .stderr_capture()
+    .unchecked()
+    .run()
+    .map_err(Error::io("running make install_headers"))?;
+    if !out.status.success() {
+        return Err(bad(format!(
+            "{} (it needs python3)",
+            crate::error::one_line(&String::from_utf8_lossy(&out.stderr), 2)
+        )));
+    }
+    let _ = std::fs::remove_dir_all(&out_dir);
+    // Another process may have installed them meanwhile: either copy is right.
+    let done = tmp.keep();
+    if let Err(e) = std::fs::rename(&done, &dest) {
+        let _ = std::fs::remove_dir_all(&done);
+        if !include.join("bpf/bpf_helper_defs.h").exists() {
+            return Err(bad(e.to_string()));
+        }
+    }
+    Ok(include)
 }
 
 /// Every `*.h` directly in these directories (sorted by path), for cache keys.

@@ -87,6 +87,9 @@ pub struct KernelBuilder<'a> {
     /// The machine-wide "one kernel build at a time" lock (unit tests use
     /// their own, so they never wait for a real build).
     pub build_slot: PathBuf,
+    /// The user's own fragments (`--config-fragment`), merged after the
+    /// cell's and checked the same way.
+    pub user_fragments: Vec<Fragment>,
 }
 
 impl BuiltKernel {
@@ -115,11 +118,40 @@ impl<'a> KernelBuilder<'a> {
             verbose: true,
             bpftool: "bpftool".into(),
             build_slot: std::env::temp_dir().join("hidvm-kernel-build.lock"),
+            user_fragments: Vec::new(),
         }
     }
 
+    /// Add the user's fragments (read now: an unreadable one is an error
+    /// before anything is built).
+    pub fn with_user_fragments(mut self, paths: &[PathBuf]) -> Result<Self> {
+        for p in paths {
+            let f = Fragment::read(p).map_err(|e| {
+                Error::Other(format!(
+                    "config fragment {}: {e}; give a readable kconfig fragment (CONFIG_X=y lines)",
+                    p.display()
+                ))
+            })?;
+            if kconfig::parse(&f.text).is_empty() {
+                return Err(Error::Other(format!(
+                    "config fragment {} sets no option (no `CONFIG_X=...` or `# CONFIG_X is not set` line)",
+                    p.display()
+                )));
+            }
+            self.user_fragments.push(f);
+        }
+        Ok(self)
+    }
+
+    /// The cell's build directory for this tree; with user fragments, one
+    /// per set of them, so switching back and forth does not rebuild.
     pub fn cell_dir(&self, cell: &KernelCell) -> PathBuf {
-        self.cache.join("kernels").join(format!("{}-{}", cell.name, self.source.key()))
+        let mut name = format!("{}-{}", cell.name, self.source.key());
+        if !self.user_fragments.is_empty() {
+            let h = sha256_parts(self.user_fragments.iter().map(|f| f.text.as_bytes()));
+            name.push_str(&format!("-user-{}", &h[..8]));
+        }
+        self.cache.join("kernels").join(name)
     }
 
     fn fragments(&self, cell: &KernelCell) -> Result<Vec<Fragment>> {
@@ -147,7 +179,12 @@ impl<'a> KernelBuilder<'a> {
             }
             common.push(p);
         }
-        common.iter().map(|p| Fragment::read(p).map_err(Error::io(format!("reading {}", p.display())))).collect()
+        let mut out: Vec<Fragment> = common
+            .iter()
+            .map(|p| Fragment::read(p).map_err(Error::io(format!("reading {}", p.display()))))
+            .collect::<Result<_>>()?;
+        out.extend(self.user_fragments.iter().map(|f| Fragment { path: f.path.clone(), text: f.text.clone() }));
+        Ok(out)
     }
 
     /// Everything that determines the build's output, hashed.
@@ -237,6 +274,7 @@ impl<'a> KernelBuilder<'a> {
         if self.bpftool == "bpftool" {
             tools::require(&tools::BPFTOOL)?;
         }
+        crate::toolfloor::check(&self.source.root, &format!("Linux {}", self.source.version), cell)?;
         let record_path = dir.join("record.json");
         // From here until the new record is written the cache entry is
         // "unbuilt", whatever happens to this process.
@@ -280,6 +318,23 @@ impl<'a> KernelBuilder<'a> {
         };
 
         make(&[BASE_CONFIG.to_string()])?;
+        // Spelled as this tree spells them (renamed options), written next
+        // to the build for merge_config.sh and for the reader of build.log.
+        let known = kconfig::known_symbols(&self.source.root);
+        let fragments = &kconfig::adapt(fragments, &known);
+        let adapted_dir = dir.join("fragments");
+        let _ = std::fs::remove_dir_all(&adapted_dir);
+        std::fs::create_dir_all(&adapted_dir).map_err(Error::io(format!("creating {}", adapted_dir.display())))?;
+        let fragments: &Vec<Fragment> = &fragments
+            .iter()
+            .enumerate()
+            .map(|(i, f)| {
+                let name = f.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                let path = adapted_dir.join(format!("{i:02}-{name}"));
+                std::fs::write(&path, &f.text).map_err(Error::io(format!("writing {}", path.display())))?;
+                Ok(Fragment { path, text: f.text.clone() })
+            })
+            .collect::<Result<_>>()?;
         let mut merge = vec![
             "-m".to_string(),
             "-O".to_string(),
@@ -296,7 +351,6 @@ impl<'a> KernelBuilder<'a> {
         let mut dropped = kconfig::dropped(&requested, &kconfig::parse(&resolved_text));
         if !dropped.is_empty() {
             // Tell a typo from a missing dependency.
-            let known = kconfig::known_symbols(&self.source.root);
             for d in dropped.iter_mut() {
                 let name = d.split_whitespace().next().unwrap_or("").trim_start_matches("CONFIG_").to_string();
                 if !known.is_empty() && !known.contains(&name) {

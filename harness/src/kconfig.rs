@@ -37,6 +37,61 @@ impl Fragment {
     }
 }
 
+/// Options Kconfig renamed, declared in a fragment as
+/// `# hidvm-renamed: CONFIG_OLD CONFIG_NEW`: in a tree that has no OLD but
+/// has NEW, the fragment's OLD lines ask for NEW. One set of fragments then
+/// serves every kernel (6.12's PROC_SYSCTL is 7.x's SYSCTL), and an unknown
+/// symbol without such a line is still reported as a typo.
+pub fn renames(fragments: &[Fragment]) -> Vec<(String, String)> {
+    fragments
+        .iter()
+        .flat_map(|f| f.text.lines())
+        .filter_map(|l| l.trim().strip_prefix("# hidvm-renamed:"))
+        .filter_map(|rest| {
+            let mut w = rest.split_whitespace();
+            Some((w.next()?.to_string(), w.next()?.to_string()))
+        })
+        .collect()
+}
+
+/// The fragments as this tree spells them (see [`renames`]); `known` is
+/// [`known_symbols`] of the tree. Fragments that need no change come back
+/// as they are.
+pub fn adapt(fragments: &[Fragment], known: &std::collections::BTreeSet<String>) -> Vec<Fragment> {
+    let renames: Vec<(String, String)> = renames(fragments)
+        .into_iter()
+        .filter(|(old, new)| {
+            let bare = |s: &str| s.trim_start_matches("CONFIG_").to_string();
+            !known.contains(&bare(old)) && known.contains(&bare(new))
+        })
+        .collect();
+    fragments
+        .iter()
+        .map(|f| {
+            let text = f
+                .text
+                .lines()
+                .map(|line| {
+                    for (old, new) in &renames {
+                        let set = line.strip_prefix(old.as_str()).filter(|r| r.starts_with('='));
+                        let unset = line.strip_prefix("# ").and_then(|l| l.strip_prefix(old.as_str()));
+                        if let Some(rest) = set {
+                            return format!("{new}{rest}");
+                        }
+                        if let Some(rest) = unset.filter(|r| *r == " is not set") {
+                            return format!("# {new}{rest}");
+                        }
+                    }
+                    line.to_string()
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+                + "\n";
+            Fragment { path: f.path.clone(), text }
+        })
+        .collect()
+}
+
 /// What the fragments ask for, later fragments overriding earlier ones.
 pub fn requested(fragments: &[Fragment]) -> ConfigMap {
     let mut all = ConfigMap::new();
@@ -121,6 +176,24 @@ mod tests {
         assert!(dropped(&req, &res_ok).is_empty());
         let req_off = parse("# CONFIG_ACPI is not set\n");
         assert_eq!(dropped(&req_off, &parse("CONFIG_ACPI=y\n")).len(), 1);
+    }
+
+    #[test]
+    fn a_renamed_option_is_asked_for_by_its_new_name_only_where_the_old_is_gone() {
+        let f = Fragment {
+            path: "vm.config".into(),
+            text: "# hidvm-renamed: CONFIG_PROC_SYSCTL CONFIG_SYSCTL\nCONFIG_PROC_SYSCTL=y\nCONFIG_UHID=y\n".into(),
+        };
+        let new_tree: std::collections::BTreeSet<String> = ["SYSCTL", "UHID"].map(String::from).into();
+        let adapted = adapt(std::slice::from_ref(&f), &new_tree);
+        let req = requested(&adapted);
+        assert_eq!(req.get("CONFIG_SYSCTL"), Some(&Some("y".into())));
+        assert!(!req.contains_key("CONFIG_PROC_SYSCTL"));
+        let old_tree: std::collections::BTreeSet<String> = ["PROC_SYSCTL", "SYSCTL", "UHID"].map(String::from).into();
+        assert_eq!(
+            requested(&adapt(std::slice::from_ref(&f), &old_tree)).get("CONFIG_PROC_SYSCTL"),
+            Some(&Some("y".into()))
+        );
     }
 
     #[test]

@@ -7,9 +7,9 @@
 use crate::error::{one_line, Error, Result};
 use crate::layout::{sha256_parts, write_atomic};
 use crate::lock::{FileLock, Mode};
+use crate::patches::{CopyFiles, Series};
 use std::path::{Path, PathBuf};
 
-pub const DEBIAN_TARBALL: &str = "/usr/src/linux-source-6.12.tar.xz";
 pub const ENV_VAR: &str = "HIDVM_KERNEL_SRC";
 /// struct_ops HID-BPF (hid_bpf_ops) appeared in 6.11.
 pub const MIN_VERSION: (u32, u32) = (6, 11);
@@ -27,18 +27,57 @@ pub struct KernelSource {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Origin {
     DebianTarball,
-    User,
+    /// A tree of the user's; `built_in_place`: it has a .config (or build
+    /// outputs) of its own, so kbuild refuses O= builds from it.
+    User {
+        built_in_place: bool,
+    },
+    /// hidvm's private copy of another tree (clean, and/or patched).
+    Private,
 }
 
 impl KernelSource {
-    /// `explicit` (CLI flag) wins over `HIDVM_KERNEL_SRC`, which wins over
-    /// the Debian tarball.
-    pub fn resolve(explicit: Option<&Path>, cache: &Path) -> Result<KernelSource> {
+    /// A user's tree: `explicit` (CLI flag), else `HIDVM_KERNEL_SRC`.
+    pub fn user_override(explicit: Option<&Path>) -> Option<PathBuf> {
         let from_env = std::env::var_os(ENV_VAR).filter(|v| !v.is_empty()).map(PathBuf::from);
-        match explicit.map(Path::to_path_buf).or(from_env) {
-            Some(dir) => Self::user_tree(&dir),
-            None => Self::debian_tarball(Path::new(DEBIAN_TARBALL), cache),
+        explicit.map(Path::to_path_buf).or(from_env)
+    }
+
+    /// The tree of a kernel spec: the user's tree, the installed Debian
+    /// package's tarball, or a Debian package fetched from another suite.
+    pub fn for_spec(spec: &crate::kernels::KernelSpec, cache: &Path) -> Result<KernelSource> {
+        if let Some(tree) = &spec.tree {
+            let src = Self::user_tree(tree)?;
+            if src.origin == (Origin::User { built_in_place: true }) {
+                let files =
+                    if src.identity.starts_with("git:") { CopyFiles::GitListed } else { CopyFiles::AllThenMrproper };
+                eprintln!(
+                    "hidvm: {} was configured or built in place (it has a .config or include/config), and kbuild builds with O= only from a clean tree: building from a clean copy of its {} instead (your tree is not touched; `make mrproper` in it lets hidvm build it directly)",
+                    src.root.display(),
+                    if files == CopyFiles::GitListed { "git-listed files" } else { "files, after make mrproper" }
+                );
+                return src.private_copy(cache, files, None);
+            }
+            return Ok(src);
         }
+        let package = spec.package.as_deref().expect("kernels.toml entries have a package");
+        match &spec.fetch_from {
+            None => Self::debian_tarball(&PathBuf::from(format!("/usr/src/{package}.tar.xz")), package, cache),
+            Some(suite) => {
+                let (tarball, _version) = crate::debian::source(cache, package, suite)?;
+                Self::debian_tarball(&tarball, package, cache)
+            }
+        }
+    }
+
+    /// The default kernel's tree (the first of kernels.toml), or the
+    /// user's: what unit tests and single-tree commands use.
+    pub fn default_tree(cache: &Path) -> Result<KernelSource> {
+        if let Some(dir) = Self::user_override(None) {
+            return Self::user_tree(&dir);
+        }
+        let kernels = crate::kernels::load(&crate::layout::Repo::locate().root.join("guest-image/kernels.toml"))?;
+        Self::for_spec(&kernels[0], cache)
     }
 
     pub fn user_tree(dir: &Path) -> Result<KernelSource> {
@@ -47,18 +86,60 @@ impl KernelSource {
             dir.canonicalize().map_err(|e| bad(format!("{e}; set {ENV_VAR} to a Linux source tree (>= 6.11)")))?;
         let version = check_tree(&root).map_err(bad)?;
         let identity = tree_identity(&root).map_err(|e| bad(format!("cannot fingerprint the tree: {e}")))?;
-        Ok(KernelSource { root, version, identity, origin: Origin::User })
+        let built_in_place = root.join(".config").exists() || root.join("include/config").exists();
+        Ok(KernelSource { root, version, identity, origin: Origin::User { built_in_place } })
+    }
+
+    /// This tree with `series` applied, on a private copy (see [`crate::patches`]).
+    pub fn with_patches(&self, series: &Series, cache: &Path) -> Result<KernelSource> {
+        let files = match self.origin {
+            Origin::User { built_in_place: true } if self.identity.starts_with("git:") => CopyFiles::GitListed,
+            Origin::User { built_in_place: true } => CopyFiles::AllThenMrproper,
+            _ => CopyFiles::All,
+        };
+        self.private_copy(cache, files, Some(series))
+    }
+
+    /// A private copy of this tree in the cache (one per origin tree, so a
+    /// revised series rebuilds incrementally), brought to this tree's
+    /// content and `series` unless it already is (its state file says so).
+    /// The state file is written last: an interrupted copy or a patch that
+    /// does not apply leaves no state, and the next run starts over.
+    pub fn private_copy(&self, cache: &Path, files: CopyFiles, series: Option<&Series>) -> Result<KernelSource> {
+        let src_dir = cache.join("src");
+        let key = &sha256_parts([self.root.to_string_lossy().as_bytes()])[..12];
+        let dir = src_dir.join(format!("private-{key}"));
+        let identity = format!(
+            "{}+copy:{files:?}{}",
+            self.identity,
+            series.map(|s| format!("+patches:{}", s.hash())).unwrap_or_default()
+        );
+        std::fs::create_dir_all(&src_dir).map_err(Error::io(format!("creating {}", src_dir.display())))?;
+        let _lock =
+            FileLock::acquire(&src_dir.join(format!("private-{key}.lock")), Mode::Exclusive, "a private tree copy")
+                .map_err(Error::io("private tree lock"))?;
+        let state = dir.join(".hidvm-state");
+        if std::fs::read_to_string(&state).ok().as_deref() != Some(identity.as_str()) {
+            let _ = std::fs::remove_file(&state);
+            let what = series.map(|s| format!(" + {}", s.describe())).unwrap_or_default();
+            eprintln!("hidvm: preparing {} (Linux {}{what}) in {}", self.root.display(), self.version, dir.display());
+            crate::patches::sync(&self.root, &dir, files)?;
+            if let Some(s) = series {
+                s.apply(&dir, &format!("Linux {} ({})", self.version, self.root.display()))?;
+            }
+            write_atomic(&state, identity.as_bytes()).map_err(Error::io(format!("writing {}", state.display())))?;
+        }
+        let version = check_tree(&dir).map_err(|problem| Error::KernelSource { path: dir.clone(), problem })?;
+        Ok(KernelSource { root: dir, version, identity, origin: Origin::Private })
     }
 
     /// Unpack the Debian tarball into the cache once (under a lock; into a
     /// temporary directory renamed into place, so an interrupted unpack is
     /// never used).
-    pub fn debian_tarball(tarball: &Path, cache: &Path) -> Result<KernelSource> {
+    pub fn debian_tarball(tarball: &Path, package: &str, cache: &Path) -> Result<KernelSource> {
         let meta = std::fs::metadata(tarball).map_err(|_| Error::KernelSource {
             path: tarball.to_path_buf(),
-            problem: format!(
-                "not found; install it with `sudo apt-get install linux-source-6.12` or set {ENV_VAR} to a kernel tree"
-            ),
+            problem: format!("not found; install it with `sudo apt-get install {package}` (or `make setup`), or set {ENV_VAR} to a kernel tree"),
         })?;
         let mtime = meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
         let identity =
@@ -138,10 +219,6 @@ fn check_tree(root: &Path) -> Result<String, String> {
     }
     if !root.join("scripts/kconfig/merge_config.sh").exists() {
         return Err("has no scripts/kconfig/merge_config.sh; is it a complete kernel tree?".into());
-    }
-    // kbuild refuses O= builds from a tree that was configured in place.
-    if root.join(".config").exists() || root.join("include/config").exists() {
-        return Err("was built in-tree (has .config or include/config); hidvm builds with O= and never modifies the tree: run `make mrproper` in it first".into());
     }
     Ok(version)
 }
@@ -234,7 +311,50 @@ mod tests {
         let b = KernelSource::user_tree(t.path()).unwrap().identity;
         assert_ne!(a, b);
         std::fs::write(t.path().join(".config"), "").unwrap();
-        let e = KernelSource::user_tree(t.path()).unwrap_err().to_string();
-        assert!(e.contains("make mrproper"), "{e}");
+        let src = KernelSource::user_tree(t.path()).unwrap();
+        assert_eq!(src.origin, Origin::User { built_in_place: true });
+    }
+
+    /// A tree configured in place is built from a clean private copy of
+    /// its files; a patch series goes onto that copy too, and the user's
+    /// tree is never touched.
+    #[test]
+    fn a_configured_tree_with_a_series_is_copied_clean_and_patched() {
+        let t = fake_tree("6", "12");
+        let run = |args: &[&str]| {
+            let ok = std::process::Command::new("git").args(args).current_dir(t.path()).output().unwrap();
+            assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+        };
+        run(&["init", "-q"]);
+        std::fs::write(t.path().join(".gitignore"), ".config\n*.o\n").unwrap();
+        run(&["add", "-A"]);
+        run(&["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "base"]);
+        std::fs::write(t.path().join(".config"), "CONFIG_X=y\n").unwrap();
+        std::fs::write(t.path().join("built.o"), "obj").unwrap();
+        let cache = tempfile::tempdir().unwrap();
+        let spec = crate::kernels::KernelSpec::user_tree(t.path());
+        let clean = KernelSource::for_spec(&spec, cache.path()).unwrap();
+        assert_eq!(clean.origin, Origin::Private);
+        assert!(clean.root.join("Makefile").exists() && !clean.root.join(".config").exists());
+        assert!(!clean.root.join("built.o").exists());
+
+        let series_dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            series_dir.path().join("0001-fix.patch"),
+            "--- a/drivers/hid/bpf/hid_bpf_struct_ops.c\n+++ b/drivers/hid/bpf/hid_bpf_struct_ops.c\n@@ -0,0 +1 @@\n+/* fixed */\n",
+        )
+        .unwrap();
+        let series = Series::load(series_dir.path()).unwrap();
+        let src = KernelSource::user_tree(t.path()).unwrap();
+        let patched = src.with_patches(&series, cache.path()).unwrap();
+        assert_eq!(patched.root, clean.root, "one private copy per origin tree");
+        assert_ne!(patched.identity, clean.identity);
+        let f = "drivers/hid/bpf/hid_bpf_struct_ops.c";
+        assert_eq!(std::fs::read_to_string(patched.root.join(f)).unwrap(), "/* fixed */\n");
+        assert_eq!(std::fs::read_to_string(t.path().join(f)).unwrap(), "", "the user's tree is untouched");
+        // Asking again changes nothing; dropping the series restores the file.
+        assert_eq!(src.with_patches(&series, cache.path()).unwrap().identity, patched.identity);
+        let again = KernelSource::for_spec(&spec, cache.path()).unwrap();
+        assert_eq!(std::fs::read_to_string(again.root.join(f)).unwrap(), "");
     }
 }

@@ -27,6 +27,7 @@ pub fn cache_root() -> PathBuf {
     home.join(".cache").join("hidvm")
 }
 
+#[derive(Clone, Debug)]
 pub struct Repo {
     pub root: PathBuf,
 }
@@ -37,6 +38,9 @@ impl Repo {
     }
     pub fn fragments_dir(&self) -> PathBuf {
         self.root.join("guest-image/config")
+    }
+    pub fn kernels_file(&self) -> PathBuf {
+        self.root.join("guest-image/kernels.toml")
     }
     pub fn cells_file(&self) -> PathBuf {
         self.root.join("guest-image/cells.toml")

@@ -1,29 +1,44 @@
 //! `hidvm`: build kernel cells, run scenarios in QEMU, print the matrix.
 use clap::{Parser, Subcommand};
 use hidvm::error::exit;
+use hidvm::kernels::Target;
 use hidvm::matrix::Matrix;
 use hidvm::report::RunReport;
 use hidvm::scenarios::{self, Entry};
-use hidvm::suite::{self, Options, Suite};
+use hidvm::suite::{self, Options, Suite, TestCase};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
 #[command(name = "hidvm", about = "HID-BPF lifecycle tests on gcc and LLVM kernels in QEMU")]
 struct Cli {
-    /// Kernel tree to build (>= 6.11); default: HIDVM_KERNEL_SRC, else
-    /// Debian's linux-source-6.12 tarball.
+    /// Kernel tree to build (>= 6.11) instead of the kernels of
+    /// guest-image/kernels.toml; default: HIDVM_KERNEL_SRC. Its tests are
+    /// named `tree-<cell>::...`.
     #[arg(long, global = true, value_name = "DIR")]
     kernel_src: Option<PathBuf>,
+    /// Kernels to run on, by name (`--kernels 7.3` or `--kernels 6.12,7.3`);
+    /// default: HIDVM_KERNELS, else every kernel run by default.
+    #[arg(long, global = true, value_name = "NAMES", value_delimiter = ',')]
+    kernels: Vec<String>,
+    /// A kconfig fragment of your own, merged after hidvm's and checked the
+    /// same way (repeatable); default: HIDVM_CONFIG_FRAGMENT (comma-separated).
+    #[arg(long = "config-fragment", global = true, value_name = "FILE")]
+    config_fragments: Vec<PathBuf>,
+    /// A patch series to apply before building: a directory of `*.patch`
+    /// (applied in name order) or one mbox (`git format-patch --stdout`);
+    /// default: HIDVM_PATCHES.
+    #[arg(long, global = true, value_name = "DIR|MBOX")]
+    patches: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
 enum Command {
-    /// Build (or verify cached) kernels for cells, plus the guest agent.
+    /// Build (or verify cached) kernels for each kernel x cell, plus the guest agent.
     Build {
-        /// Cells to build (default: all).
+        /// Cells to build (default: the default cells, or HIDVM_CELLS).
         #[arg(long = "cell")]
         cells: Vec<String>,
     },
@@ -69,11 +84,11 @@ enum Command {
         #[arg(long)]
         bless: bool,
     },
-    /// Run one test, e.g. `gcc::mouse_invert_y_close_link`.
+    /// Run one test, e.g. `6.12-gcc::mouse_invert_y_close_link`.
     Run { test: String },
-    /// List test names (cell x scenario).
+    /// List test names (kernel-cell x scenario); skipped tests say why.
     List {
-        /// Also print each scenario's summary.
+        /// Also print each scenario's summary (or why it is skipped).
         #[arg(long)]
         long: bool,
     },
@@ -81,6 +96,10 @@ enum Command {
     Check,
     /// Print the Debian packages hidvm needs (for setup scripts).
     Packages,
+    /// Fetch (or refresh) the kernel sources of this run's kernels that
+    /// come from other Debian suites, into the cache; check the installed
+    /// ones. Part of `make setup`; runs then need no network.
+    Fetch,
     /// Show the accelerator this host uses (the KVM probe result,
     /// remembered until the host reboots).
     Accel {
@@ -130,10 +149,43 @@ fn real_main(cli: Cli) -> hidvm::Result<ExitCode> {
                 .into(),
         ));
     }
-    let suite = Suite::new(Options { kernel_src: cli.kernel_src.clone(), verbose: true, bless })?;
+    let suite = Suite::new(Options {
+        kernel_src: cli.kernel_src.clone(),
+        kernels: cli.kernels.clone(),
+        config_fragments: cli.config_fragments.clone(),
+        patches: cli.patches.clone(),
+        verbose: true,
+        bless,
+    })?;
     match cli.command {
         Command::Packages => {
             println!("{}", hidvm::tools::all_packages().join(" "));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Fetch => {
+            for k in &suite.kernels {
+                let Some(package) = k.package.as_deref() else {
+                    println!("kernel {}: {} (nothing to fetch)", k.name, k.summary);
+                    continue;
+                };
+                match &k.fetch_from {
+                    Some(from) => {
+                        let (tarball, version) = hidvm::debian::fetch_source(&suite.cache, package, from)?;
+                        println!("kernel {}: {package} {version} from Debian {from}: {}", k.name, tarball.display());
+                    }
+                    None => {
+                        let tarball = PathBuf::from(format!("/usr/src/{package}.tar.xz"));
+                        if !tarball.exists() {
+                            return Err(hidvm::Error::Other(format!(
+                                "kernel {}: {} is missing: install it with `sudo apt-get install {package}` (or `make setup`)",
+                                k.name,
+                                tarball.display()
+                            )));
+                        }
+                        println!("kernel {}: {package} (installed): {}", k.name, tarball.display());
+                    }
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Accel { reprobe } => {
@@ -153,38 +205,49 @@ fn real_main(cli: Cli) -> hidvm::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::List { long } => {
-            for (entry, cell) in tests(&suite, &[], None)? {
-                if long {
-                    let summary =
-                        suite.load(&entry).map(|l| l.scenario.summary).unwrap_or_else(|e| format!("INVALID: {e}"));
-                    println!("{}\t{summary}", entry.test_name(&cell));
-                } else {
-                    println!("{}", entry.test_name(&cell));
+            for case in tests(&suite, &[], None)? {
+                match (&case.skip, long) {
+                    (Some(why), true) => println!("{}\tSKIP: {why}", case.name()),
+                    (None, true) => {
+                        let summary = suite
+                            .load(&case.entry, &case.target.kernel)
+                            .map(|l| l.scenario.summary)
+                            .unwrap_or_else(|e| format!("INVALID: {e}"));
+                        println!("{}\t{summary}", case.name());
+                    }
+                    (_, false) => println!("{}", case.name()),
                 }
             }
             Ok(ExitCode::SUCCESS)
         }
         Command::Check => {
-            let all = suite::load_all(&suite)?;
+            let loaded = suite::load_all(&suite)?;
             println!(
-                "{} cells ({} run by default), {} scenario files: ok",
+                "{} kernels ({} in this run), {} cells ({} in this run), {} scenario files, {loaded} scenario x kernel loads: ok",
+                suite.all_kernels.len(),
+                suite.kernels.len(),
                 suite.all_cells.len(),
                 suite.cells.len(),
-                all.len()
+                suite.catalogue()?.len(),
             );
             Ok(ExitCode::SUCCESS)
         }
         Command::Build { cells } => {
-            build(&suite, &cells)?;
+            build(&suite, &selected_targets(&suite, &cells)?)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Run { test } => {
+            let every_kernel: Vec<String> = suite.all_kernels.iter().map(|k| k.name.clone()).collect();
             let every_cell: Vec<String> = suite.all_cells.iter().map(|c| c.name.clone()).collect();
-            let (entry, cell) = tests(&suite, &every_cell, None)?
+            let case = suite
+                .tests(&suite.targets(&every_kernel, &every_cell), None)?
                 .into_iter()
-                .find(|(e, c)| e.test_name(c) == test)
+                .find(|c| c.name() == test)
                 .ok_or_else(|| hidvm::Error::Other(format!("no test named `{test}`; `hidvm list` shows them")))?;
-            let report = suite.run(&cell, &entry)?;
+            if let Some(why) = &case.skip {
+                return Err(hidvm::Error::Other(format!("{test} is skipped: {why}")));
+            }
+            let report = suite.run(&case.target, &case.entry)?;
             print!("{}", report.render());
             Ok(if report.verdict.passed() { ExitCode::SUCCESS } else { ExitCode::from(exit::TESTS_FAILED) })
         }
@@ -196,8 +259,11 @@ fn real_main(cli: Cli) -> hidvm::Result<ExitCode> {
         }
         Command::Test { paths, cells, filter, jobs, verbose, .. } => {
             let entries = scenarios::entries_for_paths(&paths, &suite.all_cells)?;
+            // Malformed files stop everything before any build or boot.
             for e in &entries {
-                suite.load(e)?;
+                for k in suite.kernels.iter().filter(|k| e.skip_reason(k).is_none()) {
+                    suite.load(e, &k.name)?;
+                }
             }
             run_matrix(&suite, entries, &cells, filter.as_deref(), jobs, verbose, 1)
         }
@@ -222,24 +288,28 @@ fn selected_cells(suite: &Suite, names: &[String]) -> hidvm::Result<Vec<String>>
     Ok(names.to_vec())
 }
 
-fn tests(suite: &Suite, cells: &[String], filter: Option<&str>) -> hidvm::Result<Vec<(Entry, String)>> {
-    suite.tests(&selected_cells(suite, cells)?, filter)
+/// The run's kernels x the chosen (or default) cells.
+fn selected_targets(suite: &Suite, cells: &[String]) -> hidvm::Result<Vec<Target>> {
+    let kernels: Vec<String> = suite.kernels.iter().map(|k| k.name.clone()).collect();
+    Ok(suite.targets(&kernels, &selected_cells(suite, cells)?))
 }
 
-fn build(suite: &Suite, cells: &[String]) -> hidvm::Result<()> {
-    let source = suite.source()?;
-    for name in selected_cells(suite, cells)? {
-        let cell = hidvm::cell::find(&suite.all_cells, &name)?;
-        let k = suite.kernel(cell, &source)?;
-        eprintln!("hidvm: cell {name}: {} ({})", if k.built_now { "built" } else { "cached" }, k.vmlinux.display());
+fn tests(suite: &Suite, cells: &[String], filter: Option<&str>) -> hidvm::Result<Vec<TestCase>> {
+    suite.tests(&selected_targets(suite, cells)?, filter)
+}
+
+fn build(suite: &Suite, targets: &[Target]) -> hidvm::Result<()> {
+    for target in targets {
+        let k = suite.kernel(target)?;
+        eprintln!("hidvm: {target}: {} ({})", if k.built_now { "built" } else { "cached" }, k.vmlinux.display());
     }
     let agent = hidvm::agent::ensure(&suite.repo)?;
     eprintln!("hidvm: guest agent: {}", agent.display());
     Ok(())
 }
 
-/// Run `entries` on `cells`: build, prepare every test (so bad input fails
-/// before any VM boots), run, print the matrix.
+/// Run `entries` on the run's kernels x `cells`: build, prepare every test
+/// (so bad input fails before any VM boots), run, print the matrix.
 fn run_matrix(
     suite: &Suite,
     entries: Vec<Entry>,
@@ -249,23 +319,37 @@ fn run_matrix(
     verbose: bool,
     repeat: usize,
 ) -> hidvm::Result<ExitCode> {
-    let cells = selected_cells(suite, cells)?;
-    let work = suite.tests_of(entries, &cells, filter)?;
+    let targets = selected_targets(suite, cells)?;
+    let (work, skipped): (Vec<TestCase>, Vec<TestCase>) =
+        suite.tests_of(entries, &targets, filter)?.into_iter().partition(|c| c.skip.is_none());
     if work.is_empty() {
         return Err(hidvm::Error::Other(format!(
-            "no test matches{} on cell(s) {}; `hidvm list` shows the test names",
-            filter.map(|f| format!(" the filter `{f}`")).unwrap_or_default(),
-            cells.join(", ")
+            "no test {} on {}; `hidvm list --long` shows the test names{}",
+            filter.map(|f| format!("matching the filter `{f}` runs")).unwrap_or_else(|| "runs".into()),
+            targets.iter().map(|t| t.label()).collect::<Vec<_>>().join(", "),
+            if skipped.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " ({} skipped, e.g. {}: {})",
+                    skipped.len(),
+                    skipped[0].name(),
+                    skipped[0].skip.as_deref().unwrap_or_default()
+                )
+            }
         )));
     }
-    build(suite, &cells)?;
-    for (entry, cell) in &work {
-        suite.prepare(cell, entry)?;
+    // Only the targets some test runs on are built.
+    let used: Vec<Target> = targets.iter().filter(|t| work.iter().any(|c| &c.target == *t)).cloned().collect();
+    build(suite, &used)?;
+    for case in &work {
+        suite.prepare(&case.target, &case.entry)?;
     }
     let jobs = jobs.unwrap_or_else(hidvm::cores).max(1);
     eprintln!(
-        "hidvm: running {} tests, {jobs} VMs at a time{}",
+        "hidvm: running {} tests ({} skipped), {jobs} VMs at a time{}",
         work.len(),
+        skipped.len(),
         if repeat > 1 { format!(", {repeat} times") } else { String::new() }
     );
 
@@ -275,10 +359,10 @@ fn run_matrix(
     let mut used_allow = std::collections::BTreeSet::new();
     for round in 1..=repeat {
         let t = std::time::Instant::now();
-        let results = suite.run_parallel(&work, jobs, |entry, cell, r| match r {
+        let results = suite.run_parallel(&work, jobs, |case, r| match r {
             Ok(rep) if rep.verdict.passed() && !verbose => eprintln!("  pass  {} ({:.1} s)", rep.test, rep.vm_seconds),
             Ok(rep) => eprint!("{}", rep.render()),
-            Err(e) => eprintln!("  ERROR {}: {e}", entry.test_name(cell)),
+            Err(e) => eprintln!("  ERROR {}: {e}", case.name()),
         });
         let failed = results.iter().filter(|r| !matches!(r, Ok(rep) if rep.verdict.passed())).count();
         for (i, r) in results.iter().enumerate() {
@@ -299,18 +383,21 @@ fn run_matrix(
         last = results.into_iter().map(Some).collect();
     }
 
-    let mut matrix = Matrix::new(cells.clone());
-    for (i, ((entry, cell), r)) in work.iter().zip(&last).enumerate() {
-        let row = entry.row();
+    let mut matrix = Matrix::new(targets.clone());
+    for (i, (case, r)) in work.iter().zip(&last).enumerate() {
+        let row = case.entry.row();
         if repeat > 1 && passes[i] != 0 && passes[i] != repeat {
-            matrix.record_text(&row, cell, format!("FLAKY {}/{repeat}", passes[i]), false);
+            matrix.record_text(&row, &case.target, format!("FLAKY {}/{repeat}", passes[i]), false);
             continue;
         }
         match r {
-            Some(Ok(rep)) => matrix.record(&row, cell, Ok(rep)),
-            Some(Err(e)) => matrix.record(&row, cell, Err(&e.to_string())),
+            Some(Ok(rep)) => matrix.record(&row, &case.target, Ok(rep)),
+            Some(Err(e)) => matrix.record(&row, &case.target, Err(&e.to_string())),
             None => {}
         }
+    }
+    for case in &skipped {
+        matrix.record_skip(&case.entry.row(), &case.target, case.skip.as_deref().unwrap_or_default());
     }
     println!("\n{}", matrix.render());
     if repeat > 1 {
@@ -323,16 +410,18 @@ fn run_matrix(
     for r in last.iter().flatten().flatten() {
         if let hidvm::known::Known::Passed(i) = r.known {
             println!(
-                "known failure {} ({}) passed on {}: fixed in this kernel, or its race missed the window this time; remove the entry once it keeps passing",
+                "known failure {} ({}) passed on {}-{} (Linux {}): fixed in this kernel, or its race missed the window this time; remove the entry once it keeps passing",
                 i + 1,
                 r.scenario,
-                r.cell
+                r.kernel,
+                r.cell,
+                r.kernel_version
             );
         }
     }
     // Allow-list entries that excused nothing in this run are stale.
     for (i, a) in suite.allow.allow.iter().enumerate() {
-        let applies = cells.iter().any(|c| a.applies_to(c));
+        let applies = targets.iter().any(|t| a.applies_to(&t.cell));
         if applies && !used_allow.contains(&i) {
             println!(
                 "allow-list entry {} ({} `{}`: {}) matched nothing in this run; remove it if the splat is gone",

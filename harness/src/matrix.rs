@@ -1,5 +1,8 @@
-//! The one-screen summary: scenario x cell -> pass/fail, with rows whose
-//! verdict differs between cells flagged as compiler-dependent.
+//! The one-screen summary: scenario x (kernel x cell) -> pass/fail/skip,
+//! with rows whose verdict differs between the compilers of a kernel
+//! flagged compiler-dependent, and between the kernels of a compiler
+//! flagged kernel-dependent.
+use crate::kernels::Target;
 use crate::report::RunReport;
 use crate::verdict::Verdict;
 use std::collections::BTreeMap;
@@ -9,22 +12,48 @@ fn v_token(v: &Verdict) -> String {
 }
 
 pub struct Matrix {
-    pub cells: Vec<String>,
+    /// Columns: kernel x cell, kernel-major.
+    pub targets: Vec<Target>,
     /// Rows keep insertion order.
     rows: Vec<String>,
-    cells_of: BTreeMap<(String, String), String>,
-    /// (row, cell) -> whether the test passed (what "differs" compares).
-    verdicts: BTreeMap<(String, String), bool>,
-    /// (row, cell) -> failed exactly as a known kernel bug says.
-    known: BTreeMap<(String, String), bool>,
+    cells_of: BTreeMap<(String, Target), String>,
+    /// (row, target) -> whether the test passed (what "differs" compares);
+    /// skipped tests have none.
+    verdicts: BTreeMap<(String, Target), bool>,
+    /// (row, target) -> failed exactly as a known kernel bug says.
+    known: BTreeMap<(String, Target), bool>,
+    /// (row, target) -> why it was skipped.
+    pub skipped: BTreeMap<(String, Target), String>,
+}
+
+/// How a row's verdicts vary across the matrix.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Differences {
+    /// Kernels on which the compilers disagree ("fails on LLVM, passes on gcc").
+    pub between_compilers: Vec<String>,
+    /// Cells on which the kernels disagree (a kernel change).
+    pub between_kernels: Vec<String>,
+}
+
+impl Differences {
+    pub fn any(&self) -> bool {
+        !self.between_compilers.is_empty() || !self.between_kernels.is_empty()
+    }
 }
 
 impl Matrix {
-    pub fn new(cells: Vec<String>) -> Matrix {
-        Matrix { cells, rows: Vec::new(), cells_of: BTreeMap::new(), verdicts: BTreeMap::new(), known: BTreeMap::new() }
+    pub fn new(targets: Vec<Target>) -> Matrix {
+        Matrix {
+            targets,
+            rows: Vec::new(),
+            cells_of: BTreeMap::new(),
+            verdicts: BTreeMap::new(),
+            known: BTreeMap::new(),
+            skipped: BTreeMap::new(),
+        }
     }
 
-    pub fn record(&mut self, row: &str, cell: &str, outcome: std::result::Result<&RunReport, &str>) {
+    pub fn record(&mut self, row: &str, target: &Target, outcome: std::result::Result<&RunReport, &str>) {
         let (text, ok, known) = match outcome {
             Ok(r) => match (&r.verdict, &r.known) {
                 (Verdict::Pass, _) => ("pass".to_string(), true, false),
@@ -35,40 +64,76 @@ impl Matrix {
             },
             Err(_) => ("ERROR".to_string(), false, false),
         };
-        self.record_text(row, cell, text, ok);
-        self.known.insert((row.to_string(), cell.to_string()), known);
+        self.record_text(row, target, text, ok);
+        self.known.insert((row.to_string(), target.clone()), known);
+    }
+
+    /// A test that did not run on `target`, and why (not a pass, not a
+    /// failure: it does not count in "passed" nor in the differences).
+    pub fn record_skip(&mut self, row: &str, target: &Target, reason: &str) {
+        self.add_row(row);
+        self.cells_of.insert((row.to_string(), target.clone()), "skip".into());
+        self.skipped.insert((row.to_string(), target.clone()), reason.to_string());
     }
 
     /// Record a cell's text directly (e.g. "FLAKY 19/20" for repeated runs).
-    pub fn record_text(&mut self, row: &str, cell: &str, text: String, ok: bool) {
+    pub fn record_text(&mut self, row: &str, target: &Target, text: String, ok: bool) {
+        self.add_row(row);
+        self.cells_of.insert((row.to_string(), target.clone()), text);
+        self.verdicts.insert((row.to_string(), target.clone()), ok);
+    }
+
+    fn add_row(&mut self, row: &str) {
         if !self.rows.iter().any(|r| r == row) {
             self.rows.push(row.to_string());
         }
-        self.cells_of.insert((row.to_string(), cell.to_string()), text);
-        self.verdicts.insert((row.to_string(), cell.to_string()), ok);
     }
 
-    fn is_known(&self, key: &(String, String)) -> bool {
+    fn is_known(&self, key: &(String, Target)) -> bool {
         self.known.get(key).copied().unwrap_or(false)
     }
 
-    /// Rows whose verdict is not the same on every cell that ran them.
-    pub fn compiler_dependent(&self) -> Vec<&str> {
-        self.rows
-            .iter()
-            .filter(|row| {
-                let v: Vec<bool> = self
-                    .cells
-                    .iter()
-                    .filter_map(|c| self.verdicts.get(&((*row).clone(), c.clone())).copied())
-                    .collect();
-                v.iter().any(|x| *x) && v.iter().any(|x| !*x)
-            })
-            .map(String::as_str)
-            .collect()
+    /// Where a row's verdicts disagree: between the cells of one kernel
+    /// (compiler-dependent), between the kernels of one cell
+    /// (kernel-dependent). Skipped tests take no side.
+    pub fn differences(&self, row: &str) -> Differences {
+        let mixed = |group: &[&Target]| {
+            let v: Vec<bool> =
+                group.iter().filter_map(|t| self.verdicts.get(&(row.to_string(), (*t).clone())).copied()).collect();
+            v.iter().any(|x| *x) && v.iter().any(|x| !*x)
+        };
+        let mut d = Differences::default();
+        let mut kernels: Vec<&str> = self.targets.iter().map(|t| t.kernel.as_str()).collect();
+        kernels.dedup();
+        for k in kernels {
+            let group: Vec<&Target> = self.targets.iter().filter(|t| t.kernel == k).collect();
+            if mixed(&group) {
+                d.between_compilers.push(k.to_string());
+            }
+        }
+        let mut cells: Vec<&str> = self.targets.iter().map(|t| t.cell.as_str()).collect();
+        cells.sort();
+        cells.dedup();
+        for c in cells {
+            let group: Vec<&Target> = self.targets.iter().filter(|t| t.cell == c).collect();
+            if mixed(&group) {
+                d.between_kernels.push(c.to_string());
+            }
+        }
+        d
     }
 
-    /// Every test passed, or failed exactly as a known kernel bug says.
+    /// Rows whose verdict differs between the compilers of some kernel.
+    pub fn compiler_dependent(&self) -> Vec<&str> {
+        self.rows.iter().filter(|r| !self.differences(r).between_compilers.is_empty()).map(String::as_str).collect()
+    }
+
+    /// Rows whose verdict differs between the kernels of some cell.
+    pub fn kernel_dependent(&self) -> Vec<&str> {
+        self.rows.iter().filter(|r| !self.differences(r).between_kernels.is_empty()).map(String::as_str).collect()
+    }
+
+    /// Every test that ran passed, or failed exactly as a known kernel bug says.
     pub fn all_passed(&self) -> bool {
         self.verdicts.iter().all(|(k, v)| *v || self.is_known(k))
     }
@@ -76,16 +141,26 @@ impl Matrix {
     pub fn render(&self) -> String {
         let width = self.rows.iter().map(|r| r.len()).max().unwrap_or(8).max(8);
         let col = |s: &str| format!("{s:<22}");
-        let mut out = format!("{:<width$}  {}\n", "scenario", self.cells.iter().map(|c| col(c)).collect::<String>());
-        let differs = self.compiler_dependent();
+        let header: String = self.targets.iter().map(|t| col(&t.label())).collect();
+        let mut out = format!("{:<width$}  {}\n", "scenario", header.trim_end());
         for row in &self.rows {
             let cells: String = self
-                .cells
+                .targets
                 .iter()
-                .map(|c| col(self.cells_of.get(&(row.clone(), c.clone())).map(String::as_str).unwrap_or("-")))
+                .map(|t| col(self.cells_of.get(&(row.clone(), t.clone())).map(String::as_str).unwrap_or("-")))
                 .collect();
-            let flag =
-                if differs.contains(&row.as_str()) { "  <- differs between cells: compiler-dependent" } else { "" };
+            let d = self.differences(row);
+            let mut flags = Vec::new();
+            if !d.between_compilers.is_empty() {
+                flags.push(format!(
+                    "differs between compilers on {}: compiler-dependent",
+                    d.between_compilers.join(", ")
+                ));
+            }
+            if !d.between_kernels.is_empty() {
+                flags.push(format!("differs between kernels on {}: kernel-dependent", d.between_kernels.join(", ")));
+            }
+            let flag = if flags.is_empty() { String::new() } else { format!("  <- {}", flags.join("; ")) };
             out.push_str(&format!("{row:<width$}  {}{flag}\n", cells.trim_end()));
         }
         let passed = self.verdicts.values().filter(|v| **v).count();
@@ -94,10 +169,30 @@ impl Matrix {
         if known > 0 {
             out.push_str(&format!("; {known} known kernel bug(s) (tests/known-failures.toml)"));
         }
-        if !differs.is_empty() {
-            out.push_str(&format!("; {} compiler-dependent difference(s)", differs.len()));
+        if !self.skipped.is_empty() {
+            out.push_str(&format!("; {} skipped", self.skipped.len()));
+        }
+        let (c, k) = (self.compiler_dependent().len(), self.kernel_dependent().len());
+        if c > 0 {
+            out.push_str(&format!("; {c} compiler-dependent difference(s)"));
+        }
+        if k > 0 {
+            out.push_str(&format!("; {k} kernel-dependent difference(s)"));
         }
         out.push('\n');
+        // Each distinct skip reason once, with the tests it covers.
+        let mut reasons: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        for ((row, t), why) in &self.skipped {
+            reasons.entry(why.as_str()).or_default().push(format!("{}::{row}", t.label()));
+        }
+        for (why, tests) in reasons {
+            let shown: Vec<&String> = tests.iter().take(3).collect();
+            let more = if tests.len() > 3 { format!(" and {} more", tests.len() - 3) } else { String::new() };
+            out.push_str(&format!(
+                "skipped: {why}: {}{more}\n",
+                shown.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+            ));
+        }
         out
     }
 }
@@ -106,15 +201,68 @@ impl Matrix {
 mod tests {
     use super::*;
 
+    fn t(k: &str, c: &str) -> Target {
+        Target::new(k, c)
+    }
+
+    fn matrix() -> Matrix {
+        Matrix::new(vec![t("6.12", "gcc"), t("6.12", "llvm"), t("7.3", "gcc"), t("7.3", "llvm")])
+    }
+
     #[test]
-    fn flags_rows_that_differ_between_cells() {
-        let mut m = Matrix::new(vec!["gcc".into(), "llvm".into()]);
-        m.record("a", "gcc", Err("x"));
-        m.record("a", "llvm", Err("x"));
-        assert!(m.compiler_dependent().is_empty());
-        m.verdicts.insert(("a".into(), "gcc".into()), true);
+    fn fails_on_llvm_passes_on_gcc_is_compiler_dependent() {
+        let mut m = matrix();
+        for target in &m.targets.clone() {
+            m.record_text("a", target, "pass".into(), true);
+        }
+        assert!(!m.differences("a").any());
+        m.record_text("a", &t("6.12", "llvm"), "FAIL".into(), false);
+        let d = m.differences("a");
+        assert_eq!(d.between_compilers, vec!["6.12"]);
+        // llvm also differs between kernels (6.12 fails, 7.3 passes).
+        assert_eq!(d.between_kernels, vec!["llvm"]);
         assert_eq!(m.compiler_dependent(), vec!["a"]);
-        assert!(m.render().contains("compiler-dependent"));
+        let r = m.render();
+        assert!(r.contains("differs between compilers on 6.12: compiler-dependent"), "{r}");
+        assert!(r.contains("1 compiler-dependent difference(s)"), "{r}");
+        assert!(!m.all_passed());
+    }
+
+    #[test]
+    fn failing_on_one_kernel_with_both_compilers_is_kernel_dependent_only() {
+        let mut m = matrix();
+        m.record_text("b", &t("6.12", "gcc"), "pass".into(), true);
+        m.record_text("b", &t("6.12", "llvm"), "pass".into(), true);
+        m.record_text("b", &t("7.3", "gcc"), "FAIL".into(), false);
+        m.record_text("b", &t("7.3", "llvm"), "FAIL".into(), false);
+        let d = m.differences("b");
+        assert!(d.between_compilers.is_empty());
+        assert_eq!(d.between_kernels, vec!["gcc", "llvm"]);
+        assert!(m.render().contains("differs between kernels on gcc, llvm: kernel-dependent"));
+        assert!(m.compiler_dependent().is_empty());
+    }
+
+    #[test]
+    fn a_skip_is_neither_pass_nor_difference_and_says_why() {
+        let mut m = matrix();
+        m.record_skip("c", &t("6.12", "gcc"), "needs Linux >= 6.15");
+        m.record_skip("c", &t("6.12", "llvm"), "needs Linux >= 6.15");
+        m.record_text("c", &t("7.3", "gcc"), "pass".into(), true);
+        m.record_text("c", &t("7.3", "llvm"), "pass".into(), true);
+        assert!(!m.differences("c").any());
+        assert!(m.all_passed());
+        let r = m.render();
+        assert!(r.contains("2/2 passed; 2 skipped"), "{r}");
+        assert!(r.contains("skipped: needs Linux >= 6.15: 6.12-gcc::c, 6.12-llvm::c"), "{r}");
+    }
+
+    #[test]
+    fn errors_on_every_target_are_not_a_difference() {
+        let mut m = matrix();
+        for target in &m.targets.clone() {
+            m.record("e", target, Err("x"));
+        }
+        assert!(!m.differences("e").any());
         assert!(!m.all_passed());
     }
 }

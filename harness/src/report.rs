@@ -13,6 +13,9 @@ pub struct RunReport {
     #[serde(skip)]
     pub known: crate::known::Known,
     pub test: String,
+    /// The kernel (kernels.toml name) and the tree's exact version.
+    pub kernel: String,
+    pub kernel_version: String,
     pub cell: String,
     pub scenario: String,
     pub summary: String,

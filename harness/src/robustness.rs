@@ -30,12 +30,16 @@ fn splat_classes(suite: &Suite) -> Result<bool> {
     let mut detected = 0;
     let mut missed = Vec::new();
     let mut classes = std::collections::BTreeSet::new();
-    for entry in suite.catalogue()?.into_iter().filter(|e| e.kind == Kind::SelfTest) {
-        let scenario = suite.load(&entry)?.scenario;
+    let selftests: Vec<_> = suite.catalogue()?.into_iter().filter(|e| e.kind == Kind::SelfTest).collect();
+    for case in suite.tests_of(selftests, &suite.default_targets(), None)? {
+        if case.skip.is_some() {
+            continue;
+        }
+        let scenario = suite.load(&case.entry, &case.target.kernel)?.scenario;
         let Some(want) = scenario.expect_verdict.as_deref().filter(|v| v.starts_with("kernel-")) else { continue };
-        for cell in suite.cells.iter().filter(|c| entry.runs_on(&c.name)) {
+        {
             tried += 1;
-            let report = suite.run(&cell.name, &entry)?;
+            let report = suite.run(&case.target, &case.entry)?;
             if report.verdict.passed() {
                 detected += 1;
                 classes.insert(want.to_string());
@@ -74,8 +78,8 @@ fn qemu_processes(marker: &str) -> Vec<u32> {
 /// Start a test whose VM hangs, stop the test process the way nextest,
 /// a terminal or a crash would, and count the QEMU processes left.
 fn orphans(suite: &Suite) -> Result<bool> {
-    let cell = suite.cells.first().ok_or_else(|| Error::Other("no cell selected".into()))?;
-    let test = format!("selftest::{}::hang_is_reported_with_diagnostics", cell.name);
+    let target = first_target(suite)?;
+    let test = format!("selftest::{}::hang_is_reported_with_diagnostics", target.label());
     // Its VMs' command lines name its run directory.
     let marker = crate::layout::test_dir_name(&test);
     let exe = std::env::current_exe().map_err(Error::io("locating hidvm"))?;
@@ -134,14 +138,15 @@ fn orphans(suite: &Suite) -> Result<bool> {
 /// N `hidvm build` processes at once against an empty cache: exactly one
 /// may build, the others must wait and then find it cached.
 fn concurrent_builds(suite: &Suite, n: usize) -> Result<bool> {
-    let cell = suite.cells.first().ok_or_else(|| Error::Other("no cell selected".into()))?;
+    let target = first_target(suite)?;
+    let cell = &target.cell;
     let tmp = tempfile::Builder::new().prefix("hidvm-builds-").tempdir().map_err(Error::io("temp cache"))?;
     let exe = std::env::current_exe().map_err(Error::io("locating hidvm"))?;
     let t0 = Instant::now();
     let children: Vec<_> = (0..n)
         .map(|_| {
             Command::new(&exe)
-                .args(["build", "--cell", &cell.name])
+                .args(["build", "--kernel", &target.kernel, "--cell", cell])
                 .env("HIDVM_CACHE_DIR", tmp.path())
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped())
@@ -155,19 +160,23 @@ fn concurrent_builds(suite: &Suite, n: usize) -> Result<bool> {
     for c in children {
         let out = c.wait_with_output().map_err(Error::io("waiting for hidvm build"))?;
         let err = String::from_utf8_lossy(&out.stderr);
-        builds += err.matches(&format!("building kernel cell {}", cell.name)).count();
+        builds += err.matches(&format!("building kernel cell {cell}")).count();
         waits += err.lines().filter(|l| l.contains("hidvm: waiting for")).count().min(1);
         if !out.status.success() {
             failures += 1;
         }
     }
     println!(
-        "concurrent requesters: {n} `hidvm build --cell {}` on an empty cache -> {builds} kernel build(s), {waits} requester(s) waited with a message, {failures} failed, {:.0} s",
-        cell.name,
+        "concurrent requesters: {n} `hidvm build --kernel {} --cell {cell}` on an empty cache -> {builds} kernel build(s), {waits} requester(s) waited with a message, {failures} failed, {:.0} s",
+        target.kernel,
         t0.elapsed().as_secs_f64()
     );
     remove_tree(tmp.path());
     Ok(builds == 1 && failures == 0)
+}
+
+fn first_target(suite: &Suite) -> Result<crate::kernels::Target> {
+    suite.default_targets().into_iter().next().ok_or_else(|| Error::Other("no kernel or cell selected".into()))
 }
 
 fn remove_tree(p: &Path) {

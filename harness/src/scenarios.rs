@@ -36,6 +36,8 @@ pub struct Entry {
     /// A problem found while listing (an unknown cell): the entry's tests
     /// fail with it instead of vanishing.
     pub problem: Option<String>,
+    /// The file's `min_kernel`: older kernels list the test as skipped.
+    pub min_kernel: Option<(u32, u32)>,
 }
 
 impl Entry {
@@ -43,13 +45,29 @@ impl Entry {
         self.only_cells.is_empty() || self.only_cells.iter().any(|c| c == cell)
     }
 
-    /// nextest-style test name: `gcc::mouse_…`, `gcc::progs::IOGEAR__…`,
-    /// `selftest::gcc::…`.
-    pub fn test_name(&self, cell: &str) -> String {
+    /// Why this test does not run on `kernel` (listed, reported as
+    /// skipped, never as passed): a kernel older than `min_kernel`.
+    pub fn skip_reason(&self, kernel: &crate::kernels::KernelSpec) -> Option<String> {
+        let min = self.min_kernel?;
+        match kernel.series() {
+            Some(series) if series >= min => None,
+            Some((a, b)) => {
+                Some(format!("needs Linux >= {}.{} (min_kernel); kernel {} is {a}.{b}", min.0, min.1, kernel.name))
+            }
+            None => Some(format!(
+                "needs Linux >= {}.{} (min_kernel); the version of kernel {} is unknown",
+                min.0, min.1, kernel.name
+            )),
+        }
+    }
+
+    /// nextest-style test name on a target (`6.12-gcc`): `6.12-gcc::mouse_…`,
+    /// `6.12-gcc::progs::IOGEAR__…`, `selftest::6.12-gcc::…`.
+    pub fn test_name(&self, target: &str) -> String {
         match self.kind {
-            Kind::Scenario => format!("{cell}::{}", self.name),
-            Kind::Program => format!("{cell}::progs::{}", self.name),
-            Kind::SelfTest => format!("selftest::{cell}::{}", self.name),
+            Kind::Scenario => format!("{target}::{}", self.name),
+            Kind::Program => format!("{target}::progs::{}", self.name),
+            Kind::SelfTest => format!("selftest::{target}::{}", self.name),
         }
     }
 
@@ -68,6 +86,8 @@ impl Entry {
 struct Header {
     #[serde(default)]
     cells: Vec<String>,
+    #[serde(default)]
+    min_kernel: Option<String>,
     #[serde(default)]
     expect_verdict: Option<toml::Value>,
 }
@@ -191,21 +211,30 @@ pub fn entries_for_paths(paths: &[PathBuf], cells: &[KernelCell]) -> Result<Vec<
 fn entry(path: PathBuf, kind: Kind, cells: &[KernelCell]) -> Entry {
     let name = path.file_stem().unwrap_or_default().to_string_lossy().into_owned();
     // A file that does not parse runs everywhere and fails at load time.
-    let only_cells = std::fs::read_to_string(&path)
-        .ok()
-        .and_then(|t| toml::from_str::<Header>(&t).ok())
-        .map(|c| c.cells)
-        .unwrap_or_default();
+    let header = std::fs::read_to_string(&path).ok().and_then(|t| toml::from_str::<Header>(&t).ok());
+    let (only_cells, min_kernel) = header.map(|h| (h.cells, h.min_kernel)).unwrap_or_default();
     let unknown: Vec<&String> = only_cells.iter().filter(|c| !cells.iter().any(|k| &k.name == *c)).collect();
-    if unknown.is_empty() {
-        return Entry { name, path, kind, only_cells, problem: None };
-    }
-    let problem = format!(
-        "field `cells`: unknown cell(s) {} (cells: {})",
-        unknown.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(", "),
-        cells.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ")
-    );
-    Entry { name, path, kind, only_cells: vec![], problem: Some(problem) }
+    let mut problem = (!unknown.is_empty()).then(|| {
+        format!(
+            "field `cells`: unknown cell(s) {} (cells: {})",
+            unknown.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(", "),
+            cells.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ")
+        )
+    });
+    let min = min_kernel.as_deref().map(|m| {
+        crate::kernels::parse_series(m)
+            .ok_or_else(|| format!("field `min_kernel`: `{m}` is not a kernel series like \"6.15\""))
+    });
+    let min_kernel = match min {
+        Some(Ok(m)) => Some(m),
+        Some(Err(e)) => {
+            problem.get_or_insert(e);
+            None
+        }
+        None => None,
+    };
+    let only_cells = if problem.is_some() { vec![] } else { only_cells };
+    Entry { name, path, kind, only_cells, problem, min_kernel }
 }
 
 /// Resolve `[[device]]` entries into definitions; paths are relative to `dir`.
@@ -447,10 +476,12 @@ mod tests {
         let repo = Repo::locate();
         let all = catalogue(&repo, &cells()).unwrap();
         assert!(all.iter().any(|e| e.kind == Kind::Scenario), "no scenarios found");
-        // kernel: programs are validated against the default tree, as the suite does.
-        let tree = crate::kernel_src::KernelSource::resolve(None, &crate::layout::cache_root()).unwrap().root;
+        // kernel: programs are validated against the first kernel's tree
+        // (the nextest `catalogue` trial loads them on every kernel).
+        let first = &crate::kernels::load(&repo.kernels_file()).unwrap()[0];
+        let tree = crate::kernel_src::KernelSource::for_spec(first, &crate::layout::cache_root()).unwrap().root;
         let opts = LoadOptions { kernel_tree: Some(&tree), bless: false };
-        for e in &all {
+        for e in all.iter().filter(|e| e.skip_reason(first).is_none()) {
             load(&repo, e, opts).unwrap_or_else(|err| panic!("{err}"));
         }
     }
@@ -479,6 +510,7 @@ mod tests {
             path: path.clone(),
             kind: Kind::Scenario,
             only_cells: vec![],
+            min_kernel: None,
             problem: None,
         };
         let e = load(&repo, &entry, LoadOptions::default()).unwrap_err().to_string();

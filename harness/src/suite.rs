@@ -7,6 +7,7 @@ use crate::error::{Error, Result};
 use crate::initramfs::Initramfs;
 use crate::kbuild::{BuiltKernel, KernelBuilder};
 use crate::kernel_src::KernelSource;
+use crate::kernels::{self, KernelSpec, Target};
 use crate::layout::{cache_root, new_run_dir, test_dir_name, write_atomic, Repo};
 use crate::qemu::accel::{Accel, ProbeRecord, ProbeStore};
 use crate::qemu::boot;
@@ -22,8 +23,18 @@ use std::time::Duration;
 
 #[derive(Clone, Debug, Default)]
 pub struct Options {
-    /// `--kernel-src`; else HIDVM_KERNEL_SRC; else the Debian tarball.
+    /// `--kernel-src`; else HIDVM_KERNEL_SRC; else the kernels of
+    /// guest-image/kernels.toml.
     pub kernel_src: Option<PathBuf>,
+    /// `--kernel 7.3`: kernels to run on (default: HIDVM_KERNELS, else
+    /// those run by default).
+    pub kernels: Vec<String>,
+    /// `--config-fragment`; else HIDVM_CONFIG_FRAGMENT (comma-separated):
+    /// the user's kconfig fragments, merged after hidvm's.
+    pub config_fragments: Vec<PathBuf>,
+    /// `--patches`; else HIDVM_PATCHES: a series applied to a private copy
+    /// of every kernel tree of the run.
+    pub patches: Option<PathBuf>,
     /// Print kernel build progress.
     pub verbose: bool,
     /// `hidvm test --bless`: write what replay steps observe to their
@@ -31,9 +42,29 @@ pub struct Options {
     pub bless: bool,
 }
 
+/// One test: a catalogue entry on a target (kernel x cell), or the reason
+/// it does not run there.
+#[derive(Clone, Debug)]
+pub struct TestCase {
+    pub entry: Entry,
+    pub target: Target,
+    /// Listed and reported as skipped, with this reason; never run.
+    pub skip: Option<String>,
+}
+
+impl TestCase {
+    pub fn name(&self) -> String {
+        self.entry.test_name(&self.target.label())
+    }
+}
+
 pub struct Suite {
     pub repo: Repo,
     pub cache: PathBuf,
+    /// Kernels this run covers.
+    pub kernels: Vec<KernelSpec>,
+    /// Every defined kernel (or only the user's tree).
+    pub all_kernels: Vec<KernelSpec>,
     /// Cells this run covers.
     pub cells: Vec<KernelCell>,
     /// Every defined cell.
@@ -41,17 +72,28 @@ pub struct Suite {
     pub allow: AllowList,
     pub known: crate::known::KnownFailures,
     pub opts: Options,
-    /// The kernel tree, resolved once per command: a tree edited during a
-    /// `vm-test` must not put two different kernels into one matrix.
-    pub source_once: std::sync::OnceLock<KernelSource>,
-    /// Expectation files blessed in this command: file -> (cell, content),
-    /// so two cells that disagree are caught instead of overwriting.
+    /// Each kernel's tree, resolved once per command: a tree edited during
+    /// a `vm-test` must not put two different kernels into one matrix.
+    sources: std::sync::Mutex<BTreeMap<String, KernelSource>>,
+    /// The patch series applied to every tree (`--patches`), read up front.
+    pub series: Option<crate::patches::Series>,
+    /// Expectation files blessed in this command: file -> (target, content),
+    /// so two targets that disagree are caught instead of overwriting.
     pub blessed: std::sync::Mutex<BTreeMap<PathBuf, (String, String)>>,
 }
 
+/// `HIDVM_CELLS=gcc,llvm-debug` style selection: every name must exist.
+fn env_selection(var: &str) -> Option<Vec<String>> {
+    std::env::var(var)
+        .ok()
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| s.split(',').map(|w| w.trim().to_string()).collect())
+}
+
 impl Suite {
-    /// The cells run by default, or `HIDVM_CELLS=gcc,llvm-debug` (CI runs
-    /// one per job; flavours such as the debug cells run only when named).
+    /// The kernels and cells run by default, or those named by
+    /// `--kernel`/HIDVM_KERNELS and HIDVM_CELLS (CI runs one target per
+    /// job; flavours such as the debug cells run only when named).
     /// `all_cells` keeps every definition for explicit `--cell` choices.
     pub fn new(opts: Options) -> Result<Suite> {
         let repo = Repo::locate();
@@ -59,39 +101,112 @@ impl Suite {
         let allow = AllowList::load(&repo.root.join("tests/allowlist.toml"))?;
         let known = crate::known::KnownFailures::load(&repo.root.join("tests/known-failures.toml"))?;
         let mut cells = all_cells.clone();
-        match std::env::var("HIDVM_CELLS").ok().filter(|s| !s.trim().is_empty()) {
-            Some(only) => {
-                let wanted: Vec<&str> = only.split(',').map(str::trim).collect();
+        match env_selection("HIDVM_CELLS") {
+            Some(wanted) => {
                 for w in &wanted {
                     cell::find(&cells, w).map_err(|e| Error::Other(format!("HIDVM_CELLS: {e}")))?;
                 }
-                cells.retain(|c| wanted.contains(&c.name.as_str()));
+                cells.retain(|c| wanted.contains(&c.name));
             }
             None => cells.retain(|c| c.default_run),
         }
+        let mut opts = opts;
+        if opts.config_fragments.is_empty() {
+            opts.config_fragments =
+                env_selection("HIDVM_CONFIG_FRAGMENT").unwrap_or_default().into_iter().map(PathBuf::from).collect();
+        }
+        if opts.patches.is_none() {
+            opts.patches = std::env::var_os("HIDVM_PATCHES").filter(|v| !v.is_empty()).map(PathBuf::from);
+        }
+        let user_tree = KernelSource::user_override(opts.kernel_src.as_deref());
+        let all_kernels = match &user_tree {
+            Some(dir) => vec![KernelSpec::user_tree(dir)],
+            None => kernels::load(&repo.kernels_file())?,
+        };
+        let chosen = if !opts.kernels.is_empty() {
+            Some(("--kernel", opts.kernels.clone()))
+        } else {
+            env_selection("HIDVM_KERNELS").map(|k| ("HIDVM_KERNELS", k))
+        };
+        let mut run_kernels = all_kernels.clone();
+        match chosen {
+            // With a tree of your own there is one kernel; naming a Debian
+            // kernel as well is a contradiction, said out loud.
+            Some((from, wanted)) => {
+                for w in &wanted {
+                    kernels::find(&all_kernels, w).map_err(|e| {
+                        let hint = if user_tree.is_some() {
+                            " (with --kernel-src/HIDVM_KERNEL_SRC the only kernel is `tree`)"
+                        } else {
+                            ""
+                        };
+                        Error::Other(format!("{from}: {e}{hint}"))
+                    })?;
+                }
+                run_kernels.retain(|k| wanted.contains(&k.name));
+            }
+            None => run_kernels.retain(|k| k.default_run),
+        }
+        let series = opts.patches.as_deref().map(crate::patches::Series::load).transpose()?;
         Ok(Suite {
+            series,
             repo,
             cache: cache_root(),
+            kernels: run_kernels,
+            all_kernels,
             cells,
             all_cells,
             allow,
             known,
             opts,
-            source_once: Default::default(),
+            sources: Default::default(),
             blessed: Default::default(),
         })
     }
 
-    pub fn source(&self) -> Result<KernelSource> {
-        if let Some(s) = self.source_once.get() {
-            return Ok(s.clone());
+    /// The same run against another cache directory (cold-build benches).
+    pub fn with_cache(&self, cache: PathBuf, verbose: bool) -> Suite {
+        Suite {
+            repo: self.repo.clone(),
+            cache,
+            kernels: self.kernels.clone(),
+            all_kernels: self.all_kernels.clone(),
+            cells: self.cells.clone(),
+            all_cells: self.all_cells.clone(),
+            allow: self.allow.clone(),
+            known: self.known.clone(),
+            opts: Options { verbose, ..self.opts.clone() },
+            sources: Default::default(),
+            series: self.series.clone(),
+            blessed: Default::default(),
         }
-        let s = KernelSource::resolve(self.opts.kernel_src.as_deref(), &self.cache)?;
-        Ok(self.source_once.get_or_init(|| s).clone())
     }
 
-    pub fn kernel(&self, cell: &KernelCell, source: &KernelSource) -> Result<BuiltKernel> {
-        let mut builder = KernelBuilder::new(&self.repo, &self.cache, source);
+    /// A kernel's tree: unpacked (or fetched) on first use, then the same
+    /// for the rest of the command.
+    pub fn source(&self, kernel: &str) -> Result<KernelSource> {
+        let mut sources = self.sources.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = sources.get(kernel) {
+            return Ok(s.clone());
+        }
+        let spec = kernels::find(&self.all_kernels, kernel)?;
+        let mut s = KernelSource::for_spec(spec, &self.cache)?;
+        if let Some(series) = &self.series {
+            s = s.with_patches(series, &self.cache).map_err(|e| Error::Other(format!("kernel {kernel}: {e}")))?;
+        }
+        sources.insert(kernel.to_string(), s.clone());
+        Ok(s)
+    }
+
+    pub fn spec(&self, kernel: &str) -> Result<&KernelSpec> {
+        kernels::find(&self.all_kernels, kernel)
+    }
+
+    pub fn kernel(&self, target: &Target) -> Result<BuiltKernel> {
+        let cell = cell::find(&self.all_cells, &target.cell)?;
+        let source = self.source(&target.kernel)?;
+        let mut builder =
+            KernelBuilder::new(&self.repo, &self.cache, &source).with_user_fragments(&self.opts.config_fragments)?;
         builder.verbose = self.opts.verbose;
         builder.ensure(cell)
     }
@@ -101,32 +216,45 @@ impl Suite {
         scenarios::catalogue(&self.repo, &self.all_cells)
     }
 
-    /// Load options for this command (the kernel tree is resolved, and the
-    /// Debian tarball unpacked, on first use).
-    pub fn load(&self, entry: &Entry) -> Result<Loaded> {
-        let tree = self.source()?.root;
+    /// `entry` loaded for `kernel` (whose tree `kernel:` programs come from;
+    /// unpacked or fetched on first use).
+    pub fn load(&self, entry: &Entry, kernel: &str) -> Result<Loaded> {
+        let tree = self.source(kernel)?.root;
         scenarios::load(&self.repo, entry, LoadOptions { kernel_tree: Some(&tree), bless: self.opts.bless })
     }
 
-    /// Every catalogue test on `cells` (names), in catalogue order; with
-    /// `filter`, only tests whose name contains it.
-    pub fn tests(&self, cells: &[String], filter: Option<&str>) -> Result<Vec<(Entry, String)>> {
-        self.tests_of(self.catalogue()?, cells, filter)
+    /// Kernels x cells, kernel-major (`6.12-gcc`, `6.12-llvm`, `7.3-gcc`, ...).
+    pub fn targets(&self, kernels: &[String], cells: &[String]) -> Vec<Target> {
+        kernels.iter().flat_map(|k| cells.iter().map(move |c| Target::new(k, c))).collect()
     }
 
-    /// `entries` x `cells`, in order, filtered by name.
-    pub fn tests_of(
-        &self,
-        entries: Vec<Entry>,
-        cells: &[String],
-        filter: Option<&str>,
-    ) -> Result<Vec<(Entry, String)>> {
+    /// The default targets: the run's kernels x the run's cells.
+    pub fn default_targets(&self) -> Vec<Target> {
+        let k: Vec<String> = self.kernels.iter().map(|k| k.name.clone()).collect();
+        let c: Vec<String> = self.cells.iter().map(|c| c.name.clone()).collect();
+        self.targets(&k, &c)
+    }
+
+    /// Every catalogue test on `targets`, in catalogue order; with
+    /// `filter`, only tests whose name contains it.
+    pub fn tests(&self, targets: &[Target], filter: Option<&str>) -> Result<Vec<TestCase>> {
+        self.tests_of(self.catalogue()?, targets, filter)
+    }
+
+    /// `entries` x `targets`, in order, filtered by name, each with its
+    /// skip reason (if any).
+    pub fn tests_of(&self, entries: Vec<Entry>, targets: &[Target], filter: Option<&str>) -> Result<Vec<TestCase>> {
         let mut out = Vec::new();
         for entry in entries {
-            for cell in cells {
-                if entry.runs_on(cell) && filter.is_none_or(|f| entry.test_name(cell).contains(f)) {
-                    out.push((entry.clone(), cell.clone()));
+            for target in targets {
+                if !entry.runs_on(&target.cell) {
+                    continue;
                 }
+                if filter.is_some_and(|f| !entry.test_name(&target.label()).contains(f)) {
+                    continue;
+                }
+                let skip = entry.skip_reason(self.spec(&target.kernel)?);
+                out.push(TestCase { entry: entry.clone(), target: target.clone(), skip });
             }
         }
         Ok(out)
@@ -134,11 +262,12 @@ impl Suite {
 
     /// Run every test of `work` once, `jobs` VMs at a time; `finished` sees
     /// each result as it comes. Results are returned in `work` order.
+    /// Skipped cases are the caller's to report; they must not be here.
     pub fn run_parallel(
         &self,
-        work: &[(Entry, String)],
+        work: &[TestCase],
         jobs: usize,
-        finished: impl Fn(&Entry, &str, &Result<RunReport>) + Sync,
+        finished: impl Fn(&TestCase, &Result<RunReport>) + Sync,
     ) -> Vec<Result<RunReport>> {
         let next = std::sync::atomic::AtomicUsize::new(0);
         let results = std::sync::Mutex::new(Vec::new());
@@ -146,9 +275,9 @@ impl Suite {
             for _ in 0..jobs.max(1) {
                 s.spawn(|| loop {
                     let idx = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                    let Some((entry, cell)) = work.get(idx) else { break };
-                    let r = self.run(cell, entry);
-                    finished(entry, cell, &r);
+                    let Some(case) = work.get(idx) else { break };
+                    let r = self.run(&case.target, &case.entry);
+                    finished(case, &r);
                     results.lock().unwrap().push((idx, r));
                 });
             }
@@ -162,11 +291,11 @@ impl Suite {
     /// kernel built, its programs compiled and matched to their devices.
     /// Commands call this for every test first, so bad input is reported
     /// before any VM boots.
-    pub fn prepare(&self, cell_name: &str, entry: &Entry) -> Result<Prepared> {
-        let loaded = self.load(entry)?;
-        let cell = cell::find(&self.all_cells, cell_name)?.clone();
-        let source = self.source()?;
-        let kernel = self.kernel(&cell, &source)?;
+    pub fn prepare(&self, target: &Target, entry: &Entry) -> Result<Prepared> {
+        let loaded = self.load(entry, &target.kernel)?;
+        let cell = cell::find(&self.all_cells, &target.cell)?.clone();
+        let source = self.source(&target.kernel)?;
+        let kernel = self.kernel(target)?;
         let ctx = fixtures::CompileContext {
             repo: &self.repo,
             cache: &self.cache,
@@ -176,19 +305,19 @@ impl Suite {
         };
         let objects = fixtures::compile(&ctx, &loaded.fixtures)?;
         check_device_tables(entry, &loaded.scenario, &loaded.devices, &objects)?;
-        Ok(Prepared { loaded, cell, kernel, objects })
+        Ok(Prepared { loaded, cell, kernel, objects, source })
     }
 
-    pub fn run(&self, cell_name: &str, entry: &Entry) -> Result<RunReport> {
-        let Prepared { loaded, cell, kernel, objects } = self.prepare(cell_name, entry)?;
+    pub fn run(&self, target: &Target, entry: &Entry) -> Result<RunReport> {
+        let Prepared { loaded, cell, kernel, objects, source } = self.prepare(target, entry)?;
+        let label = target.label();
         let Loaded { scenario, devices, replays, .. } = loaded;
         let qemu = tools::require(&tools::QEMU)?;
         let detectors = kernel.detectors()?;
         let agent_bin = agent::ensure(&self.repo)?;
         let agent = std::fs::read(&agent_bin).map_err(Error::io(format!("reading {}", agent_bin.display())))?;
 
-        let run_dir =
-            new_run_dir(&self.repo.runs_dir().join(&cell.name).join(test_dir_name(&entry.test_name(&cell.name))))?;
+        let run_dir = new_run_dir(&self.repo.runs_dir().join(&label).join(test_dir_name(&entry.test_name(&label))))?;
         let probe = self.accelerator(&qemu, &kernel, &agent, &run_dir)?;
 
         let mut fs = Initramfs::with_agent(&agent);
@@ -229,7 +358,7 @@ impl Suite {
         let ctx = verdict::RunContext { cell: &cell, scenario: &scenario, nonce: &nonce, detectors };
         let mut judgement = verdict::judge(&ctx, &booted.outcome, &guest, &booted.console_text, &splats);
         if self.opts.bless && judgement.verdict.passed() {
-            if let Err(e) = self.bless(&cell.name, &replays, &guest) {
+            if let Err(e) = self.bless(&label, &replays, &guest) {
                 judgement.verdict = crate::verdict::Verdict::Fail {
                     kind: crate::verdict::FailureKind::Check,
                     class: None,
@@ -237,10 +366,12 @@ impl Suite {
                 };
             }
         }
-        let known = self.known.classify(&entry.row(), &cell.name, &self.source()?.version, &judgement.verdict);
+        let known = self.known.classify(&entry.row(), &cell.name, &source.version, &judgement.verdict);
         let report = RunReport {
             known,
-            test: entry.test_name(&cell.name),
+            test: entry.test_name(&label),
+            kernel: target.kernel.clone(),
+            kernel_version: source.version.clone(),
             cell: cell.name.clone(),
             scenario: scenario.name.clone(),
             summary: scenario.summary.clone(),
@@ -262,10 +393,10 @@ impl Suite {
     }
 
     /// Write what each replay step observed to its expectation files. Two
-    /// cells that observed different output must not overwrite each other.
+    /// targets that observed different output must not overwrite each other.
     fn bless(
         &self,
-        cell: &str,
+        target: &str,
         replays: &BTreeMap<usize, scenarios::ResolvedReplay>,
         guest: &GuestReport,
     ) -> Result<()> {
@@ -279,7 +410,7 @@ impl Suite {
             for (file, lines) in [(&r.evdev_file, &observed.evdev), (&r.hidraw_file, &observed.hidraw)] {
                 let Some(file) = file else { continue };
                 let text = format!(
-                    "# written by `hidvm test --bless` on cell {cell}: one line per replayed report; review before committing\n{}\n",
+                    "# written by `hidvm test --bless` on {target}: one line per replayed report; review before committing\n{}\n",
                     lines.join("\n")
                 );
                 let body = lines.join("\n");
@@ -287,15 +418,15 @@ impl Suite {
                 if let Some((other, seen)) = blessed.get(file) {
                     if *seen != body {
                         return Err(Error::Other(format!(
-                            "cells {other} and {cell} observed different output for {}: not blessed (a compiler-dependent difference; look at both runs)",
+                            "{other} and {target} observed different output for {}: not blessed (a compiler- or kernel-dependent difference; look at both runs)",
                             file.display()
                         )));
                     }
                     continue;
                 }
                 write_atomic(file, text.as_bytes()).map_err(Error::io(format!("writing {}", file.display())))?;
-                eprintln!("hidvm: blessed {} ({} lines) from cell {cell}", file.display(), lines.len());
-                blessed.insert(file.clone(), (cell.to_string(), body));
+                eprintln!("hidvm: blessed {} ({} lines) from {target}", file.display(), lines.len());
+                blessed.insert(file.clone(), (target.to_string(), body));
             }
         }
         Ok(())
@@ -317,6 +448,7 @@ pub struct Prepared {
     /// Leased: nobody rebuilds it while this lives.
     pub kernel: BuiltKernel,
     pub objects: BTreeMap<String, fixtures::Compiled>,
+    pub source: KernelSource,
 }
 
 /// A value no other run has: the guest echoes it, so results written by
@@ -369,8 +501,18 @@ fn check_device_tables(
     Ok(())
 }
 
-/// Load every catalogue entry up front (CLI use): the first malformed file
-/// stops the run before anything boots.
-pub fn load_all(suite: &Suite) -> Result<Vec<(Entry, Loaded)>> {
-    suite.catalogue()?.into_iter().map(|e| suite.load(&e).map(|l| (e, l))).collect()
+/// Load every catalogue entry on every kernel of the run that does not
+/// skip it (CLI use): the first malformed file stops the run before
+/// anything boots. Returns how many (entry, kernel) pairs loaded.
+pub fn load_all(suite: &Suite) -> Result<usize> {
+    let mut n = 0;
+    for e in suite.catalogue()? {
+        for k in &suite.kernels {
+            if e.skip_reason(k).is_none() {
+                suite.load(&e, &k.name)?;
+                n += 1;
+            }
+        }
+    }
+    Ok(n)
 }

@@ -18,6 +18,12 @@ pub const CLANG: Tool<'static> = Tool { name: "clang-19", what: "BPF compiler", 
 pub const BPFTOOL: Tool<'static> = Tool { name: "bpftool", what: "BTF dumper", package: "bpftool" };
 pub const XZ: Tool<'static> =
     Tool { name: "xz", what: "decompressor for the Debian kernel tarball", package: "xz-utils" };
+pub const RSYNC: Tool<'static> =
+    Tool { name: "rsync", what: "tree copier (patched and clean private trees)", package: "rsync" };
+/// Runs the tree's scripts/bpf_doc.py (libbpf's bpf_helper_defs.h).
+pub const PYTHON: Tool<'static> =
+    Tool { name: "python3", what: "script interpreter (libbpf headers)", package: "python3" };
+pub const GIT: Tool<'static> = Tool { name: "git", what: "patch applier", package: "git" };
 pub const LIBBPF_HEADERS: Tool<'static> =
     Tool { name: "/usr/include/bpf/bpf_helpers.h", what: "libbpf BPF-side header", package: "libbpf-dev" };
 
@@ -77,15 +83,21 @@ fn missing(t: &Tool<'_>) -> Error {
     Error::MissingTool { tool: t.name.into(), what: t.what.into(), package: t.package.into() }
 }
 
-/// Every package hidvm needs on a Debian/Ubuntu host (used by `make setup`).
-pub fn all_packages() -> Vec<&'static str> {
-    let mut p: Vec<&str> = KERNEL_BUILD
+/// Every package hidvm needs on a Debian/Ubuntu host (used by `make setup`):
+/// the tools, and the source packages of the kernels (guest-image/kernels.toml)
+/// installed from the host's suites; those of other suites are fetched
+/// (`hidvm fetch`), which needs the archive keyring.
+pub fn all_packages() -> Vec<String> {
+    let mut p: Vec<String> = KERNEL_BUILD
         .iter()
         .chain(AGENT_BUILD)
-        .chain([QEMU, CLANG, BPFTOOL, LIBBPF_HEADERS].iter())
-        .map(|t| t.package)
+        .chain([QEMU, CLANG, BPFTOOL, LIBBPF_HEADERS, RSYNC, GIT, PYTHON].iter())
+        .map(|t| t.package.to_string())
         .collect();
-    p.extend(["linux-source-6.12", "lld-19", "llvm-19"]);
+    p.extend(["lld-19", "llvm-19", "debian-archive-keyring"].map(String::from));
+    let kernels =
+        crate::kernels::load(&crate::layout::repo_root().join("guest-image/kernels.toml")).unwrap_or_default();
+    p.extend(kernels.into_iter().filter(|k| k.fetch_from.is_none()).filter_map(|k| k.package));
     p.sort();
     p.dedup();
     p

@@ -16,6 +16,21 @@ pub struct Device {
     pub evdev: EvdevSet,
     /// UHID_STARTs seen when the nodes were opened.
     pub opened_at_start: u32,
+    /// Output reports the kernel sent on its own when the nodes were
+    /// opened (7.x syncs keyboard LEDs): not stale output of a step.
+    pub connect_outputs: Vec<Vec<u8>>,
+}
+
+/// How long a device with Output items is given to receive the kernel's
+/// own output reports after its nodes open, before the first step.
+const CONNECT_OUTPUT_SETTLE: Duration = Duration::from_millis(100);
+
+fn connect_outputs(vdev: &VirtualDevice) -> Vec<Vec<u8>> {
+    if hidvm_proto::devices::has_output_items(&vdev.def.descriptor.0) {
+        vdev.take_outputs(CONNECT_OUTPUT_SETTLE)
+    } else {
+        Vec::new()
+    }
 }
 
 impl Device {
@@ -29,18 +44,20 @@ impl Device {
         let hidraw = Hidraw::open(&sysfs, crate::budget::node_wait())?;
         let evdev = EvdevSet::open(&sysfs, crate::budget::node_wait())?;
         let opened_at_start = vdev.starts();
-        Ok(Device { vdev, hid_id, sysfs, hidraw, evdev, opened_at_start })
+        let connect_outputs = connect_outputs(&vdev);
+        Ok(Device { vdev, hid_id, sysfs, hidraw, evdev, opened_at_start, connect_outputs })
     }
 
     pub fn describe(&self) -> String {
         format!(
-            "{}: {} hid_id={} {} {} {}",
+            "{}: {} hid_id={} {} {} {}{}",
             self.vdev.id,
             self.vdev.def.name,
             self.hid_id,
             self.sysfs.display(),
             self.hidraw.path,
-            self.evdev.path
+            self.evdev.path,
+            connect_note(&self.connect_outputs)
         )
     }
 
@@ -76,7 +93,14 @@ impl Device {
         self.hidraw = Hidraw::open(&self.sysfs, crate::budget::node_wait())?;
         self.evdev = EvdevSet::open(&self.sysfs, crate::budget::node_wait())?;
         self.opened_at_start = starts;
-        Ok(format!("{} was re-probed (start #{starts}): now {} {}", self.vdev.id, self.hidraw.path, self.evdev.path))
+        self.connect_outputs = connect_outputs(&self.vdev);
+        Ok(format!(
+            "{} was re-probed (start #{starts}): now {} {}{}",
+            self.vdev.id,
+            self.hidraw.path,
+            self.evdev.path,
+            connect_note(&self.connect_outputs)
+        ))
     }
 
     /// A fresh evdev client (empty buffer, no SYN_DROPPED state).
@@ -90,4 +114,13 @@ impl Device {
         let p = self.sysfs.join("report_descriptor");
         std::fs::read(&p).map_err(|e| format!("read {}: {e}", p.display()))
     }
+}
+
+fn connect_note(outputs: &[Vec<u8>]) -> String {
+    if outputs.is_empty() {
+        return String::new();
+    }
+    let shown: Vec<String> =
+        outputs.iter().map(|o| o.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(" ")).collect();
+    format!("; the kernel sent it output report(s) on connect: {}", shown.join(", "))
 }

@@ -347,8 +347,38 @@ pub fn check_descriptor(d: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
+/// Whether a report descriptor declares Output items (LEDs, rumble): the
+/// kernel may send such a device output reports on its own when it
+/// connects (7.x syncs keyboard LEDs), which a scenario did not ask for.
+pub fn has_output_items(descriptor: &[u8]) -> bool {
+    let mut i = 0;
+    while i < descriptor.len() {
+        let prefix = descriptor[i];
+        if prefix == 0xfe {
+            // Long item: size in the next byte, then a tag byte.
+            let size = descriptor.get(i + 1).copied().unwrap_or(0) as usize;
+            i += 3 + size;
+            continue;
+        }
+        let size = [0, 1, 2, 4][(prefix & 0x03) as usize];
+        if prefix & 0xfc == 0x90 {
+            return true;
+        }
+        i += 1 + size;
+    }
+    false
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn output_items_are_found_in_the_keyboard_not_the_mouse() {
+        assert!(has_output_items(KEYBOARD.descriptor));
+        assert!(!has_output_items(BOOT_MOUSE.descriptor));
+        // A long item is skipped whole, even if its data looks like 0x91.
+        assert!(!has_output_items(&[0xfe, 0x02, 0x10, 0x91, 0x02]));
+    }
+
     use super::*;
 
     #[test]

@@ -55,6 +55,11 @@ pub struct Scenario {
     /// need a flavour, e.g. KASAN reports on the debug cells.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cells: Vec<String>,
+    /// The oldest kernel series this scenario applies to ("6.15"): on older
+    /// kernels it is listed and reported as skipped, with this as the
+    /// reason (a program that only exists in newer trees, say).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_kernel: Option<String>,
     /// VM deadline in seconds, instead of the default (24 s under KVM,
     /// 60 s under TCG).
     #[serde(default, skip_serializing_if = "Option::is_none")]
