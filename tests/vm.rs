@@ -47,7 +47,7 @@ fn example_copy(suite: &Suite, edit: Option<(&str, &str, &str)>) -> Result<tempf
 /// its rendering contains each text.
 fn run_example(suite: &Suite, dir: &Path, file: Option<&str>, expect: Option<&[&str]>) -> Result<(), Failed> {
     let path = file.map(|f| dir.join(f)).unwrap_or_else(|| dir.to_path_buf());
-    let entries = scenarios::entries_for_paths(&[path], &suite.all_cells).map_err(|e| Failed::from(e.to_string()))?;
+    let entries = scenarios::entries_for_paths(&[path], &suite.defined_cells).map_err(|e| Failed::from(e.to_string()))?;
     let mut problems = Vec::new();
     for target in suite.default_targets() {
         for entry in &entries {

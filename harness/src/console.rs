@@ -25,6 +25,9 @@ const fn p(class: &'static str, needle: &'static str) -> SplatPattern {
 pub const SPLAT_PATTERNS: &[SplatPattern] = &[
     SplatPattern { class: "panic", needle: "Kernel panic - not syncing", fatal: true },
     p("kasan", "BUG: KASAN: "),
+    // kCFI (CONFIG_CFI / CFI_CLANG): an indirect call to a function of the
+    // wrong type; the trap that follows is reported as a BUG or Oops.
+    p("cfi", "CFI failure at "),
     p("kfence", "BUG: KFENCE: "),
     p("ubsan", "UBSAN: "),
     p("kmemleak", "new suspected memory leaks"),

@@ -93,6 +93,19 @@ pub struct KernelBuilder<'a> {
 }
 
 impl BuiltKernel {
+    /// A kernel hidvm did not build (a prebuilt image), leased by `lease`.
+    pub fn from_parts(
+        cell: KernelCell,
+        dir: PathBuf,
+        vmlinux: PathBuf,
+        boot_image: PathBuf,
+        vmlinux_h: PathBuf,
+        record: BuildRecord,
+        lease: FileLock,
+    ) -> BuiltKernel {
+        BuiltKernel { cell, dir, vmlinux, boot_image, vmlinux_h, modules: vec![], record, built_now: false, _lease: lease }
+    }
+
     /// The kernel's resolved .config.
     pub fn config(&self) -> Result<crate::kconfig::ConfigMap> {
         let path = self.dir.join("build/.config");

@@ -122,7 +122,9 @@ pub fn dropped(requested: &ConfigMap, resolved: &ConfigMap) -> Vec<String> {
 }
 
 /// Every `config`/`menuconfig` symbol defined in the tree's Kconfig files
-/// (empty if the tree cannot be read).
+/// (empty if the tree cannot be read). A `transitional` symbol (7.x keeps
+/// CFI_CLANG so old configs still read, but never writes it) is an old
+/// name, not a known one.
 pub fn known_symbols(src: &Path) -> std::collections::BTreeSet<String> {
     let mut out = std::collections::BTreeSet::new();
     let mut stack = vec![src.to_path_buf()];
@@ -137,11 +139,18 @@ pub fn known_symbols(src: &Path) -> std::collections::BTreeSet<String> {
                     stack.push(p);
                 }
             } else if name.starts_with("Kconfig") {
+                let mut current: Option<String> = None;
                 for line in std::fs::read_to_string(&p).unwrap_or_default().lines() {
                     let l = line.trim();
+                    if l == "transitional" {
+                        if let Some(sym) = current.take() {
+                            out.remove(&sym);
+                        }
+                    }
                     for kw in ["config ", "menuconfig "] {
                         if let Some(sym) = l.strip_prefix(kw) {
                             out.insert(sym.trim().to_string());
+                            current = Some(sym.trim().to_string());
                         }
                     }
                 }

@@ -21,6 +21,9 @@ pub struct KernelSpec {
     /// A tree of the user's own (not from the file: --kernel-src).
     #[serde(skip)]
     pub tree: Option<PathBuf>,
+    /// A kernel the user built (--kernel): booted, not built.
+    #[serde(skip)]
+    pub image: Option<crate::prebuilt::PrebuiltImage>,
 }
 
 fn yes() -> bool {
@@ -38,6 +41,9 @@ impl KernelSpec {
     /// (`linux-source-7.3`), or a user tree's Makefile. What `min_kernel`
     /// compares against, known before anything is fetched or unpacked.
     pub fn series(&self) -> Option<(u32, u32)> {
+        if let Some(image) = &self.image {
+            return parse_series(&image.version.split('.').take(2).collect::<Vec<_>>().join("."));
+        }
         if let Some(tree) = &self.tree {
             let makefile = std::fs::read_to_string(tree.join("Makefile")).ok()?;
             let field = |name: &str| {
@@ -60,6 +66,21 @@ impl KernelSpec {
             fetch_from: None,
             default_run: true,
             tree: Some(dir.to_path_buf()),
+            image: None,
+        }
+    }
+
+    /// The kernel a prebuilt image stands for (`--kernel`); `tree`, if
+    /// given, supplies program headers and `kernel:` programs.
+    pub fn prebuilt(image: crate::prebuilt::PrebuiltImage, tree: Option<&Path>) -> KernelSpec {
+        KernelSpec {
+            name: "prebuilt".into(),
+            summary: format!("the prebuilt kernel {} (Linux {})", image.boot_image.display(), image.version),
+            package: None,
+            fetch_from: None,
+            default_run: true,
+            tree: tree.map(Path::to_path_buf),
+            image: Some(image),
         }
     }
 }

@@ -30,6 +30,15 @@ struct Cli {
     /// default: HIDVM_PATCHES.
     #[arg(long, global = true, value_name = "DIR|MBOX")]
     patches: Option<PathBuf>,
+    /// A kernel you built, booted as is instead of building one: a
+    /// vmlinux, a bzImage or a build (O=) directory, with its .config next
+    /// to it; tests are named `prebuilt-<gcc|llvm>::...`. Default: HIDVM_KERNEL.
+    #[arg(long = "kernel", global = true, value_name = "PATH")]
+    prebuilt: Option<PathBuf>,
+    /// The .config of --kernel, if it is not next to the image; default:
+    /// HIDVM_KERNEL_CONFIG.
+    #[arg(long = "kernel-config", global = true, value_name = "FILE")]
+    prebuilt_config: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -94,6 +103,19 @@ enum Command {
     },
     /// Validate cells, fragments, scenarios and fixtures without booting.
     Check,
+    /// Build the kernel's own HID selftests (tools/testing/selftests/hid:
+    /// hid_bpf, hidraw) for every kernel x cell, run them in the same VMs,
+    /// print each KTAP result in a test x target matrix and the cost per test.
+    Selftests {
+        #[arg(long = "cell")]
+        cells: Vec<String>,
+        /// Only this program (hid_bpf or hidraw).
+        #[arg(long)]
+        program: Option<String>,
+        /// VMs at once (default: number of cores).
+        #[arg(long)]
+        jobs: Option<usize>,
+    },
     /// Print the Debian packages hidvm needs (for setup scripts).
     Packages,
     /// Fetch (or refresh) the kernel sources of this run's kernels that
@@ -154,6 +176,8 @@ fn real_main(cli: Cli) -> hidvm::Result<ExitCode> {
         kernels: cli.kernels.clone(),
         config_fragments: cli.config_fragments.clone(),
         patches: cli.patches.clone(),
+        prebuilt: cli.prebuilt.clone(),
+        prebuilt_config: cli.prebuilt_config.clone(),
         verbose: true,
         bless,
     })?;
@@ -161,6 +185,11 @@ fn real_main(cli: Cli) -> hidvm::Result<ExitCode> {
         Command::Packages => {
             println!("{}", hidvm::tools::all_packages().join(" "));
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Selftests { cells, program, jobs } => {
+            let targets = selected_targets(&suite, &cells)?;
+            let ok = hidvm::kselftest::run_all(&suite, &targets, program.as_deref(), jobs.unwrap_or_else(hidvm::cores))?;
+            Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(exit::TESTS_FAILED) })
         }
         Command::Fetch => {
             for k in &suite.kernels {
@@ -258,7 +287,7 @@ fn real_main(cli: Cli) -> hidvm::Result<ExitCode> {
             run_matrix(&suite, entries, &cells, filter.as_deref(), jobs, verbose, repeat.max(1))
         }
         Command::Test { paths, cells, filter, jobs, verbose, .. } => {
-            let entries = scenarios::entries_for_paths(&paths, &suite.all_cells)?;
+            let entries = scenarios::entries_for_paths(&paths, &suite.defined_cells)?;
             // Malformed files stop everything before any build or boot.
             for e in &entries {
                 for k in suite.kernels.iter().filter(|k| e.skip_reason(k).is_none()) {

@@ -68,6 +68,13 @@ impl Matrix {
         self.known.insert((row.to_string(), target.clone()), known);
     }
 
+    /// A failure a known-failures list explains (shown as KNOWN: not a
+    /// pass, not a failure of the command).
+    pub fn record_known(&mut self, row: &str, target: &Target) {
+        self.record_text(row, target, "KNOWN".into(), false);
+        self.known.insert((row.to_string(), target.clone()), true);
+    }
+
     /// A test that did not run on `target`, and why (not a pass, not a
     /// failure: it does not count in "passed" nor in the differences).
     pub fn record_skip(&mut self, row: &str, target: &Target, reason: &str) {

@@ -35,6 +35,10 @@ pub struct Options {
     /// `--patches`; else HIDVM_PATCHES: a series applied to a private copy
     /// of every kernel tree of the run.
     pub patches: Option<PathBuf>,
+    /// `--kernel`; else HIDVM_KERNEL: a kernel the user built, booted as is.
+    pub prebuilt: Option<PathBuf>,
+    /// `--kernel-config`; else HIDVM_KERNEL_CONFIG: its .config.
+    pub prebuilt_config: Option<PathBuf>,
     /// Print kernel build progress.
     pub verbose: bool,
     /// `hidvm test --bless`: write what replay steps observe to their
@@ -69,6 +73,9 @@ pub struct Suite {
     pub cells: Vec<KernelCell>,
     /// Every defined cell.
     pub all_cells: Vec<KernelCell>,
+    /// The cells of guest-image/cells.toml, which scenario files' `cells`
+    /// name (with a prebuilt kernel, `all_cells` is only its own).
+    pub defined_cells: Vec<KernelCell>,
     pub allow: AllowList,
     pub known: crate::known::KnownFailures,
     pub opts: Options,
@@ -118,13 +125,27 @@ impl Suite {
         if opts.patches.is_none() {
             opts.patches = std::env::var_os("HIDVM_PATCHES").filter(|v| !v.is_empty()).map(PathBuf::from);
         }
+        let env_path = |var: &str| std::env::var_os(var).filter(|v| !v.is_empty()).map(PathBuf::from);
+        opts.prebuilt = opts.prebuilt.take().or_else(|| env_path(crate::prebuilt::ENV_VAR));
+        opts.prebuilt_config = opts.prebuilt_config.take().or_else(|| env_path(crate::prebuilt::CONFIG_ENV_VAR));
         let user_tree = KernelSource::user_override(opts.kernel_src.as_deref());
-        let all_kernels = match &user_tree {
-            Some(dir) => vec![KernelSpec::user_tree(dir)],
-            None => kernels::load(&repo.kernels_file())?,
+        let image = match &opts.prebuilt {
+            Some(p) => Some(crate::prebuilt::PrebuiltImage::locate(p, opts.prebuilt_config.as_deref())?),
+            None => None,
+        };
+        let all_kernels = match (&image, &user_tree) {
+            (Some(image), tree) => vec![KernelSpec::prebuilt(image.clone(), tree.as_deref())],
+            (None, Some(dir)) => vec![KernelSpec::user_tree(dir)],
+            (None, None) => kernels::load(&repo.kernels_file())?,
+        };
+        // A prebuilt kernel is its own cell, named after its compiler.
+        let defined_cells = all_cells.clone();
+        let (all_cells, cells) = match &image {
+            Some(image) => (vec![image.cell()], vec![image.cell()]),
+            None => (all_cells, cells),
         };
         let chosen = if !opts.kernels.is_empty() {
-            Some(("--kernel", opts.kernels.clone()))
+            Some(("--kernels", opts.kernels.clone()))
         } else {
             env_selection("HIDVM_KERNELS").map(|k| ("HIDVM_KERNELS", k))
         };
@@ -156,6 +177,7 @@ impl Suite {
             all_kernels,
             cells,
             all_cells,
+            defined_cells,
             allow,
             known,
             opts,
@@ -173,6 +195,7 @@ impl Suite {
             all_kernels: self.all_kernels.clone(),
             cells: self.cells.clone(),
             all_cells: self.all_cells.clone(),
+            defined_cells: self.defined_cells.clone(),
             allow: self.allow.clone(),
             known: self.known.clone(),
             opts: Options { verbose, ..self.opts.clone() },
@@ -190,7 +213,19 @@ impl Suite {
             return Ok(s.clone());
         }
         let spec = kernels::find(&self.all_kernels, kernel)?;
-        let mut s = KernelSource::for_spec(spec, &self.cache)?;
+        let mut s = match &spec.image {
+            // Headers and kernel: programs for a prebuilt image come from
+            // the tree given with it, else from the first kernel's tree.
+            Some(image) => {
+                let mut s = match &spec.tree {
+                    Some(_) => KernelSource::for_spec(spec, &self.cache)?,
+                    None => KernelSource::for_spec(&kernels::load(&self.repo.kernels_file())?[0], &self.cache)?,
+                };
+                s.version = image.version.clone();
+                s
+            }
+            None => KernelSource::for_spec(spec, &self.cache)?,
+        };
         if let Some(series) = &self.series {
             s = s.with_patches(series, &self.cache).map_err(|e| Error::Other(format!("kernel {kernel}: {e}")))?;
         }
@@ -205,6 +240,9 @@ impl Suite {
     pub fn kernel(&self, target: &Target) -> Result<BuiltKernel> {
         let cell = cell::find(&self.all_cells, &target.cell)?;
         let source = self.source(&target.kernel)?;
+        if let Some(image) = &self.spec(&target.kernel)?.image {
+            return crate::prebuilt::prepare(&self.repo, &self.cache, image, &source.root);
+        }
         let mut builder =
             KernelBuilder::new(&self.repo, &self.cache, &source).with_user_fragments(&self.opts.config_fragments)?;
         builder.verbose = self.opts.verbose;
@@ -213,7 +251,7 @@ impl Suite {
 
     /// The repository's catalogue (scenarios and self-tests).
     pub fn catalogue(&self) -> Result<Vec<Entry>> {
-        scenarios::catalogue(&self.repo, &self.all_cells)
+        scenarios::catalogue(&self.repo, &self.defined_cells)
     }
 
     /// `entry` loaded for `kernel` (whose tree `kernel:` programs come from;
@@ -433,7 +471,7 @@ impl Suite {
     }
 
     /// KVM only if a timed probe boot under KVM answers (once per host boot).
-    fn accelerator(&self, qemu: &Path, kernel: &BuiltKernel, agent: &[u8], run_dir: &Path) -> Result<ProbeRecord> {
+    pub fn accelerator(&self, qemu: &Path, kernel: &BuiltKernel, agent: &[u8], run_dir: &Path) -> Result<ProbeRecord> {
         let qemu_version = tools::version_line(&qemu.display().to_string(), &["--version"])?;
         ProbeStore::new(&self.cache).select(&qemu_version, || {
             boot::probe_kvm(qemu, &kernel.boot_image, agent, &kernel.cell.name, &run_dir.join("kvm-probe"))

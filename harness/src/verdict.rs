@@ -19,6 +19,8 @@ pub struct GuestReport {
     pub health: Option<Health>,
     /// What programs printed with bpf_printk.
     pub trace: Option<Vec<String>>,
+    /// What a `Command` job's program printed.
+    pub output: Vec<String>,
     pub done: Option<(bool, String)>,
     /// How many verdicts arrived (exactly one is valid; the first counts).
     pub done_count: usize,
@@ -41,6 +43,7 @@ impl GuestReport {
                 Some(Ok(GuestMsg::Step(s))) => r.steps.push(s),
                 Some(Ok(GuestMsg::Health(h))) => r.health = Some(h),
                 Some(Ok(GuestMsg::Trace { lines })) => r.trace = Some(lines),
+                Some(Ok(GuestMsg::Output { line })) => r.output.push(line),
                 Some(Ok(GuestMsg::Done { passed, summary })) => {
                     r.done_count += 1;
                     if r.done.is_none() {

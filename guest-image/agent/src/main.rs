@@ -7,6 +7,7 @@
 mod bpf;
 mod budget;
 mod channel;
+mod command;
 mod device;
 mod health;
 mod hidraw;
@@ -55,6 +56,7 @@ fn main() {
                         detectors: job.detectors,
                     })
                 }
+                JobMode::Command { argv, cwd } => command::run(&argv, &cwd),
             }
         }
         Err(e) => GuestMsg::Done { passed: false, summary: format!("cannot read {JOB_PATH}: {e}") },

@@ -59,7 +59,18 @@ pub enum JobMode {
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         bless: bool,
     },
+    /// Run a program from the initramfs (the kernel's own selftests:
+    /// `hid_bpf`, `hidraw`) and stream its output lines; the host reads its
+    /// KTAP results. `passed` in Done is its exit status 0.
+    Command {
+        argv: Vec<String>,
+        /// The working directory (the programs look for files next to them).
+        cwd: String,
+    },
 }
+
+/// Where `Command` jobs' programs sit in the initramfs.
+pub const PROGRAM_DIR: &str = "/hidvm/programs";
 
 /// A compiled program as the guest loads it.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]

@@ -36,6 +36,9 @@ pub enum GuestMsg {
     /// What programs printed with bpf_printk (the trace buffer), sent
     /// before `Done`.
     Trace { lines: Vec<String> },
+    /// A line a `Command` job's program wrote (stdout and stderr, in the
+    /// order they arrived).
+    Output { line: String },
     /// Last message: the agent's verdict. Only `passed: true` is success,
     /// and the host still checks it against every step report.
     Done { passed: bool, summary: String },

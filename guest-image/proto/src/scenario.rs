@@ -472,6 +472,11 @@ impl Validator<'_, '_> {
                     ));
                 }
             }
+            Step::KernelSymbols(s) => {
+                if s.containing.trim().is_empty() {
+                    return Err(format!("{at}: field `containing`: give part of a symbol name, e.g. \".llvm.\""));
+                }
+            }
             Step::Sleep(_) | Step::Lkdtm(_) => {}
         }
         self.links.extend(created);

@@ -28,6 +28,7 @@ pub enum Step {
     Lkdtm(Lkdtm),
     Capability(Capability),
     LoadModule(LoadModule),
+    KernelSymbols(KernelSymbols),
 }
 
 /// Load a fixture with the device's hid_id and attach its struct_ops map,
@@ -423,6 +424,25 @@ pub struct Capability {
     pub effective: bool,
 }
 
+/// Check the running kernel's symbols (/proc/kallsyms): proof that a build
+/// option is live, not just requested, e.g. ThinLTO's `.llvm.<hash>`
+/// suffixes on promoted static functions.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct KernelSymbols {
+    /// Substring of a symbol name.
+    pub containing: String,
+    /// "present" (at least one symbol) or "absent" (none).
+    pub expect: Presence,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Presence {
+    Present,
+    Absent,
+}
+
 /// Self-tests only: load a kernel module the cell built (cells.toml
 /// `modules`), e.g. samples/kmemleak's deliberately leaking test module.
 #[derive(Serialize, Deserialize, Clone, Debug)]
@@ -558,6 +578,7 @@ impl Step {
             Step::Lkdtm(_) => "lkdtm",
             Step::Capability(_) => "capability",
             Step::LoadModule(_) => "load_module",
+            Step::KernelSymbols(_) => "kernel_symbols",
         }
     }
 
@@ -675,6 +696,11 @@ impl Step {
                 format!("{} {} in the agent's effective set", if s.effective { "raise" } else { "drop" }, s.name)
             }
             Step::LoadModule(s) => format!("load kernel module {}", s.module),
+            Step::KernelSymbols(s) => format!(
+                "kernel symbols containing `{}` are {}",
+                s.containing,
+                if s.expect == Presence::Present { "present" } else { "absent" }
+            ),
         }
     }
 }

@@ -119,6 +119,28 @@ pub fn capability(s: &Capability) -> Outcome {
     o
 }
 
+/// Count /proc/kallsyms names containing `s.containing`; an unreadable
+/// kallsyms fails the step (could not look), it is never "absent".
+pub fn kernel_symbols(s: &hidvm_proto::steps::KernelSymbols) -> Outcome {
+    let mut o = Outcome::default();
+    let text = match std::fs::read_to_string("/proc/kallsyms") {
+        Ok(t) => t,
+        Err(e) => return Outcome::fail(format!("reading /proc/kallsyms: {e} (is CONFIG_KALLSYMS set?)")),
+    };
+    let matching: Vec<&str> =
+        text.lines().filter_map(|l| l.split_whitespace().nth(2)).filter(|name| name.contains(&s.containing)).collect();
+    if let Some(first) = matching.first() {
+        o.note(format!("{} symbol(s) contain `{}`, e.g. {first}", matching.len(), s.containing));
+    }
+    let seen = if matching.is_empty() { "absent" } else { "present" };
+    let expected = match s.expect {
+        hidvm_proto::steps::Presence::Present => "present",
+        hidvm_proto::steps::Presence::Absent => "absent",
+    };
+    o.expect_eq(format!("kernel symbols containing `{}`", s.containing), expected, seen);
+    o
+}
+
 pub fn load_module(s: &LoadModule) -> Outcome {
     let mut o = Outcome::default();
     let path = format!("{MODULE_DIR}/{}.ko", s.module);

@@ -30,6 +30,7 @@ pub fn exec(r: &mut Runner, step: &Step) -> Outcome {
         Step::Sleep(s) => kernel::sleep(s),
         Step::Lkdtm(s) => kernel::lkdtm(s),
         Step::Capability(s) => kernel::capability(s),
+        Step::KernelSymbols(s) => kernel::kernel_symbols(s),
         Step::LoadModule(s) => kernel::load_module(s),
     }
 }

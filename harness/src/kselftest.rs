@@ -1,0 +1,477 @@
+//! The kernel's own HID selftests (tools/testing/selftests/hid) as a second
+//! suite: `hid_bpf` and `hidraw`, built from the tree under test with the
+//! target's toolchain against its vmlinux, run in the same kind of VM as
+//! the scenarios, each KTAP result reported as a test.
+//!
+//! The shell tests (hid-*.sh) need Python's hid-tools in the guest and are
+//! not run. Programs are linked statically (`TARGET_ARCH=-static`, which
+//! only the selftest link rule uses; libbpf's shared library must not get
+//! it), so the guest needs nothing but the binary.
+use crate::error::{one_line, Error, Result};
+use crate::initramfs::Initramfs;
+use crate::kernels::Target;
+use crate::layout::{new_run_dir, sha256_parts, write_atomic};
+use crate::lock::{FileLock, Mode};
+use crate::qemu::boot;
+use crate::suite::Suite;
+use crate::{console, tools};
+use hidvm_proto::job::PROGRAM_DIR;
+use hidvm_proto::{Job, JobMode, JOB_PATH};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The selftest programs hidvm's guest can run.
+pub const PROGRAMS: &[&str] = &["hid_bpf", "hidraw"];
+
+/// One KTAP result line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Pass,
+    Fail(String),
+    Skip(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KtapResult {
+    /// `hid_bpf.test_create_uhid` (fixture.test, as the harness names it).
+    pub name: String,
+    pub outcome: Outcome,
+}
+
+/// The plan (`1..N`) and every `ok`/`not ok` line of a KTAP (or TAP 13)
+/// stream, top level only (indented subtest lines are the harness's).
+pub fn parse_ktap(lines: &[String]) -> (Option<usize>, Vec<KtapResult>) {
+    let mut plan = None;
+    let mut results = Vec::new();
+    // Diagnostics since the last result: a failure without a directive is
+    // explained by the harness's assertion line ("hid_bpf.c:154:...:Expected ...").
+    let mut since: Vec<&str> = Vec::new();
+    for line in lines {
+        if let Some(n) = line.strip_prefix("1..") {
+            plan = n.trim().parse().ok();
+            continue;
+        }
+        if let Some(d) = line.strip_prefix("# ") {
+            since.push(d.trim());
+        }
+        let (ok, rest) = if let Some(r) = line.strip_prefix("not ok ") {
+            (false, r)
+        } else if let Some(r) = line.strip_prefix("ok ") {
+            (true, r)
+        } else {
+            continue;
+        };
+        // "<n> <name>[ # <directive>]"
+        let rest = rest.split_once(' ').map(|(_, r)| r).unwrap_or("");
+        let (name, directive) = match rest.split_once(" # ") {
+            Some((n, d)) => (n.trim(), Some(d.trim())),
+            None => (rest.trim(), None),
+        };
+        let outcome = match directive {
+            Some(d) if d.to_ascii_uppercase().starts_with("SKIP") => {
+                Outcome::Skip(d[4..].trim().trim_start_matches(':').trim().to_string())
+            }
+            _ if ok => Outcome::Pass,
+            Some(d) if !d.is_empty() => Outcome::Fail(d.to_string()),
+            _ => Outcome::Fail(
+                since
+                    .iter()
+                    .find(|l| l.contains(":Expected ") || l.contains("assert"))
+                    .or_else(|| since.iter().rev().find(|l| !l.trim_start().starts_with("FAIL")))
+                    .map(|l| l.to_string())
+                    .unwrap_or_default(),
+            ),
+        };
+        since.clear();
+        results.push(KtapResult { name: name.to_string(), outcome });
+    }
+    (plan, results)
+}
+
+/// The programs built for one target.
+pub struct Built {
+    pub dir: PathBuf,
+}
+
+impl Built {
+    pub fn program(&self, name: &str) -> PathBuf {
+        self.dir.join("out").join(name)
+    }
+}
+
+/// Build `hid_bpf` and `hidraw` for `target` (cached by the kernel build
+/// and the tree); the log is in the cache directory.
+pub fn build(suite: &Suite, target: &Target) -> Result<Built> {
+    let kernel = suite.kernel(target)?;
+    let source = suite.source(&target.kernel)?;
+    let cell = crate::cell::find(&suite.all_cells, &target.cell)?;
+    let key = sha256_parts([
+        kernel.record.request_key.as_bytes(),
+        source.identity.as_bytes(),
+        serde_json::to_string(cell).unwrap_or_default().as_bytes(),
+        b"kselftest-1",
+    ]);
+    let dir = suite.cache.join("kselftest").join(format!("{}-{}", target.label(), &key[..12]));
+    std::fs::create_dir_all(&dir).map_err(Error::io(format!("creating {}", dir.display())))?;
+    let _lock = FileLock::acquire(&dir.join("lock"), Mode::Exclusive, "the kernel selftests build")
+        .map_err(Error::io("kselftest lock"))?;
+    let done = dir.join("done");
+    if done.exists() && PROGRAMS.iter().all(|p| dir.join("out").join(p).is_file()) {
+        return Ok(Built { dir });
+    }
+    tools::require_all(&[tools::CLANG, tools::PYTHON])?;
+    let log_path = dir.join("build.log");
+    eprintln!("hidvm: {target}: building the kernel's HID selftests ({}); log: {}", PROGRAMS.join(", "), log_path.display());
+    let run = |args: Vec<String>| -> Result<()> {
+        let out = duct::cmd("make", &args)
+            .stderr_to_stdout()
+            .stdout_capture()
+            .unchecked()
+            .run()
+            .map_err(Error::io("running make"))?;
+        let mut log = std::fs::read(&log_path).unwrap_or_default();
+        log.extend_from_slice(format!("$ make {}\n", args.join(" ")).as_bytes());
+        log.extend_from_slice(&out.stdout);
+        let _ = std::fs::write(&log_path, log);
+        if !out.status.success() {
+            let text = String::from_utf8_lossy(&out.stdout);
+            let first_error = text.lines().find(|l| l.contains("error")).unwrap_or("").to_string();
+            return Err(Error::Other(format!(
+                "{target}: building the kernel's HID selftests failed: {}; see {}",
+                one_line(&first_error, 1),
+                log_path.display()
+            )));
+        }
+        Ok(())
+    };
+    let _ = std::fs::remove_file(&log_path);
+    let tree = source.root.display().to_string();
+    let usr = dir.join("usr");
+    let hdr_obj = dir.join("hdr-obj");
+    std::fs::create_dir_all(&hdr_obj).map_err(Error::io("creating the headers dir"))?;
+    // The UAPI headers, installed into our own directory (no .config needed).
+    run(vec![
+        "-s".into(),
+        "-C".into(),
+        tree.clone(),
+        format!("O={}", hdr_obj.display()),
+        "headers_install".into(),
+        format!("INSTALL_HDR_PATH={}", usr.display()),
+    ])?;
+    let out = dir.join("out");
+    std::fs::create_dir_all(&out).map_err(Error::io("creating the output dir"))?;
+    let mut args = vec![
+        "-C".into(),
+        format!("{tree}/tools/testing/selftests/hid"),
+        format!("OUTPUT={}", out.display()),
+        format!("VMLINUX_BTF={}", kernel.vmlinux.display()),
+        format!("KHDR_INCLUDES=-isystem {}/include", usr.display()),
+        format!("-j{}", crate::cores()),
+        "TARGET_ARCH=-static".into(),
+    ];
+    // The cell's compiler for the programs; BPF is always clang.
+    args.extend(cell.make_args());
+    if !cell.make.contains_key("LLVM") {
+        args.extend(["CLANG=clang-19".into(), "LLVM_STRIP=llvm-strip-19".into()]);
+    }
+    args.extend(PROGRAMS.iter().map(|p| out.join(p).display().to_string()));
+    run(args)?;
+    write_atomic(&done, b"").map_err(Error::io("writing the done marker"))?;
+    Ok(Built { dir })
+}
+
+/// One program's run on one target.
+pub struct ProgramRun {
+    pub target: Target,
+    pub program: String,
+    pub plan: Option<usize>,
+    pub results: Vec<KtapResult>,
+    /// Kernel reports on the console (none is the only good answer).
+    pub splats: Vec<String>,
+    /// Why the run itself failed (no verdict, timeout, crash), if it did.
+    pub problem: Option<String>,
+    pub vm_seconds: f64,
+    pub run_dir: PathBuf,
+}
+
+impl ProgramRun {
+    /// Results the plan promised but never came (a crash mid-run).
+    pub fn missing(&self) -> usize {
+        self.plan.map_or(0, |p| p.saturating_sub(self.results.len()))
+    }
+}
+
+/// Boot `target`'s kernel with `program` and collect its KTAP results.
+pub fn run(suite: &Suite, target: &Target, built: &Built, program: &str) -> Result<ProgramRun> {
+    let kernel = suite.kernel(target)?;
+    let qemu = tools::require(&tools::QEMU)?;
+    let agent_bin = crate::agent::ensure(&suite.repo)?;
+    let agent = std::fs::read(&agent_bin).map_err(Error::io(format!("reading {}", agent_bin.display())))?;
+    let label = target.label();
+    let run_dir = new_run_dir(&suite.repo.runs_dir().join(&label).join(format!("kselftest-{program}")))?;
+    let probe = suite.accelerator(&qemu, &kernel, &agent, &run_dir)?;
+    let mut fs = Initramfs::with_agent(&agent);
+    let bin = built.program(program);
+    let guest = format!("{PROGRAM_DIR}/{program}");
+    fs.add_host_file(&guest, 0o755, &bin).map_err(Error::io(format!("reading {}", bin.display())))?;
+    // The selftests run for minutes under TCG; a hang still ends.
+    let deadline = std::env::var("HIDVM_VM_TIMEOUT")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .map(Duration::from_secs)
+        .unwrap_or(Duration::from_secs(60 + 60 * probe.accel.slowness() as u64));
+    let nonce = format!("kselftest-{}-{}", std::process::id(), label);
+    let job = Job {
+        cell: target.cell.clone(),
+        nonce,
+        deadline_ms: deadline.as_millis() as u64,
+        detectors: kernel.detectors()?,
+        mode: JobMode::Command { argv: vec![guest.clone()], cwd: PROGRAM_DIR.into() },
+    };
+    fs.file(JOB_PATH, 0o644, serde_json::to_vec_pretty(&job).expect("job serializes"));
+    let booted = boot::boot(&qemu, &kernel.boot_image, &fs, probe.accel, deadline, &run_dir)?;
+    let report = crate::verdict::GuestReport::parse(&booted.results_text);
+    let _ = std::fs::write(run_dir.join("output.txt"), report.output.join("\n") + "\n");
+    let (plan, results) = parse_ktap(&report.output);
+    let (splats, _) = suite.allow.filter(&target.cell, console::find_splats(&booted.console_text));
+    let problem = match (&report.done, booted.outcome.timed_out) {
+        (_, true) => Some(format!("the VM timed out after {deadline:?} (see {})", run_dir.display())),
+        (None, false) => Some(format!("no verdict from the guest (see {}/console.log)", run_dir.display())),
+        (Some((_, summary)), false) if results.is_empty() => Some(format!("no KTAP result: {summary}")),
+        _ => None,
+    };
+    Ok(ProgramRun {
+        target: target.clone(),
+        program: program.to_string(),
+        plan,
+        results,
+        splats: splats.iter().map(|s| format!("{} ({})", s.line.trim(), s.class)).collect(),
+        problem,
+        vm_seconds: booted.outcome.elapsed.as_secs_f64(),
+        run_dir,
+    })
+}
+
+/// `tests/kselftest-known.toml`: selftests known to fail on a kernel, why.
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct KnownResult {
+    /// `hid_bpf.test_name`.
+    pub test: String,
+    /// Kernel versions ("7.3" matches 7.3.4), or ["*"].
+    pub kernels: Vec<String>,
+    /// Cells, or ["*"].
+    pub cells: Vec<String>,
+    pub reason: String,
+}
+
+#[derive(Deserialize, Debug, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct KnownResults {
+    #[serde(default)]
+    pub known: Vec<KnownResult>,
+}
+
+impl KnownResults {
+    pub fn load(path: &Path) -> Result<KnownResults> {
+        let bad = |m: String| Error::Other(format!("{}: {m}", path.display()));
+        let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+        let k: KnownResults = toml::from_str(&text).map_err(|e| bad(crate::error::toml_error(&text, &e)))?;
+        for (i, e) in k.known.iter().enumerate() {
+            if e.reason.trim().is_empty() || e.kernels.is_empty() || e.cells.is_empty() || !e.test.contains('.') {
+                return Err(bad(format!(
+                    "entry {} needs test (\"program.test\"), kernels, cells and a reason",
+                    i + 1
+                )));
+            }
+        }
+        Ok(k)
+    }
+
+    /// The entry that expects `test` to fail on this kernel version and cell.
+    pub fn find(&self, test: &str, kernel_version: &str, cell: &str) -> Option<&KnownResult> {
+        self.known.iter().find(|k| {
+            k.test == test
+                && k.cells.iter().any(|c| c == "*" || c == cell)
+                && k.kernels.iter().any(|v| v == "*" || kernel_version == v || kernel_version.starts_with(&format!("{v}.")))
+        })
+    }
+}
+
+/// `hidvm selftests`: build for every target first (so a build failure
+/// stops everything before any boot), run each program on each target,
+/// `jobs` VMs at a time, print the test x target matrix (known failures
+/// as KNOWN) and each program's per-test cost. Returns whether every
+/// result passed, was skipped with a reason, or failed as known.
+pub fn run_all(suite: &Suite, targets: &[Target], filter: Option<&str>, jobs: usize) -> Result<bool> {
+    let known = KnownResults::load(&suite.repo.root.join("tests/kselftest-known.toml"))?;
+    let programs: Vec<&str> = PROGRAMS.iter().copied().filter(|p| filter.is_none_or(|f| p.contains(f) || f.contains(p))).collect();
+    if programs.is_empty() {
+        return Err(Error::Other(format!(
+            "no selftest program matches `{}`; the programs are {}",
+            filter.unwrap_or_default(),
+            PROGRAMS.join(", ")
+        )));
+    }
+    let mut work = Vec::new();
+    for t in targets {
+        let built = build(suite, t)?;
+        for p in &programs {
+            work.push((t.clone(), built.dir.clone(), p.to_string()));
+        }
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let runs = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..jobs.max(1) {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let Some((t, dir, p)) = work.get(i) else { break };
+                let r = run(suite, t, &Built { dir: dir.clone() }, p);
+                match &r {
+                    Ok(run) => eprintln!(
+                        "  ran   kselftest::{}::{p}: {} results in {:.1} s{}",
+                        t.label(),
+                        run.results.len(),
+                        run.vm_seconds,
+                        run.problem.as_deref().map(|p| format!(" ({p})")).unwrap_or_default()
+                    ),
+                    Err(e) => eprintln!("  ERROR kselftest::{}::{p}: {e}", t.label()),
+                }
+                runs.lock().unwrap().push((i, r));
+            });
+        }
+    });
+    let mut runs = runs.into_inner().unwrap();
+    runs.sort_by_key(|(i, _)| *i);
+
+    let mut matrix = crate::matrix::Matrix::new(targets.to_vec());
+    let mut notes = Vec::new();
+    let mut ok = true;
+    for (_, r) in &runs {
+        let run = match r {
+            Ok(run) => run,
+            Err(e) => {
+                ok = false;
+                notes.push(format!("error: {e}"));
+                continue;
+            }
+        };
+        let version = suite.source(&run.target.kernel)?.version;
+        for res in &run.results {
+            let row = format!("kselftest::{}", res.name);
+            let entry = known.find(&res.name, &version, &run.target.cell);
+            match (&res.outcome, entry) {
+                (Outcome::Pass, None) => matrix.record_text(&row, &run.target, "pass".into(), true),
+                (Outcome::Pass, Some(k)) => {
+                    matrix.record_text(&row, &run.target, "pass".into(), true);
+                    notes.push(format!(
+                        "known failure {} passed on {} (Linux {version}): remove it from tests/kselftest-known.toml once it keeps passing ({})",
+                        res.name,
+                        run.target,
+                        k.reason
+                    ));
+                }
+                (Outcome::Skip(why), _) => matrix.record_skip(&row, &run.target, &format!("the selftest skipped itself: {why}")),
+                (Outcome::Fail(_), Some(_)) => matrix.record_known(&row, &run.target),
+                (Outcome::Fail(why), None) => {
+                    ok = false;
+                    matrix.record_text(&row, &run.target, "FAIL".into(), false);
+                    notes.push(format!("{} failed on {}: {why} (output: {}/output.txt)", res.name, run.target, run.run_dir.display()));
+                }
+            }
+        }
+        // A run that broke off, or a kernel report, fails like a test.
+        let mut problems: Vec<String> = run.problem.iter().cloned().collect();
+        if run.missing() > 0 {
+            problems.push(format!("{} result(s) of the plan never came", run.missing()));
+        }
+        problems.extend(run.splats.iter().map(|s| format!("kernel report: {s}")));
+        let row = format!("kselftest::{}.(run)", run.program);
+        if problems.is_empty() {
+            matrix.record_text(&row, &run.target, "pass".into(), true);
+        } else {
+            ok = false;
+            matrix.record_text(&row, &run.target, "FAIL".into(), false);
+            notes.push(format!("{} on {}: {} ({})", run.program, run.target, problems.join("; "), run.run_dir.display()));
+        }
+    }
+    println!("\n{}", matrix.render());
+    let ok = ok && matrix.all_passed();
+    for n in &notes {
+        println!("{n}");
+    }
+    // The per-test cost the README compares with the scenarios'.
+    for (_, r) in &runs {
+        if let Ok(run) = r {
+            let n = run.results.len().max(1);
+            println!(
+                "cost: kselftest {} on {}: {} tests in {:.1} s of VM time ({:.2} s per test)",
+                run.program,
+                run.target,
+                run.results.len(),
+                run.vm_seconds,
+                run.vm_seconds / n as f64
+            );
+        }
+    }
+    Ok(ok)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(s: &str) -> Vec<String> {
+        s.lines().map(String::from).collect()
+    }
+
+    #[test]
+    fn ktap_results_plan_and_directives_are_read() {
+        let out = lines(
+            "TAP version 13\n1..4\n# Starting 4 tests from 2 test cases.\n#  RUN           hid_bpf.test_create_uhid ...\n\
+             #            OK  hid_bpf.test_create_uhid\nok 1 hid_bpf.test_create_uhid\nnot ok 2 hid_bpf.test_attach # assertion failed\n\
+             # hid_bpf.c:154:test_fixup:Expected 0 (0) == err (-22)\n# test_fixup: Test terminated by assertion\nnot ok 4 hid_bpf.test_fixup\n\
+             ok 3 hid_bpf.test_wq # SKIP bpf_wq unsupported\n  ok 1 nested.sub\n# Totals: pass:1 fail:1 xfail:0 xpass:0 skip:1 error:0\n",
+        );
+        let (plan, r) = parse_ktap(&out);
+        assert_eq!(plan, Some(4));
+        assert_eq!(r.len(), 4, "indented subtests are not top-level results");
+        let fixup = r.iter().find(|x| x.name == "hid_bpf.test_fixup").unwrap();
+        assert_eq!(fixup.outcome, Outcome::Fail("hid_bpf.c:154:test_fixup:Expected 0 (0) == err (-22)".into()));
+        assert_eq!(r[0], KtapResult { name: "hid_bpf.test_create_uhid".into(), outcome: Outcome::Pass });
+        assert_eq!(r[1].outcome, Outcome::Fail("assertion failed".into()));
+        assert_eq!(r.iter().find(|x| x.name == "hid_bpf.test_wq").unwrap().outcome, Outcome::Skip("bpf_wq unsupported".into()));
+        let run = ProgramRun {
+            target: Target::new("6.12", "gcc"),
+            program: "hid_bpf".into(),
+            plan,
+            results: r,
+            splats: vec![],
+            problem: None,
+            vm_seconds: 1.0,
+            run_dir: PathBuf::new(),
+        };
+        assert_eq!(run.missing(), 0);
+        let short = ProgramRun { plan: Some(5), ..run };
+        assert_eq!(short.missing(), 1, "a result the plan promised never came");
+    }
+
+    #[test]
+    fn the_repository_known_list_parses_and_matches_by_version_prefix() {
+        let k = KnownResults::load(&crate::layout::Repo::locate().root.join("tests/kselftest-known.toml")).unwrap();
+        let custom = KnownResults {
+            known: vec![KnownResult {
+                test: "hid_bpf.test_x".into(),
+                kernels: vec!["7.3".into()],
+                cells: vec!["*".into()],
+                reason: "r".into(),
+            }],
+        };
+        assert!(custom.find("hid_bpf.test_x", "7.3.4", "llvm").is_some());
+        assert!(custom.find("hid_bpf.test_x", "7.30.1", "llvm").is_none());
+        assert!(custom.find("hid_bpf.test_x", "6.12.117", "gcc").is_none());
+        let _ = k;
+    }
+}

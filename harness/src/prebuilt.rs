@@ -1,0 +1,317 @@
+//! A kernel the user built (`--kernel PATH` / HIDVM_KERNEL): a vmlinux, a
+//! bzImage, or a build (O=) directory holding them, with its .config.
+//!
+//! Nothing is built. Before anything boots, the .config is checked against
+//! every option hidvm's fragments ask for (the same requested-vs-resolved
+//! check as for its own builds; a bzImage need not have CONFIG_PVH, which
+//! only the direct vmlinux boot uses), and `vmlinux.h` is generated from
+//! the image's BTF, which programs are compiled against. Its tests are
+//! named `prebuilt-<gcc|llvm>::...` after the compiler its .config names.
+use crate::cell::{BootImage, KernelCell};
+use crate::error::{one_line, Error, Result};
+use crate::kbuild::{BuildRecord, BuiltKernel};
+use crate::kconfig::{self, Fragment};
+use crate::layout::{sha256_parts, write_atomic, Repo};
+use crate::lock::{FileLock, Mode};
+use std::path::{Path, PathBuf};
+
+pub const ENV_VAR: &str = "HIDVM_KERNEL";
+pub const CONFIG_ENV_VAR: &str = "HIDVM_KERNEL_CONFIG";
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct PrebuiltImage {
+    /// What QEMU boots.
+    pub boot_image: PathBuf,
+    pub boot: BootImage,
+    /// The uncompressed kernel, when there is one next to it (BTF source).
+    pub vmlinux: Option<PathBuf>,
+    pub config_path: PathBuf,
+    pub config_text: String,
+    /// From the .config header ("Linux/x86 6.12.0 Kernel Configuration").
+    pub version: String,
+    /// "gcc" or "llvm", from CONFIG_CC_IS_CLANG.
+    pub compiler: &'static str,
+}
+
+fn is_elf(path: &Path) -> bool {
+    std::fs::read(path).map(|b| b.starts_with(b"\x7fELF")).unwrap_or(false)
+}
+
+impl PrebuiltImage {
+    /// `path` is a vmlinux, a bzImage, or a directory holding `vmlinux`
+    /// and/or `arch/x86/boot/bzImage` (an O= build directory); the .config
+    /// is `config` if given, else `.config` next to the image (or in the
+    /// directory).
+    pub fn locate(path: &Path, config: Option<&Path>) -> Result<PrebuiltImage> {
+        let bad = |problem: String| Error::Other(format!("prebuilt kernel {}: {problem}", path.display()));
+        let (vmlinux, bzimage, dir) = if path.is_dir() {
+            let v = path.join("vmlinux");
+            let b = path.join("arch/x86/boot/bzImage");
+            (v.is_file().then_some(v), b.is_file().then_some(b), path.to_path_buf())
+        } else if path.is_file() {
+            let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+            if is_elf(path) {
+                (Some(path.to_path_buf()), None, dir)
+            } else {
+                (dir.join("vmlinux").is_file().then(|| dir.join("vmlinux")), Some(path.to_path_buf()), dir)
+            }
+        } else {
+            return Err(bad(format!(
+                "no such file or directory; give a vmlinux, a bzImage or a build directory ({ENV_VAR}=PATH or --kernel PATH)"
+            )));
+        };
+        let config_path = match config {
+            Some(c) => c.to_path_buf(),
+            None => dir.join(".config"),
+        };
+        let config_text = std::fs::read_to_string(&config_path).map_err(|e| {
+            bad(format!(
+                "cannot read its .config {} ({e}); put it next to the image or give it with --kernel-config FILE ({CONFIG_ENV_VAR})",
+                config_path.display()
+            ))
+        })?;
+        let map = kconfig::parse(&config_text);
+        let version = config_text
+            .lines()
+            .take(5)
+            .find_map(|l| {
+                let rest = l.strip_prefix("# Linux/")?;
+                rest.split_whitespace().nth(1).map(str::to_string)
+            })
+            .ok_or_else(|| bad(format!("{} has no `# Linux/<arch> <version> Kernel Configuration` header; is it a kernel .config?", config_path.display())))?;
+        let compiler = if map.get("CONFIG_CC_IS_CLANG") == Some(&Some("y".into())) { "llvm" } else { "gcc" };
+        // Boot the vmlinux directly when it can (PVH), else the bzImage.
+        let pvh = map.get("CONFIG_PVH") == Some(&Some("y".into()));
+        let (boot_image, boot) = match (&vmlinux, &bzimage) {
+            (Some(v), _) if pvh => (v.clone(), BootImage::Vmlinux),
+            (_, Some(b)) => (b.clone(), BootImage::BzImage),
+            (Some(_), None) => {
+                return Err(bad(
+                    "a vmlinux without CONFIG_PVH cannot be booted directly; give the bzImage (or build with CONFIG_PVH=y)".into(),
+                ))
+            }
+            (None, None) => return Err(bad("holds neither vmlinux nor arch/x86/boot/bzImage".into())),
+        };
+        Ok(PrebuiltImage { boot_image, boot, vmlinux, config_path, config_text, version, compiler })
+    }
+
+    /// The cell it stands for: named after its compiler, checked by the
+    /// same /proc/version banner as hidvm's own cells.
+    pub fn cell(&self) -> KernelCell {
+        let (compiler, banner) = if self.compiler == "llvm" { ("clang", "clang version") } else { ("gcc", "gcc") };
+        KernelCell {
+            name: self.compiler.to_string(),
+            summary: format!("prebuilt kernel {}", self.boot_image.display()),
+            make: Default::default(),
+            compiler: compiler.into(),
+            banner: banner.into(),
+            needs: vec![],
+            fragments: vec![],
+            modules: vec![],
+            default_run: true,
+            boot: self.boot,
+        }
+    }
+
+    /// Options hidvm's fragments ask for that this .config does not give,
+    /// rendered like a build's dropped options.
+    pub fn missing_options(&self, fragments: &[Fragment]) -> Vec<String> {
+        let have = kconfig::parse(&self.config_text);
+        // Renamed options are asked for by the name this kernel has.
+        let known: std::collections::BTreeSet<String> =
+            have.keys().map(|k| k.trim_start_matches("CONFIG_").to_string()).collect();
+        let mut wanted = kconfig::requested(&kconfig::adapt(fragments, &known));
+        if self.boot == BootImage::BzImage {
+            wanted.remove("CONFIG_PVH");
+        }
+        wanted
+            .iter()
+            .filter(|(k, want)| {
+                let got = have.get(*k).cloned().flatten();
+                match (want, got.as_deref()) {
+                    (None, got) => got.is_some_and(|g| g != "n"),
+                    // Numbers (UART counts) are floors: more is fine.
+                    (Some(w), Some(g)) if w.parse::<u64>().is_ok() => {
+                        g.parse::<u64>().map_or(true, |g| g < w.parse::<u64>().unwrap_or(0))
+                    }
+                    (Some(w), got) => got != Some(w.as_str()),
+                }
+            })
+            .map(|(k, want)| {
+                let show = |v: Option<&Option<String>>| match v {
+                    Some(Some(v)) => v.clone(),
+                    _ => "not set".to_string(),
+                };
+                format!("{k} (wanted {}, has {})", show(Some(want)), show(have.get(k)))
+            })
+            .collect()
+    }
+}
+
+/// hidvm's own fragments every kernel must satisfy (not the flavours').
+fn base_fragments(repo: &Repo) -> Result<Vec<Fragment>> {
+    let dir = repo.fragments_dir();
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .map_err(Error::io(format!("reading {}", dir.display())))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "config"))
+        .filter(|p| !p.file_name().unwrap_or_default().to_string_lossy().starts_with("flavour-"))
+        .collect();
+    paths.sort();
+    paths.iter().map(|p| Fragment::read(p).map_err(Error::io(format!("reading {}", p.display())))).collect()
+}
+
+/// The prebuilt kernel, checked and ready: its vmlinux.h generated once
+/// (cached by the image's identity), its .config copied where
+/// [`BuiltKernel::config`] reads it.
+pub fn prepare(repo: &Repo, cache: &Path, image: &PrebuiltImage, header_tree: &Path) -> Result<BuiltKernel> {
+    let missing = image.missing_options(&base_fragments(repo)?);
+    if !missing.is_empty() {
+        return Err(Error::Other(format!(
+            "prebuilt kernel {} (Linux {}) lacks {} option(s) hidvm needs: {}; rebuild it with hidvm's fragments merged (scripts/kconfig/merge_config.sh .config {}/*.config), or let hidvm build your tree (--kernel-src)",
+            image.boot_image.display(),
+            image.version,
+            missing.len(),
+            missing.join(", "),
+            repo.fragments_dir().display()
+        )));
+    }
+    let meta = std::fs::metadata(&image.boot_image).map_err(Error::io(format!("reading {}", image.boot_image.display())))?;
+    let mtime = meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).unwrap_or_default();
+    let identity = format!("prebuilt:{}:{}:{}", image.boot_image.display(), meta.len(), mtime.as_nanos());
+    let key = sha256_parts([identity.as_bytes(), image.config_text.as_bytes()]);
+    let dir = cache.join("prebuilt").join(&key[..12]);
+    std::fs::create_dir_all(dir.join("build")).map_err(Error::io(format!("creating {}", dir.display())))?;
+    let lease = FileLock::acquire(&dir.join("lock"), Mode::Exclusive, "a prebuilt kernel's vmlinux.h")
+        .map_err(Error::io("prebuilt kernel lock"))?;
+    let vmlinux_h = dir.join("vmlinux.h");
+    let vmlinux = match &image.vmlinux {
+        Some(v) => v.clone(),
+        None => extract_vmlinux(&image.boot_image, &dir, header_tree)?,
+    };
+    if !vmlinux_h.exists() {
+        let bpftool = crate::tools::require(&crate::tools::BPFTOOL)?;
+        let out = duct::cmd!(bpftool, "btf", "dump", "file", &vmlinux, "format", "c")
+            .stdout_capture()
+            .stderr_capture()
+            .unchecked()
+            .run()
+            .map_err(Error::io("running bpftool"))?;
+        if !out.status.success() || out.stdout.is_empty() {
+            return Err(Error::Other(format!(
+                "prebuilt kernel {}: no BTF to generate vmlinux.h from ({}); it needs CONFIG_DEBUG_INFO_BTF=y",
+                vmlinux.display(),
+                one_line(&String::from_utf8_lossy(&out.stderr), 2)
+            )));
+        }
+        write_atomic(&vmlinux_h, &out.stdout).map_err(Error::io(format!("writing {}", vmlinux_h.display())))?;
+    }
+    write_atomic(&dir.join("build/.config"), image.config_text.as_bytes()).map_err(Error::io("copying the .config"))?;
+    let h = std::fs::read(&vmlinux_h).map_err(Error::io(format!("reading {}", vmlinux_h.display())))?;
+    let cell = image.cell();
+    let record = BuildRecord {
+        cell: cell.name.clone(),
+        request_key: key.clone(),
+        kernel_version: image.version.clone(),
+        source_root: image.boot_image.clone(),
+        source_identity: identity,
+        compiler: kconfig::parse(&image.config_text)
+            .get("CONFIG_CC_VERSION_TEXT")
+            .cloned()
+            .flatten()
+            .unwrap_or_default()
+            .trim_matches('"')
+            .to_string(),
+        fragments: vec![],
+        resolved_config_sha256: sha256_parts([image.config_text.as_bytes()]),
+        vmlinux_size: std::fs::metadata(&vmlinux).map(|m| m.len()).unwrap_or(0),
+        vmlinux_mtime_ns: 0,
+        vmlinux_h_sha256: sha256_parts([h.as_slice()]),
+        build_seconds: 0.0,
+    };
+    Ok(BuiltKernel::from_parts(cell, dir, vmlinux, image.boot_image.clone(), vmlinux_h, record, lease))
+}
+
+/// The vmlinux inside a bzImage, with the kernel's own
+/// scripts/extract-vmlinux (from the header tree: the script is generic).
+fn extract_vmlinux(bzimage: &Path, dir: &Path, tree: &Path) -> Result<PathBuf> {
+    let out_path = dir.join("vmlinux");
+    if out_path.exists() {
+        return Ok(out_path);
+    }
+    let script = tree.join("scripts/extract-vmlinux");
+    let out = duct::cmd!("sh", &script, bzimage)
+        .stdout_capture()
+        .stderr_capture()
+        .unchecked()
+        .run()
+        .map_err(Error::io("running extract-vmlinux"))?;
+    if !out.status.success() || !out.stdout.starts_with(b"\x7fELF") {
+        return Err(Error::Other(format!(
+            "cannot extract vmlinux from {} ({}); give the vmlinux next to it",
+            bzimage.display(),
+            one_line(&String::from_utf8_lossy(&out.stderr), 2)
+        )));
+    }
+    write_atomic(&out_path, &out.stdout).map_err(Error::io(format!("writing {}", out_path.display())))?;
+    Ok(out_path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn image_dir(config: &str) -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("vmlinux"), b"\x7fELF fake").unwrap();
+        std::fs::write(d.path().join(".config"), config).unwrap();
+        d
+    }
+
+    #[test]
+    fn a_config_without_what_hidvm_needs_lists_each_missing_option() {
+        let repo = Repo::locate();
+        let d = image_dir("#\n# Linux/x86 6.13.0 Kernel Configuration\n#\nCONFIG_PVH=y\nCONFIG_UHID=m\nCONFIG_CC_IS_CLANG=y\nCONFIG_SERIAL_8250_NR_UARTS=32\n");
+        let img = PrebuiltImage::locate(d.path(), None).unwrap();
+        assert_eq!((img.version.as_str(), img.compiler, img.boot), ("6.13.0", "llvm", BootImage::Vmlinux));
+        let missing = img.missing_options(&base_fragments(&repo).unwrap());
+        assert!(missing.contains(&"CONFIG_UHID (wanted y, has m)".to_string()), "{missing:?}");
+        assert!(missing.contains(&"CONFIG_HID_BPF (wanted y, has not set)".to_string()), "{missing:?}");
+        assert!(!missing.iter().any(|m| m.starts_with("CONFIG_SERIAL_8250_NR_UARTS")), "32 UARTs are at least 4");
+        let e = match prepare(&repo, tempfile::tempdir().unwrap().path(), &img, Path::new("/nonexistent")) {
+            Ok(_) => panic!("a kernel without UHID=y passed the check"),
+            Err(e) => e.to_string(),
+        };
+        assert!(e.contains("lacks") && e.contains("CONFIG_UHID (wanted y, has m)") && !e.contains('\n'), "{e}");
+    }
+
+    #[test]
+    fn a_kernel_with_every_option_passes_the_check() {
+        let repo = Repo::locate();
+        let wanted = kconfig::requested(&base_fragments(&repo).unwrap());
+        let mut text = "# Linux/x86 7.3.4 Kernel Configuration\n".to_string();
+        for (k, v) in &wanted {
+            if let Some(v) = v {
+                text.push_str(&format!("{k}={v}\n"));
+            }
+        }
+        let d = image_dir(&text);
+        let img = PrebuiltImage::locate(d.path(), None).unwrap();
+        assert_eq!(img.missing_options(&base_fragments(&repo).unwrap()), Vec::<String>::new());
+        assert_eq!(img.cell().name, "gcc");
+    }
+
+    #[test]
+    fn bad_paths_and_configs_say_what_to_give() {
+        let e = PrebuiltImage::locate(Path::new("/nonexistent/vmlinux"), None).unwrap_err().to_string();
+        assert!(e.contains("give a vmlinux, a bzImage or a build directory"), "{e}");
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("vmlinux"), b"\x7fELF").unwrap();
+        let e = PrebuiltImage::locate(d.path(), None).unwrap_err().to_string();
+        assert!(e.contains("--kernel-config"), "{e}");
+        let nopvh = image_dir("# Linux/x86 6.12.1 Kernel Configuration\n");
+        let e = PrebuiltImage::locate(nopvh.path(), None).unwrap_err().to_string();
+        assert!(e.contains("CONFIG_PVH"), "{e}");
+    }
+}
