@@ -47,7 +47,8 @@ fn example_copy(suite: &Suite, edit: Option<(&str, &str, &str)>) -> Result<tempf
 /// its rendering contains each text.
 fn run_example(suite: &Suite, dir: &Path, file: Option<&str>, expect: Option<&[&str]>) -> Result<(), Failed> {
     let path = file.map(|f| dir.join(f)).unwrap_or_else(|| dir.to_path_buf());
-    let entries = scenarios::entries_for_paths(&[path], &suite.defined_cells).map_err(|e| Failed::from(e.to_string()))?;
+    let entries =
+        scenarios::entries_for_paths(&[path], &suite.defined_cells).map_err(|e| Failed::from(e.to_string()))?;
     let mut problems = Vec::new();
     for target in suite.default_targets() {
         for entry in &entries {
@@ -190,6 +191,36 @@ fn main() -> std::process::ExitCode {
             ]
         })
         .collect();
-    let trials = trials.into_iter().chain(example_trials(&suite)).chain(per_kernel).collect();
+    // The kernel's own HID selftests, one trial per program and target;
+    // opt-in (ignored unless asked for): `cargo nextest run --run-ignored
+    // only -E 'test(/^kselftest::/)'`.
+    let kselftests: Vec<Trial> = suite
+        .default_targets()
+        .into_iter()
+        .flat_map(|target| hidvm::kselftest::PROGRAMS.iter().map(move |p| (target.clone(), p.to_string())))
+        .map(|(target, program)| {
+            let suite = suite.clone();
+            Trial::test(format!("kselftest::{}::{program}", target.label()), move || {
+                let err = |e: hidvm::Error| Failed::from(format!("error: {e}"));
+                let known = hidvm::kselftest::KnownResults::load(&suite.repo.root.join("tests/kselftest-known.toml"))
+                    .map_err(err)?;
+                let built = hidvm::kselftest::build(&suite, &target).map_err(err)?;
+                let run = hidvm::kselftest::run(&suite, &target, &built, &program).map_err(err)?;
+                let version = suite.source(&target.kernel).map_err(err)?.version;
+                let judged = hidvm::kselftest::judge(&run, &known, &version);
+                for n in &judged.notes {
+                    println!("{n}");
+                }
+                if judged.ok() {
+                    println!("{} results, {:.1} s of VM time", run.results.len(), run.vm_seconds);
+                    Ok(())
+                } else {
+                    Err(judged.failures.join("\n").into())
+                }
+            })
+            .with_ignored_flag(true)
+        })
+        .collect();
+    let trials = trials.into_iter().chain(example_trials(&suite)).chain(per_kernel).chain(kselftests).collect();
     libtest_mimic::run(&args, trials).exit_code()
 }

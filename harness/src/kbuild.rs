@@ -103,7 +103,17 @@ impl BuiltKernel {
         record: BuildRecord,
         lease: FileLock,
     ) -> BuiltKernel {
-        BuiltKernel { cell, dir, vmlinux, boot_image, vmlinux_h, modules: vec![], record, built_now: false, _lease: lease }
+        BuiltKernel {
+            cell,
+            dir,
+            vmlinux,
+            boot_image,
+            vmlinux_h,
+            modules: vec![],
+            record,
+            built_now: false,
+            _lease: lease,
+        }
     }
 
     /// The kernel's resolved .config.

@@ -122,7 +122,11 @@ pub fn build(suite: &Suite, target: &Target) -> Result<Built> {
     }
     tools::require_all(&[tools::CLANG, tools::PYTHON])?;
     let log_path = dir.join("build.log");
-    eprintln!("hidvm: {target}: building the kernel's HID selftests ({}); log: {}", PROGRAMS.join(", "), log_path.display());
+    eprintln!(
+        "hidvm: {target}: building the kernel's HID selftests ({}); log: {}",
+        PROGRAMS.join(", "),
+        log_path.display()
+    );
     let run = |args: Vec<String>| -> Result<()> {
         let out = duct::cmd("make", &args)
             .stderr_to_stdout()
@@ -280,10 +284,7 @@ impl KnownResults {
         let k: KnownResults = toml::from_str(&text).map_err(|e| bad(crate::error::toml_error(&text, &e)))?;
         for (i, e) in k.known.iter().enumerate() {
             if e.reason.trim().is_empty() || e.kernels.is_empty() || e.cells.is_empty() || !e.test.contains('.') {
-                return Err(bad(format!(
-                    "entry {} needs test (\"program.test\"), kernels, cells and a reason",
-                    i + 1
-                )));
+                return Err(bad(format!("entry {} needs test (\"program.test\"), kernels, cells and a reason", i + 1)));
             }
         }
         Ok(k)
@@ -294,9 +295,87 @@ impl KnownResults {
         self.known.iter().find(|k| {
             k.test == test
                 && k.cells.iter().any(|c| c == "*" || c == cell)
-                && k.kernels.iter().any(|v| v == "*" || kernel_version == v || kernel_version.starts_with(&format!("{v}.")))
+                && k.kernels
+                    .iter()
+                    .any(|v| v == "*" || kernel_version == v || kernel_version.starts_with(&format!("{v}.")))
         })
     }
+}
+
+/// How one result shows in the matrix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cell {
+    Pass,
+    /// Failed as tests/kselftest-known.toml says it does on this kernel.
+    Known,
+    Skip(String),
+    Fail,
+}
+
+/// A program run judged against the known failures: one row per result
+/// plus `<program>.(run)` (the run itself: complete, no kernel report).
+pub struct Judged {
+    pub rows: Vec<(String, Cell)>,
+    /// Why each failing row failed.
+    pub failures: Vec<String>,
+    /// Known failures that passed (fixed in this kernel?).
+    pub notes: Vec<String>,
+}
+
+impl Judged {
+    pub fn ok(&self) -> bool {
+        self.failures.is_empty()
+    }
+}
+
+pub fn judge(run: &ProgramRun, known: &KnownResults, version: &str) -> Judged {
+    let mut j = Judged { rows: Vec::new(), failures: Vec::new(), notes: Vec::new() };
+    for res in &run.results {
+        let row = format!("kselftest::{}", res.name);
+        let entry = known.find(&res.name, version, &run.target.cell);
+        let cell = match (&res.outcome, entry) {
+            (Outcome::Pass, None) => Cell::Pass,
+            (Outcome::Pass, Some(k)) => {
+                j.notes.push(format!(
+                    "known failure {} passed on {} (Linux {version}): remove it from tests/kselftest-known.toml once it keeps passing ({})",
+                    res.name, run.target, k.reason
+                ));
+                Cell::Pass
+            }
+            (Outcome::Skip(why), _) => Cell::Skip(format!("the selftest skipped itself: {why}")),
+            (Outcome::Fail(_), Some(_)) => Cell::Known,
+            (Outcome::Fail(why), None) => {
+                j.failures.push(format!(
+                    "{} failed on {}: {why} (output: {}/output.txt)",
+                    res.name,
+                    run.target,
+                    run.run_dir.display()
+                ));
+                Cell::Fail
+            }
+        };
+        j.rows.push((row, cell));
+    }
+    // A run that broke off, or a kernel report, fails like a test.
+    let mut problems: Vec<String> = run.problem.iter().cloned().collect();
+    if run.missing() > 0 {
+        problems.push(format!("{} result(s) of the plan never came", run.missing()));
+    }
+    problems.extend(run.splats.iter().map(|s| format!("kernel report: {s}")));
+    let row = format!("kselftest::{}.(run)", run.program);
+    if problems.is_empty() {
+        j.rows.push((row, Cell::Pass));
+    } else {
+        j.failures.push(format!(
+            "{} on {}: {} ({})",
+            run.program,
+            run.target,
+            problems.join("; "),
+            run.run_dir.display()
+        ));
+        j.rows.push((row, Cell::Fail));
+    }
+    j
 }
 
 /// `hidvm selftests`: build for every target first (so a build failure
@@ -306,7 +385,8 @@ impl KnownResults {
 /// result passed, was skipped with a reason, or failed as known.
 pub fn run_all(suite: &Suite, targets: &[Target], filter: Option<&str>, jobs: usize) -> Result<bool> {
     let known = KnownResults::load(&suite.repo.root.join("tests/kselftest-known.toml"))?;
-    let programs: Vec<&str> = PROGRAMS.iter().copied().filter(|p| filter.is_none_or(|f| p.contains(f) || f.contains(p))).collect();
+    let programs: Vec<&str> =
+        PROGRAMS.iter().copied().filter(|p| filter.is_none_or(|f| p.contains(f) || f.contains(p))).collect();
     if programs.is_empty() {
         return Err(Error::Other(format!(
             "no selftest program matches `{}`; the programs are {}",
@@ -359,43 +439,18 @@ pub fn run_all(suite: &Suite, targets: &[Target], filter: Option<&str>, jobs: us
             }
         };
         let version = suite.source(&run.target.kernel)?.version;
-        for res in &run.results {
-            let row = format!("kselftest::{}", res.name);
-            let entry = known.find(&res.name, &version, &run.target.cell);
-            match (&res.outcome, entry) {
-                (Outcome::Pass, None) => matrix.record_text(&row, &run.target, "pass".into(), true),
-                (Outcome::Pass, Some(k)) => {
-                    matrix.record_text(&row, &run.target, "pass".into(), true);
-                    notes.push(format!(
-                        "known failure {} passed on {} (Linux {version}): remove it from tests/kselftest-known.toml once it keeps passing ({})",
-                        res.name,
-                        run.target,
-                        k.reason
-                    ));
-                }
-                (Outcome::Skip(why), _) => matrix.record_skip(&row, &run.target, &format!("the selftest skipped itself: {why}")),
-                (Outcome::Fail(_), Some(_)) => matrix.record_known(&row, &run.target),
-                (Outcome::Fail(why), None) => {
-                    ok = false;
-                    matrix.record_text(&row, &run.target, "FAIL".into(), false);
-                    notes.push(format!("{} failed on {}: {why} (output: {}/output.txt)", res.name, run.target, run.run_dir.display()));
-                }
+        let judged = judge(run, &known, &version);
+        for (row, cell) in &judged.rows {
+            match cell {
+                Cell::Pass => matrix.record_text(row, &run.target, "pass".into(), true),
+                Cell::Known => matrix.record_known(row, &run.target),
+                Cell::Skip(why) => matrix.record_skip(row, &run.target, why),
+                Cell::Fail => matrix.record_text(row, &run.target, "FAIL".into(), false),
             }
         }
-        // A run that broke off, or a kernel report, fails like a test.
-        let mut problems: Vec<String> = run.problem.iter().cloned().collect();
-        if run.missing() > 0 {
-            problems.push(format!("{} result(s) of the plan never came", run.missing()));
-        }
-        problems.extend(run.splats.iter().map(|s| format!("kernel report: {s}")));
-        let row = format!("kselftest::{}.(run)", run.program);
-        if problems.is_empty() {
-            matrix.record_text(&row, &run.target, "pass".into(), true);
-        } else {
-            ok = false;
-            matrix.record_text(&row, &run.target, "FAIL".into(), false);
-            notes.push(format!("{} on {}: {} ({})", run.program, run.target, problems.join("; "), run.run_dir.display()));
-        }
+        ok &= judged.ok();
+        notes.extend(judged.failures);
+        notes.extend(judged.notes);
     }
     println!("\n{}", matrix.render());
     let ok = ok && matrix.all_passed();
@@ -442,7 +497,10 @@ mod tests {
         assert_eq!(fixup.outcome, Outcome::Fail("hid_bpf.c:154:test_fixup:Expected 0 (0) == err (-22)".into()));
         assert_eq!(r[0], KtapResult { name: "hid_bpf.test_create_uhid".into(), outcome: Outcome::Pass });
         assert_eq!(r[1].outcome, Outcome::Fail("assertion failed".into()));
-        assert_eq!(r.iter().find(|x| x.name == "hid_bpf.test_wq").unwrap().outcome, Outcome::Skip("bpf_wq unsupported".into()));
+        assert_eq!(
+            r.iter().find(|x| x.name == "hid_bpf.test_wq").unwrap().outcome,
+            Outcome::Skip("bpf_wq unsupported".into())
+        );
         let run = ProgramRun {
             target: Target::new("6.12", "gcc"),
             program: "hid_bpf".into(),

@@ -188,7 +188,8 @@ fn real_main(cli: Cli) -> hidvm::Result<ExitCode> {
         }
         Command::Selftests { cells, program, jobs } => {
             let targets = selected_targets(&suite, &cells)?;
-            let ok = hidvm::kselftest::run_all(&suite, &targets, program.as_deref(), jobs.unwrap_or_else(hidvm::cores))?;
+            let ok =
+                hidvm::kselftest::run_all(&suite, &targets, program.as_deref(), jobs.unwrap_or_else(hidvm::cores))?;
             Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(exit::TESTS_FAILED) })
         }
         Command::Fetch => {

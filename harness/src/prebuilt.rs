@@ -78,18 +78,22 @@ impl PrebuiltImage {
                 let rest = l.strip_prefix("# Linux/")?;
                 rest.split_whitespace().nth(1).map(str::to_string)
             })
-            .ok_or_else(|| bad(format!("{} has no `# Linux/<arch> <version> Kernel Configuration` header; is it a kernel .config?", config_path.display())))?;
+            .ok_or_else(|| {
+                bad(format!(
+                    "{} has no `# Linux/<arch> <version> Kernel Configuration` header; is it a kernel .config?",
+                    config_path.display()
+                ))
+            })?;
         let compiler = if map.get("CONFIG_CC_IS_CLANG") == Some(&Some("y".into())) { "llvm" } else { "gcc" };
         // Boot the vmlinux directly when it can (PVH), else the bzImage.
         let pvh = map.get("CONFIG_PVH") == Some(&Some("y".into()));
         let (boot_image, boot) = match (&vmlinux, &bzimage) {
             (Some(v), _) if pvh => (v.clone(), BootImage::Vmlinux),
             (_, Some(b)) => (b.clone(), BootImage::BzImage),
-            (Some(_), None) => {
-                return Err(bad(
-                    "a vmlinux without CONFIG_PVH cannot be booted directly; give the bzImage (or build with CONFIG_PVH=y)".into(),
-                ))
-            }
+            (Some(_), None) => return Err(bad(
+                "a vmlinux without CONFIG_PVH cannot be booted directly; give the bzImage (or build with CONFIG_PVH=y)"
+                    .into(),
+            )),
             (None, None) => return Err(bad("holds neither vmlinux nor arch/x86/boot/bzImage".into())),
         };
         Ok(PrebuiltImage { boot_image, boot, vmlinux, config_path, config_text, version, compiler })
@@ -177,7 +181,8 @@ pub fn prepare(repo: &Repo, cache: &Path, image: &PrebuiltImage, header_tree: &P
             repo.fragments_dir().display()
         )));
     }
-    let meta = std::fs::metadata(&image.boot_image).map_err(Error::io(format!("reading {}", image.boot_image.display())))?;
+    let meta =
+        std::fs::metadata(&image.boot_image).map_err(Error::io(format!("reading {}", image.boot_image.display())))?;
     let mtime = meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).unwrap_or_default();
     let identity = format!("prebuilt:{}:{}:{}", image.boot_image.display(), meta.len(), mtime.as_nanos());
     let key = sha256_parts([identity.as_bytes(), image.config_text.as_bytes()]);

@@ -410,14 +410,16 @@ fn judge_selftest(
     let mut problems = Vec::new();
     // A provoked fault must be the one reported: the first splat has to
     // come at or after the step that provoked it, not from boot.
-    if let Some(lkdtm_step) = scenario.steps.iter().position(|s| matches!(s, hidvm_proto::Step::Lkdtm { .. })) {
+    // (An lkdtm step, or a race with an lkdtm racer.)
+    if let Some(provoking) = scenario.steps.iter().position(hidvm_proto::Step::provokes) {
         if let Some(first) = splats.first() {
             let step = first.step_number();
-            if step.is_none_or(|n| n < lkdtm_step + 1) {
+            if step.is_none_or(|n| n < provoking + 1) {
                 problems.push(format!(
-                    "the first splat came {}, before the lkdtm step {} provoked anything",
+                    "the first splat came {}, before step {} ({}) provoked anything",
                     first.during,
-                    lkdtm_step + 1
+                    provoking + 1,
+                    scenario.steps[provoking].op()
                 ));
             }
         }

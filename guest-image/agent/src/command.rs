@@ -23,12 +23,7 @@ pub fn run(argv: &[String], cwd: &str) -> GuestMsg {
     if let Err(e) = std::env::set_current_dir(cwd) {
         return GuestMsg::Done { passed: false, summary: format!("chdir {cwd}: {e}") };
     }
-    let child = Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(writer)
-        .stderr(writer2)
-        .spawn();
+    let child = Command::new(program).args(args).stdin(Stdio::null()).stdout(writer).stderr(writer2).spawn();
     let mut child = match child {
         Ok(c) => c,
         Err(e) => return GuestMsg::Done { passed: false, summary: format!("starting {program}: {e}") },
@@ -40,10 +35,7 @@ pub fn run(argv: &[String], cwd: &str) -> GuestMsg {
         }
     }
     match child.wait() {
-        Ok(status) => GuestMsg::Done {
-            passed: status.success(),
-            summary: format!("{program} exited: {status}"),
-        },
+        Ok(status) => GuestMsg::Done { passed: status.success(), summary: format!("{program} exited: {status}") },
         Err(e) => GuestMsg::Done { passed: false, summary: format!("waiting for {program}: {e}") },
     }
 }
