@@ -129,6 +129,9 @@ fn main() -> std::process::ExitCode {
                     }
                     let report =
                         suite.run(&case.target, &case.entry).map_err(|e| Failed::from(format!("error: {e}")))?;
+                    // CI's summary job merges these lines from every job.
+                    let record = hidvm::results::TestRecord::from_report(&case.entry.row(), &report);
+                    hidvm::results::append_to_env_file(&record).map_err(|e| Failed::from(format!("error: {e}")))?;
                     // A known kernel bug (tests/known-failures.toml) failing
                     // exactly as recorded is not a test failure; its report
                     // says so.

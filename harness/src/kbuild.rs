@@ -581,6 +581,10 @@ mod tests {
             &src.join("scripts/kconfig/merge_config.sh"),
             "#!/bin/sh\n# -m -O <dir> <base> <fragments...>\nshift 3\nbase=$1; shift\ncat \"$@\" >> \"$base\"\n",
         );
+        // The scripts the tool-floor check runs (toolfloor.rs has its own tests).
+        write_exe(&src.join("scripts/cc-version.sh"), "#!/bin/sh\necho GCC 120200\n");
+        write_exe(&src.join("scripts/min-tool-version.sh"), "#!/bin/sh\necho 5.1.0\n");
+        write_exe(&src.join("scripts/pahole-version.sh"), "#!/bin/sh\necho 124\n");
         let bpftool = dir.path().join("bin/bpftool");
         write_exe(&bpftool, "#!/bin/sh\necho 'struct hid_bpf_ops { int hid_id; };'\n");
         let root = dir.path().join("repo");

@@ -48,6 +48,7 @@ pub mod prebuilt;
 pub mod qemu;
 pub mod recording;
 pub mod report;
+pub mod results;
 pub mod robustness;
 pub mod scenarios;
 pub mod suite;

@@ -43,6 +43,30 @@ struct Cli {
     command: Command,
 }
 
+/// What `vm-test` and `test` share.
+#[derive(clap::Args, Clone)]
+struct RunOpts {
+    /// Cells to run on (repeatable; default: the default cells, or HIDVM_CELLS).
+    #[arg(long = "cell")]
+    cells: Vec<String>,
+    /// Only tests whose name contains this.
+    #[arg(long)]
+    filter: Option<String>,
+    /// VMs at once (default: number of cores).
+    #[arg(long)]
+    jobs: Option<usize>,
+    /// Print every test's step log, not only failures.
+    #[arg(long)]
+    verbose: bool,
+    /// Write every test's result (kernel, cell, scenario, verdict, failure
+    /// kind and class, time, run directory) to this JSON file.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Write the results as KTAP (the kernel's test-result format) to this file.
+    #[arg(long, value_name = "FILE")]
+    ktap: Option<PathBuf>,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Build (or verify cached) kernels for each kernel x cell, plus the guest agent.
@@ -51,19 +75,10 @@ enum Command {
         #[arg(long = "cell")]
         cells: Vec<String>,
     },
-    /// Build what is missing, run every scenario on every cell, print the matrix.
+    /// Build what is missing, run every scenario on every kernel x cell, print the matrix.
     VmTest {
-        #[arg(long = "cell")]
-        cells: Vec<String>,
-        /// Only tests whose name contains this.
-        #[arg(long)]
-        filter: Option<String>,
-        /// VMs at once (default: number of cores).
-        #[arg(long)]
-        jobs: Option<usize>,
-        /// Print every test's step log, not only failures.
-        #[arg(long)]
-        verbose: bool,
+        #[command(flatten)]
+        run: RunOpts,
         /// Run the whole suite this many times and report flaky tests.
         #[arg(long, default_value_t = 1)]
         repeat: usize,
@@ -75,18 +90,8 @@ enum Command {
         /// Scenario files or directories.
         #[arg(required = true, value_name = "PATH")]
         paths: Vec<PathBuf>,
-        /// Cells to run on (default: the default cells, or HIDVM_CELLS).
-        #[arg(long = "cell")]
-        cells: Vec<String>,
-        /// Only tests whose name contains this.
-        #[arg(long)]
-        filter: Option<String>,
-        /// VMs at once (default: number of cores).
-        #[arg(long)]
-        jobs: Option<usize>,
-        /// Print every test's step log, not only failures.
-        #[arg(long)]
-        verbose: bool,
+        #[command(flatten)]
+        run: RunOpts,
         /// Write what replay steps observe into their `evdev_file` /
         /// `hidraw_file` instead of comparing; review the files before
         /// committing them. Refused when CI is set.
@@ -115,6 +120,17 @@ enum Command {
         /// VMs at once (default: number of cores).
         #[arg(long)]
         jobs: Option<usize>,
+    },
+    /// Merge results files (`--json`, or HIDVM_RESULTS_JSONL lines) of
+    /// several runs or CI jobs into one scenario x target matrix, with
+    /// compiler- and kernel-dependent rows flagged; exits 100 if a test failed.
+    Summary {
+        /// Results files.
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+        /// Also append the matrix as Markdown to this file (e.g. $GITHUB_STEP_SUMMARY).
+        #[arg(long, value_name = "FILE")]
+        markdown: Option<PathBuf>,
     },
     /// Print the Debian packages hidvm needs (for setup scripts).
     Packages,
@@ -191,6 +207,23 @@ fn real_main(cli: Cli) -> hidvm::Result<ExitCode> {
             let ok =
                 hidvm::kselftest::run_all(&suite, &targets, program.as_deref(), jobs.unwrap_or_else(hidvm::cores))?;
             Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(exit::TESTS_FAILED) })
+        }
+        Command::Summary { files, markdown } => {
+            let parts = files.iter().map(|f| hidvm::results::Results::read(f)).collect::<hidvm::Result<Vec<_>>>()?;
+            let merged = hidvm::results::Results::merge(parts)?;
+            let matrix = merged.matrix();
+            println!("{}", matrix.render());
+            if let Some(md) = markdown {
+                use std::io::Write;
+                let text = format!("## hidvm: {} tests\n\n{}\n", merged.records.len(), matrix.render_markdown());
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&md)
+                    .and_then(|mut f| f.write_all(text.as_bytes()))
+                    .map_err(hidvm::Error::io(format!("writing {}", md.display())))?;
+            }
+            Ok(if matrix.all_passed() { ExitCode::SUCCESS } else { ExitCode::from(exit::TESTS_FAILED) })
         }
         Command::Fetch => {
             for k in &suite.kernels {
@@ -281,13 +314,13 @@ fn real_main(cli: Cli) -> hidvm::Result<ExitCode> {
             print!("{}", report.render());
             Ok(if report.verdict.passed() { ExitCode::SUCCESS } else { ExitCode::from(exit::TESTS_FAILED) })
         }
-        Command::VmTest { cells, filter, jobs, verbose, repeat } => {
+        Command::VmTest { run, repeat } => {
             // Malformed scenarios stop everything before any build or boot.
             suite::load_all(&suite)?;
             let entries = suite.catalogue()?;
-            run_matrix(&suite, entries, &cells, filter.as_deref(), jobs, verbose, repeat.max(1))
+            run_matrix(&suite, entries, &run, repeat.max(1))
         }
-        Command::Test { paths, cells, filter, jobs, verbose, .. } => {
+        Command::Test { paths, run, .. } => {
             let entries = scenarios::entries_for_paths(&paths, &suite.defined_cells)?;
             // Malformed files stop everything before any build or boot.
             for e in &entries {
@@ -295,7 +328,7 @@ fn real_main(cli: Cli) -> hidvm::Result<ExitCode> {
                     suite.load(e, &k.name)?;
                 }
             }
-            run_matrix(&suite, entries, &cells, filter.as_deref(), jobs, verbose, 1)
+            run_matrix(&suite, entries, &run, 1)
         }
         Command::Robustness { builds } => {
             let all_caught = hidvm::robustness::run(&suite, &hidvm::robustness::RobustnessOptions { builds })?;
@@ -340,16 +373,9 @@ fn build(suite: &Suite, targets: &[Target]) -> hidvm::Result<()> {
 
 /// Run `entries` on the run's kernels x `cells`: build, prepare every test
 /// (so bad input fails before any VM boots), run, print the matrix.
-fn run_matrix(
-    suite: &Suite,
-    entries: Vec<Entry>,
-    cells: &[String],
-    filter: Option<&str>,
-    jobs: Option<usize>,
-    verbose: bool,
-    repeat: usize,
-) -> hidvm::Result<ExitCode> {
-    let targets = selected_targets(suite, cells)?;
+fn run_matrix(suite: &Suite, entries: Vec<Entry>, opts: &RunOpts, repeat: usize) -> hidvm::Result<ExitCode> {
+    let (filter, jobs, verbose) = (opts.filter.as_deref(), opts.jobs, opts.verbose);
+    let targets = selected_targets(suite, &opts.cells)?;
     let (work, skipped): (Vec<TestCase>, Vec<TestCase>) =
         suite.tests_of(entries, &targets, filter)?.into_iter().partition(|c| c.skip.is_none());
     if work.is_empty() {
@@ -430,6 +456,38 @@ fn run_matrix(
         matrix.record_skip(&case.entry.row(), &case.target, case.skip.as_deref().unwrap_or_default());
     }
     println!("\n{}", matrix.render());
+    if opts.json.is_some() || opts.ktap.is_some() {
+        use hidvm::results::{Results, Status, TestRecord};
+        let mut records: Vec<TestRecord> = work
+            .iter()
+            .zip(&last)
+            .enumerate()
+            .filter_map(|(i, (case, r))| {
+                let row = case.entry.row();
+                Some(match r.as_ref()? {
+                    _ if repeat > 1 && passes[i] != 0 && passes[i] != repeat => TestRecord::without_run(
+                        &case.name(),
+                        &row,
+                        &case.target,
+                        Status::Flaky,
+                        &format!("passed {} of {repeat} runs", passes[i]),
+                    ),
+                    Ok(rep) => TestRecord::from_report(&row, rep),
+                    Err(e) => TestRecord::without_run(&case.name(), &row, &case.target, Status::Error, &e.to_string()),
+                })
+            })
+            .collect();
+        records.extend(skipped.iter().map(|c| {
+            TestRecord::without_run(&c.name(), &c.entry.row(), &c.target, Status::Skip, c.skip.as_deref().unwrap_or(""))
+        }));
+        let results = Results::new(records);
+        if let Some(p) = &opts.json {
+            results.write_json(p)?;
+        }
+        if let Some(p) = &opts.ktap {
+            results.write_ktap(p)?;
+        }
+    }
     if repeat > 1 {
         let flaky = passes.iter().filter(|p| **p != 0 && **p != repeat).count();
         let always_failed = passes.iter().filter(|p| **p == 0).count();

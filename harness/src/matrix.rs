@@ -71,7 +71,11 @@ impl Matrix {
     /// A failure a known-failures list explains (shown as KNOWN: not a
     /// pass, not a failure of the command).
     pub fn record_known(&mut self, row: &str, target: &Target) {
-        self.record_text(row, target, "KNOWN".into(), false);
+        self.record_known_text(row, target, "KNOWN".into());
+    }
+
+    pub fn record_known_text(&mut self, row: &str, target: &Target, text: String) {
+        self.record_text(row, target, text, false);
         self.known.insert((row.to_string(), target.clone()), true);
     }
 
@@ -145,6 +149,54 @@ impl Matrix {
         self.verdicts.iter().all(|(k, v)| *v || self.is_known(k))
     }
 
+    /// The one-line tally under the matrix.
+    fn tally(&self) -> String {
+        let passed = self.verdicts.values().filter(|v| **v).count();
+        let mut out = format!("{passed}/{} passed", self.verdicts.len());
+        let known = self.known.values().filter(|k| **k).count();
+        if known > 0 {
+            out.push_str(&format!("; {known} known kernel bug(s)"));
+        }
+        if !self.skipped.is_empty() {
+            out.push_str(&format!("; {} skipped", self.skipped.len()));
+        }
+        let (c, k) = (self.compiler_dependent().len(), self.kernel_dependent().len());
+        if c > 0 {
+            out.push_str(&format!("; {c} compiler-dependent difference(s)"));
+        }
+        if k > 0 {
+            out.push_str(&format!("; {k} kernel-dependent difference(s)"));
+        }
+        out
+    }
+
+    /// The matrix as a Markdown table (CI's `$GITHUB_STEP_SUMMARY`): rows
+    /// that differ first, so the one thing hidvm exists to show is at the top.
+    pub fn render_markdown(&self) -> String {
+        let mut out = format!("| scenario | {} | differs |\n", self.targets.iter().map(|t| t.label()).collect::<Vec<_>>().join(" | "));
+        out.push_str(&format!("|---|{}---|\n", "---|".repeat(self.targets.len())));
+        let mut rows: Vec<&String> = self.rows.iter().collect();
+        rows.sort_by_key(|r| !self.differences(r).any());
+        for row in rows {
+            let cells: Vec<&str> = self
+                .targets
+                .iter()
+                .map(|t| self.cells_of.get(&(row.clone(), t.clone())).map(String::as_str).unwrap_or("-"))
+                .collect();
+            let d = self.differences(row);
+            let mut flags = Vec::new();
+            if !d.between_compilers.is_empty() {
+                flags.push(format!("compiler-dependent ({})", d.between_compilers.join(", ")));
+            }
+            if !d.between_kernels.is_empty() {
+                flags.push(format!("kernel-dependent ({})", d.between_kernels.join(", ")));
+            }
+            out.push_str(&format!("| {row} | {} | {} |\n", cells.join(" | "), flags.join("; ")));
+        }
+        out.push_str(&format!("\n{}\n", self.tally()));
+        out
+    }
+
     pub fn render(&self) -> String {
         let width = self.rows.iter().map(|r| r.len()).max().unwrap_or(8).max(8);
         let col = |s: &str| format!("{s:<22}");
@@ -170,22 +222,7 @@ impl Matrix {
             let flag = if flags.is_empty() { String::new() } else { format!("  <- {}", flags.join("; ")) };
             out.push_str(&format!("{row:<width$}  {}{flag}\n", cells.trim_end()));
         }
-        let passed = self.verdicts.values().filter(|v| **v).count();
-        out.push_str(&format!("{passed}/{} passed", self.verdicts.len()));
-        let known = self.known.values().filter(|k| **k).count();
-        if known > 0 {
-            out.push_str(&format!("; {known} known kernel bug(s) (tests/known-failures.toml)"));
-        }
-        if !self.skipped.is_empty() {
-            out.push_str(&format!("; {} skipped", self.skipped.len()));
-        }
-        let (c, k) = (self.compiler_dependent().len(), self.kernel_dependent().len());
-        if c > 0 {
-            out.push_str(&format!("; {c} compiler-dependent difference(s)"));
-        }
-        if k > 0 {
-            out.push_str(&format!("; {k} kernel-dependent difference(s)"));
-        }
+        out.push_str(&self.tally());
         out.push('\n');
         // Each distinct skip reason once, with the tests it covers.
         let mut reasons: BTreeMap<&str, Vec<String>> = BTreeMap::new();
