@@ -210,6 +210,22 @@ impl<'a> KernelBuilder<'a> {
         Ok(out)
     }
 
+    /// The key a build of `cell` would be cached under, without building:
+    /// what CI names its kernel caches by.
+    pub fn cache_key(&self, cell: &KernelCell) -> Result<String> {
+        let fragments = self.fragments(cell)?;
+        Ok(self.key_of(cell, &fragments)?.0)
+    }
+
+    /// (request key, compiler version line).
+    fn key_of(&self, cell: &KernelCell, fragments: &[Fragment]) -> Result<(String, String)> {
+        cell.check_tools()?;
+        let compiler = tools::version_line(&cell.compiler, &["--version"])?;
+        // pahole writes the BTF every program is checked against.
+        let pahole = tools::version_line("pahole", &["--version"]).unwrap_or_else(|_| "no pahole".into());
+        Ok((self.request_key(cell, fragments, &format!("{compiler}\n{pahole}")), compiler))
+    }
+
     /// Everything that determines the build's output, hashed.
     fn request_key(&self, cell: &KernelCell, fragments: &[Fragment], compiler: &str) -> String {
         let cell_json = serde_json::to_string(cell).expect("cell serializes");
@@ -230,9 +246,7 @@ impl<'a> KernelBuilder<'a> {
     pub fn ensure(&self, cell: &KernelCell) -> Result<BuiltKernel> {
         let dir = self.cell_dir(cell);
         let fragments = self.fragments(cell)?;
-        cell.check_tools()?;
-        let compiler = tools::version_line(&cell.compiler, &["--version"])?;
-        let key = self.request_key(cell, &fragments, &compiler);
+        let (key, compiler) = self.key_of(cell, &fragments)?;
         let lock_path = dir.join("lock");
         let what = format!("kernel cell {}", cell.name);
 

@@ -106,8 +106,13 @@ enum Command {
         #[arg(long)]
         long: bool,
     },
-    /// Validate cells, fragments, scenarios and fixtures without booting.
-    Check,
+    /// Validate kernels, cells, fragments, scenarios and fixtures without booting.
+    Check {
+        /// Do not unpack or fetch kernel trees: `kernel:` programs are not
+        /// resolved (a quick lint; the full check resolves them).
+        #[arg(long)]
+        without_trees: bool,
+    },
     /// Build the kernel's own HID selftests (tools/testing/selftests/hid:
     /// hid_bpf, hidraw) for every kernel x cell, run them in the same VMs,
     /// print each KTAP result in a test x target matrix and the cost per test.
@@ -131,6 +136,13 @@ enum Command {
         /// Also append the matrix as Markdown to this file (e.g. $GITHUB_STEP_SUMMARY).
         #[arg(long, value_name = "FILE")]
         markdown: Option<PathBuf>,
+    },
+    /// Print each target's kernel cache key (`<target> <key>`): what the
+    /// kernel build depends on (tree, compiler and pahole versions, cell,
+    /// fragments), for naming CI caches.
+    CacheKey {
+        #[arg(long = "cell")]
+        cells: Vec<String>,
     },
     /// Print the Debian packages hidvm needs (for setup scripts).
     Packages,
@@ -225,6 +237,12 @@ fn real_main(cli: Cli) -> hidvm::Result<ExitCode> {
             }
             Ok(if matrix.all_passed() { ExitCode::SUCCESS } else { ExitCode::from(exit::TESTS_FAILED) })
         }
+        Command::CacheKey { cells } => {
+            for t in selected_targets(&suite, &cells)? {
+                println!("{t} {}", &suite.kernel_cache_key(&t)?[..20]);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Fetch => {
             for k in &suite.kernels {
                 let Some(package) = k.package.as_deref() else {
@@ -283,7 +301,20 @@ fn real_main(cli: Cli) -> hidvm::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Check => {
+        Command::Check { without_trees: true } => {
+            let entries = suite.catalogue()?;
+            for e in &entries {
+                scenarios::load(&suite.repo, e, scenarios::LoadOptions { kernel_tree: None, bless: false })?;
+            }
+            println!(
+                "{} kernels, {} cells, {} scenario files: ok (without kernel trees: `kernel:` programs not resolved)",
+                suite.all_kernels.len(),
+                suite.all_cells.len(),
+                entries.len()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Check { without_trees: false } => {
             let loaded = suite::load_all(&suite)?;
             println!(
                 "{} kernels ({} in this run), {} cells ({} in this run), {} scenario files, {loaded} scenario x kernel loads: ok",

@@ -173,7 +173,10 @@ impl Matrix {
     /// The matrix as a Markdown table (CI's `$GITHUB_STEP_SUMMARY`): rows
     /// that differ first, so the one thing hidvm exists to show is at the top.
     pub fn render_markdown(&self) -> String {
-        let mut out = format!("| scenario | {} | differs |\n", self.targets.iter().map(|t| t.label()).collect::<Vec<_>>().join(" | "));
+        let mut out = format!(
+            "| scenario | {} | differs |\n",
+            self.targets.iter().map(|t| t.label()).collect::<Vec<_>>().join(" | ")
+        );
         out.push_str(&format!("|---|{}---|\n", "---|".repeat(self.targets.len())));
         let mut rows: Vec<&String> = self.rows.iter().collect();
         rows.sort_by_key(|r| !self.differences(r).any());

@@ -66,7 +66,8 @@ impl TestRecord {
             (Verdict::Fail { reason, .. }, known) => {
                 let token = r.verdict.token();
                 let (kind, class) = split_verdict(&token);
-                let status = if matches!(known, crate::known::Known::Failed(..)) { Status::Known } else { Status::Fail };
+                let status =
+                    if matches!(known, crate::known::Known::Failed(..)) { Status::Known } else { Status::Fail };
                 (status, Some(kind.to_string()), class.map(str::to_string), Some(reason.clone()))
             }
         };
@@ -294,7 +295,10 @@ mod tests {
         let m = merged.matrix();
         assert!(m.compiler_dependent().is_empty());
         assert_eq!(m.kernel_dependent(), vec!["x"]);
-        assert_eq!(m.targets.iter().map(|t| t.label()).collect::<Vec<_>>(), ["6.12-gcc", "6.12-llvm", "7.3-gcc", "7.3-llvm"]);
+        assert_eq!(
+            m.targets.iter().map(|t| t.label()).collect::<Vec<_>>(),
+            ["6.12-gcc", "6.12-llvm", "7.3-gcc", "7.3-llvm"]
+        );
     }
 
     #[test]

@@ -237,6 +237,15 @@ impl Suite {
         kernels::find(&self.all_kernels, kernel)
     }
 
+    /// The key `target`'s kernel is (or would be) cached under.
+    pub fn kernel_cache_key(&self, target: &Target) -> Result<String> {
+        let cell = cell::find(&self.all_cells, &target.cell)?;
+        let source = self.source(&target.kernel)?;
+        KernelBuilder::new(&self.repo, &self.cache, &source)
+            .with_user_fragments(&self.opts.config_fragments)?
+            .cache_key(cell)
+    }
+
     pub fn kernel(&self, target: &Target) -> Result<BuiltKernel> {
         let cell = cell::find(&self.all_cells, &target.cell)?;
         let source = self.source(&target.kernel)?;
