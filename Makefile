@@ -9,7 +9,7 @@
 #                   Debian's linux-source-6.12 (same as HIDVM_KERNEL_SRC).
 
 CARGO ?= cargo
-HIDVM = $(CARGO) run --quiet --release --locked -p hidvm --
+HIDVM = $(CARGO) run --release --locked -p hidvm --
 ifneq ($(KERNEL_SRC),)
 export HIDVM_KERNEL_SRC := $(KERNEL_SRC)
 endif

@@ -224,6 +224,99 @@ fn main() -> std::process::ExitCode {
             .with_ignored_flag(true)
         })
         .collect();
-    let trials = trials.into_iter().chain(example_trials(&suite)).chain(per_kernel).chain(kselftests).collect();
+    let shell = {
+        let suite = suite.clone();
+        Trial::test("shell::a_typed_command_answers_and_exit_leaves_no_qemu", move || shell_trial(suite))
+    };
+    let trials =
+        trials.into_iter().chain(example_trials(&suite)).chain(per_kernel).chain(kselftests).chain([shell]).collect();
     libtest_mimic::run(&args, trials).exit_code()
+}
+
+/// A pseudo-terminal: (master, slave).
+fn open_pty() -> std::io::Result<(std::fs::File, std::os::fd::OwnedFd)> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: plain libc calls on fds this function owns.
+    unsafe {
+        let m = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY);
+        if m < 0 || libc::grantpt(m) != 0 || libc::unlockpt(m) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let master = std::fs::File::from_raw_fd(m);
+        let mut name = [0 as libc::c_char; 128];
+        if libc::ptsname_r(m, name.as_mut_ptr(), name.len()) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let s = libc::open(name.as_ptr(), libc::O_RDWR | libc::O_NOCTTY);
+        if s < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok((master, std::os::fd::OwnedFd::from_raw_fd(s)))
+    }
+}
+
+/// Read `master` until `text` appears (true) or `deadline` passes.
+fn read_until(master: &mut std::fs::File, seen: &mut Vec<u8>, text: &str, deadline: std::time::Instant) -> bool {
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+    while std::time::Instant::now() < deadline {
+        if String::from_utf8_lossy(seen).contains(text) {
+            return true;
+        }
+        let mut pfd = libc::pollfd { fd: master.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        // SAFETY: one valid pollfd.
+        if unsafe { libc::poll(&mut pfd, 1, 200) } <= 0 {
+            continue;
+        }
+        let mut buf = [0u8; 4096];
+        match master.read(&mut buf) {
+            Ok(0) | Err(_) => return String::from_utf8_lossy(seen).contains(text),
+            Ok(n) => seen.extend_from_slice(&buf[..n]),
+        }
+    }
+    false
+}
+
+/// `hidvm shell` through a pseudo-terminal, as a person uses it: the
+/// prompt comes, a typed command answers, `exit` ends the VM and leaves no
+/// QEMU process behind.
+fn shell_trial(suite: Arc<Suite>) -> Result<(), Failed> {
+    use std::io::Write;
+    let target = suite.default_targets().into_iter().next().ok_or_else(|| Failed::from("no target selected"))?;
+    let (mut master, slave) = open_pty().map_err(|e| Failed::from(format!("pty: {e}")))?;
+    let s = suite.clone();
+    let t = target.clone();
+    let vm = std::thread::spawn(move || hidvm::shell::run(&s, &t, Some("mouse_swap_buttons"), Some(slave)));
+    let mut seen = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    let transcript = |seen: &[u8]| {
+        String::from_utf8_lossy(seen).chars().rev().take(2000).collect::<String>().chars().rev().collect::<String>()
+    };
+    if !read_until(&mut master, &mut seen, "hidvm# ", deadline) {
+        return Err(format!("no shell prompt; the terminal showed:\n{}", transcript(&seen)).into());
+    }
+    master
+        .write_all(b"cat /sys/bus/hid/devices/*/uevent | grep -c HID_NAME=boot_mouse; echo answer-$((6*7))\r")
+        .map_err(|e| Failed::from(e.to_string()))?;
+    if !read_until(&mut master, &mut seen, "answer-42", deadline) {
+        return Err(format!("the typed command did not answer; the terminal showed:\n{}", transcript(&seen)).into());
+    }
+    master.write_all(b"exit\r").map_err(|e| Failed::from(e.to_string()))?;
+    let code = vm
+        .join()
+        .map_err(|_| Failed::from("the shell thread panicked"))?
+        .map_err(|e| Failed::from(format!("error: {e}")))?;
+    let runs = suite.repo.runs_dir().join(target.label()).join("shell");
+    let left: Vec<String> = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains("qemu-system") && c.contains(&runs.display().to_string()))
+        .collect();
+    if code != 0 || !left.is_empty() {
+        return Err(format!("QEMU exited {code}; QEMU processes left: {left:?}").into());
+    }
+    Ok(())
 }

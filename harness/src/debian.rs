@@ -112,7 +112,9 @@ pub fn source(cache: &Path, package: &str, suite: &str) -> Result<(PathBuf, Stri
     match record {
         Some(f) => Ok((f.tarball, f.version)),
         None => {
-            eprintln!("hidvm: {package} has not been fetched yet (`make setup` fetches it): fetching it now");
+            crate::output::note(format!(
+                "hidvm: {package} has not been fetched yet (`make setup` fetches it): fetching it now"
+            ));
             fetch_source(cache, package, suite)
         }
     }
@@ -184,7 +186,9 @@ pub fn fetch_source(cache: &Path, package: &str, suite: &str) -> Result<(PathBuf
         let _ = std::fs::remove_file(&deb);
     }
     if !deb.exists() {
-        eprintln!("hidvm: fetching {package} {} from Debian {suite} (without installing it)", entry.version);
+        let progress = crate::output::start(crate::output::Phase::Work {
+            what: &format!("fetching {package} {} from Debian {suite} (without installing it)", entry.version),
+        });
         let out = state
             .apt("apt-get", &["-q", "download", &format!("{package}={}", entry.version)])
             .dir(state.dir.join("deb"))
@@ -199,6 +203,7 @@ pub fn fetch_source(cache: &Path, package: &str, suite: &str) -> Result<(PathBuf
                 one_line(&String::from_utf8_lossy(&out.stderr), 2)
             )));
         }
+        progress.finish("downloaded");
     }
     let got = sha256_file(&deb)?;
     if got != entry.sha256 {

@@ -335,16 +335,10 @@ impl<'a> KernelBuilder<'a> {
         slot.share_with_children(true).map_err(Error::io("kernel build slot lock"))?;
 
         let started = Instant::now();
-        if self.verbose {
-            eprintln!(
-                "hidvm: building kernel cell {} (Linux {}, {}) in {}; log: {}",
-                cell.name,
-                self.source.version,
-                compiler,
-                obj.display(),
-                log_path.display()
-            );
-        }
+        let what = format!("cell {} (Linux {}, {})", cell.name, self.source.version, compiler);
+        let progress = self
+            .verbose
+            .then(|| crate::output::start(crate::output::Phase::KernelBuild { target: &what, log: &log_path }));
         let step = Step { cell: &cell.name, src: &self.source.root, log: &log, log_path: &log_path };
         let make = |args: &[String]| -> Result<()> {
             let mut all =
@@ -455,8 +449,8 @@ impl<'a> KernelBuilder<'a> {
         };
         write_atomic(&record_path, serde_json::to_string_pretty(&record).expect("record serializes").as_bytes())
             .map_err(Error::io("writing the build record"))?;
-        if self.verbose {
-            eprintln!("hidvm: kernel cell {} built in {:.0} s", cell.name, record.build_seconds);
+        if let Some(p) = progress {
+            p.finish("built");
         }
         Ok(record)
     }

@@ -51,11 +51,11 @@ impl KernelSource {
             if src.origin == (Origin::User { built_in_place: true }) {
                 let files =
                     if src.identity.starts_with("git:") { CopyFiles::GitListed } else { CopyFiles::AllThenMrproper };
-                eprintln!(
+                crate::output::note(format!(
                     "hidvm: {} was configured or built in place (it has a .config or include/config), and kbuild builds with O= only from a clean tree: building from a clean copy of its {} instead (your tree is not touched; `make mrproper` in it lets hidvm build it directly)",
                     src.root.display(),
                     if files == CopyFiles::GitListed { "git-listed files" } else { "files, after make mrproper" }
-                );
+                ));
                 return src.private_copy(cache, files, None);
             }
             return Ok(src);
@@ -122,11 +122,14 @@ impl KernelSource {
         if std::fs::read_to_string(&state).ok().as_deref() != Some(identity.as_str()) {
             let _ = std::fs::remove_file(&state);
             let what = series.map(|s| format!(" + {}", s.describe())).unwrap_or_default();
-            eprintln!("hidvm: preparing {} (Linux {}{what}) in {}", self.root.display(), self.version, dir.display());
+            let progress = crate::output::start(crate::output::Phase::Work {
+                what: &format!("preparing {} (Linux {}{what}) in {}", self.root.display(), self.version, dir.display()),
+            });
             crate::patches::sync(&self.root, &dir, files)?;
             if let Some(s) = series {
                 s.apply(&dir, &format!("Linux {} ({})", self.version, self.root.display()))?;
             }
+            progress.finish("ready");
             write_atomic(&state, identity.as_bytes()).map_err(Error::io(format!("writing {}", state.display())))?;
         }
         let version = check_tree(&dir).map_err(|problem| Error::KernelSource { path: dir.clone(), problem })?;
@@ -159,7 +162,9 @@ impl KernelSource {
         };
         if !dest.join("Makefile").exists() {
             crate::tools::require(&crate::tools::XZ)?;
-            eprintln!("hidvm: unpacking {} into {} (once)", tarball.display(), dest.display());
+            let progress = crate::output::start(crate::output::Phase::Work {
+                what: &format!("unpacking {} into {} (once)", tarball.display(), dest.display()),
+            });
             let tmp = tempfile::Builder::new()
                 .prefix(".unpack-")
                 .tempdir_in(&src_dir)
@@ -178,6 +183,7 @@ impl KernelSource {
             let unpacked = tmp.keep();
             std::fs::rename(&unpacked, &dest).map_err(Error::io("moving the unpacked tree into place"))?;
             let _ = write_atomic(&src_dir.join(format!("linux-{key}.origin")), identity.as_bytes());
+            progress.finish("unpacked");
         }
         let version = check_tree(&dest).map_err(|problem| Error::KernelSource { path: dest.clone(), problem })?;
         Ok(KernelSource { root: dest, version, identity, origin: Origin::DebianTarball })

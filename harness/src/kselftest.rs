@@ -122,11 +122,13 @@ pub fn build(suite: &Suite, target: &Target) -> Result<Built> {
     }
     tools::require_all(&[tools::CLANG, tools::PYTHON])?;
     let log_path = dir.join("build.log");
-    eprintln!(
-        "hidvm: {target}: building the kernel's HID selftests ({}); log: {}",
-        PROGRAMS.join(", "),
-        log_path.display()
-    );
+    let progress = crate::output::start(crate::output::Phase::Work {
+        what: &format!(
+            "{target}: building the kernel's HID selftests ({}); log: {}",
+            PROGRAMS.join(", "),
+            log_path.display()
+        ),
+    });
     let run = |args: Vec<String>| -> Result<()> {
         let out = duct::cmd("make", &args)
             .stderr_to_stdout()
@@ -182,6 +184,7 @@ pub fn build(suite: &Suite, target: &Target) -> Result<Built> {
     args.extend(PROGRAMS.iter().map(|p| out.join(p).display().to_string()));
     run(args)?;
     write_atomic(&done, b"").map_err(Error::io("writing the done marker"))?;
+    progress.finish("built");
     Ok(Built { dir })
 }
 
@@ -410,14 +413,14 @@ pub fn run_all(suite: &Suite, targets: &[Target], filter: Option<&str>, jobs: us
                 let Some((t, dir, p)) = work.get(i) else { break };
                 let r = run(suite, t, &Built { dir: dir.clone() }, p);
                 match &r {
-                    Ok(run) => eprintln!(
+                    Ok(run) => crate::output::note(format!(
                         "  ran   kselftest::{}::{p}: {} results in {:.1} s{}",
                         t.label(),
                         run.results.len(),
                         run.vm_seconds,
                         run.problem.as_deref().map(|p| format!(" ({p})")).unwrap_or_default()
-                    ),
-                    Err(e) => eprintln!("  ERROR kselftest::{}::{p}: {e}", t.label()),
+                    )),
+                    Err(e) => crate::output::note(format!("  ERROR kselftest::{}::{p}: {e}", t.label())),
                 }
                 runs.lock().unwrap().push((i, r));
             });

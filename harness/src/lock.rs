@@ -37,7 +37,7 @@ impl FileLock {
                 continue;
             }
             let holder = std::fs::read_to_string(path).unwrap_or_default();
-            eprintln!(
+            crate::output::note(format!(
                 "hidvm: waiting for {what} ({}{})",
                 path.display(),
                 if holder.trim().is_empty() {
@@ -45,7 +45,7 @@ impl FileLock {
                 } else {
                     format!("; last exclusive holder: {}", holder.trim())
                 }
-            );
+            ));
             flock(&file, op)?;
             break;
         }

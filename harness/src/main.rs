@@ -10,7 +10,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "hidvm", about = "HID-BPF lifecycle tests on gcc and LLVM kernels in QEMU")]
+#[command(
+    name = "hidvm",
+    version,
+    about = "HID-BPF lifecycle tests on gcc and LLVM kernels in QEMU",
+    after_help = "Exit status: 0 all tests passed (or failed as known kernel bugs); 100 a test failed; 1 hidvm could not run (bad input, missing tool, failed build: the message says what to do)."
+)]
 struct Cli {
     /// Kernel tree to build (>= 6.11) instead of the kernels of
     /// guest-image/kernels.toml; default: HIDVM_KERNEL_SRC. Its tests are
@@ -144,6 +149,21 @@ enum Command {
         #[arg(long = "cell")]
         cells: Vec<String>,
     },
+    /// Check this machine: packages, kernel sources, KVM and the probe
+    /// result, the cache and its free space; print what to fix.
+    Doctor,
+    /// Boot a kernel with an interactive busybox shell on this terminal
+    /// (bpffs and debugfs mounted, the programs in /hidvm/fixtures, the
+    /// named scenario's devices created); `exit` ends the VM.
+    Shell {
+        /// The cell (default: the first of the run's cells).
+        #[arg(long)]
+        cell: Option<String>,
+        /// Create this scenario's devices and put its programs in (a name
+        /// from `hidvm list`, without the target prefix).
+        #[arg(long)]
+        scenario: Option<String>,
+    },
     /// Print the Debian packages hidvm needs (for setup scripts).
     Packages,
     /// Fetch (or refresh) the kernel sources of this run's kernels that
@@ -182,6 +202,7 @@ fn main() -> ExitCode {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
     let cli = Cli::parse();
+    hidvm::output::init();
     match real_main(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -242,6 +263,19 @@ fn real_main(cli: Cli) -> hidvm::Result<ExitCode> {
                 println!("{t} {}", &suite.kernel_cache_key(&t)?[..20]);
             }
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Shell { cell, scenario } => {
+            let kernel = suite.kernels.first().ok_or_else(|| hidvm::Error::Other("no kernel selected".into()))?;
+            let cell = match cell {
+                Some(c) => hidvm::cell::find(&suite.all_cells, &c)?.name.clone(),
+                None => suite.cells.first().ok_or_else(|| hidvm::Error::Other("no cell selected".into()))?.name.clone(),
+            };
+            let code = hidvm::shell::run(&suite, &Target::new(&kernel.name, &cell), scenario.as_deref(), None)?;
+            Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+        }
+        Command::Doctor => {
+            let fine = hidvm::doctor::report(&hidvm::doctor::check(&suite));
+            Ok(if fine { ExitCode::SUCCESS } else { ExitCode::from(exit::COULD_NOT_RUN) })
         }
         Command::Fetch => {
             for k in &suite.kernels {
@@ -395,10 +429,14 @@ fn tests(suite: &Suite, cells: &[String], filter: Option<&str>) -> hidvm::Result
 fn build(suite: &Suite, targets: &[Target]) -> hidvm::Result<()> {
     for target in targets {
         let k = suite.kernel(target)?;
-        eprintln!("hidvm: {target}: {} ({})", if k.built_now { "built" } else { "cached" }, k.vmlinux.display());
+        hidvm::output::note(format!(
+            "hidvm: {target}: {} ({})",
+            if k.built_now { "built" } else { "cached" },
+            k.vmlinux.display()
+        ));
     }
     let agent = hidvm::agent::ensure(&suite.repo)?;
-    eprintln!("hidvm: guest agent: {}", agent.display());
+    hidvm::output::note(format!("hidvm: guest agent: {}", agent.display()));
     Ok(())
 }
 
@@ -429,16 +467,21 @@ fn run_matrix(suite: &Suite, entries: Vec<Entry>, opts: &RunOpts, repeat: usize)
     // Only the targets some test runs on are built.
     let used: Vec<Target> = targets.iter().filter(|t| work.iter().any(|c| &c.target == *t)).cloned().collect();
     build(suite, &used)?;
+    let preparing = hidvm::output::start(hidvm::output::Phase::Work {
+        what: &format!("preparing {} tests (loading, compiling and matching programs)", work.len()),
+    });
     for case in &work {
         suite.prepare(&case.target, &case.entry)?;
     }
+    preparing.finish("ready");
     let jobs = jobs.unwrap_or_else(hidvm::cores).max(1);
-    eprintln!(
+    hidvm::output::note(format!(
         "hidvm: running {} tests ({} skipped), {jobs} VMs at a time{}",
         work.len(),
         skipped.len(),
         if repeat > 1 { format!(", {repeat} times") } else { String::new() }
-    );
+    ));
+    hidvm::output::tests_started(work.len() * repeat);
 
     let started = std::time::Instant::now();
     let mut passes = vec![0usize; work.len()];
@@ -447,9 +490,11 @@ fn run_matrix(suite: &Suite, entries: Vec<Entry>, opts: &RunOpts, repeat: usize)
     for round in 1..=repeat {
         let t = std::time::Instant::now();
         let results = suite.run_parallel(&work, jobs, |case, r| match r {
-            Ok(rep) if rep.verdict.passed() && !verbose => eprintln!("  pass  {} ({:.1} s)", rep.test, rep.vm_seconds),
-            Ok(rep) => eprint!("{}", rep.render()),
-            Err(e) => eprintln!("  ERROR {}: {e}", case.name()),
+            Ok(rep) if rep.verdict.passed() && !verbose => {
+                hidvm::output::test_finished(true, &format!("  pass  {} ({:.1} s)", rep.test, rep.vm_seconds), None)
+            }
+            Ok(rep) => hidvm::output::test_finished(rep.acceptable(), &rep.test, Some(&rep.render())),
+            Err(e) => hidvm::output::test_finished(false, &format!("  ERROR {}: {e}", case.name()), None),
         });
         let failed = results.iter().filter(|r| !matches!(r, Ok(rep) if rep.verdict.passed())).count();
         for (i, r) in results.iter().enumerate() {
@@ -461,14 +506,15 @@ fn run_matrix(suite: &Suite, entries: Vec<Entry>, opts: &RunOpts, repeat: usize)
             }
         }
         if repeat > 1 {
-            eprintln!(
+            hidvm::output::note(format!(
                 "hidvm: round {round}/{repeat}: {} passed, {failed} failed, {:.1} s",
                 work.len() - failed,
                 t.elapsed().as_secs_f64()
-            );
+            ));
         }
         last = results.into_iter().map(Some).collect();
     }
+    hidvm::output::tests_done();
 
     let mut matrix = Matrix::new(targets.clone());
     for (i, (case, r)) in work.iter().zip(&last).enumerate() {

@@ -472,7 +472,7 @@ impl Suite {
                     continue;
                 }
                 write_atomic(file, text.as_bytes()).map_err(Error::io(format!("writing {}", file.display())))?;
-                eprintln!("hidvm: blessed {} ({} lines) from {target}", file.display(), lines.len());
+                crate::output::note(format!("hidvm: blessed {} ({} lines) from {target}", file.display(), lines.len()));
                 blessed.insert(file.clone(), (target.to_string(), body));
             }
         }

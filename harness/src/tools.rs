@@ -94,7 +94,7 @@ pub fn all_packages() -> Vec<String> {
         .chain([QEMU, CLANG, BPFTOOL, LIBBPF_HEADERS, RSYNC, GIT, PYTHON].iter())
         .map(|t| t.package.to_string())
         .collect();
-    p.extend(["lld-19", "llvm-19", "debian-archive-keyring"].map(String::from));
+    p.extend(["lld-19", "llvm-19", "debian-archive-keyring", "busybox-static"].map(String::from));
     let kernels =
         crate::kernels::load(&crate::layout::repo_root().join("guest-image/kernels.toml")).unwrap_or_default();
     p.extend(kernels.into_iter().filter(|k| k.fetch_from.is_none()).filter_map(|k| k.package));

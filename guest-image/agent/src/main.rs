@@ -15,6 +15,7 @@ mod holder;
 mod init;
 mod input;
 mod run;
+mod shell;
 mod state;
 mod steps;
 mod uhid;
@@ -57,6 +58,7 @@ fn main() {
                     })
                 }
                 JobMode::Command { argv, cwd } => command::run(&argv, &cwd),
+                JobMode::Shell { devices, banner } => shell::run(devices, &banner),
             }
         }
         Err(e) => GuestMsg::Done { passed: false, summary: format!("cannot read {JOB_PATH}: {e}") },

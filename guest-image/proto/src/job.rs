@@ -67,7 +67,17 @@ pub enum JobMode {
         /// The working directory (the programs look for files next to them).
         cwd: String,
     },
+    /// `hidvm shell`: create these devices, then run an interactive shell
+    /// (busybox) on the console until it exits.
+    Shell {
+        devices: BTreeMap<String, DeviceDef>,
+        /// Banner lines shown before the prompt (kernel, fixtures, devices).
+        banner: Vec<String>,
+    },
 }
+
+/// Where `hidvm shell` puts busybox.
+pub const BUSYBOX_PATH: &str = "/bin/busybox";
 
 /// Where `Command` jobs' programs sit in the initramfs.
 pub const PROGRAM_DIR: &str = "/hidvm/programs";

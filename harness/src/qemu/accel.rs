@@ -126,7 +126,12 @@ impl ProbeStore {
         if let Some(r) = self.remembered(qemu_version) {
             return Ok(r);
         }
-        eprintln!("hidvm: probing KVM with a timed boot (at most {} s, once per host boot)", PROBE_DEADLINE.as_secs());
+        let progress = crate::output::start(crate::output::Phase::Work {
+            what: &format!(
+                "probing KVM with a timed boot (at most {} s, once per host boot)",
+                PROBE_DEADLINE.as_secs()
+            ),
+        });
         let (record, remember) = match probe_kvm() {
             Ok(()) => (ProbeRecord { accel: Accel::Kvm, reason: "a probe boot under KVM answered".into() }, true),
             Err(f) => (
@@ -142,7 +147,7 @@ impl ProbeStore {
                 .map_err(crate::Error::io(format!("remembering the KVM probe in {}", path.display())))?;
         }
         drop(lock);
-        eprintln!("hidvm: accelerator {}: {}", record.accel.name(), record.reason);
+        progress.finish(&format!("accelerator {}: {}", record.accel.name(), record.reason));
         Ok(record)
     }
 }

@@ -89,6 +89,25 @@ impl Feature for Console {
     }
 }
 
+/// The kernel console on this process's terminal (`hidvm shell`):
+/// `signal=off` so Ctrl-C goes to the guest's shell, not to QEMU.
+#[derive(Debug, Clone)]
+pub struct StdioConsole;
+
+impl Feature for StdioConsole {
+    fn qemu_args(&self) -> Vec<String> {
+        vec![
+            "-chardev".into(),
+            format!("stdio,id={CONSOLE_CHARDEV},signal=off"),
+            "-serial".into(),
+            format!("chardev:{CONSOLE_CHARDEV}"),
+        ]
+    }
+    fn kernel_args(&self) -> Vec<String> {
+        vec!["console=ttyS0".into(), "sysrq_always_enabled".into()]
+    }
+}
+
 /// The QMP monitor, on a unix socket the runner connects to when it needs
 /// it (hang diagnostics).
 #[derive(Debug, Clone)]

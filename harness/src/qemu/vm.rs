@@ -35,13 +35,49 @@ pub struct VmOutcome {
 const SYSRQ_DIAGNOSTICS: &[u8] = b"wl";
 const SYSRQ_SETTLE: Duration = Duration::from_millis(1500);
 
+/// QEMU's arguments for a VM made of `features`: each feature's QEMU
+/// arguments, and their kernel arguments joined into -append.
+pub fn command_line(features: &[Box<dyn Feature>]) -> Vec<String> {
+    let mut args: Vec<String> = features.iter().flat_map(|f| f.qemu_args()).collect();
+    let cmdline: Vec<String> = features.iter().flat_map(|f| f.kernel_args()).collect();
+    args.push("-append".into());
+    args.push(cmdline.join(" "));
+    args
+}
+
+/// Run QEMU in the foreground on a terminal (`hidvm shell`): this
+/// process's own, or `terminal` (a pseudo-terminal, in tests). It dies
+/// with us (PR_SET_PDEATHSIG), and its exit status is returned. QEMU's
+/// stdio chardev puts the terminal in raw mode and restores it on exit.
+pub fn run_interactive(
+    qemu: &Path,
+    args: &[String],
+    terminal: Option<std::os::fd::OwnedFd>,
+) -> std::io::Result<std::process::ExitStatus> {
+    use std::os::unix::process::CommandExt;
+    let parent = rustix::process::getpid();
+    let mut cmd = std::process::Command::new(qemu);
+    cmd.args(args);
+    if let Some(t) = terminal {
+        cmd.stdin(t.try_clone()?).stdout(t.try_clone()?).stderr(t);
+    }
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
+                .map_err(std::io::Error::from)?;
+            if rustix::process::getppid() != Some(parent) {
+                return Err(std::io::Error::other("parent exited"));
+            }
+            Ok(())
+        });
+    }
+    cmd.status()
+}
+
 impl Vm {
     pub fn args(&self) -> Vec<String> {
-        let mut args: Vec<String> = self.features.iter().flat_map(|f| f.qemu_args()).collect();
-        let cmdline: Vec<String> = self.features.iter().flat_map(|f| f.kernel_args()).collect();
-        args.push("-append".into());
-        args.push(cmdline.join(" "));
-        args
+        command_line(&self.features)
     }
 
     pub fn run(&self) -> std::io::Result<VmOutcome> {

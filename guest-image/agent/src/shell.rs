@@ -1,0 +1,64 @@
+//! `hidvm shell`: an interactive busybox shell on the console, for poking
+//! at a kernel by hand. The scenario's devices (if any) are created first
+//! and stay alive while the shell runs; the fixtures are in
+//! /hidvm/fixtures. When the shell exits, the VM ends.
+use crate::device::Device;
+use hidvm_proto::job::BUSYBOX_PATH;
+use hidvm_proto::{DeviceDef, GuestMsg};
+use std::collections::BTreeMap;
+use std::process::{Command, Stdio};
+
+const CONSOLE: &str = "/dev/ttyS0";
+
+pub fn run(defs: BTreeMap<String, DeviceDef>, banner: &[String]) -> GuestMsg {
+    let fail = |summary: String| GuestMsg::Done { passed: false, summary };
+    // The applets (sh, ls, cat, …) as links to busybox.
+    let installed = Command::new(BUSYBOX_PATH).args(["--install", "-s", "/bin"]).status();
+    if !matches!(installed, Ok(s) if s.success()) {
+        return fail(format!("{BUSYBOX_PATH} --install failed: {installed:?}"));
+    }
+    let console = match std::fs::OpenOptions::new().read(true).write(true).open(CONSOLE) {
+        Ok(f) => f,
+        Err(e) => return fail(format!("opening {CONSOLE}: {e}")),
+    };
+    let say = |line: &str| {
+        use std::io::Write;
+        let _ = (&console).write_all(format!("{line}\r\n").as_bytes());
+    };
+    // Held until the shell exits: dropping a device destroys it.
+    let mut devices = Vec::new();
+    for (index, (id, def)) in defs.iter().enumerate() {
+        match Device::create(id, def, index) {
+            Ok(d) => {
+                say(&format!("hidvm shell: device {}", d.describe()));
+                devices.push(d);
+            }
+            Err(e) => say(&format!("hidvm shell: device {id} could not be created: {e}")),
+        }
+    }
+    for line in banner {
+        say(line);
+    }
+    let dup = |f: &std::fs::File| f.try_clone().map(Stdio::from);
+    let (Ok(i), Ok(o), Ok(e)) = (dup(&console), dup(&console), dup(&console)) else {
+        return fail("duplicating the console fd".into());
+    };
+    // A session of its own with the console as its controlling terminal
+    // (Ctrl-C reaches the shell's foreground job): busybox's `setsid -c`.
+    // Not a pre_exec closure: std's fork path fails in these guests with
+    // EAFNOSUPPORT, its posix_spawn path works.
+    let mut cmd = Command::new("/bin/setsid");
+    cmd.args(["-c", "/bin/sh"])
+        .env("PS1", "hidvm# ")
+        .env("PATH", "/bin:/sbin:/usr/bin:/usr/sbin")
+        .env("HOME", "/")
+        .stdin(i)
+        .stdout(o)
+        .stderr(e);
+    let status = match cmd.spawn().and_then(|mut c| c.wait()) {
+        Ok(s) => s,
+        Err(e) => return fail(format!("running /bin/sh: {e}")),
+    };
+    drop(devices);
+    GuestMsg::Done { passed: true, summary: format!("shell exited: {status}") }
+}

@@ -1,0 +1,175 @@
+//! `hidvm doctor`: is this machine ready, and if not, what to do. Every
+//! check prints one line: `ok`, or what is wrong and the command that
+//! fixes it. Nothing is changed.
+use crate::suite::Suite;
+use crate::tools::{self, Tool};
+use std::path::Path;
+
+/// One check's answer.
+pub struct Finding {
+    pub what: String,
+    /// None: fine. Some: what is wrong and how to fix it.
+    pub problem: Option<String>,
+    /// Extra facts shown either way.
+    pub detail: String,
+}
+
+fn ok(what: &str, detail: impl Into<String>) -> Finding {
+    Finding { what: what.into(), problem: None, detail: detail.into() }
+}
+
+fn bad(what: &str, problem: impl Into<String>) -> Finding {
+    Finding { what: what.into(), problem: Some(problem.into()), detail: String::new() }
+}
+
+/// Free bytes on the filesystem holding `path` (or its nearest existing parent).
+fn free_bytes(path: &Path) -> Option<u64> {
+    let mut p = path;
+    while !p.exists() {
+        p = p.parent()?;
+    }
+    let s = rustix::fs::statvfs(p).ok()?;
+    Some(s.f_bavail * s.f_frsize)
+}
+
+/// What a cold run needs in the cache: four kernels (~0.5 GB each), two
+/// unpacked trees (1.7 GB each), the 7.3 tarball.
+const CACHE_NEEDS_GB: u64 = 8;
+
+pub fn check(suite: &Suite) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let mut tools_list: Vec<Tool<'static>> = tools::KERNEL_BUILD.to_vec();
+    tools_list.extend_from_slice(tools::AGENT_BUILD);
+    tools_list.extend([
+        tools::QEMU,
+        tools::CLANG,
+        tools::BPFTOOL,
+        tools::LIBBPF_HEADERS,
+        tools::RSYNC,
+        tools::GIT,
+        tools::PYTHON,
+    ]);
+    let missing: Vec<&Tool<'_>> = tools_list.iter().filter(|t| tools::find(t).is_none()).collect();
+    out.push(if missing.is_empty() {
+        ok("host tools", format!("{} found", tools_list.len()))
+    } else {
+        let mut pkgs: Vec<&str> = missing.iter().map(|t| t.package).collect();
+        pkgs.sort();
+        pkgs.dedup();
+        bad(
+            "host tools",
+            format!(
+                "missing {}: run `make setup` (or `sudo apt-get install {}`); setup is Debian-specific, elsewhere install the equivalents",
+                missing.iter().map(|t| t.name).collect::<Vec<_>>().join(", "),
+                pkgs.join(" ")
+            ),
+        )
+    });
+    for cell in &suite.all_cells {
+        let absent: Vec<String> = cell
+            .needs
+            .iter()
+            .filter(|(exe, _)| tools::find(&Tool { name: exe, what: "", package: "" }).is_none())
+            .map(|(e, p)| format!("{e} ({p})"))
+            .collect();
+        if !absent.is_empty() {
+            out.push(bad(
+                &format!("cell {}", cell.name),
+                format!("missing {}: `sudo apt-get install` them", absent.join(", ")),
+            ));
+        }
+    }
+    out.push(match duct::cmd!("cargo", "nextest", "--version").stdout_capture().stderr_null().unchecked().run() {
+        Ok(o) if o.status.success() => {
+            ok("cargo-nextest", String::from_utf8_lossy(&o.stdout).lines().next().unwrap_or("").to_string())
+        }
+        _ => bad("cargo-nextest", "not installed: run `make setup` (or `cargo install --locked cargo-nextest`)"),
+    });
+    for k in &suite.kernels {
+        let what = format!("kernel {}", k.name);
+        match (&k.package, &k.fetch_from) {
+            (Some(p), None) => {
+                let t = format!("/usr/src/{p}.tar.xz");
+                out.push(if Path::new(&t).exists() {
+                    ok(&what, t)
+                } else {
+                    bad(&what, format!("{t} is missing: `sudo apt-get install {p}` (or `make setup`)"))
+                });
+            }
+            (Some(p), Some(suite_name)) => {
+                let record = suite.cache.join("debian").join(format!("{p}.fetched"));
+                out.push(if record.exists() {
+                    ok(&what, format!("{p} fetched from Debian {suite_name}"))
+                } else {
+                    bad(
+                        &what,
+                        format!(
+                            "{p} is not fetched yet: run `make setup` (or `hidvm fetch`); a run would fetch it first"
+                        ),
+                    )
+                });
+            }
+            _ => out.push(ok(&what, k.summary.clone())),
+        }
+    }
+    // KVM: the device, then what the probe found (it alone decides).
+    let store = crate::qemu::accel::ProbeStore::new(&suite.cache);
+    let device = match std::fs::OpenOptions::new().read(true).write(true).open(&store.kvm_device) {
+        Ok(_) => format!("{} opens read-write", store.kvm_device.display()),
+        Err(e) => format!("{} not usable ({e}); hidvm uses TCG (about 5x slower)", store.kvm_device.display()),
+    };
+    let probe = tools::find(&tools::QEMU)
+        .and_then(|q| tools::version_line(&q.display().to_string(), &["--version"]).ok())
+        .and_then(|v| store.remembered(&v))
+        .map(|r| format!("; probe: {} ({})", r.accel.name(), r.reason))
+        .unwrap_or_else(|| "; not probed in this host boot (the next run probes)".into());
+    out.push(ok("KVM", format!("{device}{probe}")));
+    let free = free_bytes(&suite.cache);
+    let gb = free.map(|b| b / (1 << 30));
+    out.push(match gb {
+        Some(g) if g >= CACHE_NEEDS_GB => ok("cache", format!("{} ({g} GB free)", suite.cache.display())),
+        Some(g) => bad(
+            "cache",
+            format!(
+                "{} has {g} GB free; a cold run needs about {CACHE_NEEDS_GB} GB: free space or set HIDVM_CACHE_DIR elsewhere",
+                suite.cache.display()
+            ),
+        ),
+        None => bad("cache", format!("cannot read the free space of {}", suite.cache.display())),
+    });
+    out
+}
+
+/// Print the findings; true when nothing needs fixing.
+pub fn report(findings: &[Finding]) -> bool {
+    for f in findings {
+        match &f.problem {
+            None => println!("ok    {}: {}", f.what, f.detail),
+            Some(p) => println!("FIX   {}: {p}", f.what),
+        }
+    }
+    let n = findings.iter().filter(|f| f.problem.is_some()).count();
+    if n == 0 {
+        println!("nothing to fix");
+    } else {
+        println!("{n} thing(s) to fix");
+    }
+    n == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_cache_directory_is_measured_on_its_parent() {
+        assert!(free_bytes(Path::new("/tmp/hidvm-doctor-does-not-exist/sub")).is_some());
+    }
+
+    #[test]
+    fn findings_say_fix_or_ok() {
+        let all = [ok("a", "fine"), bad("b", "do this")];
+        assert!(!report(&all));
+        assert!(report(&all[..1]));
+    }
+}

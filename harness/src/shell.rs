@@ -1,0 +1,149 @@
+//! `hidvm shell`: boot a target's kernel with an interactive busybox shell
+//! on this terminal, for debugging by hand. bpffs and debugfs are mounted
+//! (the agent does that in every VM), the programs are in /hidvm/fixtures
+//! (the named scenario's, or every catalogue fixture), the agent is /init,
+//! and with `--scenario` that scenario's devices exist. `exit` (or Ctrl-D)
+//! ends the VM; QEMU dies with hidvm, so nothing is left behind.
+use crate::error::{Error, Result};
+use crate::fixtures::{self, FixtureRef};
+use crate::initramfs::Initramfs;
+use crate::kernels::Target;
+use crate::layout::new_run_dir;
+use crate::qemu::feature::{
+    ExitOnReboot, Initramfs as InitrdFeature, Kernel, MicroVm, PanicEndsVm, ResultPort, StdioConsole,
+};
+use crate::qemu::Feature;
+use crate::suite::Suite;
+use crate::tools::{self, Tool};
+use hidvm_proto::job::{BUSYBOX_PATH, FIXTURE_DIR, MODULE_DIR};
+use hidvm_proto::{Job, JobMode, JOB_PATH};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+pub const BUSYBOX: Tool<'static> =
+    Tool { name: "/bin/busybox", what: "static busybox for `hidvm shell`", package: "busybox-static" };
+
+/// A dynamically linked busybox (package `busybox`) cannot run in a guest
+/// without a libc: its ELF header names an interpreter.
+fn is_static(path: &Path) -> bool {
+    let head = std::fs::read(path).map(|b| b.into_iter().take(4096).collect::<Vec<u8>>()).unwrap_or_default();
+    head.starts_with(b"\x7fELF") && !head.windows(14).any(|w| w == b"/lib64/ld-linu")
+}
+
+/// Boot the shell on `terminal` (default: this process's) and return
+/// QEMU's exit status once the guest's shell exited.
+pub fn run(
+    suite: &Suite,
+    target: &Target,
+    scenario: Option<&str>,
+    terminal: Option<std::os::fd::OwnedFd>,
+) -> Result<i32> {
+    let busybox = tools::require(&BUSYBOX)?;
+    if !is_static(&busybox) {
+        return Err(Error::Other(format!(
+            "{} is dynamically linked (package busybox?): the guest has no libc; install busybox-static",
+            busybox.display()
+        )));
+    }
+    let qemu = tools::require(&tools::QEMU)?;
+    let kernel = suite.kernel(target)?;
+    let source = suite.source(&target.kernel)?;
+    // The named scenario's devices and programs, or every catalogue program.
+    let (devices, refs, bpf_include) = match scenario {
+        Some(name) => {
+            let entry = suite.catalogue()?.into_iter().find(|e| e.name == name).ok_or_else(|| {
+                Error::Other(format!("no scenario named `{name}`; `hidvm list` shows them (without the target prefix)"))
+            })?;
+            let loaded = suite.load(&entry, &target.kernel)?;
+            (loaded.devices, loaded.fixtures, loaded.bpf_include)
+        }
+        None => {
+            let dir = suite.repo.fixtures_dir();
+            let mut refs = BTreeMap::new();
+            for e in std::fs::read_dir(&dir).map_err(Error::io(format!("reading {}", dir.display())))?.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if let Some(stem) = name.strip_suffix(".bpf.c") {
+                    refs.insert(stem.to_string(), FixtureRef::Catalogue(stem.to_string()));
+                }
+            }
+            (BTreeMap::new(), refs, Vec::new())
+        }
+    };
+    let ctx = fixtures::CompileContext {
+        repo: &suite.repo,
+        cache: &suite.cache,
+        kernel: &kernel,
+        kernel_tree: &source.root,
+        bpf_include: &bpf_include,
+    };
+    let objects = fixtures::compile(&ctx, &refs)?;
+    let agent_bin = crate::agent::ensure(&suite.repo)?;
+    let agent = std::fs::read(&agent_bin).map_err(Error::io(format!("reading {}", agent_bin.display())))?;
+    let run_dir = new_run_dir(&suite.repo.runs_dir().join(target.label()).join("shell"))?;
+    let probe = suite.accelerator(&qemu, &kernel, &agent, &run_dir)?;
+
+    let mut fs = Initramfs::with_agent(&agent);
+    fs.add_host_file(BUSYBOX_PATH, 0o755, &busybox).map_err(Error::io(format!("reading {}", busybox.display())))?;
+    let mut listed = Vec::new();
+    for (name, c) in &objects {
+        let guest = format!("{FIXTURE_DIR}/{name}.bpf.o");
+        fs.add_host_file(&guest, 0o644, &c.object).map_err(Error::io(format!("reading {}", c.object.display())))?;
+        listed.push(guest);
+    }
+    for m in &kernel.modules {
+        let name = m.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        fs.add_host_file(&format!("{MODULE_DIR}/{name}"), 0o644, m)
+            .map_err(Error::io(format!("reading {}", m.display())))?;
+    }
+    let banner = vec![
+        format!("hidvm shell on {target} (Linux {}), {}", source.version, probe.accel.name()),
+        format!(
+            "programs: {}",
+            if listed.is_empty() { "none".into() } else { format!("{} in {FIXTURE_DIR}", listed.len()) }
+        ),
+        "bpffs on /sys/fs/bpf, debugfs on /sys/kernel/debug; `exit` or Ctrl-D ends the VM".into(),
+    ];
+    let job = Job {
+        cell: target.cell.clone(),
+        nonce: format!("shell-{}", std::process::id()),
+        deadline_ms: 0,
+        detectors: kernel.detectors()?,
+        mode: JobMode::Shell { devices, banner },
+    };
+    fs.file(JOB_PATH, 0o644, serde_json::to_vec_pretty(&job).expect("job serializes"));
+    let initrd = run_dir.join("initramfs.cpio");
+    std::fs::write(&initrd, fs.to_bytes().map_err(Error::io("assembling the initramfs"))?)
+        .map_err(Error::io(format!("writing {}", initrd.display())))?;
+    let features: Vec<Box<dyn Feature>> = vec![
+        Box::new(MicroVm { memory_mib: 512, cpus: 2 }),
+        Box::new(probe.accel),
+        Box::new(Kernel { image: kernel.boot_image.clone() }),
+        Box::new(InitrdFeature { cpio: initrd }),
+        Box::new(StdioConsole),
+        Box::new(ResultPort { file: run_dir.join("results.jsonl") }),
+        Box::new(ExitOnReboot),
+        Box::new(PanicEndsVm),
+    ];
+    let args = crate::qemu::vm::command_line(&features);
+    let _ = std::fs::write(run_dir.join("qemu-command.txt"), args.join("\n"));
+    let status = crate::qemu::vm::run_interactive(&qemu, &args, terminal)
+        .map_err(Error::io(format!("running {}", qemu.display())))?;
+    Ok(status.code().unwrap_or(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dynamic_busybox_is_told_apart_from_a_static_one() {
+        let d = tempfile::tempdir().unwrap();
+        let dynamic = d.path().join("dyn");
+        std::fs::write(&dynamic, b"\x7fELF....../lib64/ld-linux-x86-64.so.2....").unwrap();
+        let stat = d.path().join("static");
+        std::fs::write(&stat, b"\x7fELF.........").unwrap();
+        assert!(!is_static(&dynamic));
+        assert!(is_static(&stat));
+        assert!(!is_static(&d.path().join("missing")));
+    }
+}
