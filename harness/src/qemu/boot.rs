@@ -2,7 +2,8 @@
 //! the KVM probe boot.
 use super::accel::{self, Accel, ProbeFailure};
 use super::feature::{
-    Console, ExitOnReboot, Initramfs as InitrdFeature, Kernel, MicroVm, PanicEndsVm, QmpMonitor, ResultPort,
+    Console, ExitOnReboot, ExtraKernelArgs, Initramfs as InitrdFeature, Kernel, MicroVm, PanicEndsVm, QmpMonitor,
+    ResultPort,
 };
 use super::{Feature, Vm, VmOutcome};
 use crate::error::{Error, Result};
@@ -48,6 +49,7 @@ pub fn boot(
         Box::new(ResultPort { file: results.clone() }),
         Box::new(ExitOnReboot),
         Box::new(PanicEndsVm),
+        Box::new(ExtraKernelArgs::from_env()),
     ];
     let vm = Vm {
         qemu: qemu.to_path_buf(),

@@ -185,3 +185,25 @@ mod tests {
         assert!(ExitOnReboot.kernel_args().contains(&"reboot=t".to_string()));
     }
 }
+
+/// `HIDVM_KERNEL_ARGS`: extra kernel arguments for every VM, for
+/// experiments (`initcall_debug`, say) and debugging; empty by default.
+#[derive(Debug, Clone)]
+pub struct ExtraKernelArgs(pub Vec<String>);
+
+impl ExtraKernelArgs {
+    pub fn from_env() -> ExtraKernelArgs {
+        ExtraKernelArgs(
+            std::env::var("HIDVM_KERNEL_ARGS").unwrap_or_default().split_whitespace().map(String::from).collect(),
+        )
+    }
+}
+
+impl Feature for ExtraKernelArgs {
+    fn qemu_args(&self) -> Vec<String> {
+        Vec::new()
+    }
+    fn kernel_args(&self) -> Vec<String> {
+        self.0.clone()
+    }
+}
