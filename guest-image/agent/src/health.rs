@@ -54,12 +54,26 @@ pub fn wait_objects(baseline: &Reading<ObjectCounts>) -> Reading<ObjectCounts> {
 /// watchdog marks the TSC unstable (it does under a loaded TCG host); the
 /// `trace` reader then skips entries stamped before the buffer's reset time,
 /// and bpf_printk lines vanish. Selecting a clock also resets the buffer.
+///
+/// The bpf_printk event is enabled here, not left to the kernel: loading a
+/// program that calls bpf_printk only *schedules* a work item that enables
+/// it (bpf_get_trace_printk_proto), so a probe run right after the load
+/// printed into a disabled event whenever that work item ran late — on a
+/// loaded host, most of the time (CI lost the probe's lines). Writing the
+/// `enable` file also grows the buffer from its 7 KB boot size.
 pub fn clear_trace() {
     let clock = "/sys/kernel/tracing/trace_clock";
     if let Err(e) = std::fs::write(clock, "global") {
         crate::channel::kmsg(&format!("cannot select the global trace clock in {clock}: {e}"));
     }
+    if let Err(e) = std::fs::write(PRINTK_EVENT, "1") {
+        let _ = TRACE_SETUP.set(format!("(bpf_printk lines may be missing: enabling {PRINTK_EVENT} failed: {e})"));
+    }
 }
+
+const PRINTK_EVENT: &str = "/sys/kernel/tracing/events/bpf_trace/bpf_trace_printk/enable";
+/// Why the trace may be incomplete, shown as its first line.
+static TRACE_SETUP: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
 /// What programs printed with bpf_printk during the scenario (the last
 /// lines of the trace buffer, without its header).
@@ -68,7 +82,7 @@ pub fn trace() -> Vec<String> {
         Ok(text) => {
             let lines: Vec<String> = text.lines().filter(|l| !l.starts_with('#')).map(String::from).collect();
             let skip = lines.len().saturating_sub(TRACE_LINES);
-            lines.into_iter().skip(skip).collect()
+            TRACE_SETUP.get().cloned().into_iter().chain(lines.into_iter().skip(skip)).collect()
         }
         Err(e) => vec![format!("(the trace buffer {TRACE} could not be read: {e})")],
     }
