@@ -5,13 +5,14 @@ use std::io::Cursor;
 use std::path::Path;
 
 /// One archive member.
+#[derive(Clone)]
 pub enum Entry {
     Dir { path: String },
     File { path: String, mode: u32, data: Vec<u8> },
     CharDev { path: String, major: u32, minor: u32 },
 }
 
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct Initramfs {
     entries: Vec<Entry>,
 }

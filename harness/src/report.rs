@@ -26,6 +26,9 @@ pub struct RunReport {
     pub accel: Accel,
     pub accel_reason: String,
     pub vm_seconds: f64,
+    /// "snapshot <key>", "cold boot", or why a restore fell back to one.
+    #[serde(default)]
+    pub started_from: String,
     pub run_dir: PathBuf,
     #[serde(skip)]
     pub guest: GuestReport,

@@ -10,7 +10,7 @@ use crate::kernel_src::KernelSource;
 use crate::kernels::{self, KernelSpec, Target};
 use crate::layout::{cache_root, new_run_dir, test_dir_name, write_atomic, Repo};
 use crate::qemu::accel::{Accel, ProbeRecord, ProbeStore};
-use crate::qemu::boot;
+use crate::qemu::{boot, snapshot};
 use crate::report::RunReport;
 use crate::scenarios::{self, Entry, LoadOptions, Loaded};
 use crate::verdict::{self, GuestReport};
@@ -367,17 +367,24 @@ impl Suite {
         let run_dir = new_run_dir(&self.repo.runs_dir().join(&label).join(test_dir_name(&entry.test_name(&label))))?;
         let probe = self.accelerator(&qemu, &kernel, &agent, &run_dir)?;
 
+        // The cell's modules are the same for every test: in the initramfs
+        // (and so in the snapshot). The fixtures and the job are this
+        // test's own: in the initramfs of a cold boot, delivered to a
+        // restored guest.
         let mut fs = Initramfs::with_agent(&agent);
-        let mut guest_fixtures = BTreeMap::new();
-        for (name, c) in &objects {
-            let guest = format!("{FIXTURE_DIR}/{}", c.guest_name);
-            fs.add_host_file(&guest, 0o644, &c.object).map_err(Error::io(format!("reading {}", c.object.display())))?;
-            guest_fixtures.insert(name.clone(), GuestFixture { path: guest, config: c.config.clone() });
-        }
         for m in &kernel.modules {
             let name = m.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             fs.add_host_file(&format!("{MODULE_DIR}/{name}"), 0o644, m)
                 .map_err(Error::io(format!("reading {}", m.display())))?;
+        }
+        let template_fs = fs.clone();
+        let mut own_files: Vec<(String, u32, Vec<u8>)> = Vec::new();
+        let mut guest_fixtures = BTreeMap::new();
+        for (name, c) in &objects {
+            let guest = format!("{FIXTURE_DIR}/{}", c.guest_name);
+            let bytes = std::fs::read(&c.object).map_err(Error::io(format!("reading {}", c.object.display())))?;
+            own_files.push((guest.clone(), 0o644, bytes));
+            guest_fixtures.insert(name.clone(), GuestFixture { path: guest, config: c.config.clone() });
         }
         let deadline = vm_deadline(probe.accel, scenario.timeout_s);
         let nonce = nonce();
@@ -394,9 +401,10 @@ impl Suite {
                 bless: self.opts.bless,
             },
         };
-        fs.file(JOB_PATH, 0o644, serde_json::to_vec_pretty(&job).expect("job serializes"));
+        own_files.push((JOB_PATH.into(), 0o644, serde_json::to_vec_pretty(&job).expect("job serializes")));
 
-        let booted = boot::boot(&qemu, &kernel.boot_image, &fs, probe.accel, deadline, &run_dir)?;
+        let (booted, started_from) =
+            self.boot_test(&qemu, &kernel.boot_image, template_fs, &own_files, probe.accel, deadline, &run_dir)?;
         let guest = GuestReport::parse(&booted.results_text);
         if let Some(trace) = &guest.trace {
             let _ = std::fs::write(run_dir.join("trace.txt"), trace.join("\n") + "\n");
@@ -427,6 +435,7 @@ impl Suite {
             accel: probe.accel,
             accel_reason: probe.reason,
             vm_seconds: booted.outcome.elapsed.as_secs_f64(),
+            started_from,
             run_dir: run_dir.clone(),
             guest,
             console_tail: console::tail(&booted.console_text, 40),
@@ -437,6 +446,41 @@ impl Suite {
             serde_json::to_string_pretty(&report).unwrap_or_default().as_bytes(),
         );
         Ok(report)
+    }
+
+    /// Start the test's VM: restored from the kernel's snapshot (made on
+    /// first use) unless HIDVM_SNAPSHOT=off, cold otherwise, and cold when a
+    /// restore fails (saying so in the report).
+    #[allow(clippy::too_many_arguments)]
+    fn boot_test(
+        &self,
+        qemu: &Path,
+        image: &Path,
+        mut fs: Initramfs,
+        own_files: &[(String, u32, Vec<u8>)],
+        accel: Accel,
+        deadline: std::time::Duration,
+        run_dir: &Path,
+    ) -> Result<(boot::BootResult, String)> {
+        let mut from = "cold boot".to_string();
+        if snapshot::enabled() {
+            let snap = boot::snapshot_for(&self.cache, qemu, image, &fs, accel)?;
+            match boot::boot_restored(qemu, image, &snap, own_files, accel, deadline, run_dir)? {
+                Ok(booted) => return Ok((booted, format!("snapshot {}", snap.key))),
+                Err(why) => {
+                    crate::output::note(format!(
+                        "{}: restoring snapshot {} failed ({why}); booting cold",
+                        run_dir.display(),
+                        snap.key
+                    ));
+                    from = format!("cold boot (restoring snapshot {} failed: {why})", snap.key);
+                }
+            }
+        }
+        for (path, mode, data) in own_files {
+            fs.file(path, *mode, data.clone());
+        }
+        Ok((boot::boot(qemu, image, &fs, accel, deadline, run_dir)?, from))
     }
 
     /// Write what each replay step observed to its expectation files. Two

@@ -44,6 +44,10 @@ impl GuestReport {
                 Some(Ok(GuestMsg::Health(h))) => r.health = Some(h),
                 Some(Ok(GuestMsg::Trace { lines })) => r.trace = Some(lines),
                 Some(Ok(GuestMsg::Output { line })) => r.output.push(line),
+                // Sent before a template is frozen; never in a test's own results.
+                Some(Ok(GuestMsg::AwaitingDelivery)) => {
+                    r.garbled.push("awaiting_delivery: a snapshot template's message among a test's results".into())
+                }
                 Some(Ok(GuestMsg::Done { passed, summary })) => {
                     r.done_count += 1;
                     if r.done.is_none() {
@@ -528,7 +532,13 @@ mod tests {
     }
 
     fn vm(timed_out: bool) -> VmOutcome {
-        VmOutcome { status: None, timed_out, elapsed: std::time::Duration::from_secs(1), qemu_output: String::new() }
+        VmOutcome {
+            status: None,
+            timed_out,
+            elapsed: std::time::Duration::from_secs(1),
+            qemu_output: String::new(),
+            restore_failed: None,
+        }
     }
 
     fn step(index: usize, checks: Vec<Check>) -> String {

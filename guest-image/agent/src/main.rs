@@ -1,8 +1,9 @@
 //! hidvm guest agent: PID 1 of every hidvm VM.
 //!
 //! It mounts the pseudo filesystems, reads the job the host put into the
-//! initramfs, runs it, reports JSON lines on the result UART and ends the VM
-//! with a reboot (QEMU runs with -no-reboot, so that is an exit). It never
+//! initramfs (or, restored from a snapshot, was delivered: `snapshot.rs`),
+//! runs it, reports JSON lines on the result UART and ends the VM with a
+//! reboot (QEMU runs with -no-reboot, so that is an exit). It never
 //! returns: PID 1 exiting would panic the kernel.
 mod bpf;
 mod budget;
@@ -16,6 +17,7 @@ mod init;
 mod input;
 mod run;
 mod shell;
+mod snapshot;
 mod state;
 mod steps;
 mod uhid;
@@ -39,7 +41,10 @@ fn main() {
         init::end_vm();
     }));
 
-    let job = load_job();
+    // A snapshot template is frozen in here; a restored guest goes on
+    // from it with the files its cold twin would have had.
+    let delivered = if snapshot::is_template() { snapshot::await_delivery() } else { Ok(()) };
+    let job = delivered.and_then(|()| load_job());
     channel::send(&init::hello(job.as_ref().map(|j| j.nonce.as_str()).unwrap_or("")));
     let done = match job {
         Ok(job) => {
@@ -61,13 +66,13 @@ fn main() {
                 JobMode::Shell { devices, banner } => shell::run(devices, &banner),
             }
         }
-        Err(e) => GuestMsg::Done { passed: false, summary: format!("cannot read {JOB_PATH}: {e}") },
+        Err(e) => GuestMsg::Done { passed: false, summary: format!("no job ({JOB_PATH}): {e}") },
     };
     channel::send_done(&done);
     init::end_vm();
 }
 
 fn load_job() -> Result<Job, String> {
-    let text = std::fs::read_to_string(JOB_PATH).map_err(|e| e.to_string())?;
+    let text = std::fs::read_to_string(JOB_PATH).map_err(|e| format!("cannot read it: {e}"))?;
     serde_json::from_str(&text).map_err(|e| e.to_string())
 }

@@ -23,6 +23,7 @@ macro_rules! string_serde {
     };
 }
 
+pub mod delivery;
 pub mod devices;
 pub mod errno;
 pub mod event;

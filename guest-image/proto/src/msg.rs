@@ -39,6 +39,9 @@ pub enum GuestMsg {
     /// A line a `Command` job's program wrote (stdout and stderr, in the
     /// order they arrived).
     Output { line: String },
+    /// A snapshot template (`hidvm.snapshot=1`) booted and waits for its
+    /// delivery: the host may now freeze it.
+    AwaitingDelivery,
     /// Last message: the agent's verdict. Only `passed: true` is success,
     /// and the host still checks it against every step report.
     Done { passed: bool, summary: String },

@@ -395,11 +395,16 @@ pub struct Sysctl {
 }
 
 /// Self-tests only: wait (a stand-in for a hung scenario, or time for a
-/// kernel detector to fire).
+/// kernel detector to fire). With `until_kernel_log`, the wait ends as
+/// soon as a kernel log line contains that text, and the step checks that
+/// one did within `ms`: a detector test takes as long as the detector,
+/// not a fixed worst case.
 #[derive(Serialize, Deserialize, Clone, Debug)]
 #[serde(deny_unknown_fields)]
 pub struct Sleep {
     pub ms: u64,
+    #[serde(default)]
+    pub until_kernel_log: Option<String>,
 }
 
 /// Self-tests only: provoke a kernel fault through lkdtm
@@ -690,7 +695,10 @@ impl Step {
                 s.device
             ),
             Step::Sysctl(s) => format!("sysctl {}={}", s.name, s.value),
-            Step::Sleep(s) => format!("sleep {} ms", s.ms),
+            Step::Sleep(Sleep { ms, until_kernel_log: None }) => format!("sleep {ms} ms"),
+            Step::Sleep(Sleep { ms, until_kernel_log: Some(p) }) => {
+                format!("wait up to {ms} ms for a kernel log line containing `{p}`")
+            }
             Step::Lkdtm(s) => format!("provoke {} through lkdtm", s.crash),
             Step::Capability(s) => {
                 format!("{} {} in the agent's effective set", if s.effective { "raise" } else { "drop" }, s.name)

@@ -2,15 +2,16 @@
 //! the KVM probe boot.
 use super::accel::{self, Accel, ProbeFailure};
 use super::feature::{
-    Console, ExitOnReboot, ExtraKernelArgs, Initramfs as InitrdFeature, Kernel, MicroVm, PanicEndsVm, QmpMonitor,
-    ResultPort,
+    Console, DeliveryPort, ExitOnReboot, ExtraKernelArgs, Initramfs as InitrdFeature, Kernel, MicroVm, PanicEndsVm,
+    QmpMonitor, ReliableTsc, ResultPort,
 };
+use super::snapshot::{self, Restore, Snapshot, Template, VmPaths};
 use super::{Feature, Vm, VmOutcome};
 use crate::error::{Error, Result};
 use crate::initramfs::Initramfs;
 use hidvm_proto::job::Detectors;
 use hidvm_proto::{GuestMsg, Job, JobMode, JOB_PATH};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// What a boot left behind: QEMU's outcome, the result channel and the console.
@@ -18,6 +19,44 @@ pub struct BootResult {
     pub outcome: VmOutcome,
     pub results_text: String,
     pub console_text: String,
+}
+
+/// Every hidvm VM's features; `template` adds the delivery port of
+/// snapshot templates and their restored copies.
+fn features(image: &Path, accel: Accel, paths: &VmPaths, template: bool) -> Vec<Box<dyn Feature>> {
+    let mut f: Vec<Box<dyn Feature>> = vec![
+        Box::new(MicroVm { memory_mib: 512, cpus: 2 }),
+        Box::new(accel),
+        Box::new(Kernel { image: image.to_path_buf() }),
+        Box::new(InitrdFeature { cpio: paths.initrd.clone() }),
+        Box::new(Console { socket: paths.console_socket.clone() }),
+        Box::new(QmpMonitor { socket: paths.qmp_socket.clone() }),
+        Box::new(ResultPort { file: paths.results.clone() }),
+        Box::new(ExitOnReboot),
+        Box::new(PanicEndsVm),
+        Box::new(ReliableTsc),
+        Box::new(ExtraKernelArgs::from_env()),
+    ];
+    if template {
+        f.push(Box::new(DeliveryPort { socket: paths.delivery_socket.clone() }));
+    }
+    f
+}
+
+/// This run's paths: files in `dir`, sockets in `sockets` (unix socket
+/// paths are limited to 108 bytes, so those live in /tmp).
+fn run_paths(dir: &Path, sockets: &Path, initrd: PathBuf) -> VmPaths {
+    VmPaths {
+        initrd,
+        console_socket: sockets.join("console"),
+        qmp_socket: sockets.join("qmp"),
+        results: dir.join("results.jsonl"),
+        delivery_socket: sockets.join("delivery"),
+    }
+}
+
+fn socket_dir() -> Result<tempfile::TempDir> {
+    tempfile::Builder::new().prefix("hidvm-").tempdir_in("/tmp").map_err(Error::io("socket directory"))
 }
 
 /// Boot `image` with initramfs `fs`; console and results land in `dir`.
@@ -29,41 +68,90 @@ pub fn boot(
     deadline: Duration,
     dir: &Path,
 ) -> Result<BootResult> {
-    let initrd = dir.join("initramfs.cpio");
-    let console_log = dir.join("console.log");
-    let results = dir.join("results.jsonl");
-    // Unix socket paths are limited to 108 bytes: keep them in /tmp.
-    let sockets =
-        tempfile::Builder::new().prefix("hidvm-").tempdir_in("/tmp").map_err(Error::io("socket directory"))?;
-    let console_socket = sockets.path().join("console");
-    let qmp_socket = sockets.path().join("qmp");
+    let sockets = socket_dir()?;
+    let paths = run_paths(dir, sockets.path(), dir.join("initramfs.cpio"));
     let bytes = fs.to_bytes().map_err(Error::io("assembling the initramfs"))?;
-    std::fs::write(&initrd, bytes).map_err(Error::io(format!("writing {}", initrd.display())))?;
-    let features: Vec<Box<dyn Feature>> = vec![
-        Box::new(MicroVm { memory_mib: 512, cpus: 2 }),
-        Box::new(accel),
-        Box::new(Kernel { image: image.to_path_buf() }),
-        Box::new(InitrdFeature { cpio: initrd.clone() }),
-        Box::new(Console { socket: console_socket.clone() }),
-        Box::new(QmpMonitor { socket: qmp_socket.clone() }),
-        Box::new(ResultPort { file: results.clone() }),
-        Box::new(ExitOnReboot),
-        Box::new(PanicEndsVm),
-        Box::new(ExtraKernelArgs::from_env()),
-    ];
+    std::fs::write(&paths.initrd, bytes).map_err(Error::io(format!("writing {}", paths.initrd.display())))?;
+    run_vm(qemu, features(image, accel, &paths, false), &paths, deadline, dir, None, "")
+}
+
+fn run_vm(
+    qemu: &Path,
+    features: Vec<Box<dyn Feature>>,
+    paths: &VmPaths,
+    deadline: Duration,
+    dir: &Path,
+    restore: Option<Restore>,
+    console_before: &str,
+) -> Result<BootResult> {
+    let console_log = dir.join("console.log");
     let vm = Vm {
         qemu: qemu.to_path_buf(),
         features,
         deadline,
-        console_socket,
+        console_socket: paths.console_socket.clone(),
         console_log: console_log.clone(),
-        qmp_socket: Some(qmp_socket),
+        qmp_socket: Some(paths.qmp_socket.clone()),
+        restore,
     };
     let _ = std::fs::write(dir.join("qemu-command.txt"), vm.args().join("\n"));
     let outcome = vm.run().map_err(Error::io(format!("running {}", qemu.display())))?;
-    let results_text = std::fs::read_to_string(&results).unwrap_or_default();
-    let console_text = String::from_utf8_lossy(&std::fs::read(&console_log).unwrap_or_default()).into_owned();
+    let results_text = std::fs::read_to_string(&paths.results).unwrap_or_default();
+    let after = String::from_utf8_lossy(&std::fs::read(&console_log).unwrap_or_default()).into_owned();
+    let console_text = format!("{console_before}{after}");
+    if !console_before.is_empty() {
+        let _ = std::fs::write(&console_log, &console_text);
+    }
     Ok(BootResult { outcome, results_text, console_text })
+}
+
+/// The snapshot a test on `image` starts from: booted with `template_fs`
+/// (the agent and the cell's modules, no job) and frozen, or found cached.
+pub fn snapshot_for(
+    cache: &Path,
+    qemu: &Path,
+    image: &Path,
+    template_fs: &Initramfs,
+    accel: Accel,
+) -> Result<Snapshot> {
+    let build = |p: &VmPaths| features(image, accel, p, true);
+    snapshot::ensure(cache, &Template { qemu, image, initramfs: template_fs, accel, features: &build })
+}
+
+/// Run one test from `snap`: its job and fixtures (`files`: guest path,
+/// mode, bytes) are delivered once the frozen guest runs again. `Err`
+/// only when the restore itself failed (the guest never ran the job):
+/// the caller then boots cold.
+pub fn boot_restored(
+    qemu: &Path,
+    image: &Path,
+    snap: &Snapshot,
+    files: &[(String, u32, Vec<u8>)],
+    accel: Accel,
+    deadline: Duration,
+    dir: &Path,
+) -> Result<std::result::Result<BootResult, String>> {
+    let sockets = socket_dir()?;
+    let paths = run_paths(dir, sockets.path(), snap.initrd());
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let mut entropy = vec![0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut entropy))
+        .map_err(Error::io("reading /dev/urandom"))?;
+    let delivery = hidvm_proto::delivery::encode(now.as_nanos() as u64, entropy, files);
+    let restore = Restore {
+        state: snap.state(),
+        delivery_socket: paths.delivery_socket.clone(),
+        delivery,
+        results: paths.results.clone(),
+    };
+    let boot_log = std::fs::read_to_string(snap.boot_console()).unwrap_or_default();
+    let before = format!("{boot_log}[hidvm: guest frozen here as snapshot {}; restored for this test]\n", snap.key);
+    let booted = run_vm(qemu, features(image, accel, &paths, true), &paths, deadline, dir, Some(restore), &before)?;
+    if let Some(why) = &booted.outcome.restore_failed {
+        return Ok(Err(why.clone()));
+    }
+    Ok(Ok(booted))
 }
 
 /// One boot under KVM that must end with the agent's "probe" verdict.
@@ -132,6 +220,7 @@ pub(crate) mod tests {
             timed_out: false,
             elapsed: Duration::from_secs(1),
             qemu_output: KVM_XSAVE_FAILURE.into(),
+            restore_failed: None,
         };
         assert_eq!(probe_failure_reason(&outcome, ""), "QEMU under KVM: KVM internal error. Suberror: 1");
         let msr =

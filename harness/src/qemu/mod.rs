@@ -4,6 +4,7 @@ pub mod accel;
 pub mod boot;
 pub mod feature;
 pub mod qmp;
+pub mod snapshot;
 pub mod vm;
 
 pub use accel::Accel;

@@ -2,6 +2,7 @@
 //! never taken as success: a kernel panic with panic=-1 also exits 0.
 use super::feature::CONSOLE_CHARDEV;
 use super::qmp::Qmp;
+use super::snapshot::Restore;
 use super::Feature;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
@@ -19,6 +20,8 @@ pub struct Vm {
     pub console_log: PathBuf,
     /// The QMP socket (see `feature::QmpMonitor`), used for hang diagnostics.
     pub qmp_socket: Option<PathBuf>,
+    /// Start from a snapshot (QEMU runs with `-incoming defer`).
+    pub restore: Option<Restore>,
 }
 
 #[derive(Debug)]
@@ -28,6 +31,8 @@ pub struct VmOutcome {
     pub elapsed: Duration,
     /// What QEMU itself printed (errors such as a bad -kernel image).
     pub qemu_output: String,
+    /// Why restoring the snapshot failed (the guest never ran its job).
+    pub restore_failed: Option<String>,
 }
 
 /// Sysrq keys sent over the serial console when a VM hangs: `w` dumps
@@ -81,33 +86,12 @@ impl Vm {
     }
 
     pub fn run(&self) -> std::io::Result<VmOutcome> {
-        let args = self.args();
+        let mut args = self.args();
+        if self.restore.is_some() {
+            args.extend(["-incoming".to_string(), "defer".to_string()]);
+        }
         let started = Instant::now();
-        let parent = rustix::process::getpid();
-        let handle = duct::cmd(&self.qemu, &args)
-            .stdin_null()
-            .stderr_to_stdout()
-            .stdout_capture()
-            .unchecked()
-            .before_spawn(move |cmd| {
-                use std::os::unix::process::CommandExt;
-                // If this process dies (nextest timeout, Ctrl-C, crash), the
-                // kernel kills QEMU too: no orphaned VMs.
-                unsafe {
-                    cmd.pre_exec(move || {
-                        rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
-                            .map_err(std::io::Error::from)?;
-                        // The parent died between fork and the line above:
-                        // the signal will never come, so do not start.
-                        if rustix::process::getppid() != Some(parent) {
-                            return Err(std::io::Error::other("parent exited"));
-                        }
-                        Ok(())
-                    });
-                }
-                Ok(())
-            })
-            .start()?;
+        let handle = spawn_qemu(&self.qemu, &args)?;
         let guard = KillOnDrop(&handle);
 
         // QEMU waits for us on the console socket before starting the guest.
@@ -124,12 +108,40 @@ impl Vm {
                     self.console_socket.display()
                 );
             }
-            return Ok(VmOutcome { status: None, timed_out: false, elapsed: started.elapsed(), qemu_output: said });
+            return Ok(VmOutcome {
+                status: None,
+                timed_out: false,
+                elapsed: started.elapsed(),
+                qemu_output: said,
+                restore_failed: None,
+            });
         };
         let pump = console.try_clone().ok().map(|c| {
             let log = self.console_log.clone();
             std::thread::spawn(move || copy_console(c, &log))
         });
+        // Kept open until QEMU ends: the guest's port stays connected.
+        let mut _delivery = None;
+        if let (Some(restore), Some(qmp)) = (&self.restore, &self.qmp_socket) {
+            match restore.start(qmp) {
+                Ok(stream) => _delivery = Some(stream),
+                Err(why) => {
+                    let _ = handle.kill();
+                    std::mem::forget(guard);
+                    let output = handle.wait()?;
+                    if let Some(p) = pump {
+                        let _ = p.join();
+                    }
+                    return Ok(VmOutcome {
+                        status: None,
+                        timed_out: false,
+                        elapsed: started.elapsed(),
+                        qemu_output: String::from_utf8_lossy(&output.stdout).trim().to_string(),
+                        restore_failed: Some(why),
+                    });
+                }
+            }
+        }
 
         let remaining = self.deadline.saturating_sub(started.elapsed());
         let finished = handle.wait_timeout(remaining)?;
@@ -150,11 +162,40 @@ impl Vm {
             timed_out,
             elapsed: started.elapsed(),
             qemu_output: String::from_utf8_lossy(&output.stdout).trim().to_string(),
+            restore_failed: None,
         })
     }
 }
 
-fn connect_console(socket: &Path, handle: &duct::Handle, until: Instant) -> Option<UnixStream> {
+/// Start QEMU with its output captured. If this process dies (nextest
+/// timeout, Ctrl-C, crash), the kernel kills QEMU too: no orphaned VMs.
+pub(super) fn spawn_qemu(qemu: &Path, args: &[String]) -> std::io::Result<duct::Handle> {
+    let parent = rustix::process::getpid();
+    duct::cmd(qemu, args)
+        .stdin_null()
+        .stderr_to_stdout()
+        .stdout_capture()
+        .unchecked()
+        .before_spawn(move |cmd| {
+            use std::os::unix::process::CommandExt;
+            unsafe {
+                cmd.pre_exec(move || {
+                    rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
+                        .map_err(std::io::Error::from)?;
+                    // The parent died between fork and the line above:
+                    // the signal will never come, so do not start.
+                    if rustix::process::getppid() != Some(parent) {
+                        return Err(std::io::Error::other("parent exited"));
+                    }
+                    Ok(())
+                });
+            }
+            Ok(())
+        })
+        .start()
+}
+
+pub(super) fn connect_console(socket: &Path, handle: &duct::Handle, until: Instant) -> Option<UnixStream> {
     loop {
         if let Ok(s) = UnixStream::connect(socket) {
             return Some(s);
@@ -166,7 +207,7 @@ fn connect_console(socket: &Path, handle: &duct::Handle, until: Instant) -> Opti
     }
 }
 
-fn copy_console(mut from: UnixStream, log: &Path) {
+pub(super) fn copy_console(mut from: UnixStream, log: &Path) {
     let Ok(mut file) = std::fs::File::create(log) else { return };
     let mut buf = [0u8; 8192];
     while let Ok(n) = from.read(&mut buf) {
@@ -190,7 +231,7 @@ fn ask_for_diagnostics(qmp_socket: &Path, console: &UnixStream) -> std::io::Resu
 }
 
 /// Kill QEMU if we unwind past it (a panic in the harness).
-struct KillOnDrop<'a>(&'a duct::Handle);
+pub(super) struct KillOnDrop<'a>(pub(super) &'a duct::Handle);
 
 impl Drop for KillOnDrop<'_> {
     fn drop(&mut self) {

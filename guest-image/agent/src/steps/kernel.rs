@@ -12,9 +12,60 @@ const LKDTM: &str = "/sys/kernel/debug/provoke-crash/DIRECT";
 pub fn sleep(s: &Sleep) -> Outcome {
     let mut o = Outcome::default();
     let t0 = Instant::now();
-    std::thread::sleep(Duration::from_millis(s.ms));
-    o.expect_at_least("milliseconds slept", s.ms, t0.elapsed().as_millis() as u64);
+    let Some(pattern) = &s.until_kernel_log else {
+        std::thread::sleep(Duration::from_millis(s.ms));
+        o.expect_at_least("milliseconds slept", s.ms, t0.elapsed().as_millis() as u64);
+        return o;
+    };
+    let seen = match wait_for_kernel_log(pattern, Duration::from_millis(s.ms)) {
+        Ok(Some(ms)) => {
+            o.note(format!("seen after {ms} ms"));
+            "seen".to_string()
+        }
+        Ok(None) => "not seen".into(),
+        Err(e) => format!("unreadable: {e}"),
+    };
+    o.expect_eq(format!("a kernel log line containing `{pattern}` within {} ms", s.ms), "seen", seen);
+    // The rest of the report (its backtrace) reaches the console.
+    std::thread::sleep(Duration::from_millis(300));
     o
+}
+
+/// Read /dev/kmsg from its oldest record until a record contains
+/// `pattern` (Some(ms waited)) or `within` passes (None).
+fn wait_for_kernel_log(pattern: &str, within: Duration) -> Result<Option<u64>, String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let t0 = Instant::now();
+    let mut kmsg = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open("/dev/kmsg")
+        .map_err(|e| format!("/dev/kmsg: {e}"))?;
+    // One record per read(2); 8 KiB is more than a record can be.
+    let mut buf = vec![0u8; 8192];
+    loop {
+        match kmsg.read(&mut buf) {
+            Ok(n) => {
+                let record = String::from_utf8_lossy(&buf[..n]);
+                // "prio,seq,time,flags;message": the agent's own lines
+                // (which name the pattern) do not count.
+                let message = record.split_once(';').map(|(_, m)| m).unwrap_or(&record);
+                if !message.starts_with("hidvm:") && message.contains(pattern) {
+                    return Ok(Some(t0.elapsed().as_millis() as u64));
+                }
+            }
+            // EPIPE: records were overwritten before we read them; go on.
+            Err(e) if e.raw_os_error() == Some(libc::EPIPE) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if t0.elapsed() > within {
+                    return Ok(None);
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => return Err(format!("reading /dev/kmsg: {e}")),
+        }
+    }
 }
 
 pub fn sysctl(s: &Sysctl) -> Outcome {
