@@ -264,6 +264,12 @@ fn judge_run(
             ),
         );
     }
+    if vm.stuck_after_verdict {
+        return Verdict::fail(
+            FailureKind::Timeout,
+            "the guest sent its verdict but did not shut down within 3 s: stopped (a kernel that cannot reboot; the console shows where it is stuck)",
+        );
+    }
     let Some((_, proc_version)) = &report.hello else {
         let qemu = if vm.qemu_output.is_empty() {
             String::new()
@@ -538,6 +544,7 @@ mod tests {
             elapsed: std::time::Duration::from_secs(1),
             qemu_output: String::new(),
             restore_failed: None,
+            stuck_after_verdict: false,
         }
     }
 
@@ -635,6 +642,10 @@ mod tests {
         let mut twice = good();
         twice.done_count = 2;
         assert_eq!(token(&gcc, &s, &vm(false), &twice, CONSOLE_OK), "no-verdict");
+        // A passing run whose guest then never shut down is not a pass.
+        let stuck = VmOutcome { stuck_after_verdict: true, ..vm(false) };
+        assert_eq!(token(&gcc, &s, &vm(false), &good(), CONSOLE_OK), "pass");
+        assert_eq!(token(&gcc, &s, &stuck, &good(), CONSOLE_OK), "timeout");
     }
 
     #[test]

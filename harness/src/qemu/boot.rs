@@ -93,6 +93,7 @@ fn run_vm(
         console_log: console_log.clone(),
         qmp_socket: Some(paths.qmp_socket.clone()),
         restore,
+        results: Some(paths.results.clone()),
     };
     let _ = std::fs::write(dir.join("qemu-command.txt"), vm.args().join("\n"));
     let outcome = vm.run().map_err(Error::io(format!("running {}", qemu.display())))?;
@@ -221,6 +222,7 @@ pub(crate) mod tests {
             elapsed: Duration::from_secs(1),
             qemu_output: KVM_XSAVE_FAILURE.into(),
             restore_failed: None,
+            stuck_after_verdict: false,
         };
         assert_eq!(probe_failure_reason(&outcome, ""), "QEMU under KVM: KVM internal error. Suberror: 1");
         let msr =

@@ -22,6 +22,8 @@ pub struct Vm {
     pub qmp_socket: Option<PathBuf>,
     /// Start from a snapshot (QEMU runs with `-incoming defer`).
     pub restore: Option<Restore>,
+    /// The result channel's file, watched for the guest's verdict.
+    pub results: Option<PathBuf>,
 }
 
 #[derive(Debug)]
@@ -33,6 +35,8 @@ pub struct VmOutcome {
     pub qemu_output: String,
     /// Why restoring the snapshot failed (the guest never ran its job).
     pub restore_failed: Option<String>,
+    /// The guest sent its verdict but did not end: QEMU was stopped.
+    pub stuck_after_verdict: bool,
 }
 
 /// Sysrq keys sent over the serial console when a VM hangs: `w` dumps
@@ -114,6 +118,7 @@ impl Vm {
                 elapsed: started.elapsed(),
                 qemu_output: said,
                 restore_failed: None,
+                stuck_after_verdict: false,
             });
         };
         let pump = console.try_clone().ok().map(|c| {
@@ -138,14 +143,17 @@ impl Vm {
                         elapsed: started.elapsed(),
                         qemu_output: String::from_utf8_lossy(&output.stdout).trim().to_string(),
                         restore_failed: Some(why),
+                        stuck_after_verdict: false,
                     });
                 }
             }
         }
 
-        let remaining = self.deadline.saturating_sub(started.elapsed());
-        let finished = handle.wait_timeout(remaining)?;
-        let timed_out = finished.is_none();
+        let (finished, stuck_after_verdict) = self.wait(&handle, started)?;
+        let timed_out = finished.is_none() && !stuck_after_verdict;
+        if stuck_after_verdict {
+            let _ = handle.kill();
+        }
         if timed_out {
             if let Some(qmp) = &self.qmp_socket {
                 let _ = ask_for_diagnostics(qmp, &console);
@@ -163,9 +171,47 @@ impl Vm {
             elapsed: started.elapsed(),
             qemu_output: String::from_utf8_lossy(&output.stdout).trim().to_string(),
             restore_failed: None,
+            stuck_after_verdict,
         })
     }
+
+    /// Wait for QEMU to exit, until the deadline, or until the guest has
+    /// sent its verdict and then not ended within SHUTDOWN_GRACE (a CPU
+    /// left spinning on purpose can keep reboot from ever finishing):
+    /// (exit status, whether it was stuck after its verdict).
+    fn wait(&self, handle: &duct::Handle, started: Instant) -> std::io::Result<(Option<std::process::Output>, bool)> {
+        let mut verdict_seen: Option<Instant> = None;
+        loop {
+            let remaining = self.deadline.saturating_sub(started.elapsed());
+            let slice = remaining.min(Duration::from_millis(50));
+            if let Some(out) = handle.wait_timeout(slice)? {
+                return Ok((Some(out.clone()), false));
+            }
+            if remaining.is_zero() {
+                return Ok((None, false));
+            }
+            let Some(results) = &self.results else { continue };
+            match verdict_seen {
+                Some(at) if at.elapsed() > SHUTDOWN_GRACE => return Ok((None, true)),
+                Some(_) => {}
+                None => {
+                    let text = std::fs::read_to_string(results).unwrap_or_default();
+                    let done = text
+                        .lines()
+                        .filter_map(hidvm_proto::GuestMsg::from_line)
+                        .any(|m| matches!(m, Ok(hidvm_proto::GuestMsg::Done { .. })));
+                    if done {
+                        verdict_seen = Some(Instant::now());
+                    }
+                }
+            }
+        }
+    }
 }
+
+/// A guest ends in well under a second after its verdict (teardown is
+/// done by then; reboot=t is immediate).
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
 /// Start QEMU with its output captured. If this process dies (nextest
 /// timeout, Ctrl-C, crash), the kernel kills QEMU too: no orphaned VMs.
