@@ -228,9 +228,56 @@ fn main() -> std::process::ExitCode {
         let suite = suite.clone();
         Trial::test("shell::a_typed_command_answers_and_exit_leaves_no_qemu", move || shell_trial(suite))
     };
-    let trials =
-        trials.into_iter().chain(example_trials(&suite)).chain(per_kernel).chain(kselftests).chain([shell]).collect();
+    let trials = trials.into_iter().chain(example_trials(&suite)).chain(per_kernel).chain(kselftests).chain([shell]);
+    let snapshot = {
+        let suite = suite.clone();
+        Trial::test("snapshot::a_crash_in_one_restored_guest_does_not_reach_the_next", move || {
+            snapshot_isolation(&suite)
+        })
+    };
+    let trials = trials.chain([snapshot]).collect();
     libtest_mimic::run(&args, trials).exit_code()
+}
+
+/// Tests share a snapshot, never a guest: a guest that panics (lkdtm
+/// PANIC, a self-test that must end as a crash) is followed, from the same
+/// snapshot, by the reference scenario, which must pass with a clean
+/// console of its own; and both must really have come from the snapshot.
+fn snapshot_isolation(suite: &Suite) -> Result<(), Failed> {
+    if !hidvm::qemu::snapshot::enabled() {
+        return Err("HIDVM_SNAPSHOT=off: this test is about snapshots; run it without".into());
+    }
+    let target = suite.default_targets().into_iter().next().ok_or("no default target")?;
+    let entries = suite.catalogue().map_err(|e| Failed::from(format!("error: {e}")))?;
+    let find = |name: &str| {
+        entries.iter().find(|e| e.name == name).cloned().ok_or_else(|| Failed::from(format!("no entry {name}")))
+    };
+    let crash =
+        suite.run(&target, &find("lkdtm_panic_is_a_crash")?).map_err(|e| Failed::from(format!("error: {e}")))?;
+    let after =
+        suite.run(&target, &find("mouse_invert_y_close_link")?).map_err(|e| Failed::from(format!("error: {e}")))?;
+    let mut problems = Vec::new();
+    if !crash.verdict.passed() {
+        problems.push(format!("the panicking self-test did not end as it states:\n{}", crash.render()));
+    }
+    if !after.verdict.passed() {
+        problems.push(format!("the scenario after a panicked guest failed:\n{}", after.render()));
+    }
+    if !crash.started_from.starts_with("snapshot ") || crash.started_from != after.started_from {
+        problems.push(format!(
+            "both must start from the same snapshot: {:?} and {:?}",
+            crash.started_from, after.started_from
+        ));
+    }
+    let console = std::fs::read_to_string(after.run_dir.join("console.log")).unwrap_or_default();
+    if console.contains("Kernel panic") || console.contains("lkdtm") {
+        problems.push("the next test's console shows the previous test's panic".into());
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("\n").into())
+    }
 }
 
 /// A pseudo-terminal: (master, slave).

@@ -1,6 +1,7 @@
 //! `hidvm bench`: the numbers the README quotes, measured on this machine.
 //! Speed goals live here, never in timed tests.
 use crate::error::{Error, Result};
+use crate::qemu::snapshot;
 use crate::scenarios::Kind;
 use crate::suite::Suite;
 use std::time::{Duration, Instant};
@@ -26,7 +27,7 @@ impl Stats {
 }
 
 pub fn run(suite: &Suite, opts: &BenchOptions) -> Result<()> {
-    println!("hidvm bench on {} cores", crate::cores());
+    println!("hidvm bench on {}", machine());
     let targets = suite.default_targets();
     for k in &suite.kernels {
         let source = suite.source(&k.name)?;
@@ -71,14 +72,16 @@ pub fn run(suite: &Suite, opts: &BenchOptions) -> Result<()> {
     let Some(first) = reference.or_else(|| catalogue.iter().find(|e| e.kind == Kind::Scenario)) else {
         return Err(Error::Other("no scenario to time; add one to tests/scenarios/".into()));
     };
-    for target in &targets {
-        let mut vm = Vec::new();
-        let mut total = Vec::new();
+    let mut accel_line = None;
+    let mut time_one = |target: &crate::kernels::Target, label: &str| -> Result<()> {
+        let (mut vm, mut total, mut answer) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..opts.runs {
             let t = Instant::now();
             let r = suite.run(target, first)?;
             total.push(t.elapsed());
             vm.push(Duration::from_secs_f64(r.vm_seconds));
+            answer.extend(r.first_answer_seconds.map(Duration::from_secs_f64));
+            accel_line.get_or_insert_with(|| format!("accelerator {} ({})", r.accel.name(), r.accel_reason));
             if !r.verdict.passed() {
                 return Err(Error::Other(format!(
                     "{} failed during the benchmark ({}); run `hidvm run {}` for its step log",
@@ -88,33 +91,105 @@ pub fn run(suite: &Suite, opts: &BenchOptions) -> Result<()> {
                 )));
             }
         }
-        println!("one VM, {} on {:<10} qemu wall {}", first.name, target.label(), Stats(vm).line());
-        println!("one test end to end {:<10}          {}", target.label(), Stats(total).line());
+        let t = target.label();
+        println!("guest time to the agent's first line  {t:<10} {label:<9} {}", Stats(answer).line());
+        println!("one VM ({}), QEMU wall  {t:<10} {label:<9} {}", first.name, Stats(vm).line());
+        println!("one test end to end                   {t:<10} {label:<9} {}", Stats(total).line());
+        Ok(())
+    };
+    for target in &targets {
+        time_one(target, if snapshot::enabled() { "snapshot" } else { "cold" })?;
+    }
+    // The same test booted cold, for comparison (first target only).
+    if snapshot::enabled() {
+        std::env::set_var("HIDVM_SNAPSHOT", "off");
+        let cold = time_one(&targets[0], "cold");
+        std::env::remove_var("HIDVM_SNAPSHOT");
+        cold?;
+    }
+    println!("{} per timing; {}", opts.runs, accel_line.unwrap_or_default());
+
+    // The warm catalogue, one kernel (its gcc and llvm cells) at a time.
+    let jobs = crate::cores();
+    let mut per_test_by_kernel = Vec::new();
+    for k in &suite.kernels {
+        let kernel_targets: Vec<_> = targets.iter().filter(|t| t.kernel == k.name).cloned().collect();
+        if kernel_targets.is_empty() {
+            continue;
+        }
+        let t = Instant::now();
+        let (work, skipped): (Vec<_>, Vec<_>) =
+            suite.tests(&kernel_targets, None)?.into_iter().partition(|c| c.skip.is_none());
+        let failures: Vec<String> = suite
+            .run_parallel(&work, jobs, |_, _| {})
+            .into_iter()
+            .zip(&work)
+            .filter_map(|(r, case)| match r {
+                Ok(r) if r.verdict.passed() || matches!(r.known, crate::known::Known::Failed(..)) => None,
+                Ok(r) => Some(r.test),
+                Err(err) => Some(format!("{}: {err}", case.name())),
+            })
+            .collect();
+        let wall = t.elapsed().as_secs_f64();
+        per_test_by_kernel.push((
+            k.name.clone(),
+            kernel_targets[0].clone(),
+            wall * jobs as f64 / work.len().max(1) as f64,
+        ));
+        let labels: Vec<String> = kernel_targets.iter().map(|t| t.label()).collect();
+        println!(
+            "warm catalogue {}: {} tests ({} skipped) in {wall:.1} s with {jobs} VMs at a time{}",
+            labels.join(" + "),
+            work.len(),
+            skipped.len(),
+            if failures.is_empty() {
+                String::new()
+            } else {
+                format!(" ({} FAILED: {})", failures.len(), failures.join(", "))
+            }
+        );
     }
 
-    let t = Instant::now();
-    let jobs = crate::cores();
-    let (work, skipped): (Vec<_>, Vec<_>) = suite.tests(&targets, None)?.into_iter().partition(|c| c.skip.is_none());
-    let failures: Vec<String> = suite
-        .run_parallel(&work, jobs, |_, _| {})
-        .into_iter()
-        .zip(&work)
-        .filter_map(|(r, case)| match r {
-            Ok(r) if r.verdict.passed() || matches!(r.known, crate::known::Known::Failed(..)) => None,
-            Ok(r) => Some(r.test),
-            Err(err) => Some(format!("{}: {err}", case.name())),
-        })
-        .collect();
-    println!(
-        "warm full catalogue: {} tests ({} skipped) in {:.1} s with {jobs} VMs at a time{}",
-        work.len(),
-        skipped.len(),
-        t.elapsed().as_secs_f64(),
-        if failures.is_empty() {
-            String::new()
-        } else {
-            format!(" ({} FAILED: {})", failures.len(), failures.join(", "))
+    // The kernel's own hid_bpf selftest: many tests in one VM, the floor
+    // a VM-per-test harness is compared with.
+    if let Some((kernel, target, hidvm_per_test)) = per_test_by_kernel.first() {
+        let upstream = crate::kselftest::build(suite, target)
+            .and_then(|built| crate::kselftest::run(suite, target, &built, "hid_bpf"));
+        match upstream {
+            Ok(run) if !run.results.is_empty() => {
+                let per = run.vm_seconds / run.results.len() as f64;
+                println!(
+                    "per-test cost, kernel {kernel}: hidvm {hidvm_per_test:.2} s (catalogue wall x VMs at a time / tests); upstream hid_bpf selftest {per:.2} s ({} tests in one VM, {:.1} s); ratio {:.1}x",
+                    run.results.len(),
+                    run.vm_seconds,
+                    hidvm_per_test / per
+                );
+            }
+            Ok(run) => println!(
+                "per-test cost: the upstream hid_bpf selftest reported no results ({}): not measured",
+                run.problem.unwrap_or_default()
+            ),
+            Err(e) => println!("per-test cost: could not run the upstream hid_bpf selftest: {e}"),
         }
-    );
+    }
     Ok(())
+}
+
+/// Cores, memory and CPU model of this machine.
+fn machine() -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model =
+        cpuinfo.lines().find_map(|l| l.strip_prefix("model name")).map(|m| m.trim_start_matches([' ', '\t', ':']));
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let mem_gib = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        .map(|kib| kib / 1024.0 / 1024.0);
+    format!(
+        "{} cores, {}, {}",
+        crate::cores(),
+        mem_gib.map(|g| format!("{g:.0} GiB")).unwrap_or_else(|| "memory unknown".into()),
+        model.unwrap_or("CPU model unknown")
+    )
 }

@@ -29,6 +29,9 @@ pub struct RunReport {
     /// "snapshot <key>", "cold boot", or why a restore fell back to one.
     #[serde(default)]
     pub started_from: String,
+    /// From starting QEMU to the agent's first line.
+    #[serde(default)]
+    pub first_answer_seconds: Option<f64>,
     pub run_dir: PathBuf,
     #[serde(skip)]
     pub guest: GuestReport,

@@ -436,6 +436,7 @@ impl Suite {
             accel_reason: probe.reason,
             vm_seconds: booted.outcome.elapsed.as_secs_f64(),
             started_from,
+            first_answer_seconds: booted.outcome.first_answer.map(|d| d.as_secs_f64()),
             run_dir: run_dir.clone(),
             guest,
             console_tail: console::tail(&booted.console_text, 40),

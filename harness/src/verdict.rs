@@ -545,6 +545,7 @@ mod tests {
             qemu_output: String::new(),
             restore_failed: None,
             stuck_after_verdict: false,
+            first_answer: None,
         }
     }
 

@@ -223,6 +223,7 @@ pub(crate) mod tests {
             qemu_output: KVM_XSAVE_FAILURE.into(),
             restore_failed: None,
             stuck_after_verdict: false,
+            first_answer: None,
         };
         assert_eq!(probe_failure_reason(&outcome, ""), "QEMU under KVM: KVM internal error. Suberror: 1");
         let msr =

@@ -37,6 +37,9 @@ pub struct VmOutcome {
     pub restore_failed: Option<String>,
     /// The guest sent its verdict but did not end: QEMU was stopped.
     pub stuck_after_verdict: bool,
+    /// From starting QEMU to the agent's first line on the result channel
+    /// (for `hidvm bench`; 5 ms resolution).
+    pub first_answer: Option<Duration>,
 }
 
 /// Sysrq keys sent over the serial console when a VM hangs: `w` dumps
@@ -119,6 +122,7 @@ impl Vm {
                 qemu_output: said,
                 restore_failed: None,
                 stuck_after_verdict: false,
+                first_answer: None,
             });
         };
         let pump = console.try_clone().ok().map(|c| {
@@ -127,9 +131,14 @@ impl Vm {
         });
         // Kept open until QEMU ends: the guest's port stays connected.
         let mut _delivery = None;
+        let mut first_answer = None;
         if let (Some(restore), Some(qmp)) = (&self.restore, &self.qmp_socket) {
             match restore.start(qmp) {
-                Ok(stream) => _delivery = Some(stream),
+                Ok(stream) => {
+                    // start() returns once the guest answered.
+                    first_answer = Some(started.elapsed());
+                    _delivery = Some(stream);
+                }
                 Err(why) => {
                     let _ = handle.kill();
                     std::mem::forget(guard);
@@ -144,12 +153,13 @@ impl Vm {
                         qemu_output: String::from_utf8_lossy(&output.stdout).trim().to_string(),
                         restore_failed: Some(why),
                         stuck_after_verdict: false,
+                        first_answer: None,
                     });
                 }
             }
         }
 
-        let (finished, stuck_after_verdict) = self.wait(&handle, started)?;
+        let (finished, stuck_after_verdict) = self.wait(&handle, started, &mut first_answer)?;
         let timed_out = finished.is_none() && !stuck_after_verdict;
         if stuck_after_verdict {
             let _ = handle.kill();
@@ -172,6 +182,7 @@ impl Vm {
             qemu_output: String::from_utf8_lossy(&output.stdout).trim().to_string(),
             restore_failed: None,
             stuck_after_verdict,
+            first_answer,
         })
     }
 
@@ -179,11 +190,16 @@ impl Vm {
     /// sent its verdict and then not ended within SHUTDOWN_GRACE (a CPU
     /// left spinning on purpose can keep reboot from ever finishing):
     /// (exit status, whether it was stuck after its verdict).
-    fn wait(&self, handle: &duct::Handle, started: Instant) -> std::io::Result<(Option<std::process::Output>, bool)> {
+    fn wait(
+        &self,
+        handle: &duct::Handle,
+        started: Instant,
+        first_answer: &mut Option<Duration>,
+    ) -> std::io::Result<(Option<std::process::Output>, bool)> {
         let mut verdict_seen: Option<Instant> = None;
         loop {
             let remaining = self.deadline.saturating_sub(started.elapsed());
-            let slice = remaining.min(Duration::from_millis(50));
+            let slice = remaining.min(Duration::from_millis(if first_answer.is_none() { 5 } else { 50 }));
             if let Some(out) = handle.wait_timeout(slice)? {
                 return Ok((Some(out.clone()), false));
             }
@@ -191,6 +207,12 @@ impl Vm {
                 return Ok((None, false));
             }
             let Some(results) = &self.results else { continue };
+            if first_answer.is_none() {
+                if std::fs::metadata(results).map(|m| m.len() > 0).unwrap_or(false) {
+                    *first_answer = Some(started.elapsed());
+                }
+                continue;
+            }
             match verdict_seen {
                 Some(at) if at.elapsed() > SHUTDOWN_GRACE => return Ok((None, true)),
                 Some(_) => {}
