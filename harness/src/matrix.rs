@@ -202,7 +202,17 @@ impl Matrix {
 
     pub fn render(&self) -> String {
         let width = self.rows.iter().map(|r| r.len()).max().unwrap_or(8).max(8);
-        let col = |s: &str| format!("{s:<22}");
+        // Columns as wide as their widest cell (a known failure's text is
+        // long), two spaces apart.
+        let cw = self
+            .cells_of
+            .values()
+            .map(|s| s.len())
+            .chain(self.targets.iter().map(|t| t.label().len()))
+            .max()
+            .unwrap_or(20)
+            + 2;
+        let col = |s: &str| format!("{s:<cw$}");
         let header: String = self.targets.iter().map(|t| col(&t.label())).collect();
         let mut out = format!("{:<width$}  {}\n", "scenario", header.trim_end());
         for row in &self.rows {
