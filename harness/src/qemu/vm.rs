@@ -66,25 +66,33 @@ pub fn run_interactive(
     args: &[String],
     terminal: Option<std::os::fd::OwnedFd>,
 ) -> std::io::Result<std::process::ExitStatus> {
-    use std::os::unix::process::CommandExt;
-    let parent = rustix::process::getpid();
     let mut cmd = std::process::Command::new(qemu);
     cmd.args(args);
     if let Some(t) = terminal {
         cmd.stdin(t.try_clone()?).stdout(t.try_clone()?).stderr(t);
     }
+    die_with_parent(&mut cmd);
+    cmd.status()
+}
+
+/// If this process dies (nextest timeout, Ctrl-C, crash), the kernel kills
+/// QEMU too (PR_SET_PDEATHSIG): no orphaned VMs.
+fn die_with_parent(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    let parent = rustix::process::getpid();
     // SAFETY: only async-signal-safe calls between fork and exec.
     unsafe {
         cmd.pre_exec(move || {
             rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
                 .map_err(std::io::Error::from)?;
+            // The parent died between fork and the line above: the signal
+            // will never come, so do not start.
             if rustix::process::getppid() != Some(parent) {
                 return Err(std::io::Error::other("parent exited"));
             }
             Ok(())
         });
     }
-    cmd.status()
 }
 
 impl Vm {
@@ -235,29 +243,15 @@ impl Vm {
 /// done by then; reboot=t is immediate).
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
-/// Start QEMU with its output captured. If this process dies (nextest
-/// timeout, Ctrl-C, crash), the kernel kills QEMU too: no orphaned VMs.
+/// Start QEMU with its output captured; it dies with this process.
 pub(super) fn spawn_qemu(qemu: &Path, args: &[String]) -> std::io::Result<duct::Handle> {
-    let parent = rustix::process::getpid();
     duct::cmd(qemu, args)
         .stdin_null()
         .stderr_to_stdout()
         .stdout_capture()
         .unchecked()
-        .before_spawn(move |cmd| {
-            use std::os::unix::process::CommandExt;
-            unsafe {
-                cmd.pre_exec(move || {
-                    rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
-                        .map_err(std::io::Error::from)?;
-                    // The parent died between fork and the line above:
-                    // the signal will never come, so do not start.
-                    if rustix::process::getppid() != Some(parent) {
-                        return Err(std::io::Error::other("parent exited"));
-                    }
-                    Ok(())
-                });
-            }
+        .before_spawn(|cmd| {
+            die_with_parent(cmd);
             Ok(())
         })
         .start()
