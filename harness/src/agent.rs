@@ -3,7 +3,10 @@
 //!
 //! Built with its own target dir so host builds and the agent's static
 //! RUSTFLAGS never invalidate each other; cargo's own lock serialises
-//! concurrent test processes, and an unchanged agent costs a no-op build.
+//! concurrent test processes. A binary newer than every source it is built
+//! from is used without asking cargo: its no-op build cost ~0.15 s, a fifth
+//! of a test restored from a snapshot. (Only a toolchain change alone goes
+//! unnoticed that way: `cargo clean --target-dir target/guest` then.)
 use crate::error::{error_lines, Error, Result};
 use crate::layout::Repo;
 use crate::tools;
@@ -16,8 +19,12 @@ pub fn ensure(repo: &Repo) -> Result<PathBuf> {
         // Prebuilt agent (e.g. from CI artifacts); trusted as given.
         return Ok(PathBuf::from(p));
     }
-    tools::require_all(tools::AGENT_BUILD)?;
     let target_dir = repo.target_dir().join("guest");
+    let bin = target_dir.join(TARGET).join("release/hidvm-agent");
+    if newer_than_sources(&bin, repo) {
+        return Ok(bin);
+    }
+    tools::require_all(tools::AGENT_BUILD)?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let out = duct::cmd!(
         cargo,
@@ -51,9 +58,56 @@ pub fn ensure(repo: &Repo) -> Result<PathBuf> {
             target_dir.display()
         )));
     }
-    let bin = target_dir.join(TARGET).join("release/hidvm-agent");
     if !bin.exists() {
         return Err(Error::AgentBuild(format!("cargo succeeded but {} is missing", bin.display())));
     }
     Ok(bin)
+}
+
+/// Whether `bin` exists and is newer than the agent's and the protocol's
+/// sources and the workspace manifests and lock file.
+fn newer_than_sources(bin: &std::path::Path, repo: &Repo) -> bool {
+    let Ok(built) = std::fs::metadata(bin).and_then(|m| m.modified()) else { return false };
+    let root = &repo.root;
+    let mut newest = std::time::SystemTime::UNIX_EPOCH;
+    let mut stack = vec![root.join("guest-image/agent"), root.join("guest-image/proto")];
+    for f in ["Cargo.toml", "Cargo.lock"] {
+        stack.push(root.join(f));
+    }
+    while let Some(p) = stack.pop() {
+        let Ok(meta) = std::fs::metadata(&p) else { return false };
+        if meta.is_dir() {
+            let Ok(entries) = std::fs::read_dir(&p) else { return false };
+            stack.extend(entries.flatten().map(|e| e.path()));
+        } else if let Ok(m) = meta.modified() {
+            newest = newest.max(m);
+        }
+    }
+    built > newest
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_source_newer_than_the_binary_means_a_build() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path();
+        for dir in ["guest-image/agent/src", "guest-image/proto/src"] {
+            std::fs::create_dir_all(root.join(dir)).unwrap();
+        }
+        for f in ["Cargo.toml", "Cargo.lock", "guest-image/agent/src/main.rs", "guest-image/proto/src/lib.rs"] {
+            std::fs::write(root.join(f), "x").unwrap();
+        }
+        let repo = Repo { root: root.to_path_buf() };
+        let bin = root.join("agent-bin");
+        assert!(!newer_than_sources(&bin, &repo), "no binary yet");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(&bin, "elf").unwrap();
+        assert!(newer_than_sources(&bin, &repo));
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(root.join("guest-image/proto/src/lib.rs"), "y").unwrap();
+        assert!(!newer_than_sources(&bin, &repo), "an edited protocol source");
+    }
 }
