@@ -176,12 +176,13 @@ fn freeze(t: &Template, snap: &Snapshot) -> std::result::Result<(), String> {
     let _delivery = connect_until(&paths.delivery_socket, until)?;
     loop {
         let text = std::fs::read_to_string(&paths.results).unwrap_or_default();
-        if text.lines().filter_map(GuestMsg::from_line).any(|m| matches!(m, Ok(GuestMsg::AwaitingDelivery))) {
+        let said: Vec<GuestMsg> = text.lines().filter_map(GuestMsg::from_line).filter_map(Result::ok).collect();
+        if said.iter().any(|m| matches!(m, GuestMsg::AwaitingDelivery)) {
             break;
         }
-        if let Some(line) = text.lines().find(|l| l.contains("\"done\"")) {
+        if let Some(GuestMsg::Done { summary, .. }) = said.iter().find(|m| matches!(m, GuestMsg::Done { .. })) {
             let _ = qemu_said(&handle);
-            return Err(format!("the template's agent ended instead of waiting: {line}"));
+            return Err(format!("the template's agent ended instead of waiting: {summary}"));
         }
         if matches!(handle.try_wait(), Ok(Some(_))) || Instant::now() > until {
             let said = qemu_said(&handle);
