@@ -49,6 +49,7 @@ pub mod patches;
 pub mod prebuilt;
 pub mod qemu;
 pub mod recording;
+pub mod repeat;
 pub mod report;
 pub mod results;
 pub mod robustness;

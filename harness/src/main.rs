@@ -3,6 +3,7 @@ use clap::{Parser, Subcommand};
 use hidvm::error::exit;
 use hidvm::kernels::Target;
 use hidvm::matrix::Matrix;
+use hidvm::repeat::Summary;
 use hidvm::report::RunReport;
 use hidvm::scenarios::{self, Entry};
 use hidvm::suite::{self, Options, Suite, TestCase};
@@ -484,7 +485,7 @@ fn run_matrix(suite: &Suite, entries: Vec<Entry>, opts: &RunOpts, repeat: usize)
     hidvm::output::tests_started(work.len() * repeat);
 
     let started = std::time::Instant::now();
-    let mut passes = vec![0usize; work.len()];
+    let mut tallies = vec![hidvm::repeat::Tally::default(); work.len()];
     let mut last: Vec<Option<hidvm::Result<RunReport>>> = Vec::new();
     let mut used_allow = std::collections::BTreeSet::new();
     for round in 1..=repeat {
@@ -498,10 +499,8 @@ fn run_matrix(suite: &Suite, entries: Vec<Entry>, opts: &RunOpts, repeat: usize)
         });
         let failed = results.iter().filter(|r| !matches!(r, Ok(rep) if rep.verdict.passed())).count();
         for (i, r) in results.iter().enumerate() {
+            tallies[i].add(hidvm::repeat::RoundEnd::of(r));
             if let Ok(rep) = r {
-                if rep.verdict.passed() {
-                    passes[i] += 1;
-                }
                 used_allow.extend(rep.allowed.iter().map(|(i, _)| *i));
             }
         }
@@ -519,9 +518,16 @@ fn run_matrix(suite: &Suite, entries: Vec<Entry>, opts: &RunOpts, repeat: usize)
     let mut matrix = Matrix::new(targets.clone());
     for (i, (case, r)) in work.iter().zip(&last).enumerate() {
         let row = case.entry.row();
-        if repeat > 1 && passes[i] != 0 && passes[i] != repeat {
-            matrix.record_text(&row, &case.target, format!("FLAKY {}/{repeat}", passes[i]), false);
-            continue;
+        match (tallies[i].summary(), tallies[i].cell()) {
+            (Summary::Flaky, Some(text)) => {
+                matrix.record_text(&row, &case.target, text, false);
+                continue;
+            }
+            (Summary::KnownSometimes, Some(text)) => {
+                matrix.record_known_text(&row, &case.target, text);
+                continue;
+            }
+            _ => {}
         }
         match r {
             Some(Ok(rep)) => matrix.record(&row, &case.target, Ok(rep)),
@@ -541,14 +547,11 @@ fn run_matrix(suite: &Suite, entries: Vec<Entry>, opts: &RunOpts, repeat: usize)
             .enumerate()
             .filter_map(|(i, (case, r))| {
                 let row = case.entry.row();
+                let varied =
+                    |status| TestRecord::without_run(&case.name(), &row, &case.target, status, &tallies[i].describe());
                 Some(match r.as_ref()? {
-                    _ if repeat > 1 && passes[i] != 0 && passes[i] != repeat => TestRecord::without_run(
-                        &case.name(),
-                        &row,
-                        &case.target,
-                        Status::Flaky,
-                        &format!("passed {} of {repeat} runs", passes[i]),
-                    ),
+                    _ if tallies[i].summary() == Summary::Flaky => varied(Status::Flaky),
+                    _ if tallies[i].summary() == Summary::KnownSometimes => varied(Status::Known),
                     Ok(rep) => TestRecord::from_report(&row, rep),
                     Err(e) => TestRecord::without_run(&case.name(), &row, &case.target, Status::Error, &e.to_string()),
                 })
@@ -566,13 +569,22 @@ fn run_matrix(suite: &Suite, entries: Vec<Entry>, opts: &RunOpts, repeat: usize)
         }
     }
     if repeat > 1 {
-        let flaky = passes.iter().filter(|p| **p != 0 && **p != repeat).count();
-        let always_failed = passes.iter().filter(|p| **p == 0).count();
-        println!("{repeat} runs x {} tests: {flaky} flaky, {always_failed} failed every run", work.len());
+        let count = |s: Summary| tallies.iter().filter(|t| t.summary() == s).count();
+        let always_failed = tallies.iter().filter(|t| t.failed_every_round()).count();
+        println!(
+            "{repeat} runs x {} tests: {} flaky, {always_failed} failed every run, {} hit a known kernel bug in some runs and passed in the others",
+            work.len(),
+            count(Summary::Flaky),
+            count(Summary::KnownSometimes)
+        );
     }
     // A known kernel bug whose test passed: fixed in this kernel, or a race
     // that missed its window this time.
-    for r in last.iter().flatten().flatten() {
+    for (r, t) in last.iter().zip(&tallies) {
+        let Some(Ok(r)) = r else { continue };
+        if t.known > 0 {
+            continue; // it did fail as known in another round
+        }
         if let hidvm::known::Known::Passed(i) = r.known {
             println!(
                 "known failure {} ({}) passed on {}-{} (Linux {}): fixed in this kernel, or its race missed the window this time; remove the entry once it keeps passing",
