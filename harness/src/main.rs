@@ -58,7 +58,7 @@ struct RunOpts {
     /// Only tests whose name contains this.
     #[arg(long)]
     filter: Option<String>,
-    /// VMs at once (default: number of cores).
+    /// VMs at once (default: one and a half per core).
     #[arg(long)]
     jobs: Option<usize>,
     /// Print every test's step log, not only failures.
@@ -128,7 +128,7 @@ enum Command {
         /// Only this program (hid_bpf or hidraw).
         #[arg(long)]
         program: Option<String>,
-        /// VMs at once (default: number of cores).
+        /// VMs at once (default: one and a half per core).
         #[arg(long)]
         jobs: Option<usize>,
     },
@@ -475,7 +475,7 @@ fn run_matrix(suite: &Suite, entries: Vec<Entry>, opts: &RunOpts, repeat: usize)
         suite.prepare(&case.target, &case.entry)?;
     }
     preparing.finish("ready");
-    let jobs = jobs.unwrap_or_else(hidvm::cores).max(1);
+    let jobs = jobs.unwrap_or_else(hidvm::default_vms).max(1);
     hidvm::output::note(format!(
         "hidvm: running {} tests ({} skipped), {jobs} VMs at a time{}",
         work.len(),
