@@ -497,17 +497,21 @@ fn run_matrix(suite: &Suite, entries: Vec<Entry>, opts: &RunOpts, repeat: usize)
             Ok(rep) => hidvm::output::test_finished(rep.acceptable(), &rep.test, Some(&rep.render())),
             Err(e) => hidvm::output::test_finished(false, &format!("  ERROR {}: {e}", case.name()), None),
         });
-        let failed = results.iter().filter(|r| !matches!(r, Ok(rep) if rep.verdict.passed())).count();
+        let mut round_tally = hidvm::repeat::Tally::default();
         for (i, r) in results.iter().enumerate() {
-            tallies[i].add(hidvm::repeat::RoundEnd::of(r));
+            let end = hidvm::repeat::RoundEnd::of(r);
+            tallies[i].add(end);
+            round_tally.add(end);
             if let Ok(rep) = r {
                 used_allow.extend(rep.allowed.iter().map(|(i, _)| *i));
             }
         }
         if repeat > 1 {
             hidvm::output::note(format!(
-                "hidvm: round {round}/{repeat}: {} passed, {failed} failed, {:.1} s",
-                work.len() - failed,
+                "hidvm: round {round}/{repeat}: {} passed, {} known kernel bugs, {} failed, {:.1} s",
+                round_tally.pass,
+                round_tally.known,
+                round_tally.fail,
                 t.elapsed().as_secs_f64()
             ));
         }
