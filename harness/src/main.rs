@@ -528,7 +528,7 @@ fn run_matrix(suite: &Suite, entries: Vec<Entry>, opts: &RunOpts, repeat: usize)
                 continue;
             }
             (Summary::KnownSometimes, Some(text)) => {
-                matrix.record_known_text(&row, &case.target, text);
+                matrix.record_known_by_chance(&row, &case.target, text);
                 continue;
             }
             _ => {}

@@ -24,6 +24,11 @@ pub struct Matrix {
     known: BTreeMap<(String, Target), bool>,
     /// (row, target) -> why it was skipped.
     pub skipped: BTreeMap<(String, Target), String>,
+    /// Cells whose outcome was chance: a race that hit its known kernel bug
+    /// in some rounds of a `--repeat` run. They take no side in the
+    /// differences (one compiler's hit in 20 rounds says nothing about the
+    /// compiler).
+    chance: std::collections::BTreeSet<(String, Target)>,
 }
 
 /// How a row's verdicts vary across the matrix.
@@ -50,6 +55,7 @@ impl Matrix {
             verdicts: BTreeMap::new(),
             known: BTreeMap::new(),
             skipped: BTreeMap::new(),
+            chance: Default::default(),
         }
     }
 
@@ -94,6 +100,12 @@ impl Matrix {
         self.verdicts.insert((row.to_string(), target.clone()), ok);
     }
 
+    /// A known kernel bug hit in some rounds only (`KNOWN 3/20`).
+    pub fn record_known_by_chance(&mut self, row: &str, target: &Target, text: String) {
+        self.record_known_text(row, target, text);
+        self.chance.insert((row.to_string(), target.clone()));
+    }
+
     fn add_row(&mut self, row: &str) {
         if !self.rows.iter().any(|r| r == row) {
             self.rows.push(row.to_string());
@@ -109,8 +121,12 @@ impl Matrix {
     /// (kernel-dependent). Skipped tests take no side.
     pub fn differences(&self, row: &str) -> Differences {
         let mixed = |group: &[&Target]| {
-            let v: Vec<bool> =
-                group.iter().filter_map(|t| self.verdicts.get(&(row.to_string(), (*t).clone())).copied()).collect();
+            let v: Vec<bool> = group
+                .iter()
+                .map(|t| (row.to_string(), (*t).clone()))
+                .filter(|key| !self.chance.contains(key))
+                .filter_map(|key| self.verdicts.get(&key).copied())
+                .collect();
             v.iter().any(|x| *x) && v.iter().any(|x| !*x)
         };
         let mut d = Differences::default();
@@ -264,6 +280,20 @@ mod tests {
 
     fn matrix() -> Matrix {
         Matrix::new(vec![t("6.12", "gcc"), t("6.12", "llvm"), t("7.3", "gcc"), t("7.3", "llvm")])
+    }
+
+    #[test]
+    fn a_known_race_hit_in_some_rounds_takes_no_side() {
+        let mut m = matrix();
+        for target in &m.targets.clone() {
+            m.record_text("race", target, "pass".into(), true);
+        }
+        m.record_known_by_chance("race", &t("7.3", "gcc"), "KNOWN 1/20".into());
+        assert!(!m.differences("race").any(), "{}", m.render());
+        assert!(m.all_passed());
+        // A flaky cell does take a side: it failed unexpectedly.
+        m.record_text("race", &t("7.3", "llvm"), "FLAKY 1/20 failed".into(), false);
+        assert_eq!(m.differences("race").between_kernels, vec!["llvm"]);
     }
 
     #[test]
