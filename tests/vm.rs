@@ -272,7 +272,7 @@ fn snapshot_isolation(suite: &Suite) -> Result<(), Failed> {
     // What the next guest printed after its restore (its console log
     // starts with the snapshot's boot log, which names lkdtm too).
     let console = std::fs::read_to_string(after.run_dir.join("console.log")).unwrap_or_default();
-    let own = console.split_once("restored for this test]").map(|(_, own)| own).unwrap_or("");
+    let own = hidvm::qemu::boot::restored_part(&console).unwrap_or("");
     if own.is_empty() {
         problems.push("the next test's console has no restore marker".into());
     }

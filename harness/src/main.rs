@@ -128,7 +128,7 @@ enum Command {
         /// Only this program (hid_bpf or hidraw).
         #[arg(long)]
         program: Option<String>,
-        /// VMs at once (default: one and a half per core).
+        /// VMs at once (default: number of cores).
         #[arg(long)]
         jobs: Option<usize>,
     },
@@ -522,16 +522,12 @@ fn run_matrix(suite: &Suite, entries: Vec<Entry>, opts: &RunOpts, repeat: usize)
     let mut matrix = Matrix::new(targets.clone());
     for (i, (case, r)) in work.iter().zip(&last).enumerate() {
         let row = case.entry.row();
-        match (tallies[i].summary(), tallies[i].cell()) {
-            (Summary::Flaky, Some(text)) => {
-                matrix.record_text(&row, &case.target, text, false);
-                continue;
+        if let Some(text) = tallies[i].cell() {
+            match tallies[i].summary() {
+                Summary::KnownSometimes => matrix.record_known_by_chance(&row, &case.target, text),
+                _ => matrix.record_text(&row, &case.target, text, false),
             }
-            (Summary::KnownSometimes, Some(text)) => {
-                matrix.record_known_by_chance(&row, &case.target, text);
-                continue;
-            }
-            _ => {}
+            continue;
         }
         match r {
             Some(Ok(rep)) => matrix.record(&row, &case.target, Ok(rep)),
@@ -553,11 +549,13 @@ fn run_matrix(suite: &Suite, entries: Vec<Entry>, opts: &RunOpts, repeat: usize)
                 let row = case.entry.row();
                 let varied =
                     |status| TestRecord::without_run(&case.name(), &row, &case.target, status, &tallies[i].describe());
-                Some(match r.as_ref()? {
-                    _ if tallies[i].summary() == Summary::Flaky => varied(Status::Flaky),
-                    _ if tallies[i].summary() == Summary::KnownSometimes => varied(Status::Known),
-                    Ok(rep) => TestRecord::from_report(&row, rep),
-                    Err(e) => TestRecord::without_run(&case.name(), &row, &case.target, Status::Error, &e.to_string()),
+                Some(match (tallies[i].summary(), r.as_ref()?) {
+                    (Summary::Flaky, _) => varied(Status::Flaky),
+                    (Summary::KnownSometimes, _) => varied(Status::Known),
+                    (Summary::Steady, Ok(rep)) => TestRecord::from_report(&row, rep),
+                    (Summary::Steady, Err(e)) => {
+                        TestRecord::without_run(&case.name(), &row, &case.target, Status::Error, &e.to_string())
+                    }
                 })
             })
             .collect();

@@ -147,12 +147,22 @@ pub fn boot_restored(
         results: paths.results.clone(),
     };
     let boot_log = std::fs::read_to_string(snap.boot_console()).unwrap_or_default();
-    let before = format!("{boot_log}[hidvm: guest frozen here as snapshot {}; restored for this test]\n", snap.key);
+    let before = format!("{boot_log}[hidvm: guest frozen here as snapshot {}{RESTORED}\n", snap.key);
     let booted = run_vm(qemu, features(image, accel, &paths, true), &paths, deadline, dir, Some(restore), &before)?;
     if let Some(why) = &booted.outcome.restore_failed {
         return Ok(Err(why.clone()));
     }
     Ok(Ok(booted))
+}
+
+/// Ends the line a restored guest's console log carries between the
+/// snapshot's boot log and what this test's guest printed.
+const RESTORED: &str = "; restored for this test]";
+
+/// What a restored guest printed itself: its console log after the
+/// snapshot's boot log, or None if the log has no restore marker.
+pub fn restored_part(console: &str) -> Option<&str> {
+    console.split_once(RESTORED).map(|(_, own)| own)
 }
 
 /// One boot under KVM that must end with the agent's "probe" verdict.
