@@ -7,9 +7,9 @@
 //! from is used without asking cargo: its no-op build cost ~0.15 s, a fifth
 //! of a test restored from a snapshot. (Only a toolchain change alone goes
 //! unnoticed that way: `cargo clean --target-dir target/guest` then.)
-use crate::error::{error_lines, Error, Result};
-use crate::layout::Repo;
-use crate::tools;
+use crate::base::error::{error_lines, Error, Result};
+use crate::base::layout::Repo;
+use crate::base::tools;
 use std::path::PathBuf;
 
 const TARGET: &str = "x86_64-unknown-linux-gnu";

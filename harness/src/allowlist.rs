@@ -2,8 +2,8 @@
 //! the class, text the splat's headline contains, the cells it applies to
 //! and why it is accepted; `hidvm vm-test` reports entries that matched
 //! nothing, so stale ones get removed.
+use crate::base::error::{Error, Result};
 use crate::console::Splat;
-use crate::error::{Error, Result};
 use serde::Deserialize;
 use std::path::Path;
 
@@ -45,7 +45,7 @@ impl AllowList {
             Error::Other(format!(
                 "allow-list {}: {}; fix the entry",
                 file.display(),
-                crate::error::toml_error(&text, &e)
+                crate::base::error::toml_error(&text, &e)
             ))
         })?;
         let classes = crate::console::classes();
@@ -118,6 +118,6 @@ reason = "upstream bug 123, fixed in 6.13"
 
     #[test]
     fn repository_allow_list_is_valid() {
-        AllowList::load(&crate::layout::Repo::locate().root.join("tests/allowlist.toml")).unwrap();
+        AllowList::load(&crate::base::layout::Repo::locate().root.join("tests/allowlist.toml")).unwrap();
     }
 }

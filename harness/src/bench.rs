@@ -1,6 +1,6 @@
 //! `hidvm bench`: the numbers the README quotes, measured on this machine.
 //! Speed goals live here, never in timed tests.
-use crate::error::{Error, Result};
+use crate::base::error::{Error, Result};
 use crate::qemu::snapshot;
 use crate::scenarios::Kind;
 use crate::suite::Suite;
@@ -47,7 +47,7 @@ pub fn run(suite: &Suite, opts: &BenchOptions) -> Result<()> {
                 "cold build {:<10} {:>6.0} s  (tinyconfig + fragments, make -j{}, from an empty O= dir; {})",
                 target.label(),
                 t.elapsed().as_secs_f64(),
-                crate::cores(),
+                crate::base::host::cores(),
                 k.record.compiler
             );
         }
@@ -110,7 +110,7 @@ pub fn run(suite: &Suite, opts: &BenchOptions) -> Result<()> {
     println!("{} per timing; {}", opts.runs, accel_line.unwrap_or_default());
 
     // The warm catalogue, one kernel (its gcc and llvm cells) at a time.
-    let jobs = crate::default_vms();
+    let jobs = crate::base::host::default_vms();
     let mut per_test_by_kernel = Vec::new();
     for k in &suite.kernels {
         let kernel_targets: Vec<_> = targets.iter().filter(|t| t.kernel == k.name).cloned().collect();
@@ -191,7 +191,7 @@ fn machine() -> String {
         .map(|kib| kib / 1024.0 / 1024.0);
     format!(
         "{} cores, {}, {}",
-        crate::cores(),
+        crate::base::host::cores(),
         mem_gib.map(|g| format!("{g:.0} GiB")).unwrap_or_else(|| "memory unknown".into()),
         model.unwrap_or("CPU model unknown")
     )

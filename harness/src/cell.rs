@@ -1,6 +1,6 @@
 //! Kernel cells: the compilers (and flavours) every scenario runs on. They
 //! are data (`guest-image/cells.toml`), so a third cell is one entry.
-use crate::error::{Error, Result};
+use crate::base::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -80,12 +80,12 @@ impl KernelCell {
 
     /// Tools this cell needs beyond the common kernel-build set.
     pub fn check_tools(&self) -> Result<()> {
-        let needs: Vec<crate::tools::Tool<'_>> = self
+        let needs: Vec<crate::base::tools::Tool<'_>> = self
             .needs
             .iter()
-            .map(|(exe, pkg)| crate::tools::Tool { name: exe, what: "cell toolchain tool", package: pkg })
+            .map(|(exe, pkg)| crate::base::tools::Tool { name: exe, what: "cell toolchain tool", package: pkg })
             .collect();
-        crate::tools::require_all(&needs)
+        crate::base::tools::require_all(&needs)
     }
 }
 
@@ -126,7 +126,7 @@ mod tests {
 
     #[test]
     fn repository_cells_parse() {
-        let cells = load(&crate::layout::Repo::locate().cells_file()).unwrap();
+        let cells = load(&crate::base::layout::Repo::locate().cells_file()).unwrap();
         let gcc = find(&cells, "gcc").unwrap();
         assert_eq!(gcc.make_args(), vec!["CC=gcc"]);
         let llvm = find(&cells, "llvm").unwrap();

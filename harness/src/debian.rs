@@ -16,9 +16,9 @@
 //! one, like `apt-get upgrade` does for the installed 6.12 package. Runs
 //! use what was fetched, without the network; a run that finds nothing
 //! fetched fetches first, and says so.
-use crate::error::{one_line, Error, Result};
-use crate::layout::write_atomic;
-use crate::lock::{FileLock, Mode};
+use crate::base::error::{one_line, Error, Result};
+use crate::base::layout::write_atomic;
+use crate::base::lock::{FileLock, Mode};
 use std::path::{Path, PathBuf};
 
 /// The keyring that signs every Debian suite (package debian-archive-keyring).
@@ -112,7 +112,7 @@ pub fn source(cache: &Path, package: &str, suite: &str) -> Result<(PathBuf, Stri
     match record {
         Some(f) => Ok((f.tarball, f.version)),
         None => {
-            crate::output::note(format!(
+            crate::base::output::note(format!(
                 "hidvm: {package} has not been fetched yet (`make setup` fetches it): fetching it now"
             ));
             fetch_source(cache, package, suite)
@@ -125,7 +125,11 @@ pub fn source(cache: &Path, package: &str, suite: &str) -> Result<(PathBuf, Stri
 /// version. Without network, the last fetched version is kept.
 pub fn fetch_source(cache: &Path, package: &str, suite: &str) -> Result<(PathBuf, String)> {
     let bad = |problem: String| Error::KernelSource { path: PathBuf::from(format!("{package} ({suite})")), problem };
-    crate::tools::require(&crate::tools::Tool { name: "apt-get", what: "Debian package tool", package: "apt" })?;
+    crate::base::tools::require(&crate::base::tools::Tool {
+        name: "apt-get",
+        what: "Debian package tool",
+        package: "apt",
+    })?;
     if !Path::new(KEYRING).exists() {
         return Err(bad(format!(
             "{KEYRING} is missing: install it with `sudo apt-get install debian-archive-keyring`"
@@ -186,7 +190,7 @@ pub fn fetch_source(cache: &Path, package: &str, suite: &str) -> Result<(PathBuf
         let _ = std::fs::remove_file(&deb);
     }
     if !deb.exists() {
-        let progress = crate::output::start(crate::output::Phase::Work {
+        let progress = crate::base::output::start(crate::base::output::Phase::Work {
             what: &format!("fetching {package} {} from Debian {suite} (without installing it)", entry.version),
         });
         let out = state

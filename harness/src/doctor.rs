@@ -1,8 +1,8 @@
 //! `hidvm doctor`: is this machine ready, and if not, what to do. Every
 //! check prints one line: `ok`, or what is wrong and the command that
 //! fixes it. Nothing is changed.
+use crate::base::tools::{self, Tool};
 use crate::suite::Suite;
-use crate::tools::{self, Tool};
 use std::path::Path;
 
 /// One check's answer.

@@ -16,10 +16,10 @@
 //! Objects are cached by content (source, headers, the cell's BTF, clang
 //! version, flags). A program's HID_BPF_CONFIG table is read from the
 //! object's BTF with `bpftool btf dump -j`.
-use crate::error::{error_lines, Error, Result};
+use crate::base::error::{error_lines, Error, Result};
+use crate::base::layout::{sha256_parts, Repo};
+use crate::base::tools;
 use crate::kbuild::BuiltKernel;
-use crate::layout::{sha256_parts, Repo};
-use crate::tools;
 use hidvm_proto::{DeviceMatch, Hook};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -329,7 +329,7 @@ fn tree_libbpf_headers(cache: &Path, tree: &Path) -> Result<PathBuf> {
     if !out.status.success() {
         return Err(bad(format!(
             "{} (it needs python3)",
-            crate::error::one_line(&String::from_utf8_lossy(&out.stderr), 2)
+            crate::base::error::one_line(&String::from_utf8_lossy(&out.stderr), 2)
         )));
     }
     let _ = std::fs::remove_dir_all(&out_dir);
@@ -405,7 +405,7 @@ pub fn device_table(bpftool: &Path, object: &Path) -> std::result::Result<Vec<De
         return Err(format!(
             "bpftool cannot read the BTF of {}: {}",
             object.display(),
-            crate::error::one_line(&String::from_utf8_lossy(&out.stderr), 2)
+            crate::base::error::one_line(&String::from_utf8_lossy(&out.stderr), 2)
         ));
     }
     let json: serde_json::Value =

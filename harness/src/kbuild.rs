@@ -11,13 +11,13 @@
 //!   the kernel, so nothing rebuilds under a running test.
 //!
 //! If the record matches the request, no make runs at all.
+use crate::base::error::{one_line, Error, Result};
+use crate::base::layout::{sha256_parts, write_atomic, Repo};
+use crate::base::lock::{FileLock, Mode};
+use crate::base::tools;
 use crate::cell::KernelCell;
-use crate::error::{one_line, Error, Result};
 use crate::kconfig::{self, Fragment};
 use crate::kernel_src::KernelSource;
-use crate::layout::{sha256_parts, write_atomic, Repo};
-use crate::lock::{FileLock, Mode};
-use crate::tools;
 use serde::{Deserialize, Serialize};
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -132,7 +132,8 @@ impl BuiltKernel {
 
 impl<'a> KernelBuilder<'a> {
     pub fn new(repo: &'a Repo, cache: &Path, source: &'a KernelSource) -> Self {
-        let jobs = std::env::var("HIDVM_JOBS").ok().and_then(|j| j.parse().ok()).unwrap_or_else(crate::cores);
+        let jobs =
+            std::env::var("HIDVM_JOBS").ok().and_then(|j| j.parse().ok()).unwrap_or_else(crate::base::host::cores);
         KernelBuilder {
             repo,
             cache: cache.to_path_buf(),
@@ -336,9 +337,9 @@ impl<'a> KernelBuilder<'a> {
 
         let started = Instant::now();
         let what = format!("cell {} (Linux {}, {})", cell.name, self.source.version, compiler);
-        let progress = self
-            .verbose
-            .then(|| crate::output::start(crate::output::Phase::KernelBuild { target: &what, log: &log_path }));
+        let progress = self.verbose.then(|| {
+            crate::base::output::start(crate::base::output::Phase::KernelBuild { target: &what, log: &log_path })
+        });
         let step = Step { cell: &cell.name, src: &self.source.root, log: &log, log_path: &log_path };
         let make = |args: &[String]| -> Result<()> {
             let mut all =

@@ -207,7 +207,7 @@ mod tests {
 
     #[test]
     fn repository_fragments_ask_for_hid_bpf() {
-        let dir = crate::layout::Repo::locate().fragments_dir();
+        let dir = crate::base::layout::Repo::locate().fragments_dir();
         let frags: Vec<Fragment> =
             ["vm.config", "hid-bpf.config"].iter().map(|f| Fragment::read(&dir.join(f)).unwrap()).collect();
         let req = requested(&frags);

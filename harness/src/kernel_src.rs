@@ -4,9 +4,9 @@
 //! cache. Override: `HIDVM_KERNEL_SRC=<dir>` (or `--kernel-src`), any tree
 //! of Linux 6.11 or later (struct_ops HID-BPF), e.g. a developer's git checkout. Trees are
 //! only ever built out-of-tree (`O=`) and never modified.
-use crate::error::{one_line, Error, Result};
-use crate::layout::{sha256_parts, write_atomic};
-use crate::lock::{FileLock, Mode};
+use crate::base::error::{one_line, Error, Result};
+use crate::base::layout::{sha256_parts, write_atomic};
+use crate::base::lock::{FileLock, Mode};
 use crate::patches::{CopyFiles, Series};
 use std::path::{Path, PathBuf};
 
@@ -51,7 +51,7 @@ impl KernelSource {
             if src.origin == (Origin::User { built_in_place: true }) {
                 let files =
                     if src.identity.starts_with("git:") { CopyFiles::GitListed } else { CopyFiles::AllThenMrproper };
-                crate::output::note(format!(
+                crate::base::output::note(format!(
                     "hidvm: {} was configured or built in place (it has a .config or include/config), and kbuild builds with O= only from a clean tree: building from a clean copy of its {} instead (your tree is not touched; `make mrproper` in it lets hidvm build it directly)",
                     src.root.display(),
                     if files == CopyFiles::GitListed { "git-listed files" } else { "files, after make mrproper" }
@@ -76,7 +76,7 @@ impl KernelSource {
         if let Some(dir) = Self::user_override(None) {
             return Self::user_tree(&dir);
         }
-        let kernels = crate::kernels::load(&crate::layout::Repo::locate().root.join("guest-image/kernels.toml"))?;
+        let kernels = crate::kernels::load(&crate::base::layout::Repo::locate().root.join("guest-image/kernels.toml"))?;
         Self::for_spec(&kernels[0], cache)
     }
 
@@ -122,7 +122,7 @@ impl KernelSource {
         if std::fs::read_to_string(&state).ok().as_deref() != Some(identity.as_str()) {
             let _ = std::fs::remove_file(&state);
             let what = series.map(|s| format!(" + {}", s.describe())).unwrap_or_default();
-            let progress = crate::output::start(crate::output::Phase::Work {
+            let progress = crate::base::output::start(crate::base::output::Phase::Work {
                 what: &format!("preparing {} (Linux {}{what}) in {}", self.root.display(), self.version, dir.display()),
             });
             crate::patches::sync(&self.root, &dir, files)?;
@@ -161,8 +161,8 @@ impl KernelSource {
             )
         };
         if !dest.join("Makefile").exists() {
-            crate::tools::require(&crate::tools::XZ)?;
-            let progress = crate::output::start(crate::output::Phase::Work {
+            crate::base::tools::require(&crate::base::tools::XZ)?;
+            let progress = crate::base::output::start(crate::base::output::Phase::Work {
                 what: &format!("unpacking {} into {} (once)", tarball.display(), dest.display()),
             });
             let tmp = tempfile::Builder::new()

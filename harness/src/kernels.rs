@@ -1,7 +1,7 @@
 //! Kernels: the trees every scenario runs on (`guest-image/kernels.toml`),
 //! and targets, a kernel built by a cell (`6.12-gcc`). Like cells, kernels
 //! are data: adding one is adding an entry.
-use crate::error::{toml_error, Error, Result};
+use crate::base::error::{toml_error, Error, Result};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
@@ -158,7 +158,7 @@ mod tests {
 
     #[test]
     fn repository_kernels_parse() {
-        let k = load(&crate::layout::Repo::locate().root.join("guest-image/kernels.toml")).unwrap();
+        let k = load(&crate::base::layout::Repo::locate().root.join("guest-image/kernels.toml")).unwrap();
         assert_eq!(find(&k, "6.12").unwrap().package.as_deref(), Some("linux-source-6.12"));
         assert_eq!(find(&k, "7.3").unwrap().fetch_from.as_deref(), Some("trixie-backports"));
         assert!(find(&k, "2.6").unwrap_err().to_string().contains("kernels are: 6.12, 7.3"));

@@ -5,7 +5,7 @@
 //! pass, and not a failure of the command. A run that ends any other way
 //! fails as usual, and an entry whose test passed is reported (fixed in
 //! this kernel, or a race that did not hit its window this time).
-use crate::error::{toml_error, Error, Result};
+use crate::base::error::{toml_error, Error, Result};
 use crate::verdict::{split_verdict, validate_expected_verdict, Verdict};
 use serde::Deserialize;
 use std::path::Path;
@@ -151,6 +151,6 @@ reason = "hid_bpf_reg() does not check hdev->bpf.destroyed"
 
     #[test]
     fn the_repository_list_is_valid() {
-        KnownFailures::load(&crate::layout::Repo::locate().root.join("tests/known-failures.toml")).unwrap();
+        KnownFailures::load(&crate::base::layout::Repo::locate().root.join("tests/known-failures.toml")).unwrap();
     }
 }

@@ -7,14 +7,15 @@
 //! not run. Programs are linked statically (`TARGET_ARCH=-static`, which
 //! only the selftest link rule uses; libbpf's shared library must not get
 //! it), so the guest needs nothing but the binary.
-use crate::error::{one_line, Error, Result};
+use crate::base::error::{one_line, Error, Result};
+use crate::base::layout::{new_run_dir, sha256_parts, write_atomic};
+use crate::base::lock::{FileLock, Mode};
+use crate::base::tools;
+use crate::console;
 use crate::initramfs::Initramfs;
 use crate::kernels::Target;
-use crate::layout::{new_run_dir, sha256_parts, write_atomic};
-use crate::lock::{FileLock, Mode};
 use crate::qemu::boot;
 use crate::suite::Suite;
-use crate::{console, tools};
 use hidvm_proto::job::PROGRAM_DIR;
 use hidvm_proto::{Job, JobMode, JOB_PATH};
 use serde::Deserialize;
@@ -122,7 +123,7 @@ pub fn build(suite: &Suite, target: &Target) -> Result<Built> {
     }
     tools::require_all(&[tools::CLANG, tools::PYTHON])?;
     let log_path = dir.join("build.log");
-    let progress = crate::output::start(crate::output::Phase::Work {
+    let progress = crate::base::output::start(crate::base::output::Phase::Work {
         what: &format!(
             "{target}: building the kernel's HID selftests ({}); log: {}",
             PROGRAMS.join(", "),
@@ -173,7 +174,7 @@ pub fn build(suite: &Suite, target: &Target) -> Result<Built> {
         format!("OUTPUT={}", out.display()),
         format!("VMLINUX_BTF={}", kernel.vmlinux.display()),
         format!("KHDR_INCLUDES=-isystem {}/include", usr.display()),
-        format!("-j{}", crate::cores()),
+        format!("-j{}", crate::base::host::cores()),
         "TARGET_ARCH=-static".into(),
     ];
     // The cell's compiler for the programs; BPF is always clang.
@@ -284,7 +285,7 @@ impl KnownResults {
     pub fn load(path: &Path) -> Result<KnownResults> {
         let bad = |m: String| Error::Other(format!("{}: {m}", path.display()));
         let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
-        let k: KnownResults = toml::from_str(&text).map_err(|e| bad(crate::error::toml_error(&text, &e)))?;
+        let k: KnownResults = toml::from_str(&text).map_err(|e| bad(crate::base::error::toml_error(&text, &e)))?;
         for (i, e) in k.known.iter().enumerate() {
             if e.reason.trim().is_empty() || e.kernels.is_empty() || e.cells.is_empty() || !e.test.contains('.') {
                 return Err(bad(format!("entry {} needs test (\"program.test\"), kernels, cells and a reason", i + 1)));
@@ -413,14 +414,14 @@ pub fn run_all(suite: &Suite, targets: &[Target], filter: Option<&str>, jobs: us
                 let Some((t, dir, p)) = work.get(i) else { break };
                 let r = run(suite, t, &Built { dir: dir.clone() }, p);
                 match &r {
-                    Ok(run) => crate::output::note(format!(
+                    Ok(run) => crate::base::output::note(format!(
                         "  ran   kselftest::{}::{p}: {} results in {:.1} s{}",
                         t.label(),
                         run.results.len(),
                         run.vm_seconds,
                         run.problem.as_deref().map(|p| format!(" ({p})")).unwrap_or_default()
                     )),
-                    Err(e) => crate::output::note(format!("  ERROR kselftest::{}::{p}: {e}", t.label())),
+                    Err(e) => crate::base::output::note(format!("  ERROR kselftest::{}::{p}: {e}", t.label())),
                 }
                 runs.lock().unwrap().push((i, r));
             });
@@ -521,7 +522,8 @@ mod tests {
 
     #[test]
     fn the_repository_known_list_parses_and_matches_by_version_prefix() {
-        let k = KnownResults::load(&crate::layout::Repo::locate().root.join("tests/kselftest-known.toml")).unwrap();
+        let k =
+            KnownResults::load(&crate::base::layout::Repo::locate().root.join("tests/kselftest-known.toml")).unwrap();
         let custom = KnownResults {
             known: vec![KnownResult {
                 test: "hid_bpf.test_x".into(),

@@ -27,12 +27,12 @@
 //! * [`bench`], [`robustness`]: the commands that print the README's numbers.
 pub mod agent;
 pub mod allowlist;
+pub mod base;
 pub mod bench;
 pub mod cell;
 pub mod console;
 pub mod debian;
 pub mod doctor;
-pub mod error;
 pub mod fixtures;
 pub mod initramfs;
 pub mod kbuild;
@@ -41,10 +41,7 @@ pub mod kernel_src;
 pub mod kernels;
 pub mod known;
 pub mod kselftest;
-pub mod layout;
-pub mod lock;
 pub mod matrix;
-pub mod output;
 pub mod patches;
 pub mod prebuilt;
 pub mod qemu;
@@ -57,22 +54,6 @@ pub mod scenarios;
 pub mod shell;
 pub mod suite;
 pub mod toolfloor;
-pub mod tools;
 pub mod verdict;
 
-pub use error::{Error, Result};
-
-/// Cores on this machine: kernel build jobs.
-pub fn cores() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
-}
-
-/// VMs at a time by default: one and a half per core. A test's guest spends
-/// much of its time waiting (for work items, settles, quiet periods), not
-/// computing: with one VM per core the 6.12 catalogue used 59% of two cores
-/// under TCG and took 188-202 s; with three VMs, 139 s; with four, 126 s
-/// and race rounds slowed by the contention (docs/measurements.md).
-pub fn default_vms() -> usize {
-    let c = cores();
-    c + c.div_ceil(2)
-}
+pub use base::error::{Error, Result};

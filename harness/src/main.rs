@@ -1,6 +1,6 @@
 //! `hidvm`: build kernel cells, run scenarios in QEMU, print the matrix.
 use clap::{Parser, Subcommand};
-use hidvm::error::exit;
+use hidvm::base::error::exit;
 use hidvm::kernels::Target;
 use hidvm::matrix::Matrix;
 use hidvm::repeat::Summary;
@@ -203,7 +203,7 @@ fn main() -> ExitCode {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
     let cli = Cli::parse();
-    hidvm::output::init();
+    hidvm::base::output::init();
     match real_main(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -233,13 +233,17 @@ fn real_main(cli: Cli) -> hidvm::Result<ExitCode> {
     })?;
     match cli.command {
         Command::Packages => {
-            println!("{}", hidvm::tools::all_packages().join(" "));
+            println!("{}", hidvm::base::tools::all_packages().join(" "));
             Ok(ExitCode::SUCCESS)
         }
         Command::Selftests { cells, program, jobs } => {
             let targets = selected_targets(&suite, &cells)?;
-            let ok =
-                hidvm::kselftest::run_all(&suite, &targets, program.as_deref(), jobs.unwrap_or_else(hidvm::cores))?;
+            let ok = hidvm::kselftest::run_all(
+                &suite,
+                &targets,
+                program.as_deref(),
+                jobs.unwrap_or_else(hidvm::base::host::cores),
+            )?;
             Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(exit::TESTS_FAILED) })
         }
         Command::Summary { files, markdown } => {
@@ -311,8 +315,8 @@ fn real_main(cli: Cli) -> hidvm::Result<ExitCode> {
                 println!("forgot {n} remembered KVM probe result(s); the next test run probes again");
                 return Ok(ExitCode::SUCCESS);
             }
-            let qemu = hidvm::tools::require(&hidvm::tools::QEMU)?;
-            let version = hidvm::tools::version_line(&qemu.display().to_string(), &["--version"])?;
+            let qemu = hidvm::base::tools::require(&hidvm::base::tools::QEMU)?;
+            let version = hidvm::base::tools::version_line(&qemu.display().to_string(), &["--version"])?;
             match (std::env::var("HIDVM_ACCEL").ok().filter(|v| !v.is_empty()), store.remembered(&version)) {
                 (Some(forced), _) => println!("{forced} (forced by HIDVM_ACCEL)"),
                 (None, Some(r)) => println!("{}: {}", r.accel.name(), r.reason),
@@ -430,14 +434,14 @@ fn tests(suite: &Suite, cells: &[String], filter: Option<&str>) -> hidvm::Result
 fn build(suite: &Suite, targets: &[Target]) -> hidvm::Result<()> {
     for target in targets {
         let k = suite.kernel(target)?;
-        hidvm::output::note(format!(
+        hidvm::base::output::note(format!(
             "hidvm: {target}: {} ({})",
             if k.built_now { "built" } else { "cached" },
             k.vmlinux.display()
         ));
     }
     let agent = hidvm::agent::ensure(&suite.repo)?;
-    hidvm::output::note(format!("hidvm: guest agent: {}", agent.display()));
+    hidvm::base::output::note(format!("hidvm: guest agent: {}", agent.display()));
     Ok(())
 }
 
@@ -468,21 +472,21 @@ fn run_matrix(suite: &Suite, entries: Vec<Entry>, opts: &RunOpts, repeat: usize)
     // Only the targets some test runs on are built.
     let used: Vec<Target> = targets.iter().filter(|t| work.iter().any(|c| &c.target == *t)).cloned().collect();
     build(suite, &used)?;
-    let preparing = hidvm::output::start(hidvm::output::Phase::Work {
+    let preparing = hidvm::base::output::start(hidvm::base::output::Phase::Work {
         what: &format!("preparing {} tests (loading, compiling and matching programs)", work.len()),
     });
     for case in &work {
         suite.prepare(&case.target, &case.entry)?;
     }
     preparing.finish("ready");
-    let jobs = jobs.unwrap_or_else(hidvm::default_vms).max(1);
-    hidvm::output::note(format!(
+    let jobs = jobs.unwrap_or_else(hidvm::base::host::default_vms).max(1);
+    hidvm::base::output::note(format!(
         "hidvm: running {} tests ({} skipped), {jobs} VMs at a time{}",
         work.len(),
         skipped.len(),
         if repeat > 1 { format!(", {repeat} times") } else { String::new() }
     ));
-    hidvm::output::tests_started(work.len() * repeat);
+    hidvm::base::output::tests_started(work.len() * repeat);
 
     let started = std::time::Instant::now();
     let mut tallies = vec![hidvm::repeat::Tally::default(); work.len()];
@@ -491,11 +495,13 @@ fn run_matrix(suite: &Suite, entries: Vec<Entry>, opts: &RunOpts, repeat: usize)
     for round in 1..=repeat {
         let t = std::time::Instant::now();
         let results = suite.run_parallel(&work, jobs, |case, r| match r {
-            Ok(rep) if rep.verdict.passed() && !verbose => {
-                hidvm::output::test_finished(true, &format!("  pass  {} ({:.1} s)", rep.test, rep.vm_seconds), None)
-            }
-            Ok(rep) => hidvm::output::test_finished(rep.acceptable(), &rep.test, Some(&rep.render())),
-            Err(e) => hidvm::output::test_finished(false, &format!("  ERROR {}: {e}", case.name()), None),
+            Ok(rep) if rep.verdict.passed() && !verbose => hidvm::base::output::test_finished(
+                true,
+                &format!("  pass  {} ({:.1} s)", rep.test, rep.vm_seconds),
+                None,
+            ),
+            Ok(rep) => hidvm::base::output::test_finished(rep.acceptable(), &rep.test, Some(&rep.render())),
+            Err(e) => hidvm::base::output::test_finished(false, &format!("  ERROR {}: {e}", case.name()), None),
         });
         let mut round_tally = hidvm::repeat::Tally::default();
         for (i, r) in results.iter().enumerate() {
@@ -507,7 +513,7 @@ fn run_matrix(suite: &Suite, entries: Vec<Entry>, opts: &RunOpts, repeat: usize)
             }
         }
         if repeat > 1 {
-            hidvm::output::note(format!(
+            hidvm::base::output::note(format!(
                 "hidvm: round {round}/{repeat}: {} passed, {} known kernel bugs, {} failed, {:.1} s",
                 round_tally.pass,
                 round_tally.known,
@@ -517,7 +523,7 @@ fn run_matrix(suite: &Suite, entries: Vec<Entry>, opts: &RunOpts, repeat: usize)
         }
         last = results.into_iter().map(Some).collect();
     }
-    hidvm::output::tests_done();
+    hidvm::base::output::tests_done();
 
     let mut matrix = Matrix::new(targets.clone());
     for (i, (case, r)) in work.iter().zip(&last).enumerate() {

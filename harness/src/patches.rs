@@ -12,8 +12,8 @@
 //! private copy in the cache, one per base tree, kept in sync with rsync
 //! so files the series does not change keep their timestamps and the
 //! next build of a revised series is incremental.
-use crate::error::{one_line, Error, Result};
-use crate::layout::sha256_parts;
+use crate::base::error::{one_line, Error, Result};
+use crate::base::layout::sha256_parts;
 use std::path::{Path, PathBuf};
 
 #[derive(Clone, Debug)]
@@ -159,7 +159,7 @@ pub enum CopyFiles {
 /// whose size and time already match untouched (rsync's quick check), so a
 /// build from the copy stays incremental.
 pub fn sync(origin: &Path, copy: &Path, files: CopyFiles) -> Result<()> {
-    crate::tools::require(&crate::tools::RSYNC)?;
+    crate::base::tools::require(&crate::base::tools::RSYNC)?;
     std::fs::create_dir_all(copy).map_err(Error::io(format!("creating {}", copy.display())))?;
     let src = format!("{}/", origin.display());
     let dst = format!("{}/", copy.display());

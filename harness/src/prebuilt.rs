@@ -7,12 +7,12 @@
 //! only the direct vmlinux boot uses), and `vmlinux.h` is generated from
 //! the image's BTF, which programs are compiled against. Its tests are
 //! named `prebuilt-<gcc|llvm>::...` after the compiler its .config names.
+use crate::base::error::{one_line, Error, Result};
+use crate::base::layout::{sha256_parts, write_atomic, Repo};
+use crate::base::lock::{FileLock, Mode};
 use crate::cell::{BootImage, KernelCell};
-use crate::error::{one_line, Error, Result};
 use crate::kbuild::{BuildRecord, BuiltKernel};
 use crate::kconfig::{self, Fragment};
-use crate::layout::{sha256_parts, write_atomic, Repo};
-use crate::lock::{FileLock, Mode};
 use std::path::{Path, PathBuf};
 
 pub const ENV_VAR: &str = "HIDVM_KERNEL";
@@ -196,7 +196,7 @@ pub fn prepare(repo: &Repo, cache: &Path, image: &PrebuiltImage, header_tree: &P
         None => extract_vmlinux(&image.boot_image, &dir, header_tree)?,
     };
     if !vmlinux_h.exists() {
-        let bpftool = crate::tools::require(&crate::tools::BPFTOOL)?;
+        let bpftool = crate::base::tools::require(&crate::base::tools::BPFTOOL)?;
         let out = duct::cmd!(bpftool, "btf", "dump", "file", &vmlinux, "format", "c")
             .stdout_capture()
             .stderr_capture()

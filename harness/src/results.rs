@@ -5,7 +5,7 @@
 //! FILE`, the kernel's own test-result format). `hidvm summary` merges the
 //! files of many jobs into one matrix, with compiler- and kernel-dependent
 //! rows flagged, as text or Markdown (for `$GITHUB_STEP_SUMMARY`).
-use crate::error::{Error, Result};
+use crate::base::error::{Error, Result};
 use crate::kernels::Target;
 use crate::matrix::Matrix;
 use crate::report::RunReport;
@@ -119,7 +119,8 @@ impl Results {
 
     pub fn write_json(&self, path: &Path) -> Result<()> {
         let text = serde_json::to_string_pretty(self).expect("results serialize");
-        crate::layout::write_atomic(path, text.as_bytes()).map_err(Error::io(format!("writing {}", path.display())))
+        crate::base::layout::write_atomic(path, text.as_bytes())
+            .map_err(Error::io(format!("writing {}", path.display())))
     }
 
     /// KTAP version 1: one top-level result per test, `# SKIP` for skips,
@@ -145,7 +146,7 @@ impl Results {
     }
 
     pub fn write_ktap(&self, path: &Path) -> Result<()> {
-        crate::layout::write_atomic(path, self.to_ktap().as_bytes())
+        crate::base::layout::write_atomic(path, self.to_ktap().as_bytes())
             .map_err(Error::io(format!("writing {}", path.display())))
     }
 

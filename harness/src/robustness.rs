@@ -2,7 +2,7 @@
 //! leave debris: splat classes detected out of those provoked, QEMU
 //! processes left after forced stops, kernel builds under concurrent
 //! requesters.
-use crate::error::{Error, Result};
+use crate::base::error::{Error, Result};
 use crate::scenarios::Kind;
 use crate::suite::Suite;
 use std::path::Path;
@@ -81,7 +81,7 @@ fn orphans(suite: &Suite) -> Result<bool> {
     let target = first_target(suite)?;
     let test = format!("selftest::{}::hang_is_reported_with_diagnostics", target.label());
     // Its VMs' command lines name its run directory.
-    let marker = crate::layout::test_dir_name(&test);
+    let marker = crate::base::layout::test_dir_name(&test);
     let exe = std::env::current_exe().map_err(Error::io("locating hidvm"))?;
     let before = qemu_processes("").len();
     let mut results = Vec::new();

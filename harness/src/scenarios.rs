@@ -5,10 +5,10 @@
 //! Nothing silently disappears: an unreadable directory is an error, and a
 //! file whose `cells = [...]` names an unknown cell still lists its tests
 //! (on every cell), which then fail with that message.
+use crate::base::error::{toml_error, Error, Result};
+use crate::base::layout::Repo;
 use crate::cell::KernelCell;
-use crate::error::{toml_error, Error, Result};
 use crate::fixtures::FixtureRef;
-use crate::layout::Repo;
 use crate::recording::Recording;
 use hidvm_proto::devices::check_descriptor;
 use hidvm_proto::scenario::DeviceSpec;
@@ -479,7 +479,7 @@ mod tests {
         // kernel: programs are validated against the first kernel's tree
         // (the nextest `catalogue` trial loads them on every kernel).
         let first = &crate::kernels::load(&repo.kernels_file()).unwrap()[0];
-        let tree = crate::kernel_src::KernelSource::for_spec(first, &crate::layout::cache_root()).unwrap().root;
+        let tree = crate::kernel_src::KernelSource::for_spec(first, &crate::base::layout::cache_root()).unwrap().root;
         let opts = LoadOptions { kernel_tree: Some(&tree), bless: false };
         for e in all.iter().filter(|e| e.skip_reason(first).is_none()) {
             load(&repo, e, opts).unwrap_or_else(|err| panic!("{err}"));

@@ -4,17 +4,17 @@
 //! (the named scenario's, or every catalogue fixture), the agent is /init,
 //! and with `--scenario` that scenario's devices exist. `exit` (or Ctrl-D)
 //! ends the VM; QEMU dies with hidvm, so nothing is left behind.
-use crate::error::{Error, Result};
+use crate::base::error::{Error, Result};
+use crate::base::layout::new_run_dir;
+use crate::base::tools::{self, Tool};
 use crate::fixtures::{self, FixtureRef};
 use crate::initramfs::Initramfs;
 use crate::kernels::Target;
-use crate::layout::new_run_dir;
 use crate::qemu::feature::{
     ExitOnReboot, Initramfs as InitrdFeature, Kernel, MicroVm, PanicEndsVm, ResultPort, StdioConsole,
 };
 use crate::qemu::Feature;
 use crate::suite::Suite;
-use crate::tools::{self, Tool};
 use hidvm_proto::job::{BUSYBOX_PATH, FIXTURE_DIR, MODULE_DIR};
 use hidvm_proto::{Job, JobMode, JOB_PATH};
 use std::collections::BTreeMap;

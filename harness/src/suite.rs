@@ -2,19 +2,20 @@
 //! agent, initramfs, accelerator, VM, verdict. Booting is `qemu::boot`'s,
 //! showing the result is `report`'s.
 use crate::allowlist::AllowList;
+use crate::base::error::{Error, Result};
+use crate::base::layout::{cache_root, new_run_dir, test_dir_name, write_atomic, Repo};
+use crate::base::tools;
 use crate::cell::{self, KernelCell};
-use crate::error::{Error, Result};
 use crate::initramfs::Initramfs;
 use crate::kbuild::{BuiltKernel, KernelBuilder};
 use crate::kernel_src::KernelSource;
 use crate::kernels::{self, KernelSpec, Target};
-use crate::layout::{cache_root, new_run_dir, test_dir_name, write_atomic, Repo};
 use crate::qemu::accel::{Accel, ProbeRecord, ProbeStore};
 use crate::qemu::{boot, snapshot};
 use crate::report::RunReport;
 use crate::scenarios::{self, Entry, LoadOptions, Loaded};
 use crate::verdict::{self, GuestReport};
-use crate::{agent, console, fixtures, tools};
+use crate::{agent, console, fixtures};
 use hidvm_proto::job::{FIXTURE_DIR, MODULE_DIR};
 use hidvm_proto::{GuestFixture, Job, JobMode, JOB_PATH};
 use std::collections::BTreeMap;
@@ -469,7 +470,7 @@ impl Suite {
             match boot::boot_restored(qemu, image, &snap, own_files, accel, deadline, run_dir)? {
                 Ok(booted) => return Ok((booted, format!("snapshot {}", snap.key))),
                 Err(why) => {
-                    crate::output::note(format!(
+                    crate::base::output::note(format!(
                         "{}: restoring snapshot {} failed ({why}); booting cold",
                         run_dir.display(),
                         snap.key
@@ -517,7 +518,11 @@ impl Suite {
                     continue;
                 }
                 write_atomic(file, text.as_bytes()).map_err(Error::io(format!("writing {}", file.display())))?;
-                crate::output::note(format!("hidvm: blessed {} ({} lines) from {target}", file.display(), lines.len()));
+                crate::base::output::note(format!(
+                    "hidvm: blessed {} ({} lines) from {target}",
+                    file.display(),
+                    lines.len()
+                ));
                 blessed.insert(file.clone(), (target.to_string(), body));
             }
         }

@@ -4,8 +4,8 @@
 //! probe's result, good or bad, is remembered per host boot (boot_id) and
 //! QEMU version: one probe per machine boot, however many tests run.
 use super::Feature;
-use crate::layout::{sha256_parts, write_atomic};
-use crate::lock::{FileLock, Mode};
+use crate::base::layout::{sha256_parts, write_atomic};
+use crate::base::lock::{FileLock, Mode};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -126,7 +126,7 @@ impl ProbeStore {
         if let Some(r) = self.remembered(qemu_version) {
             return Ok(r);
         }
-        let progress = crate::output::start(crate::output::Phase::Work {
+        let progress = crate::base::output::start(crate::base::output::Phase::Work {
             what: &format!(
                 "probing KVM with a timed boot (at most {} s, once per host boot)",
                 PROBE_DEADLINE.as_secs()

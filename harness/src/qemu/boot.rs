@@ -7,7 +7,7 @@ use super::feature::{
 };
 use super::snapshot::{self, Restore, Snapshot, Template, VmPaths};
 use super::{Feature, Vm, VmOutcome};
-use crate::error::{Error, Result};
+use crate::base::error::{Error, Result};
 use crate::initramfs::Initramfs;
 use hidvm_proto::job::Detectors;
 use hidvm_proto::{GuestMsg, Job, JobMode, JOB_PATH};

@@ -11,10 +11,10 @@
 use super::qmp::Qmp;
 use super::vm::{connect_console, copy_console, spawn_qemu, KillOnDrop};
 use super::{Accel, Feature};
-use crate::error::{Error, Result};
+use crate::base::error::{Error, Result};
+use crate::base::layout::sha256_parts;
+use crate::base::lock::{FileLock, Mode};
 use crate::initramfs::Initramfs;
-use crate::layout::sha256_parts;
-use crate::lock::{FileLock, Mode};
 use hidvm_proto::GuestMsg;
 use serde_json::json;
 use std::io::Write;

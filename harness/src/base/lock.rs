@@ -37,7 +37,7 @@ impl FileLock {
                 continue;
             }
             let holder = std::fs::read_to_string(path).unwrap_or_default();
-            crate::output::note(format!(
+            crate::base::output::note(format!(
                 "hidvm: waiting for {what} ({}{})",
                 path.display(),
                 if holder.trim().is_empty() {

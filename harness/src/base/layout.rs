@@ -1,6 +1,6 @@
 //! Where things live: the repository (fixtures, scenarios, fragments) and
 //! the cache (kernel trees, builds, probes) that survives between runs.
-use crate::error::{Error, Result};
+use crate::base::error::{Error, Result};
 use std::path::{Path, PathBuf};
 
 /// The repository root. The harness is a developer tool run from its own

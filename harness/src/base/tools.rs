@@ -1,7 +1,7 @@
 //! Host tools hidvm runs, and the Debian packages that provide them. Checked
 //! before the step that needs them, so a fresh machine gets one line naming
 //! the package instead of a failure deep inside a kernel build.
-use crate::error::{Error, Result};
+use crate::base::error::{Error, Result};
 use std::path::{Path, PathBuf};
 
 #[derive(Clone, Copy, Debug)]
@@ -96,7 +96,7 @@ pub fn all_packages() -> Vec<String> {
         .collect();
     p.extend(["lld-19", "llvm-19", "debian-archive-keyring", "busybox-static"].map(String::from));
     let kernels =
-        crate::kernels::load(&crate::layout::repo_root().join("guest-image/kernels.toml")).unwrap_or_default();
+        crate::kernels::load(&crate::base::layout::repo_root().join("guest-image/kernels.toml")).unwrap_or_default();
     p.extend(kernels.into_iter().filter(|k| k.fetch_from.is_none()).filter_map(|k| k.package));
     p.sort();
     p.dedup();
@@ -121,7 +121,7 @@ mod tests {
 
     #[test]
     fn setup_script_installs_exactly_the_packages_hidvm_checks_for() {
-        let script = std::fs::read_to_string(crate::layout::repo_root().join(".ci/setup")).unwrap();
+        let script = std::fs::read_to_string(crate::base::layout::repo_root().join(".ci/setup")).unwrap();
         let line = script.lines().find(|l| l.starts_with("PACKAGES=")).expect("PACKAGES= line");
         let mut listed: Vec<&str> = line.trim_start_matches("PACKAGES=").trim_matches('"').split_whitespace().collect();
         listed.sort();
