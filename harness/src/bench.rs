@@ -73,7 +73,7 @@ pub fn run(suite: &Suite, opts: &BenchOptions) -> Result<()> {
         return Err(Error::Other("no scenario to time; add one to tests/scenarios/".into()));
     };
     let mut accel_line = None;
-    let mut time_one = |target: &crate::kernels::Target, label: &str| -> Result<()> {
+    let mut time_one = |target: &crate::kernel::spec::Target, label: &str| -> Result<()> {
         let (mut vm, mut total, mut answer) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..opts.runs {
             let t = Instant::now();

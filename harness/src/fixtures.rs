@@ -19,7 +19,7 @@
 use crate::base::error::{error_lines, Error, Result};
 use crate::base::layout::{sha256_parts, Repo};
 use crate::base::tools;
-use crate::kbuild::BuiltKernel;
+use crate::kernel::build::BuiltKernel;
 use hidvm_proto::{DeviceMatch, Hook};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

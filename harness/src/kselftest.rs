@@ -13,7 +13,7 @@ use crate::base::lock::{FileLock, Mode};
 use crate::base::tools;
 use crate::console;
 use crate::initramfs::Initramfs;
-use crate::kernels::Target;
+use crate::kernel::spec::Target;
 use crate::qemu::boot;
 use crate::suite::Suite;
 use hidvm_proto::job::PROGRAM_DIR;
@@ -106,7 +106,7 @@ impl Built {
 pub fn build(suite: &Suite, target: &Target) -> Result<Built> {
     let kernel = suite.kernel(target)?;
     let source = suite.source(&target.kernel)?;
-    let cell = crate::cell::find(&suite.all_cells, &target.cell)?;
+    let cell = crate::kernel::cell::find(&suite.all_cells, &target.cell)?;
     let key = sha256_parts([
         kernel.record.request_key.as_bytes(),
         source.identity.as_bytes(),

@@ -1,7 +1,7 @@
 //! `hidvm`: build kernel cells, run scenarios in QEMU, print the matrix.
 use clap::{Parser, Subcommand};
 use hidvm::base::error::exit;
-use hidvm::kernels::Target;
+use hidvm::kernel::spec::Target;
 use hidvm::matrix::Matrix;
 use hidvm::repeat::Summary;
 use hidvm::report::RunReport;
@@ -233,7 +233,7 @@ fn real_main(cli: Cli) -> hidvm::Result<ExitCode> {
     })?;
     match cli.command {
         Command::Packages => {
-            println!("{}", hidvm::base::tools::all_packages().join(" "));
+            println!("{}", hidvm::kernel::packages::all_packages().join(" "));
             Ok(ExitCode::SUCCESS)
         }
         Command::Selftests { cells, program, jobs } => {
@@ -272,7 +272,7 @@ fn real_main(cli: Cli) -> hidvm::Result<ExitCode> {
         Command::Shell { cell, scenario } => {
             let kernel = suite.kernels.first().ok_or_else(|| hidvm::Error::Other("no kernel selected".into()))?;
             let cell = match cell {
-                Some(c) => hidvm::cell::find(&suite.all_cells, &c)?.name.clone(),
+                Some(c) => hidvm::kernel::cell::find(&suite.all_cells, &c)?.name.clone(),
                 None => suite.cells.first().ok_or_else(|| hidvm::Error::Other("no cell selected".into()))?.name.clone(),
             };
             let code = hidvm::shell::run(&suite, &Target::new(&kernel.name, &cell), scenario.as_deref(), None)?;
@@ -290,7 +290,7 @@ fn real_main(cli: Cli) -> hidvm::Result<ExitCode> {
                 };
                 match &k.fetch_from {
                     Some(from) => {
-                        let (tarball, version) = hidvm::debian::fetch_source(&suite.cache, package, from)?;
+                        let (tarball, version) = hidvm::kernel::debian::fetch_source(&suite.cache, package, from)?;
                         println!("kernel {}: {package} {version} from Debian {from}: {}", k.name, tarball.display());
                     }
                     None => {
@@ -416,7 +416,7 @@ fn selected_cells(suite: &Suite, names: &[String]) -> hidvm::Result<Vec<String>>
         return Ok(suite.cells.iter().map(|c| c.name.clone()).collect());
     }
     for n in names {
-        hidvm::cell::find(&suite.all_cells, n)?;
+        hidvm::kernel::cell::find(&suite.all_cells, n)?;
     }
     Ok(names.to_vec())
 }

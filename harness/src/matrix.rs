@@ -2,7 +2,7 @@
 //! with rows whose verdict differs between the compilers of a kernel
 //! flagged compiler-dependent, and between the kernels of a compiler
 //! flagged kernel-dependent.
-use crate::kernels::Target;
+use crate::kernel::spec::Target;
 use crate::report::RunReport;
 use crate::verdict::Verdict;
 use std::collections::BTreeMap;

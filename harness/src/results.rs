@@ -6,7 +6,7 @@
 //! files of many jobs into one matrix, with compiler- and kernel-dependent
 //! rows flagged, as text or Markdown (for `$GITHUB_STEP_SUMMARY`).
 use crate::base::error::{Error, Result};
-use crate::kernels::Target;
+use crate::kernel::spec::Target;
 use crate::matrix::Matrix;
 use crate::report::RunReport;
 use crate::verdict::{split_verdict, Verdict};
@@ -197,7 +197,7 @@ impl Results {
     pub fn matrix(&self) -> Matrix {
         let mut targets: Vec<Target> = self.records.iter().map(TestRecord::target).collect();
         targets.sort_by(|a, b| {
-            let series = |t: &Target| crate::kernels::parse_series(&t.kernel).unwrap_or((u32::MAX, u32::MAX));
+            let series = |t: &Target| crate::kernel::spec::parse_series(&t.kernel).unwrap_or((u32::MAX, u32::MAX));
             series(a).cmp(&series(b)).then(a.kernel.cmp(&b.kernel)).then(a.cell.cmp(&b.cell))
         });
         targets.dedup();

@@ -175,7 +175,7 @@ fn concurrent_builds(suite: &Suite, n: usize) -> Result<bool> {
     Ok(builds == 1 && failures == 0)
 }
 
-fn first_target(suite: &Suite) -> Result<crate::kernels::Target> {
+fn first_target(suite: &Suite) -> Result<crate::kernel::spec::Target> {
     suite.default_targets().into_iter().next().ok_or_else(|| Error::Other("no kernel or cell selected".into()))
 }
 

@@ -7,8 +7,8 @@
 //! (on every cell), which then fail with that message.
 use crate::base::error::{toml_error, Error, Result};
 use crate::base::layout::Repo;
-use crate::cell::KernelCell;
 use crate::fixtures::FixtureRef;
+use crate::kernel::cell::KernelCell;
 use crate::recording::Recording;
 use hidvm_proto::devices::check_descriptor;
 use hidvm_proto::scenario::DeviceSpec;
@@ -47,7 +47,7 @@ impl Entry {
 
     /// Why this test does not run on `kernel` (listed, reported as
     /// skipped, never as passed): a kernel older than `min_kernel`.
-    pub fn skip_reason(&self, kernel: &crate::kernels::KernelSpec) -> Option<String> {
+    pub fn skip_reason(&self, kernel: &crate::kernel::spec::KernelSpec) -> Option<String> {
         let min = self.min_kernel?;
         match kernel.series() {
             Some(series) if series >= min => None,
@@ -222,7 +222,7 @@ fn entry(path: PathBuf, kind: Kind, cells: &[KernelCell]) -> Entry {
         )
     });
     let min = min_kernel.as_deref().map(|m| {
-        crate::kernels::parse_series(m)
+        crate::kernel::spec::parse_series(m)
             .ok_or_else(|| format!("field `min_kernel`: `{m}` is not a kernel series like \"6.15\""))
     });
     let min_kernel = match min {
@@ -468,7 +468,7 @@ mod tests {
     use super::*;
 
     fn cells() -> Vec<KernelCell> {
-        crate::cell::load(&Repo::locate().cells_file()).unwrap()
+        crate::kernel::cell::load(&Repo::locate().cells_file()).unwrap()
     }
 
     #[test]
@@ -478,8 +478,9 @@ mod tests {
         assert!(all.iter().any(|e| e.kind == Kind::Scenario), "no scenarios found");
         // kernel: programs are validated against the first kernel's tree
         // (the nextest `catalogue` trial loads them on every kernel).
-        let first = &crate::kernels::load(&repo.kernels_file()).unwrap()[0];
-        let tree = crate::kernel_src::KernelSource::for_spec(first, &crate::base::layout::cache_root()).unwrap().root;
+        let first = &crate::kernel::spec::load(&repo.kernels_file()).unwrap()[0];
+        let tree =
+            crate::kernel::source::KernelSource::for_spec(first, &crate::base::layout::cache_root()).unwrap().root;
         let opts = LoadOptions { kernel_tree: Some(&tree), bless: false };
         for e in all.iter().filter(|e| e.skip_reason(first).is_none()) {
             load(&repo, e, opts).unwrap_or_else(|err| panic!("{err}"));

@@ -9,7 +9,7 @@ use crate::base::layout::new_run_dir;
 use crate::base::tools::{self, Tool};
 use crate::fixtures::{self, FixtureRef};
 use crate::initramfs::Initramfs;
-use crate::kernels::Target;
+use crate::kernel::spec::Target;
 use crate::qemu::feature::{
     ExitOnReboot, Initramfs as InitrdFeature, Kernel, MicroVm, PanicEndsVm, ResultPort, StdioConsole,
 };

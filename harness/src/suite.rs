@@ -5,11 +5,11 @@ use crate::allowlist::AllowList;
 use crate::base::error::{Error, Result};
 use crate::base::layout::{cache_root, new_run_dir, test_dir_name, write_atomic, Repo};
 use crate::base::tools;
-use crate::cell::{self, KernelCell};
 use crate::initramfs::Initramfs;
-use crate::kbuild::{BuiltKernel, KernelBuilder};
-use crate::kernel_src::KernelSource;
-use crate::kernels::{self, KernelSpec, Target};
+use crate::kernel::build::{BuiltKernel, KernelBuilder};
+use crate::kernel::cell::{self, KernelCell};
+use crate::kernel::source::KernelSource;
+use crate::kernel::spec::{self, KernelSpec, Target};
 use crate::qemu::accel::{Accel, ProbeRecord, ProbeStore};
 use crate::qemu::{boot, snapshot};
 use crate::report::RunReport;
@@ -84,7 +84,7 @@ pub struct Suite {
     /// a `vm-test` must not put two different kernels into one matrix.
     sources: std::sync::Mutex<BTreeMap<String, KernelSource>>,
     /// The patch series applied to every tree (`--patches`), read up front.
-    pub series: Option<crate::patches::Series>,
+    pub series: Option<crate::kernel::patches::Series>,
     /// Expectation files blessed in this command: file -> (target, content),
     /// so two targets that disagree are caught instead of overwriting.
     pub blessed: std::sync::Mutex<BTreeMap<PathBuf, (String, String)>>,
@@ -127,17 +127,17 @@ impl Suite {
             opts.patches = std::env::var_os("HIDVM_PATCHES").filter(|v| !v.is_empty()).map(PathBuf::from);
         }
         let env_path = |var: &str| std::env::var_os(var).filter(|v| !v.is_empty()).map(PathBuf::from);
-        opts.prebuilt = opts.prebuilt.take().or_else(|| env_path(crate::prebuilt::ENV_VAR));
-        opts.prebuilt_config = opts.prebuilt_config.take().or_else(|| env_path(crate::prebuilt::CONFIG_ENV_VAR));
+        opts.prebuilt = opts.prebuilt.take().or_else(|| env_path(crate::kernel::image::ENV_VAR));
+        opts.prebuilt_config = opts.prebuilt_config.take().or_else(|| env_path(crate::kernel::image::CONFIG_ENV_VAR));
         let user_tree = KernelSource::user_override(opts.kernel_src.as_deref());
         let image = match &opts.prebuilt {
-            Some(p) => Some(crate::prebuilt::PrebuiltImage::locate(p, opts.prebuilt_config.as_deref())?),
+            Some(p) => Some(crate::kernel::image::PrebuiltImage::locate(p, opts.prebuilt_config.as_deref())?),
             None => None,
         };
         let all_kernels = match (&image, &user_tree) {
             (Some(image), tree) => vec![KernelSpec::prebuilt(image.clone(), tree.as_deref())],
             (None, Some(dir)) => vec![KernelSpec::user_tree(dir)],
-            (None, None) => kernels::load(&repo.kernels_file())?,
+            (None, None) => spec::load(&repo.kernels_file())?,
         };
         // A prebuilt kernel is its own cell, named after its compiler.
         let defined_cells = all_cells.clone();
@@ -156,7 +156,7 @@ impl Suite {
             // kernel as well is a contradiction, said out loud.
             Some((from, wanted)) => {
                 for w in &wanted {
-                    kernels::find(&all_kernels, w).map_err(|e| {
+                    spec::find(&all_kernels, w).map_err(|e| {
                         let hint = if user_tree.is_some() {
                             " (with --kernel-src/HIDVM_KERNEL_SRC the only kernel is `tree`)"
                         } else {
@@ -169,7 +169,7 @@ impl Suite {
             }
             None => run_kernels.retain(|k| k.default_run),
         }
-        let series = opts.patches.as_deref().map(crate::patches::Series::load).transpose()?;
+        let series = opts.patches.as_deref().map(crate::kernel::patches::Series::load).transpose()?;
         Ok(Suite {
             series,
             repo,
@@ -213,14 +213,14 @@ impl Suite {
         if let Some(s) = sources.get(kernel) {
             return Ok(s.clone());
         }
-        let spec = kernels::find(&self.all_kernels, kernel)?;
+        let spec = spec::find(&self.all_kernels, kernel)?;
         let mut s = match &spec.image {
             // Headers and kernel: programs for a prebuilt image come from
             // the tree given with it, else from the first kernel's tree.
             Some(image) => {
                 let mut s = match &spec.tree {
                     Some(_) => KernelSource::for_spec(spec, &self.cache)?,
-                    None => KernelSource::for_spec(&kernels::load(&self.repo.kernels_file())?[0], &self.cache)?,
+                    None => KernelSource::for_spec(&spec::load(&self.repo.kernels_file())?[0], &self.cache)?,
                 };
                 s.version = image.version.clone();
                 s
@@ -235,7 +235,7 @@ impl Suite {
     }
 
     pub fn spec(&self, kernel: &str) -> Result<&KernelSpec> {
-        kernels::find(&self.all_kernels, kernel)
+        spec::find(&self.all_kernels, kernel)
     }
 
     /// The key `target`'s kernel is (or would be) cached under.
@@ -251,7 +251,7 @@ impl Suite {
         let cell = cell::find(&self.all_cells, &target.cell)?;
         let source = self.source(&target.kernel)?;
         if let Some(image) = &self.spec(&target.kernel)?.image {
-            return crate::prebuilt::prepare(&self.repo, &self.cache, image, &source.root);
+            return crate::kernel::prebuilt::prepare(&self.repo, &self.cache, image, &source.root);
         }
         let mut builder =
             KernelBuilder::new(&self.repo, &self.cache, &source).with_user_fragments(&self.opts.config_fragments)?;

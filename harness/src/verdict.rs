@@ -2,8 +2,8 @@
 //! on the kernel the cell claims to be, with a clean console; QEMU exiting
 //! 0 proves nothing (a panic with panic=-1 exits 0 too).
 use crate::base::error::one_line;
-use crate::cell::KernelCell;
 use crate::console::{self, Splat};
+use crate::kernel::cell::KernelCell;
 use crate::qemu::VmOutcome;
 use hidvm_proto::job::Detectors;
 use hidvm_proto::{GuestMsg, Health, Kmemleak, Reading, Scenario, StepReport};

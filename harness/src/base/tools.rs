@@ -83,26 +83,6 @@ fn missing(t: &Tool<'_>) -> Error {
     Error::MissingTool { tool: t.name.into(), what: t.what.into(), package: t.package.into() }
 }
 
-/// Every package hidvm needs on a Debian/Ubuntu host (used by `make setup`):
-/// the tools, and the source packages of the kernels (guest-image/kernels.toml)
-/// installed from the host's suites; those of other suites are fetched
-/// (`hidvm fetch`), which needs the archive keyring.
-pub fn all_packages() -> Vec<String> {
-    let mut p: Vec<String> = KERNEL_BUILD
-        .iter()
-        .chain(AGENT_BUILD)
-        .chain([QEMU, CLANG, BPFTOOL, LIBBPF_HEADERS, RSYNC, GIT, PYTHON].iter())
-        .map(|t| t.package.to_string())
-        .collect();
-    p.extend(["lld-19", "llvm-19", "debian-archive-keyring", "busybox-static"].map(String::from));
-    let kernels =
-        crate::kernels::load(&crate::base::layout::repo_root().join("guest-image/kernels.toml")).unwrap_or_default();
-    p.extend(kernels.into_iter().filter(|k| k.fetch_from.is_none()).filter_map(|k| k.package));
-    p.sort();
-    p.dedup();
-    p
-}
-
 /// First line of `<cmd> --version`, which goes into cache keys.
 pub fn version_line(cmd: &str, args: &[&str]) -> Result<String> {
     let out = duct::cmd(cmd, args)
@@ -118,15 +98,6 @@ pub fn version_line(cmd: &str, args: &[&str]) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn setup_script_installs_exactly_the_packages_hidvm_checks_for() {
-        let script = std::fs::read_to_string(crate::base::layout::repo_root().join(".ci/setup")).unwrap();
-        let line = script.lines().find(|l| l.starts_with("PACKAGES=")).expect("PACKAGES= line");
-        let mut listed: Vec<&str> = line.trim_start_matches("PACKAGES=").trim_matches('"').split_whitespace().collect();
-        listed.sort();
-        assert_eq!(listed, all_packages());
-    }
 
     #[test]
     fn missing_tool_error_names_the_package() {

@@ -7,7 +7,7 @@
 use crate::base::error::{one_line, Error, Result};
 use crate::base::layout::{sha256_parts, write_atomic};
 use crate::base::lock::{FileLock, Mode};
-use crate::patches::{CopyFiles, Series};
+use crate::kernel::patches::{CopyFiles, Series};
 use std::path::{Path, PathBuf};
 
 pub const ENV_VAR: &str = "HIDVM_KERNEL_SRC";
@@ -45,7 +45,7 @@ impl KernelSource {
 
     /// The tree of a kernel spec: the user's tree, the installed Debian
     /// package's tarball, or a Debian package fetched from another suite.
-    pub fn for_spec(spec: &crate::kernels::KernelSpec, cache: &Path) -> Result<KernelSource> {
+    pub fn for_spec(spec: &crate::kernel::spec::KernelSpec, cache: &Path) -> Result<KernelSource> {
         if let Some(tree) = &spec.tree {
             let src = Self::user_tree(tree)?;
             if src.origin == (Origin::User { built_in_place: true }) {
@@ -64,7 +64,7 @@ impl KernelSource {
         match &spec.fetch_from {
             None => Self::debian_tarball(&PathBuf::from(format!("/usr/src/{package}.tar.xz")), package, cache),
             Some(suite) => {
-                let (tarball, _version) = crate::debian::source(cache, package, suite)?;
+                let (tarball, _version) = crate::kernel::debian::source(cache, package, suite)?;
                 Self::debian_tarball(&tarball, package, cache)
             }
         }
@@ -76,7 +76,8 @@ impl KernelSource {
         if let Some(dir) = Self::user_override(None) {
             return Self::user_tree(&dir);
         }
-        let kernels = crate::kernels::load(&crate::base::layout::Repo::locate().root.join("guest-image/kernels.toml"))?;
+        let kernels =
+            crate::kernel::spec::load(&crate::base::layout::Repo::locate().root.join("guest-image/kernels.toml"))?;
         Self::for_spec(&kernels[0], cache)
     }
 
@@ -90,7 +91,7 @@ impl KernelSource {
         Ok(KernelSource { root, version, identity, origin: Origin::User { built_in_place } })
     }
 
-    /// This tree with `series` applied, on a private copy (see [`crate::patches`]).
+    /// This tree with `series` applied, on a private copy (see [`crate::kernel::patches`]).
     pub fn with_patches(&self, series: &Series, cache: &Path) -> Result<KernelSource> {
         let files = match self.origin {
             Origin::User { built_in_place: true } if self.identity.starts_with("git:") => CopyFiles::GitListed,
@@ -125,7 +126,7 @@ impl KernelSource {
             let progress = crate::base::output::start(crate::base::output::Phase::Work {
                 what: &format!("preparing {} (Linux {}{what}) in {}", self.root.display(), self.version, dir.display()),
             });
-            crate::patches::sync(&self.root, &dir, files)?;
+            crate::kernel::patches::sync(&self.root, &dir, files)?;
             if let Some(s) = series {
                 s.apply(&dir, &format!("Linux {} ({})", self.version, self.root.display()))?;
             }
@@ -338,7 +339,7 @@ mod tests {
         std::fs::write(t.path().join(".config"), "CONFIG_X=y\n").unwrap();
         std::fs::write(t.path().join("built.o"), "obj").unwrap();
         let cache = tempfile::tempdir().unwrap();
-        let spec = crate::kernels::KernelSpec::user_tree(t.path());
+        let spec = crate::kernel::spec::KernelSpec::user_tree(t.path());
         let clean = KernelSource::for_spec(&spec, cache.path()).unwrap();
         assert_eq!(clean.origin, Origin::Private);
         assert!(clean.root.join("Makefile").exists() && !clean.root.join(".config").exists());

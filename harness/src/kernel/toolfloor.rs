@@ -8,7 +8,7 @@
 //! too-old tool shows up minutes later as a dropped CONFIG_DEBUG_INFO_BTF
 //! or a compiler error deep in the build log.
 use crate::base::error::{Error, Result};
-use crate::cell::KernelCell;
+use crate::kernel::cell::KernelCell;
 use std::path::Path;
 
 /// A version as kbuild compares them: 17.0.1 -> 170001, pahole 1.24 -> 124.
@@ -153,8 +153,8 @@ mod tests {
             "config DEBUG_INFO_BTF\n\tdepends on PAHOLE_VERSION >= 127\n",
         )
         .unwrap();
-        let cells = crate::cell::load(&crate::base::layout::Repo::locate().cells_file()).unwrap();
-        let llvm = crate::cell::find(&cells, "llvm").unwrap();
+        let cells = crate::kernel::cell::load(&crate::base::layout::Repo::locate().cells_file()).unwrap();
+        let llvm = crate::kernel::cell::find(&cells, "llvm").unwrap();
         let e = check(d.path(), "7.9", llvm).unwrap_err().to_string();
         assert!(e.contains("clang-19 is 16.0.6, kernel 7.9 needs llvm >= 17.0.1"), "{e}");
         assert!(e.contains("pahole is 1.24, kernel 7.9 needs pahole >= 1.27 for CONFIG_DEBUG_INFO_BTF"), "{e}");

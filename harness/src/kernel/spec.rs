@@ -23,7 +23,7 @@ pub struct KernelSpec {
     pub tree: Option<PathBuf>,
     /// A kernel the user built (--kernel): booted, not built.
     #[serde(skip)]
-    pub image: Option<crate::prebuilt::PrebuiltImage>,
+    pub image: Option<crate::kernel::image::PrebuiltImage>,
 }
 
 fn yes() -> bool {
@@ -72,7 +72,7 @@ impl KernelSpec {
 
     /// The kernel a prebuilt image stands for (`--kernel`); `tree`, if
     /// given, supplies program headers and `kernel:` programs.
-    pub fn prebuilt(image: crate::prebuilt::PrebuiltImage, tree: Option<&Path>) -> KernelSpec {
+    pub fn prebuilt(image: crate::kernel::image::PrebuiltImage, tree: Option<&Path>) -> KernelSpec {
         KernelSpec {
             name: "prebuilt".into(),
             summary: format!("the prebuilt kernel {} (Linux {})", image.boot_image.display(), image.version),

@@ -124,7 +124,7 @@ pub fn source(cache: &Path, package: &str, suite: &str) -> Result<(PathBuf, Stri
 /// downloaded when it is already there) and return its source tarball and
 /// version. Without network, the last fetched version is kept.
 pub fn fetch_source(cache: &Path, package: &str, suite: &str) -> Result<(PathBuf, String)> {
-    let bad = |problem: String| Error::KernelSource { path: PathBuf::from(format!("{package} ({suite})")), problem };
+    let bad = |problem: String| fetch_error(package, suite, problem);
     crate::base::tools::require(&crate::base::tools::Tool {
         name: "apt-get",
         what: "Debian package tool",
@@ -138,7 +138,42 @@ pub fn fetch_source(cache: &Path, package: &str, suite: &str) -> Result<(PathBuf
     let state = AptState::new(cache, suite)?;
     let _lock = FileLock::acquire(&state.dir.join("lock"), Mode::Exclusive, &format!("fetching {package}"))
         .map_err(Error::io("apt state lock"))?;
-    // Refresh the signed index; without network apt keeps the last lists.
+    let entry = newest_entry(&state, package, suite)?;
+    let tar_dir = cache.join("debian");
+    let tarball = tar_dir.join(format!("{package}_{}.tar.xz", entry.version.replace(['~', ':'], "_")));
+    if tarball.exists() {
+        remember(cache, package, &entry.version, &tarball)?;
+        return Ok((tarball, entry.version.clone()));
+    }
+    let deb = download(&state, &entry, package, suite)?;
+    std::fs::create_dir_all(&tar_dir).map_err(Error::io(format!("creating {}", tar_dir.display())))?;
+    let tmp =
+        tempfile::Builder::new().prefix(".deb-").tempdir_in(&tar_dir).map_err(Error::io("temporary extraction dir"))?;
+    let out = duct::cmd!("dpkg-deb", "-x", &deb, tmp.path())
+        .stderr_capture()
+        .unchecked()
+        .run()
+        .map_err(Error::io("running dpkg-deb"))?;
+    if !out.status.success() {
+        return Err(bad(format!("dpkg-deb -x failed: {}", one_line(&String::from_utf8_lossy(&out.stderr), 2))));
+    }
+    let inner = tmp.path().join(format!("usr/src/{package}.tar.xz"));
+    if !inner.exists() {
+        return Err(bad(format!("the package has no usr/src/{package}.tar.xz")));
+    }
+    std::fs::rename(&inner, &tarball).map_err(Error::io("moving the source tarball into the cache"))?;
+    let _ = std::fs::remove_file(&deb);
+    remember(cache, package, &entry.version, &tarball)?;
+    Ok((tarball, entry.version.clone()))
+}
+
+fn fetch_error(package: &str, suite: &str, problem: String) -> Error {
+    Error::KernelSource { path: PathBuf::from(format!("{package} ({suite})")), problem }
+}
+
+/// The package's entry in the suite's signed index, refreshed first
+/// (without network apt keeps the last lists).
+fn newest_entry(state: &AptState, package: &str, suite: &str) -> Result<IndexEntry> {
     let update = state
         .apt("apt-get", &["-q", "update"])
         .stdout_capture()
@@ -153,7 +188,7 @@ pub fn fetch_source(cache: &Path, package: &str, suite: &str) -> Result<(PathBuf
         .unchecked()
         .run()
         .map_err(Error::io("running apt-cache show"))?;
-    let Some(entry) = parse_show(&String::from_utf8_lossy(&show.stdout)) else {
+    parse_show(&String::from_utf8_lossy(&show.stdout)).ok_or_else(|| {
         let why = if update.status.success() {
             format!("{suite} has no package {package}")
         } else {
@@ -162,28 +197,31 @@ pub fn fetch_source(cache: &Path, package: &str, suite: &str) -> Result<(PathBuf
                 one_line(&String::from_utf8_lossy(&update.stderr), 2)
             )
         };
-        return Err(bad(format!("{why}; check network access to {MIRROR}")));
-    };
+        fetch_error(package, suite, format!("{why}; check network access to {MIRROR}"))
+    })
+}
+
+/// Record `tarball` as the package's fetched version; older versions of
+/// the package are not needed any more.
+fn remember(cache: &Path, package: &str, version: &str, tarball: &Path) -> Result<()> {
+    let rec = serde_json::to_vec(&Fetched { version: version.to_string(), tarball: tarball.to_path_buf() })
+        .expect("record serializes");
+    let path = fetched_record(cache, package);
+    write_atomic(&path, &rec).map_err(Error::io(format!("writing {}", path.display())))?;
     let tar_dir = cache.join("debian");
-    let tarball = tar_dir.join(format!("{package}_{}.tar.xz", entry.version.replace(['~', ':'], "_")));
-    let remember = |tarball: &Path| -> Result<()> {
-        let rec = serde_json::to_vec(&Fetched { version: entry.version.clone(), tarball: tarball.to_path_buf() })
-            .expect("record serializes");
-        let path = fetched_record(cache, package);
-        write_atomic(&path, &rec).map_err(Error::io(format!("writing {}", path.display())))?;
-        // Older versions of the package are not needed any more.
-        for e in std::fs::read_dir(&tar_dir).into_iter().flatten().flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if name.starts_with(&format!("{package}_")) && name.ends_with(".tar.xz") && e.path() != tarball {
-                let _ = std::fs::remove_file(e.path());
-            }
+    for e in std::fs::read_dir(&tar_dir).into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with(&format!("{package}_")) && name.ends_with(".tar.xz") && e.path() != tarball {
+            let _ = std::fs::remove_file(e.path());
         }
-        Ok(())
-    };
-    if tarball.exists() {
-        remember(&tarball)?;
-        return Ok((tarball, entry.version.clone()));
     }
+    Ok(())
+}
+
+/// The entry's .deb in the apt state directory, downloaded unless it is
+/// there already, and checked against the signed index's SHA256.
+fn download(state: &AptState, entry: &IndexEntry, package: &str, suite: &str) -> Result<PathBuf> {
+    let bad = |problem: String| fetch_error(package, suite, problem);
     let deb = state.dir.join("deb").join(entry.filename.rsplit('/').next().unwrap_or(&entry.filename));
     if deb.exists() && sha256_file(&deb)? != entry.sha256 {
         // apt-get download keeps a file of the right size without hashing it.
@@ -218,25 +256,7 @@ pub fn fetch_source(cache: &Path, package: &str, suite: &str) -> Result<(PathBuf
             entry.sha256
         )));
     }
-    std::fs::create_dir_all(&tar_dir).map_err(Error::io(format!("creating {}", tar_dir.display())))?;
-    let tmp =
-        tempfile::Builder::new().prefix(".deb-").tempdir_in(&tar_dir).map_err(Error::io("temporary extraction dir"))?;
-    let out = duct::cmd!("dpkg-deb", "-x", &deb, tmp.path())
-        .stderr_capture()
-        .unchecked()
-        .run()
-        .map_err(Error::io("running dpkg-deb"))?;
-    if !out.status.success() {
-        return Err(bad(format!("dpkg-deb -x failed: {}", one_line(&String::from_utf8_lossy(&out.stderr), 2))));
-    }
-    let inner = tmp.path().join(format!("usr/src/{package}.tar.xz"));
-    if !inner.exists() {
-        return Err(bad(format!("the package has no usr/src/{package}.tar.xz")));
-    }
-    std::fs::rename(&inner, &tarball).map_err(Error::io("moving the source tarball into the cache"))?;
-    let _ = std::fs::remove_file(&deb);
-    remember(&tarball)?;
-    Ok((tarball, entry.version.clone()))
+    Ok(deb)
 }
 
 fn sha256_file(path: &Path) -> Result<String> {

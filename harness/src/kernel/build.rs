@@ -15,9 +15,9 @@ use crate::base::error::{one_line, Error, Result};
 use crate::base::layout::{sha256_parts, write_atomic, Repo};
 use crate::base::lock::{FileLock, Mode};
 use crate::base::tools;
-use crate::cell::KernelCell;
-use crate::kconfig::{self, Fragment};
-use crate::kernel_src::KernelSource;
+use crate::kernel::cell::KernelCell;
+use crate::kernel::kconfig::{self, Fragment};
+use crate::kernel::source::KernelSource;
 use serde::{Deserialize, Serialize};
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -117,10 +117,10 @@ impl BuiltKernel {
     }
 
     /// The kernel's resolved .config.
-    pub fn config(&self) -> Result<crate::kconfig::ConfigMap> {
+    pub fn config(&self) -> Result<crate::kernel::kconfig::ConfigMap> {
         let path = self.dir.join("build/.config");
         let text = std::fs::read_to_string(&path).map_err(Error::io(format!("reading {}", path.display())))?;
-        Ok(crate::kconfig::parse(&text))
+        Ok(crate::kernel::kconfig::parse(&text))
     }
 
     /// The detectors its config has, which the guest must find working.
@@ -300,6 +300,8 @@ impl<'a> KernelBuilder<'a> {
         }
     }
 
+    /// Build `cell` into `dir`: configure, check what the configuration
+    /// kept, make, dump the BTF; the record is written last.
     fn build(
         &self,
         cell: &KernelCell,
@@ -312,7 +314,7 @@ impl<'a> KernelBuilder<'a> {
         if self.bpftool == "bpftool" {
             tools::require(&tools::BPFTOOL)?;
         }
-        crate::toolfloor::check(&self.source.root, &format!("Linux {}", self.source.version), cell)?;
+        crate::kernel::toolfloor::check(&self.source.root, &format!("Linux {}", self.source.version), cell)?;
         let record_path = dir.join("record.json");
         // From here until the new record is written the cache entry is
         // "unbuilt", whatever happens to this process.
@@ -340,16 +342,55 @@ impl<'a> KernelBuilder<'a> {
         let progress = self.verbose.then(|| {
             crate::base::output::start(crate::base::output::Phase::KernelBuild { target: &what, log: &log_path })
         });
-        let step = Step { cell: &cell.name, src: &self.source.root, log: &log, log_path: &log_path };
-        let make = |args: &[String]| -> Result<()> {
-            let mut all =
-                vec!["-C".to_string(), self.source.root.display().to_string(), format!("O={}", obj.display())];
-            all.extend(cell.make_args());
-            all.extend(args.iter().cloned());
-            step.run("make", &all)
+        let step = Step {
+            cell: &cell.name,
+            src: &self.source.root,
+            obj: &obj,
+            make_args: cell.make_args(),
+            log: &log,
+            log_path: &log_path,
         };
+        let (fragments, resolved_text) = self.configure(&step, cell, dir, fragments)?;
+        self.compile(&step, cell)?;
+        let vmlinux = obj.join("vmlinux");
+        let btf = self.dump_btf(&step, &vmlinux)?;
+        write_atomic(&dir.join("vmlinux.h"), &btf).map_err(Error::io("writing vmlinux.h"))?;
 
-        make(&[BASE_CONFIG.to_string()])?;
+        let (vmlinux_size, vmlinux_mtime_ns) = file_stamp(&vmlinux).map_err(Error::io("stat vmlinux"))?;
+        let record = BuildRecord {
+            cell: cell.name.clone(),
+            request_key: key.to_string(),
+            kernel_version: self.source.version.clone(),
+            source_root: self.source.root.clone(),
+            source_identity: self.source.identity.clone(),
+            compiler: compiler.to_string(),
+            fragments: fragments.iter().map(|f| f.path.display().to_string()).collect(),
+            resolved_config_sha256: sha256_parts([resolved_text.as_bytes()]),
+            vmlinux_size,
+            vmlinux_mtime_ns,
+            vmlinux_h_sha256: sha256_parts([btf.as_slice()]),
+            build_seconds: started.elapsed().as_secs_f64(),
+        };
+        write_atomic(&record_path, serde_json::to_string_pretty(&record).expect("record serializes").as_bytes())
+            .map_err(Error::io("writing the build record"))?;
+        if let Some(p) = progress {
+            p.finish("built");
+        }
+        Ok(record)
+    }
+
+    /// tinyconfig, the fragments merged on top (spelled as this tree
+    /// spells them), olddefconfig; then every requested option must have
+    /// survived. Returns the fragments as merged and the resolved .config.
+    fn configure(
+        &self,
+        step: &Step<'_>,
+        cell: &KernelCell,
+        dir: &Path,
+        fragments: &[Fragment],
+    ) -> Result<(Vec<Fragment>, String)> {
+        let obj = step.obj;
+        step.make(&[BASE_CONFIG.to_string()])?;
         // Spelled as this tree spells them (renamed options), written next
         // to the build for merge_config.sh and for the reader of build.log.
         let known = kconfig::known_symbols(&self.source.root);
@@ -357,7 +398,7 @@ impl<'a> KernelBuilder<'a> {
         let adapted_dir = dir.join("fragments");
         let _ = std::fs::remove_dir_all(&adapted_dir);
         std::fs::create_dir_all(&adapted_dir).map_err(Error::io(format!("creating {}", adapted_dir.display())))?;
-        let fragments: &Vec<Fragment> = &fragments
+        let fragments: Vec<Fragment> = fragments
             .iter()
             .enumerate()
             .map(|(i, f)| {
@@ -375,11 +416,11 @@ impl<'a> KernelBuilder<'a> {
         ];
         merge.extend(fragments.iter().map(|f| f.path.display().to_string()));
         step.run(&self.source.root.join("scripts/kconfig/merge_config.sh").display().to_string(), &merge)?;
-        make(&["olddefconfig".to_string()])?;
+        step.make(&["olddefconfig".to_string()])?;
 
         let resolved_text =
             std::fs::read_to_string(obj.join(".config")).map_err(Error::io("reading the resolved .config"))?;
-        let requested = kconfig::requested(fragments);
+        let requested = kconfig::requested(&fragments);
         let mut dropped = kconfig::dropped(&requested, &kconfig::parse(&resolved_text));
         if !dropped.is_empty() {
             // Tell a typo from a missing dependency.
@@ -395,7 +436,11 @@ impl<'a> KernelBuilder<'a> {
                 config: obj.join(".config"),
             });
         }
+        Ok((fragments, resolved_text))
+    }
 
+    /// vmlinux, the boot image if it is another, and the cell's modules.
+    fn compile(&self, step: &Step<'_>, cell: &KernelCell) -> Result<()> {
         let mut targets = vec![format!("-j{}", self.jobs), "vmlinux".to_string()];
         if cell.boot.make_target() != "vmlinux" {
             targets.push(cell.boot.make_target().to_string());
@@ -403,20 +448,22 @@ impl<'a> KernelBuilder<'a> {
         if !cell.modules.is_empty() {
             targets.push("modules".to_string());
         }
-        make(&targets)?;
-        if let Some(m) = cell.modules.iter().find(|m| !obj.join(m).is_file()) {
+        step.make(&targets)?;
+        if let Some(m) = cell.modules.iter().find(|m| !step.obj.join(m).is_file()) {
             return Err(Error::KernelBuild {
                 cell: cell.name.clone(),
                 step: "make modules".into(),
                 status: "0".into(),
                 tail: format!("{m} was not built: check the cell's fragments enable it as a module (=m)"),
-                log: log_path.clone(),
+                log: step.log_path.to_path_buf(),
             });
         }
+        Ok(())
+    }
 
-        let vmlinux = obj.join("vmlinux");
-        let vmlinux_h = dir.join("vmlinux.h");
-        let out = duct::cmd!(&self.bpftool, "btf", "dump", "file", &vmlinux, "format", "c")
+    /// The kernel's BTF as C: what programs are compiled against.
+    fn dump_btf(&self, step: &Step<'_>, vmlinux: &Path) -> Result<Vec<u8>> {
+        let out = duct::cmd!(&self.bpftool, "btf", "dump", "file", vmlinux, "format", "c")
             .stdout_capture()
             .stderr_capture()
             .unchecked()
@@ -424,36 +471,14 @@ impl<'a> KernelBuilder<'a> {
             .map_err(Error::io("running bpftool"))?;
         if !out.status.success() || out.stdout.is_empty() {
             return Err(Error::KernelBuild {
-                cell: cell.name.clone(),
+                cell: step.cell.to_string(),
                 step: format!("bpftool btf dump file {} format c", vmlinux.display()),
                 status: exit_text(out.status),
                 tail: one_line(&String::from_utf8_lossy(&out.stderr), 3),
-                log: log_path.clone(),
+                log: step.log_path.to_path_buf(),
             });
         }
-        write_atomic(&vmlinux_h, &out.stdout).map_err(Error::io("writing vmlinux.h"))?;
-
-        let (vmlinux_size, vmlinux_mtime_ns) = file_stamp(&vmlinux).map_err(Error::io("stat vmlinux"))?;
-        let record = BuildRecord {
-            cell: cell.name.clone(),
-            request_key: key.to_string(),
-            kernel_version: self.source.version.clone(),
-            source_root: self.source.root.clone(),
-            source_identity: self.source.identity.clone(),
-            compiler: compiler.to_string(),
-            fragments: fragments.iter().map(|f| f.path.display().to_string()).collect(),
-            resolved_config_sha256: sha256_parts([resolved_text.as_bytes()]),
-            vmlinux_size,
-            vmlinux_mtime_ns,
-            vmlinux_h_sha256: sha256_parts([out.stdout.as_slice()]),
-            build_seconds: started.elapsed().as_secs_f64(),
-        };
-        write_atomic(&record_path, serde_json::to_string_pretty(&record).expect("record serializes").as_bytes())
-            .map_err(Error::io("writing the build record"))?;
-        if let Some(p) = progress {
-            p.finish("built");
-        }
-        Ok(record)
+        Ok(out.stdout)
     }
 }
 
@@ -488,14 +513,27 @@ fn file_stamp(path: &Path) -> std::io::Result<(u64, i128)> {
     Ok((m.len(), m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128))
 }
 
+/// One command of a build, run in the tree with its output in the log.
 struct Step<'a> {
     cell: &'a str,
     src: &'a Path,
+    /// The O= directory.
+    obj: &'a Path,
+    /// The cell's make variables (CC=gcc, LLVM=-19, ...).
+    make_args: Vec<String>,
     log: &'a File,
     log_path: &'a Path,
 }
 
 impl Step<'_> {
+    /// `make -C <tree> O=<obj> <cell's variables> <args>`.
+    fn make(&self, args: &[String]) -> Result<()> {
+        let mut all = vec!["-C".to_string(), self.src.display().to_string(), format!("O={}", self.obj.display())];
+        all.extend(self.make_args.iter().cloned());
+        all.extend(args.iter().cloned());
+        self.run("make", &all)
+    }
+
     fn run(&self, program: &str, args: &[String]) -> Result<()> {
         use std::io::Write;
         let shown = format!("{program} {}", args.join(" "));
@@ -547,7 +585,7 @@ mod tests {
     //! The cache logic against a stand-in kernel tree whose make targets
     //! take a second and count how often `vmlinux` is built.
     use super::*;
-    use crate::kernel_src::KernelSource;
+    use crate::kernel::source::KernelSource;
     use std::os::unix::fs::PermissionsExt;
 
     struct Fixture {
@@ -698,7 +736,7 @@ mod tests {
     #[test]
     fn missing_boot_image_is_rebuilt() {
         let f = fixture();
-        let bz = KernelCell { boot: crate::cell::BootImage::BzImage, ..cell() };
+        let bz = KernelCell { boot: crate::kernel::cell::BootImage::BzImage, ..cell() };
         let k = builder(&f).ensure(&bz).unwrap();
         let image = k.boot_image.clone();
         drop(k);
