@@ -244,7 +244,7 @@ fn main() -> std::process::ExitCode {
 /// snapshot, by the reference scenario, which must pass with a clean
 /// console of its own; and both must really have come from the snapshot.
 fn snapshot_isolation(suite: &Suite) -> Result<(), Failed> {
-    if !hidvm::qemu::snapshot::enabled() {
+    if !hidvm::vm::snapshot::enabled() {
         return Err("HIDVM_SNAPSHOT=off: this test is about snapshots; run it without".into());
     }
     let target = suite.default_targets().into_iter().next().ok_or("no default target")?;
@@ -272,7 +272,7 @@ fn snapshot_isolation(suite: &Suite) -> Result<(), Failed> {
     // What the next guest printed after its restore (its console log
     // starts with the snapshot's boot log, which names lkdtm too).
     let console = std::fs::read_to_string(after.run_dir.join("console.log")).unwrap_or_default();
-    let own = hidvm::qemu::boot::restored_part(&console).unwrap_or("");
+    let own = hidvm::vm::boot::restored_part(&console).unwrap_or("");
     if own.is_empty() {
         problems.push("the next test's console has no restore marker".into());
     }

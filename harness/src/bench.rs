@@ -1,9 +1,9 @@
 //! `hidvm bench`: the numbers the README quotes, measured on this machine.
 //! Speed goals live here, never in timed tests.
 use crate::base::error::{Error, Result};
-use crate::qemu::snapshot;
 use crate::scenarios::Kind;
 use crate::suite::Suite;
+use crate::vm::snapshot;
 use std::time::{Duration, Instant};
 
 pub struct BenchOptions {

@@ -113,7 +113,7 @@ pub fn check(suite: &Suite) -> Vec<Finding> {
         }
     }
     // KVM: the device, then what the probe found (it alone decides).
-    let store = crate::qemu::accel::ProbeStore::new(&suite.cache);
+    let store = crate::vm::accel::ProbeStore::new(&suite.cache);
     let device = match std::fs::OpenOptions::new().read(true).write(true).open(&store.kvm_device) {
         Ok(_) => format!("{} opens read-write", store.kvm_device.display()),
         Err(e) => format!("{} not usable ({e}); hidvm uses TCG (about 5x slower)", store.kvm_device.display()),

@@ -12,10 +12,10 @@ use crate::base::layout::{new_run_dir, sha256_parts, write_atomic};
 use crate::base::lock::{FileLock, Mode};
 use crate::base::tools;
 use crate::console;
-use crate::initramfs::Initramfs;
 use crate::kernel::spec::Target;
-use crate::qemu::boot;
 use crate::suite::Suite;
+use crate::vm::boot;
+use crate::vm::initramfs::Initramfs;
 use hidvm_proto::job::PROGRAM_DIR;
 use hidvm_proto::{Job, JobMode, JOB_PATH};
 use serde::Deserialize;
@@ -214,11 +214,12 @@ impl ProgramRun {
 pub fn run(suite: &Suite, target: &Target, built: &Built, program: &str) -> Result<ProgramRun> {
     let kernel = suite.kernel(target)?;
     let qemu = tools::require(&tools::QEMU)?;
-    let agent_bin = crate::agent::ensure(&suite.repo)?;
+    let agent_bin = crate::vm::agent::ensure(&suite.repo)?;
     let agent = std::fs::read(&agent_bin).map_err(Error::io(format!("reading {}", agent_bin.display())))?;
     let label = target.label();
     let run_dir = new_run_dir(&suite.repo.runs_dir().join(&label).join(format!("kselftest-{program}")))?;
-    let probe = suite.accelerator(&qemu, &kernel, &agent, &run_dir)?;
+    let probe =
+        crate::vm::boot::accelerator(&suite.cache, &qemu, &kernel.boot_image, &kernel.cell.name, &agent, &run_dir)?;
     let mut fs = Initramfs::with_agent(&agent);
     let bin = built.program(program);
     let guest = format!("{PROGRAM_DIR}/{program}");

@@ -25,19 +25,16 @@
 //! * [`report`]: what a run found, rendered as a step log;
 //! * [`matrix`]: the scenario x cell summary;
 //! * [`bench`], [`robustness`]: the commands that print the README's numbers.
-pub mod agent;
 pub mod allowlist;
 pub mod base;
 pub mod bench;
 pub mod console;
 pub mod doctor;
 pub mod fixtures;
-pub mod initramfs;
 pub mod kernel;
 pub mod known;
 pub mod kselftest;
 pub mod matrix;
-pub mod qemu;
 pub mod recording;
 pub mod repeat;
 pub mod report;
@@ -47,5 +44,6 @@ pub mod scenarios;
 pub mod shell;
 pub mod suite;
 pub mod verdict;
+pub mod vm;
 
 pub use base::error::{Error, Result};

@@ -309,7 +309,7 @@ fn real_main(cli: Cli) -> hidvm::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Accel { reprobe } => {
-            let store = hidvm::qemu::accel::ProbeStore::new(&suite.cache);
+            let store = hidvm::vm::accel::ProbeStore::new(&suite.cache);
             if reprobe {
                 let n = store.forget().map_err(hidvm::Error::io(format!("clearing {}", store.dir.display())))?;
                 println!("forgot {n} remembered KVM probe result(s); the next test run probes again");
@@ -440,7 +440,7 @@ fn build(suite: &Suite, targets: &[Target]) -> hidvm::Result<()> {
             k.vmlinux.display()
         ));
     }
-    let agent = hidvm::agent::ensure(&suite.repo)?;
+    let agent = hidvm::vm::agent::ensure(&suite.repo)?;
     hidvm::base::output::note(format!("hidvm: guest agent: {}", agent.display()));
     Ok(())
 }

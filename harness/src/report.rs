@@ -1,7 +1,7 @@
 //! What one test run found, and how it is shown: the step log (each check
 //! expected vs seen), the verdict, health readings, the console tail.
-use crate::qemu::Accel;
 use crate::verdict::{GuestReport, Verdict};
+use crate::vm::accel::Accel;
 use hidvm_proto::{Health, Kmemleak, Reading};
 use serde::Serialize;
 use std::path::PathBuf;

@@ -8,13 +8,13 @@ use crate::base::error::{Error, Result};
 use crate::base::layout::new_run_dir;
 use crate::base::tools::{self, Tool};
 use crate::fixtures::{self, FixtureRef};
-use crate::initramfs::Initramfs;
 use crate::kernel::spec::Target;
-use crate::qemu::feature::{
+use crate::suite::Suite;
+use crate::vm::feature::Feature;
+use crate::vm::feature::{
     ExitOnReboot, Initramfs as InitrdFeature, Kernel, MicroVm, PanicEndsVm, ResultPort, StdioConsole,
 };
-use crate::qemu::Feature;
-use crate::suite::Suite;
+use crate::vm::initramfs::Initramfs;
 use hidvm_proto::job::{BUSYBOX_PATH, FIXTURE_DIR, MODULE_DIR};
 use hidvm_proto::{Job, JobMode, JOB_PATH};
 use std::collections::BTreeMap;
@@ -77,10 +77,11 @@ pub fn run(
         bpf_include: &bpf_include,
     };
     let objects = fixtures::compile(&ctx, &refs)?;
-    let agent_bin = crate::agent::ensure(&suite.repo)?;
+    let agent_bin = crate::vm::agent::ensure(&suite.repo)?;
     let agent = std::fs::read(&agent_bin).map_err(Error::io(format!("reading {}", agent_bin.display())))?;
     let run_dir = new_run_dir(&suite.repo.runs_dir().join(target.label()).join("shell"))?;
-    let probe = suite.accelerator(&qemu, &kernel, &agent, &run_dir)?;
+    let probe =
+        crate::vm::boot::accelerator(&suite.cache, &qemu, &kernel.boot_image, &kernel.cell.name, &agent, &run_dir)?;
 
     let mut fs = Initramfs::with_agent(&agent);
     fs.add_host_file(BUSYBOX_PATH, 0o755, &busybox).map_err(Error::io(format!("reading {}", busybox.display())))?;
@@ -124,9 +125,9 @@ pub fn run(
         Box::new(ExitOnReboot),
         Box::new(PanicEndsVm),
     ];
-    let args = crate::qemu::vm::command_line(&features);
+    let args = crate::vm::process::command_line(&features);
     let _ = std::fs::write(run_dir.join("qemu-command.txt"), args.join("\n"));
-    let status = crate::qemu::vm::run_interactive(&qemu, &args, terminal)
+    let status = crate::vm::process::run_interactive(&qemu, &args, terminal)
         .map_err(Error::io(format!("running {}", qemu.display())))?;
     Ok(status.code().unwrap_or(1))
 }

@@ -5,17 +5,18 @@ use crate::allowlist::AllowList;
 use crate::base::error::{Error, Result};
 use crate::base::layout::{cache_root, new_run_dir, test_dir_name, write_atomic, Repo};
 use crate::base::tools;
-use crate::initramfs::Initramfs;
 use crate::kernel::build::{BuiltKernel, KernelBuilder};
 use crate::kernel::cell::{self, KernelCell};
 use crate::kernel::source::KernelSource;
 use crate::kernel::spec::{self, KernelSpec, Target};
-use crate::qemu::accel::{Accel, ProbeRecord, ProbeStore};
-use crate::qemu::{boot, snapshot};
 use crate::report::RunReport;
 use crate::scenarios::{self, Entry, LoadOptions, Loaded};
 use crate::verdict::{self, GuestReport};
-use crate::{agent, console, fixtures};
+use crate::vm::accel::Accel;
+use crate::vm::agent;
+use crate::vm::initramfs::Initramfs;
+use crate::vm::{boot, snapshot};
+use crate::{console, fixtures};
 use hidvm_proto::job::{FIXTURE_DIR, MODULE_DIR};
 use hidvm_proto::{GuestFixture, Job, JobMode, JOB_PATH};
 use std::collections::BTreeMap;
@@ -366,7 +367,8 @@ impl Suite {
         let agent = std::fs::read(&agent_bin).map_err(Error::io(format!("reading {}", agent_bin.display())))?;
 
         let run_dir = new_run_dir(&self.repo.runs_dir().join(&label).join(test_dir_name(&entry.test_name(&label))))?;
-        let probe = self.accelerator(&qemu, &kernel, &agent, &run_dir)?;
+        let probe =
+            crate::vm::boot::accelerator(&self.cache, &qemu, &kernel.boot_image, &kernel.cell.name, &agent, &run_dir)?;
 
         // The cell's modules are the same for every test: in the initramfs
         // (and so in the snapshot). The fixtures and the job are this
@@ -527,14 +529,6 @@ impl Suite {
             }
         }
         Ok(())
-    }
-
-    /// KVM only if a timed probe boot under KVM answers (once per host boot).
-    pub fn accelerator(&self, qemu: &Path, kernel: &BuiltKernel, agent: &[u8], run_dir: &Path) -> Result<ProbeRecord> {
-        let qemu_version = tools::version_line(&qemu.display().to_string(), &["--version"])?;
-        ProbeStore::new(&self.cache).select(&qemu_version, || {
-            boot::probe_kvm(qemu, &kernel.boot_image, agent, &kernel.cell.name, &run_dir.join("kvm-probe"))
-        })
     }
 }
 

@@ -4,7 +4,7 @@
 use crate::base::error::one_line;
 use crate::console::{self, Splat};
 use crate::kernel::cell::KernelCell;
-use crate::qemu::VmOutcome;
+use crate::vm::machine::VmOutcome;
 use hidvm_proto::job::Detectors;
 use hidvm_proto::{GuestMsg, Health, Kmemleak, Reading, Scenario, StepReport};
 

@@ -1,14 +1,15 @@
 //! Booting one guest: the VM's features, its files in a run directory, and
 //! the KVM probe boot.
-use super::accel::{self, Accel, ProbeFailure};
-use super::feature::{
-    Console, DeliveryPort, ExitOnReboot, ExtraKernelArgs, Initramfs as InitrdFeature, Kernel, MicroVm, PanicEndsVm,
-    QmpMonitor, ReliableTsc, ResultPort,
-};
-use super::snapshot::{self, Restore, Snapshot, Template, VmPaths};
-use super::{Feature, Vm, VmOutcome};
 use crate::base::error::{Error, Result};
-use crate::initramfs::Initramfs;
+use crate::base::tools;
+use crate::vm::accel::{self, Accel, ProbeFailure, ProbeRecord, ProbeStore};
+use crate::vm::feature::{
+    Console, DeliveryPort, ExitOnReboot, ExtraKernelArgs, Feature, Initramfs as InitrdFeature, Kernel, MicroVm,
+    PanicEndsVm, QmpMonitor, ReliableTsc, ResultPort,
+};
+use crate::vm::initramfs::Initramfs;
+use crate::vm::machine::{Vm, VmOutcome};
+use crate::vm::snapshot::{self, Restore, Snapshot, Template, VmPaths};
 use hidvm_proto::job::Detectors;
 use hidvm_proto::{GuestMsg, Job, JobMode, JOB_PATH};
 use std::path::{Path, PathBuf};
@@ -165,6 +166,20 @@ pub fn restored_part(console: &str) -> Option<&str> {
     console.split_once(RESTORED).map(|(_, own)| own)
 }
 
+/// KVM only if a timed probe boot under KVM answers (once per host boot,
+/// remembered in `cache`); the probe boots `image` with `agent` for `cell`.
+pub fn accelerator(
+    cache: &Path,
+    qemu: &Path,
+    image: &Path,
+    cell: &str,
+    agent: &[u8],
+    run_dir: &Path,
+) -> Result<ProbeRecord> {
+    let qemu_version = tools::version_line(&qemu.display().to_string(), &["--version"])?;
+    ProbeStore::new(cache).select(&qemu_version, || probe_kvm(qemu, image, agent, cell, &run_dir.join("kvm-probe")))
+}
+
 /// One boot under KVM that must end with the agent's "probe" verdict.
 /// A failure after QEMU ran is QEMU's or KVM's answer about this host (it
 /// is remembered); one before QEMU ran (no initramfs written, say) is not.
@@ -221,8 +236,57 @@ pub fn probe_failure_reason(outcome: &VmOutcome, console: &str) -> String {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// A stand-in QEMU that counts its runs and fails like KVM does on a
+    /// host whose guest dies at its first XSAVE.
+    fn fake_qemu(dir: &Path) -> (PathBuf, PathBuf) {
+        let count = dir.join("qemu-runs");
+        let script = dir.join("qemu-system-x86_64");
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\necho run >> {}\ncat <<'EOF' >&2\n{}\nEOF\nexit 1\n",
+                count.display(),
+                KVM_XSAVE_FAILURE
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        (script, count)
+    }
+
+    fn runs(count: &Path) -> usize {
+        std::fs::read_to_string(count).map(|s| s.lines().count()).unwrap_or(0)
+    }
+
+    #[test]
+    fn a_failed_probe_boot_is_remembered_and_not_repeated() {
+        if std::env::var("HIDVM_ACCEL").is_ok() {
+            return; // forced: select() never probes, nothing to test
+        }
+        let d = tempfile::tempdir().unwrap();
+        let (qemu, count) = fake_qemu(d.path());
+        let kvm = d.path().join("kvm");
+        std::fs::write(&kvm, "").unwrap();
+        let store = ProbeStore { dir: d.path().join("probes"), kvm_device: kvm };
+        let image = d.path().join("vmlinux");
+        let probe = || probe_kvm(&qemu, &image, b"agent", "gcc", &d.path().join("run"));
+        let first = store.select("QEMU emulator version 7.2", probe).unwrap();
+        assert_eq!(first.accel, Accel::Tcg);
+        assert!(first.reason.contains("KVM internal error. Suberror: 1"), "{}", first.reason);
+        assert_eq!(runs(&count), 1);
+        // The second selection must not boot anything.
+        let second = store.select("QEMU emulator version 7.2", probe).unwrap();
+        assert_eq!(second, first);
+        assert_eq!(runs(&count), 1, "the probe ran again");
+        // --reprobe forgets it; then the next selection probes once more.
+        assert_eq!(store.forget().unwrap(), 1);
+        store.select("QEMU emulator version 7.2", probe).unwrap();
+        assert_eq!(runs(&count), 2);
+    }
 
     #[test]
     fn the_telling_line_is_found_above_a_register_dump() {
@@ -245,7 +309,7 @@ pub(crate) mod tests {
     }
 
     /// What QEMU printed on a host whose KVM dies at the guest's first XSAVE.
-    pub(crate) const KVM_XSAVE_FAILURE: &str = "KVM internal error. Suberror: 1\n\
+    const KVM_XSAVE_FAILURE: &str = "KVM internal error. Suberror: 1\n\
         extra data[0]: 0x0000000000000000\n\
         emulation failure\n\
         RAX=0000000000000007 RBX=0000000000000000 RCX=0000000000000000 RDX=0000000000000000\n\

@@ -3,9 +3,9 @@
 //! XSAVE. So KVM is used only after a timed probe boot answered, and the
 //! probe's result, good or bad, is remembered per host boot (boot_id) and
 //! QEMU version: one probe per machine boot, however many tests run.
-use super::Feature;
 use crate::base::layout::{sha256_parts, write_atomic};
 use crate::base::lock::{FileLock, Mode};
+use crate::vm::feature::Feature;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -155,55 +155,6 @@ impl ProbeStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::PermissionsExt;
-
-    /// A stand-in QEMU that counts its runs and fails like KVM does on a
-    /// host whose guest dies at its first XSAVE.
-    fn fake_qemu(dir: &Path) -> (PathBuf, PathBuf) {
-        let count = dir.join("qemu-runs");
-        let script = dir.join("qemu-system-x86_64");
-        std::fs::write(
-            &script,
-            format!(
-                "#!/bin/sh\necho run >> {}\ncat <<'EOF' >&2\n{}\nEOF\nexit 1\n",
-                count.display(),
-                super::super::boot::tests::KVM_XSAVE_FAILURE
-            ),
-        )
-        .unwrap();
-        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-        (script, count)
-    }
-
-    fn runs(count: &Path) -> usize {
-        std::fs::read_to_string(count).map(|s| s.lines().count()).unwrap_or(0)
-    }
-
-    #[test]
-    fn a_failed_probe_boot_is_remembered_and_not_repeated() {
-        if std::env::var("HIDVM_ACCEL").is_ok() {
-            return; // forced: select() never probes, nothing to test
-        }
-        let d = tempfile::tempdir().unwrap();
-        let (qemu, count) = fake_qemu(d.path());
-        let kvm = d.path().join("kvm");
-        std::fs::write(&kvm, "").unwrap();
-        let store = ProbeStore { dir: d.path().join("probes"), kvm_device: kvm };
-        let image = d.path().join("vmlinux");
-        let probe = || super::super::boot::probe_kvm(&qemu, &image, b"agent", "gcc", &d.path().join("run"));
-        let first = store.select("QEMU emulator version 7.2", probe).unwrap();
-        assert_eq!(first.accel, Accel::Tcg);
-        assert!(first.reason.contains("KVM internal error. Suberror: 1"), "{}", first.reason);
-        assert_eq!(runs(&count), 1);
-        // The second selection must not boot anything.
-        let second = store.select("QEMU emulator version 7.2", probe).unwrap();
-        assert_eq!(second, first);
-        assert_eq!(runs(&count), 1, "the probe ran again");
-        // --reprobe forgets it; then the next selection probes once more.
-        assert_eq!(store.forget().unwrap(), 1);
-        store.select("QEMU emulator version 7.2", probe).unwrap();
-        assert_eq!(runs(&count), 2);
-    }
 
     #[test]
     fn a_probe_that_failed_before_qemu_ran_is_tried_again() {

@@ -8,13 +8,14 @@
 //!
 //! A stale snapshot cannot be used: anything that changes the guest (the
 //! kernel image, the agent, the modules, QEMU, an argument) changes the key.
-use super::qmp::Qmp;
-use super::vm::{connect_console, copy_console, spawn_qemu, KillOnDrop};
-use super::{Accel, Feature};
 use crate::base::error::{Error, Result};
 use crate::base::layout::sha256_parts;
 use crate::base::lock::{FileLock, Mode};
-use crate::initramfs::Initramfs;
+use crate::vm::accel::Accel;
+use crate::vm::feature::Feature;
+use crate::vm::initramfs::Initramfs;
+use crate::vm::process::{command_line, connect_console, copy_console, spawn_qemu, KillOnDrop};
+use crate::vm::qmp::Qmp;
 use hidvm_proto::GuestMsg;
 use serde_json::json;
 use std::io::Write;
@@ -98,7 +99,7 @@ fn file_identity(p: &Path) -> Vec<u8> {
 
 /// What the snapshot depends on, hashed.
 pub fn key(t: &Template, initramfs_bytes: &[u8]) -> String {
-    let args = super::vm::command_line(&(t.features)(&VmPaths::placeholders())).join("\u{1f}");
+    let args = command_line(&(t.features)(&VmPaths::placeholders())).join("\u{1f}");
     let qemu = file_identity(t.qemu);
     let image = file_identity(t.image);
     let accel = t.accel.name();
@@ -157,7 +158,7 @@ fn freeze(t: &Template, snap: &Snapshot) -> std::result::Result<(), String> {
         results: snap.dir.join("results.jsonl"),
         delivery_socket: sockets.path().join("delivery"),
     };
-    let args = super::vm::command_line(&(t.features)(&paths));
+    let args = command_line(&(t.features)(&paths));
     let _ = std::fs::write(snap.dir.join("qemu-command.txt"), args.join("\n"));
     let started = Instant::now();
     let until = started + TEMPLATE_DEADLINE;
@@ -289,7 +290,7 @@ impl Restore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::qemu::feature::{DeliveryPort, Initramfs as InitrdFeature, Kernel, MicroVm, ResultPort};
+    use crate::vm::feature::{DeliveryPort, Initramfs as InitrdFeature, Kernel, MicroVm, ResultPort};
 
     #[test]
     fn anything_that_changes_the_guest_changes_the_key() {
