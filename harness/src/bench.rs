@@ -126,7 +126,7 @@ pub fn run(suite: &Suite, opts: &BenchOptions) -> Result<()> {
             .into_iter()
             .zip(&work)
             .filter_map(|(r, case)| match r {
-                Ok(r) if r.verdict.passed() || matches!(r.known, crate::known::Known::Failed(..)) => None,
+                Ok(r) if r.verdict.passed() || matches!(r.known, crate::judge::known::Known::Failed(..)) => None,
                 Ok(r) => Some(r.test),
                 Err(err) => Some(format!("{}: {err}", case.name())),
             })

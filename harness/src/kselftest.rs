@@ -11,7 +11,7 @@ use crate::base::error::{one_line, Error, Result};
 use crate::base::layout::{new_run_dir, sha256_parts, write_atomic};
 use crate::base::lock::{FileLock, Mode};
 use crate::base::tools;
-use crate::console;
+use crate::judge::console;
 use crate::kernel::spec::Target;
 use crate::suite::Suite;
 use crate::vm::boot;
@@ -240,7 +240,7 @@ pub fn run(suite: &Suite, target: &Target, built: &Built, program: &str) -> Resu
     };
     fs.file(JOB_PATH, 0o644, serde_json::to_vec_pretty(&job).expect("job serializes"));
     let booted = boot::boot(&qemu, &kernel.boot_image, &fs, probe.accel, deadline, &run_dir)?;
-    let report = crate::verdict::GuestReport::parse(&booted.results_text);
+    let report = crate::judge::guest::GuestReport::parse(&booted.results_text);
     let _ = std::fs::write(run_dir.join("output.txt"), report.output.join("\n") + "\n");
     let (plan, results) = parse_ktap(&report.output);
     let (splats, _) = suite.allow.filter(&target.cell, console::find_splats(&booted.console_text));

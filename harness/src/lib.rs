@@ -25,14 +25,12 @@
 //! * [`report`]: what a run found, rendered as a step log;
 //! * [`matrix`]: the scenario x cell summary;
 //! * [`bench`], [`robustness`]: the commands that print the README's numbers.
-pub mod allowlist;
 pub mod base;
 pub mod bench;
-pub mod console;
 pub mod doctor;
 pub mod fixtures;
+pub mod judge;
 pub mod kernel;
-pub mod known;
 pub mod kselftest;
 pub mod matrix;
 pub mod recording;
@@ -43,7 +41,6 @@ pub mod robustness;
 pub mod scenarios;
 pub mod shell;
 pub mod suite;
-pub mod verdict;
 pub mod vm;
 
 pub use base::error::{Error, Result};

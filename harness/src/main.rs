@@ -593,7 +593,7 @@ fn run_matrix(suite: &Suite, entries: Vec<Entry>, opts: &RunOpts, repeat: usize)
         if t.known > 0 {
             continue; // it did fail as known in another round
         }
-        if let hidvm::known::Known::Passed(i) = r.known {
+        if let hidvm::judge::known::Known::Passed(i) = r.known {
             println!(
                 "known failure {} ({}) passed on {}-{} (Linux {}): fixed in this kernel, or its race missed the window this time; remove the entry once it keeps passing",
                 i + 1,

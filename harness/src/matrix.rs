@@ -2,9 +2,9 @@
 //! with rows whose verdict differs between the compilers of a kernel
 //! flagged compiler-dependent, and between the kernels of a compiler
 //! flagged kernel-dependent.
+use crate::judge::verdict::Verdict;
 use crate::kernel::spec::Target;
 use crate::report::RunReport;
-use crate::verdict::Verdict;
 use std::collections::BTreeMap;
 
 fn v_token(v: &Verdict) -> String {
@@ -63,7 +63,7 @@ impl Matrix {
         let (text, ok, known) = match outcome {
             Ok(r) => match (&r.verdict, &r.known) {
                 (Verdict::Pass, _) => ("pass".to_string(), true, false),
-                (Verdict::Fail { .. }, crate::known::Known::Failed(..)) => {
+                (Verdict::Fail { .. }, crate::judge::known::Known::Failed(..)) => {
                     (format!("KNOWN {}", v_token(&r.verdict)), false, true)
                 }
                 (Verdict::Fail { .. }, _) => (format!("FAIL {}", v_token(&r.verdict)), false, false),

@@ -9,7 +9,7 @@
 //! its known kernel bug in some rounds and passes in the others is not
 //! flaky: its window is only sometimes hit, which is the bug's nature, and
 //! the repeat reports how often it was.
-use crate::known::Known;
+use crate::judge::known::Known;
 use crate::report::RunReport;
 
 /// How one test ended in one round.

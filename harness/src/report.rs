@@ -1,6 +1,7 @@
 //! What one test run found, and how it is shown: the step log (each check
 //! expected vs seen), the verdict, health readings, the console tail.
-use crate::verdict::{GuestReport, Verdict};
+use crate::judge::guest::GuestReport;
+use crate::judge::verdict::Verdict;
 use crate::vm::accel::Accel;
 use hidvm_proto::{Health, Kmemleak, Reading};
 use serde::Serialize;
@@ -11,7 +12,7 @@ use std::path::PathBuf;
 pub struct RunReport {
     /// Whether a known kernel bug (tests/known-failures.toml) explains it.
     #[serde(skip)]
-    pub known: crate::known::Known,
+    pub known: crate::judge::known::Known,
     pub test: String,
     /// The kernel (kernels.toml name) and the tree's exact version.
     pub kernel: String,
@@ -59,7 +60,7 @@ fn reading<T: std::fmt::Display>(r: &Reading<T>) -> String {
 
 fn taint(r: &Reading<u64>) -> String {
     match r {
-        Reading::Value(v) => crate::console::taint_letters(*v),
+        Reading::Value(v) => crate::judge::console::taint_letters(*v),
         Reading::Error(e) => format!("UNREADABLE ({e})"),
     }
 }
@@ -86,7 +87,7 @@ fn health_line(h: &Health) -> String {
 impl RunReport {
     /// Passed, or failed exactly as a known kernel bug says it does.
     pub fn acceptable(&self) -> bool {
-        self.verdict.passed() || matches!(self.known, crate::known::Known::Failed(..))
+        self.verdict.passed() || matches!(self.known, crate::judge::known::Known::Failed(..))
     }
 
     /// The step log: what each step expected and saw; on failure the
@@ -101,7 +102,7 @@ impl RunReport {
             },
         };
         out.push_str(&format!("{} [{}, {:.1} s]: {status}\n", self.test, self.accel.name(), self.vm_seconds));
-        if let crate::known::Known::Failed(i, reason) = &self.known {
+        if let crate::judge::known::Known::Failed(i, reason) = &self.known {
             out.push_str(&format!("  KNOWN kernel bug (tests/known-failures.toml entry {}): {reason}\n", i + 1));
         }
         out.push_str(&format!("  scenario: {}\n", self.summary));

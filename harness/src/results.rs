@@ -6,10 +6,10 @@
 //! files of many jobs into one matrix, with compiler- and kernel-dependent
 //! rows flagged, as text or Markdown (for `$GITHUB_STEP_SUMMARY`).
 use crate::base::error::{Error, Result};
+use crate::judge::verdict::{split_verdict, Verdict};
 use crate::kernel::spec::Target;
 use crate::matrix::Matrix;
 use crate::report::RunReport;
-use crate::verdict::{split_verdict, Verdict};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -67,7 +67,7 @@ impl TestRecord {
                 let token = r.verdict.token();
                 let (kind, class) = split_verdict(&token);
                 let status =
-                    if matches!(known, crate::known::Known::Failed(..)) { Status::Known } else { Status::Fail };
+                    if matches!(known, crate::judge::known::Known::Failed(..)) { Status::Known } else { Status::Fail };
                 (status, Some(kind.to_string()), class.map(str::to_string), Some(reason.clone()))
             }
         };

@@ -457,7 +457,7 @@ pub fn load(repo: &Repo, entry: &Entry, opts: LoadOptions<'_>) -> Result<Loaded>
     let resources = hidvm_proto::scenario::Resources { devices: &devices, fixture_hooks: &hooks };
     scenario.validate(&resources).map_err(bad)?;
     if let Some(v) = &scenario.expect_verdict {
-        crate::verdict::validate_expected_verdict(v).map_err(bad)?;
+        crate::judge::verdict::validate_expected_verdict(v).map_err(bad)?;
     }
     let replays = resolve_replays(&scenario, &dir, opts.bless).map_err(bad)?;
     Ok(Loaded { scenario, devices, fixtures, replays, bpf_include })

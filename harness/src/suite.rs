@@ -1,22 +1,24 @@
 //! One scenario on one kernel cell, end to end: kernel (cached), fixtures,
 //! agent, initramfs, accelerator, VM, verdict. Booting is `qemu::boot`'s,
 //! showing the result is `report`'s.
-use crate::allowlist::AllowList;
 use crate::base::error::{Error, Result};
 use crate::base::layout::{cache_root, new_run_dir, test_dir_name, write_atomic, Repo};
 use crate::base::tools;
+use crate::fixtures;
+use crate::judge::allowlist::AllowList;
+use crate::judge::console;
+use crate::judge::decide::{self, RunContext};
+use crate::judge::guest::GuestReport;
 use crate::kernel::build::{BuiltKernel, KernelBuilder};
 use crate::kernel::cell::{self, KernelCell};
 use crate::kernel::source::KernelSource;
 use crate::kernel::spec::{self, KernelSpec, Target};
 use crate::report::RunReport;
 use crate::scenarios::{self, Entry, LoadOptions, Loaded};
-use crate::verdict::{self, GuestReport};
 use crate::vm::accel::Accel;
 use crate::vm::agent;
 use crate::vm::initramfs::Initramfs;
 use crate::vm::{boot, snapshot};
-use crate::{console, fixtures};
 use hidvm_proto::job::{FIXTURE_DIR, MODULE_DIR};
 use hidvm_proto::{GuestFixture, Job, JobMode, JOB_PATH};
 use std::collections::BTreeMap;
@@ -79,7 +81,7 @@ pub struct Suite {
     /// name (with a prebuilt kernel, `all_cells` is only its own).
     pub defined_cells: Vec<KernelCell>,
     pub allow: AllowList,
-    pub known: crate::known::KnownFailures,
+    pub known: crate::judge::known::KnownFailures,
     pub opts: Options,
     /// Each kernel's tree, resolved once per command: a tree edited during
     /// a `vm-test` must not put two different kernels into one matrix.
@@ -108,7 +110,7 @@ impl Suite {
         let repo = Repo::locate();
         let all_cells = cell::load(&repo.cells_file())?;
         let allow = AllowList::load(&repo.root.join("tests/allowlist.toml"))?;
-        let known = crate::known::KnownFailures::load(&repo.root.join("tests/known-failures.toml"))?;
+        let known = crate::judge::known::KnownFailures::load(&repo.root.join("tests/known-failures.toml"))?;
         let mut cells = all_cells.clone();
         match env_selection("HIDVM_CELLS") {
             Some(wanted) => {
@@ -413,12 +415,12 @@ impl Suite {
             let _ = std::fs::write(run_dir.join("trace.txt"), trace.join("\n") + "\n");
         }
         let (splats, allowed) = self.allow.filter(&cell.name, console::find_splats(&booted.console_text));
-        let ctx = verdict::RunContext { cell: &cell, scenario: &scenario, nonce: &nonce, detectors };
-        let mut judgement = verdict::judge(&ctx, &booted.outcome, &guest, &booted.console_text, &splats);
+        let ctx = RunContext { cell: &cell, scenario: &scenario, nonce: &nonce, detectors };
+        let mut judgement = decide::judge(&ctx, &booted.outcome, &guest, &booted.console_text, &splats);
         if self.opts.bless && judgement.verdict.passed() {
             if let Err(e) = self.bless(&label, &replays, &guest) {
-                judgement.verdict = crate::verdict::Verdict::Fail {
-                    kind: crate::verdict::FailureKind::Check,
+                judgement.verdict = crate::judge::verdict::Verdict::Fail {
+                    kind: crate::judge::verdict::FailureKind::Check,
                     class: None,
                     reason: e.to_string(),
                 };

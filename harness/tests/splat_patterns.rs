@@ -7,7 +7,7 @@
 //!   `# class:` line names (and a fatal class ends the kernel);
 //! * `pattern::<class>::<needle>`: some sample contains a line this pattern
 //!   matches and classifies as its class, so no pattern is untested.
-use hidvm::console::{find_splats, SPLAT_PATTERNS};
+use hidvm::judge::console::{find_splats, SPLAT_PATTERNS};
 use libtest_mimic::{Arguments, Failed, Trial};
 use std::path::PathBuf;
 

@@ -6,7 +6,7 @@
 //! fails as usual, and an entry whose test passed is reported (fixed in
 //! this kernel, or a race that did not hit its window this time).
 use crate::base::error::{toml_error, Error, Result};
-use crate::verdict::{split_verdict, validate_expected_verdict, Verdict};
+use crate::judge::verdict::{split_verdict, validate_expected_verdict, Verdict};
 use serde::Deserialize;
 use std::path::Path;
 
@@ -105,7 +105,7 @@ impl KnownFailures {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::verdict::FailureKind;
+    use crate::judge::verdict::FailureKind;
 
     fn list() -> KnownFailures {
         toml::from_str(

@@ -3,7 +3,7 @@
 //! and why it is accepted; `hidvm vm-test` reports entries that matched
 //! nothing, so stale ones get removed.
 use crate::base::error::{Error, Result};
-use crate::console::Splat;
+use crate::judge::console::Splat;
 use serde::Deserialize;
 use std::path::Path;
 
@@ -48,7 +48,7 @@ impl AllowList {
                 crate::base::error::toml_error(&text, &e)
             ))
         })?;
-        let classes = crate::console::classes();
+        let classes = crate::judge::console::classes();
         for (i, a) in list.allow.iter().enumerate() {
             if !classes.contains(&a.class.as_str()) {
                 return Err(Error::Other(format!(
@@ -109,10 +109,10 @@ reason = "upstream bug 123, fixed in 6.13"
 "#,
         )
         .unwrap();
-        let s = &crate::console::find_splats("[ 1.0] WARNING: CPU: 0 PID: 1 at drivers/foo.c:12 foo+0x1/0x2")[0];
+        let s = &crate::judge::console::find_splats("[ 1.0] WARNING: CPU: 0 PID: 1 at drivers/foo.c:12 foo+0x1/0x2")[0];
         assert_eq!(list.accepts("llvm", s), Some(0));
         assert_eq!(list.accepts("gcc", s), None);
-        let other = &crate::console::find_splats("[ 1.0] WARNING: CPU: 0 PID: 1 at drivers/bar.c:1 bar")[0];
+        let other = &crate::judge::console::find_splats("[ 1.0] WARNING: CPU: 0 PID: 1 at drivers/bar.c:1 bar")[0];
         assert_eq!(list.accepts("llvm", other), None);
     }
 

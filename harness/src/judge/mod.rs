@@ -1,0 +1,16 @@
+//! Judging a run: what the console and the guest said, turned into one
+//! verdict, then held against the known kernel bugs.
+//!
+//! Bottom to top (a module imports only those above it in this list):
+//! * [`console`]: splat patterns and step attribution in the kernel log;
+//! * [`verdict`]: failure kinds and verdict tokens;
+//! * [`guest`]: the guest's result channel, parsed;
+//! * [`allowlist`]: known, accepted splats;
+//! * [`decide`]: turning a VM's output into pass/fail;
+//! * [`known`]: known kernel bugs a scenario shows on purpose.
+pub mod allowlist;
+pub mod console;
+pub mod decide;
+pub mod guest;
+pub mod known;
+pub mod verdict;
