@@ -16,7 +16,7 @@
 //! author does (`hidvm test <dir>`), from a copy outside the repository:
 //! as written it must pass on every cell; with its rewrite broken, or its
 //! probe rejecting the device, it must fail with that precise message.
-use hidvm::scenarios;
+use hidvm::catalogue::scenarios;
 use hidvm::suite::{Options, Suite};
 use libtest_mimic::{Arguments, Failed, Trial};
 use std::path::Path;
@@ -130,8 +130,9 @@ fn main() -> std::process::ExitCode {
                     let report =
                         suite.run(&case.target, &case.entry).map_err(|e| Failed::from(format!("error: {e}")))?;
                     // CI's summary job merges these lines from every job.
-                    let record = hidvm::results::TestRecord::from_report(&case.entry.row(), &report);
-                    hidvm::results::append_to_env_file(&record).map_err(|e| Failed::from(format!("error: {e}")))?;
+                    let record = hidvm::results::records::TestRecord::from_report(&case.entry.row(), &report);
+                    hidvm::results::records::append_to_env_file(&record)
+                        .map_err(|e| Failed::from(format!("error: {e}")))?;
                     // A known kernel bug (tests/known-failures.toml) failing
                     // exactly as recorded is not a test failure; its report
                     // says so.

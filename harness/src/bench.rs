@@ -1,7 +1,7 @@
 //! `hidvm bench`: the numbers the README quotes, measured on this machine.
 //! Speed goals live here, never in timed tests.
 use crate::base::error::{Error, Result};
-use crate::scenarios::Kind;
+use crate::catalogue::scenarios::Kind;
 use crate::suite::Suite;
 use crate::vm::snapshot;
 use std::time::{Duration, Instant};

@@ -13,6 +13,7 @@ use crate::base::lock::{FileLock, Mode};
 use crate::base::tools;
 use crate::judge::console;
 use crate::kernel::spec::Target;
+use crate::results::ktap::{self, KtapResult, Outcome};
 use crate::suite::Suite;
 use crate::vm::boot;
 use crate::vm::initramfs::Initramfs;
@@ -24,71 +25,6 @@ use std::time::Duration;
 
 /// The selftest programs hidvm's guest can run.
 pub const PROGRAMS: &[&str] = &["hid_bpf", "hidraw"];
-
-/// One KTAP result line.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    Pass,
-    Fail(String),
-    Skip(String),
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KtapResult {
-    /// `hid_bpf.test_create_uhid` (fixture.test, as the harness names it).
-    pub name: String,
-    pub outcome: Outcome,
-}
-
-/// The plan (`1..N`) and every `ok`/`not ok` line of a KTAP (or TAP 13)
-/// stream, top level only (indented subtest lines are the harness's).
-pub fn parse_ktap(lines: &[String]) -> (Option<usize>, Vec<KtapResult>) {
-    let mut plan = None;
-    let mut results = Vec::new();
-    // Diagnostics since the last result: a failure without a directive is
-    // explained by the harness's assertion line ("hid_bpf.c:154:...:Expected ...").
-    let mut since: Vec<&str> = Vec::new();
-    for line in lines {
-        if let Some(n) = line.strip_prefix("1..") {
-            plan = n.trim().parse().ok();
-            continue;
-        }
-        if let Some(d) = line.strip_prefix("# ") {
-            since.push(d.trim());
-        }
-        let (ok, rest) = if let Some(r) = line.strip_prefix("not ok ") {
-            (false, r)
-        } else if let Some(r) = line.strip_prefix("ok ") {
-            (true, r)
-        } else {
-            continue;
-        };
-        // "<n> <name>[ # <directive>]"
-        let rest = rest.split_once(' ').map(|(_, r)| r).unwrap_or("");
-        let (name, directive) = match rest.split_once(" # ") {
-            Some((n, d)) => (n.trim(), Some(d.trim())),
-            None => (rest.trim(), None),
-        };
-        let outcome = match directive {
-            Some(d) if d.to_ascii_uppercase().starts_with("SKIP") => {
-                Outcome::Skip(d[4..].trim().trim_start_matches(':').trim().to_string())
-            }
-            _ if ok => Outcome::Pass,
-            Some(d) if !d.is_empty() => Outcome::Fail(d.to_string()),
-            _ => Outcome::Fail(
-                since
-                    .iter()
-                    .find(|l| l.contains(":Expected ") || l.contains("assert"))
-                    .or_else(|| since.iter().rev().find(|l| !l.trim_start().starts_with("FAIL")))
-                    .map(|l| l.to_string())
-                    .unwrap_or_default(),
-            ),
-        };
-        since.clear();
-        results.push(KtapResult { name: name.to_string(), outcome });
-    }
-    (plan, results)
-}
 
 /// The programs built for one target.
 pub struct Built {
@@ -242,7 +178,7 @@ pub fn run(suite: &Suite, target: &Target, built: &Built, program: &str) -> Resu
     let booted = boot::boot(&qemu, &kernel.boot_image, &fs, probe.accel, deadline, &run_dir)?;
     let report = crate::judge::guest::GuestReport::parse(&booted.results_text);
     let _ = std::fs::write(run_dir.join("output.txt"), report.output.join("\n") + "\n");
-    let (plan, results) = parse_ktap(&report.output);
+    let (plan, results) = ktap::parse(&report.output);
     let (splats, _) = suite.allow.filter(&target.cell, console::find_splats(&booted.console_text));
     let problem = match (&report.done, booted.outcome.timed_out) {
         (_, true) => Some(format!("the VM timed out after {deadline:?} (see {})", run_dir.display())),
@@ -431,7 +367,7 @@ pub fn run_all(suite: &Suite, targets: &[Target], filter: Option<&str>, jobs: us
     let mut runs = runs.into_inner().unwrap();
     runs.sort_by_key(|(i, _)| *i);
 
-    let mut matrix = crate::matrix::Matrix::new(targets.to_vec());
+    let mut matrix = crate::results::matrix::Matrix::new(targets.to_vec());
     let mut notes = Vec::new();
     let mut ok = true;
     for (_, r) in &runs {
@@ -495,7 +431,7 @@ mod tests {
              # hid_bpf.c:154:test_fixup:Expected 0 (0) == err (-22)\n# test_fixup: Test terminated by assertion\nnot ok 4 hid_bpf.test_fixup\n\
              ok 3 hid_bpf.test_wq # SKIP bpf_wq unsupported\n  ok 1 nested.sub\n# Totals: pass:1 fail:1 xfail:0 xpass:0 skip:1 error:0\n",
         );
-        let (plan, r) = parse_ktap(&out);
+        let (plan, r) = ktap::parse(&out);
         assert_eq!(plan, Some(4));
         assert_eq!(r.len(), 4, "indented subtests are not top-level results");
         let fixup = r.iter().find(|x| x.name == "hid_bpf.test_fixup").unwrap();

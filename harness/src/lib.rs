@@ -27,18 +27,14 @@
 //! * [`bench`], [`robustness`]: the commands that print the README's numbers.
 pub mod base;
 pub mod bench;
+pub mod catalogue;
 pub mod doctor;
-pub mod fixtures;
 pub mod judge;
 pub mod kernel;
 pub mod kselftest;
-pub mod matrix;
-pub mod recording;
 pub mod repeat;
-pub mod report;
 pub mod results;
 pub mod robustness;
-pub mod scenarios;
 pub mod shell;
 pub mod suite;
 pub mod vm;

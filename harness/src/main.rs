@@ -1,11 +1,11 @@
 //! `hidvm`: build kernel cells, run scenarios in QEMU, print the matrix.
 use clap::{Parser, Subcommand};
 use hidvm::base::error::exit;
+use hidvm::catalogue::scenarios::{self, Entry};
 use hidvm::kernel::spec::Target;
-use hidvm::matrix::Matrix;
 use hidvm::repeat::Summary;
-use hidvm::report::RunReport;
-use hidvm::scenarios::{self, Entry};
+use hidvm::results::matrix::Matrix;
+use hidvm::results::report::RunReport;
 use hidvm::suite::{self, Options, Suite, TestCase};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -247,9 +247,10 @@ fn real_main(cli: Cli) -> hidvm::Result<ExitCode> {
             Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(exit::TESTS_FAILED) })
         }
         Command::Summary { files, markdown } => {
-            let parts = files.iter().map(|f| hidvm::results::Results::read(f)).collect::<hidvm::Result<Vec<_>>>()?;
-            let merged = hidvm::results::Results::merge(parts)?;
-            let matrix = merged.matrix();
+            let parts =
+                files.iter().map(|f| hidvm::results::records::Results::read(f)).collect::<hidvm::Result<Vec<_>>>()?;
+            let merged = hidvm::results::summary::merge(parts)?;
+            let matrix = hidvm::results::summary::matrix(&merged);
             println!("{}", matrix.render());
             if let Some(md) = markdown {
                 use std::io::Write;
@@ -546,7 +547,7 @@ fn run_matrix(suite: &Suite, entries: Vec<Entry>, opts: &RunOpts, repeat: usize)
     }
     println!("\n{}", matrix.render());
     if opts.json.is_some() || opts.ktap.is_some() {
-        use hidvm::results::{Results, Status, TestRecord};
+        use hidvm::results::records::{Results, Status, TestRecord};
         let mut records: Vec<TestRecord> = work
             .iter()
             .zip(&last)
@@ -573,7 +574,7 @@ fn run_matrix(suite: &Suite, entries: Vec<Entry>, opts: &RunOpts, repeat: usize)
             results.write_json(p)?;
         }
         if let Some(p) = &opts.ktap {
-            results.write_ktap(p)?;
+            hidvm::results::ktap::write(&results, p)?;
         }
     }
     if repeat > 1 {

@@ -10,7 +10,7 @@
 //! flaky: its window is only sometimes hit, which is the bug's nature, and
 //! the repeat reports how often it was.
 use crate::judge::known::Known;
-use crate::report::RunReport;
+use crate::results::report::RunReport;
 
 /// How one test ended in one round.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -3,7 +3,7 @@
 //! processes left after forced stops, kernel builds under concurrent
 //! requesters.
 use crate::base::error::{Error, Result};
-use crate::scenarios::Kind;
+use crate::catalogue::scenarios::Kind;
 use crate::suite::Suite;
 use std::path::Path;
 use std::process::{Command, Stdio};

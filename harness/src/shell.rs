@@ -7,7 +7,7 @@
 use crate::base::error::{Error, Result};
 use crate::base::layout::new_run_dir;
 use crate::base::tools::{self, Tool};
-use crate::fixtures::{self, FixtureRef};
+use crate::catalogue::fixtures::{self, FixtureRef};
 use crate::kernel::spec::Target;
 use crate::suite::Suite;
 use crate::vm::feature::Feature;

@@ -7,9 +7,9 @@
 //! (on every cell), which then fail with that message.
 use crate::base::error::{toml_error, Error, Result};
 use crate::base::layout::Repo;
-use crate::fixtures::FixtureRef;
+use crate::catalogue::fixtures::FixtureRef;
+use crate::catalogue::recording::Recording;
 use crate::kernel::cell::KernelCell;
-use crate::recording::Recording;
 use hidvm_proto::devices::check_descriptor;
 use hidvm_proto::scenario::DeviceSpec;
 use hidvm_proto::{devices, DeviceDef, Frame, HexBytes, ReplayData, Scenario, Step};
@@ -133,7 +133,7 @@ pub fn catalogue(repo: &Repo, cells: &[KernelCell]) -> Result<Vec<Entry>> {
 /// The kernel tree's own programs (`drivers/hid/bpf/progs/*.bpf.c`) that
 /// no scenario of `entries` loads: each program must have one.
 pub fn uncovered_kernel_programs(tree: &Path, entries: &[Entry]) -> Result<Vec<String>> {
-    let dir = tree.join(crate::fixtures::KERNEL_PROGS);
+    let dir = tree.join(crate::catalogue::fixtures::KERNEL_PROGS);
     let rd = std::fs::read_dir(&dir).map_err(Error::io(format!("reading {}", dir.display())))?;
     let mut programs: Vec<String> =
         rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.ends_with(".bpf.c")).collect();
@@ -142,7 +142,7 @@ pub fn uncovered_kernel_programs(tree: &Path, entries: &[Entry]) -> Result<Vec<S
     Ok(programs
         .into_iter()
         .filter(|p| {
-            let reference = format!("kernel:{}/{p}\"", crate::fixtures::KERNEL_PROGS);
+            let reference = format!("kernel:{}/{p}\"", crate::catalogue::fixtures::KERNEL_PROGS);
             !texts.iter().any(|t| t.contains(&reference))
         })
         .collect())

@@ -4,7 +4,7 @@
 //! flagged kernel-dependent.
 use crate::judge::verdict::Verdict;
 use crate::kernel::spec::Target;
-use crate::report::RunReport;
+use crate::results::report::RunReport;
 use std::collections::BTreeMap;
 
 fn v_token(v: &Verdict) -> String {

@@ -1,0 +1,14 @@
+//! What runs found, for people and for machines.
+//!
+//! Bottom to top (a module imports only those above it in this list):
+//! * [`report`]: one test run's report, rendered as a step log;
+//! * [`matrix`]: the scenario x target summary, compiler- and
+//!   kernel-dependent rows flagged;
+//! * [`records`]: one record per test, as JSON and JSON lines;
+//! * [`ktap`]: KTAP, parsed and written;
+//! * [`summary`]: many results files merged into one matrix.
+pub mod ktap;
+pub mod matrix;
+pub mod records;
+pub mod report;
+pub mod summary;
