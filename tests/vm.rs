@@ -17,7 +17,8 @@
 //! as written it must pass on every cell; with its rewrite broken, or its
 //! probe rejecting the device, it must fail with that precise message.
 use hidvm::catalogue::scenarios;
-use hidvm::suite::{Options, Suite};
+use hidvm::run::suite::{Options, Suite};
+use hidvm::run::{one_test, plan};
 use libtest_mimic::{Arguments, Failed, Trial};
 use std::path::Path;
 use std::sync::Arc;
@@ -50,9 +51,9 @@ fn run_example(suite: &Suite, dir: &Path, file: Option<&str>, expect: Option<&[&
     let entries =
         scenarios::entries_for_paths(&[path], &suite.defined_cells).map_err(|e| Failed::from(e.to_string()))?;
     let mut problems = Vec::new();
-    for target in suite.default_targets() {
+    for target in plan::default_targets(suite) {
         for entry in &entries {
-            let report = suite.run(&target, entry).map_err(|e| Failed::from(format!("error: {e}")))?;
+            let report = one_test::run(suite, &target, entry).map_err(|e| Failed::from(format!("error: {e}")))?;
             let text = report.render();
             match expect {
                 None if !report.verdict.passed() => problems.push(text),
@@ -116,8 +117,8 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    let targets = suite.default_targets();
-    let trials = match suite.tests(&targets, None) {
+    let targets = plan::default_targets(&suite);
+    let trials = match plan::tests(&suite, &targets, None) {
         Ok(work) if !work.is_empty() => work
             .into_iter()
             .map(|case| {
@@ -127,8 +128,8 @@ fn main() -> std::process::ExitCode {
                     if let Some(why) = &case.skip {
                         return Err(format!("skipped: {why}").into());
                     }
-                    let report =
-                        suite.run(&case.target, &case.entry).map_err(|e| Failed::from(format!("error: {e}")))?;
+                    let report = one_test::run(&suite, &case.target, &case.entry)
+                        .map_err(|e| Failed::from(format!("error: {e}")))?;
                     // CI's summary job merges these lines from every job.
                     let record = hidvm::results::records::TestRecord::from_report(&case.entry.row(), &report);
                     hidvm::results::records::append_to_env_file(&record)
@@ -198,20 +199,20 @@ fn main() -> std::process::ExitCode {
     // The kernel's own HID selftests, one trial per program and target;
     // opt-in (ignored unless asked for): `cargo nextest run --run-ignored
     // only -E 'test(/^kselftest::/)'`.
-    let kselftests: Vec<Trial> = suite
-        .default_targets()
+    let kselftests: Vec<Trial> = plan::default_targets(&suite)
         .into_iter()
-        .flat_map(|target| hidvm::kselftest::PROGRAMS.iter().map(move |p| (target.clone(), p.to_string())))
+        .flat_map(|target| hidvm::run::kselftest::PROGRAMS.iter().map(move |p| (target.clone(), p.to_string())))
         .map(|(target, program)| {
             let suite = suite.clone();
             Trial::test(format!("kselftest::{}::{program}", target.label()), move || {
                 let err = |e: hidvm::Error| Failed::from(format!("error: {e}"));
-                let known = hidvm::kselftest::KnownResults::load(&suite.repo.root.join("tests/kselftest-known.toml"))
-                    .map_err(err)?;
-                let built = hidvm::kselftest::build(&suite, &target).map_err(err)?;
-                let run = hidvm::kselftest::run(&suite, &target, &built, &program).map_err(err)?;
+                let known =
+                    hidvm::run::kselftest::KnownResults::load(&suite.repo.root.join("tests/kselftest-known.toml"))
+                        .map_err(err)?;
+                let built = hidvm::run::kselftest::build(&suite, &target).map_err(err)?;
+                let run = hidvm::run::kselftest::run(&suite, &target, &built, &program).map_err(err)?;
                 let version = suite.source(&target.kernel).map_err(err)?.version;
-                let judged = hidvm::kselftest::judge(&run, &known, &version);
+                let judged = hidvm::run::kselftest::judge(&run, &known, &version);
                 for n in &judged.notes {
                     println!("{n}");
                 }
@@ -248,15 +249,15 @@ fn snapshot_isolation(suite: &Suite) -> Result<(), Failed> {
     if !hidvm::vm::snapshot::enabled() {
         return Err("HIDVM_SNAPSHOT=off: this test is about snapshots; run it without".into());
     }
-    let target = suite.default_targets().into_iter().next().ok_or("no default target")?;
+    let target = plan::default_targets(suite).into_iter().next().ok_or("no default target")?;
     let entries = suite.catalogue().map_err(|e| Failed::from(format!("error: {e}")))?;
     let find = |name: &str| {
         entries.iter().find(|e| e.name == name).cloned().ok_or_else(|| Failed::from(format!("no entry {name}")))
     };
-    let crash =
-        suite.run(&target, &find("lkdtm_panic_is_a_crash")?).map_err(|e| Failed::from(format!("error: {e}")))?;
-    let after =
-        suite.run(&target, &find("mouse_invert_y_close_link")?).map_err(|e| Failed::from(format!("error: {e}")))?;
+    let crash = one_test::run(suite, &target, &find("lkdtm_panic_is_a_crash")?)
+        .map_err(|e| Failed::from(format!("error: {e}")))?;
+    let after = one_test::run(suite, &target, &find("mouse_invert_y_close_link")?)
+        .map_err(|e| Failed::from(format!("error: {e}")))?;
     let mut problems = Vec::new();
     if !crash.verdict.passed() {
         problems.push(format!("the panicking self-test did not end as it states:\n{}", crash.render()));
@@ -336,11 +337,11 @@ fn read_until(master: &mut std::fs::File, seen: &mut Vec<u8>, text: &str, deadli
 /// QEMU process behind.
 fn shell_trial(suite: Arc<Suite>) -> Result<(), Failed> {
     use std::io::Write;
-    let target = suite.default_targets().into_iter().next().ok_or_else(|| Failed::from("no target selected"))?;
+    let target = plan::default_targets(&suite).into_iter().next().ok_or_else(|| Failed::from("no target selected"))?;
     let (mut master, slave) = open_pty().map_err(|e| Failed::from(format!("pty: {e}")))?;
     let s = suite.clone();
     let t = target.clone();
-    let vm = std::thread::spawn(move || hidvm::shell::run(&s, &t, Some("mouse_swap_buttons"), Some(slave)));
+    let vm = std::thread::spawn(move || hidvm::run::shell::run(&s, &t, Some("mouse_swap_buttons"), Some(slave)));
     let mut seen = Vec::new();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
     let transcript = |seen: &[u8]| {

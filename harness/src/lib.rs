@@ -26,17 +26,11 @@
 //! * [`matrix`]: the scenario x cell summary;
 //! * [`bench`], [`robustness`]: the commands that print the README's numbers.
 pub mod base;
-pub mod bench;
 pub mod catalogue;
-pub mod doctor;
 pub mod judge;
 pub mod kernel;
-pub mod kselftest;
-pub mod repeat;
 pub mod results;
-pub mod robustness;
-pub mod shell;
-pub mod suite;
+pub mod run;
 pub mod vm;
 
 pub use base::error::{Error, Result};

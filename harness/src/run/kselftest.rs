@@ -14,7 +14,7 @@ use crate::base::tools;
 use crate::judge::console;
 use crate::kernel::spec::Target;
 use crate::results::ktap::{self, KtapResult, Outcome};
-use crate::suite::Suite;
+use crate::run::suite::Suite;
 use crate::vm::boot;
 use crate::vm::initramfs::Initramfs;
 use hidvm_proto::job::PROGRAM_DIR;

@@ -4,7 +4,8 @@
 //! requesters.
 use crate::base::error::{Error, Result};
 use crate::catalogue::scenarios::Kind;
-use crate::suite::Suite;
+use crate::run::suite::Suite;
+use crate::run::{one_test, plan};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -31,7 +32,7 @@ fn splat_classes(suite: &Suite) -> Result<bool> {
     let mut missed = Vec::new();
     let mut classes = std::collections::BTreeSet::new();
     let selftests: Vec<_> = suite.catalogue()?.into_iter().filter(|e| e.kind == Kind::SelfTest).collect();
-    for case in suite.tests_of(selftests, &suite.default_targets(), None)? {
+    for case in plan::tests_of(suite, selftests, &plan::default_targets(suite), None)? {
         if case.skip.is_some() {
             continue;
         }
@@ -39,7 +40,7 @@ fn splat_classes(suite: &Suite) -> Result<bool> {
         let Some(want) = scenario.expect_verdict.as_deref().filter(|v| v.starts_with("kernel-")) else { continue };
         {
             tried += 1;
-            let report = suite.run(&case.target, &case.entry)?;
+            let report = one_test::run(suite, &case.target, &case.entry)?;
             if report.verdict.passed() {
                 detected += 1;
                 classes.insert(want.to_string());
@@ -176,7 +177,7 @@ fn concurrent_builds(suite: &Suite, n: usize) -> Result<bool> {
 }
 
 fn first_target(suite: &Suite) -> Result<crate::kernel::spec::Target> {
-    suite.default_targets().into_iter().next().ok_or_else(|| Error::Other("no kernel or cell selected".into()))
+    plan::default_targets(suite).into_iter().next().ok_or_else(|| Error::Other("no kernel or cell selected".into()))
 }
 
 fn remove_tree(p: &Path) {

@@ -2,7 +2,7 @@
 //! check prints one line: `ok`, or what is wrong and the command that
 //! fixes it. Nothing is changed.
 use crate::base::tools::{self, Tool};
-use crate::suite::Suite;
+use crate::run::suite::Suite;
 use std::path::Path;
 
 /// One check's answer.

@@ -9,7 +9,7 @@ use crate::base::layout::new_run_dir;
 use crate::base::tools::{self, Tool};
 use crate::catalogue::fixtures::{self, FixtureRef};
 use crate::kernel::spec::Target;
-use crate::suite::Suite;
+use crate::run::suite::Suite;
 use crate::vm::feature::Feature;
 use crate::vm::feature::{
     ExitOnReboot, Initramfs as InitrdFeature, Kernel, MicroVm, PanicEndsVm, ResultPort, StdioConsole,

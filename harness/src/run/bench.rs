@@ -2,7 +2,8 @@
 //! Speed goals live here, never in timed tests.
 use crate::base::error::{Error, Result};
 use crate::catalogue::scenarios::Kind;
-use crate::suite::Suite;
+use crate::run::suite::Suite;
+use crate::run::{one_test, plan, pool};
 use crate::vm::snapshot;
 use std::time::{Duration, Instant};
 
@@ -28,7 +29,7 @@ impl Stats {
 
 pub fn run(suite: &Suite, opts: &BenchOptions) -> Result<()> {
     println!("hidvm bench on {}", machine());
-    let targets = suite.default_targets();
+    let targets = plan::default_targets(suite);
     for k in &suite.kernels {
         let source = suite.source(&k.name)?;
         println!("kernel {}: Linux {} ({})", k.name, source.version, source.root.display());
@@ -77,7 +78,7 @@ pub fn run(suite: &Suite, opts: &BenchOptions) -> Result<()> {
         let (mut vm, mut total, mut answer) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..opts.runs {
             let t = Instant::now();
-            let r = suite.run(target, first)?;
+            let r = one_test::run(suite, target, first)?;
             total.push(t.elapsed());
             vm.push(Duration::from_secs_f64(r.vm_seconds));
             answer.extend(r.first_answer_seconds.map(Duration::from_secs_f64));
@@ -110,7 +111,7 @@ pub fn run(suite: &Suite, opts: &BenchOptions) -> Result<()> {
     println!("{} per timing; {}", opts.runs, accel_line.unwrap_or_default());
 
     // The warm catalogue, one kernel (its gcc and llvm cells) at a time.
-    let jobs = crate::base::host::default_vms();
+    let jobs = crate::run::pool::default_vms();
     let mut per_test_by_kernel = Vec::new();
     for k in &suite.kernels {
         let kernel_targets: Vec<_> = targets.iter().filter(|t| t.kernel == k.name).cloned().collect();
@@ -119,8 +120,8 @@ pub fn run(suite: &Suite, opts: &BenchOptions) -> Result<()> {
         }
         let t = Instant::now();
         let (work, skipped): (Vec<_>, Vec<_>) =
-            suite.tests(&kernel_targets, None)?.into_iter().partition(|c| c.skip.is_none());
-        let results = suite.run_parallel(&work, jobs, |_, _| {});
+            plan::tests(suite, &kernel_targets, None)?.into_iter().partition(|c| c.skip.is_none());
+        let results = pool::run_parallel(suite, &work, jobs, |_, _| {});
         let vm_seconds: f64 = results.iter().flatten().map(|r| r.vm_seconds).sum();
         let failures: Vec<String> = results
             .into_iter()
@@ -156,8 +157,8 @@ pub fn run(suite: &Suite, opts: &BenchOptions) -> Result<()> {
     // a VM-per-test harness is compared with.
     // Both had the whole machine: the ratio compares wall time per test.
     if let Some((kernel, target, hidvm_per_test, vm_per_test)) = per_test_by_kernel.first() {
-        let upstream = crate::kselftest::build(suite, target)
-            .and_then(|built| crate::kselftest::run(suite, target, &built, "hid_bpf"));
+        let upstream = crate::run::kselftest::build(suite, target)
+            .and_then(|built| crate::run::kselftest::run(suite, target, &built, "hid_bpf"));
         match upstream {
             Ok(run) if !run.results.is_empty() => {
                 let per = run.vm_seconds / run.results.len() as f64;

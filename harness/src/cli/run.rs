@@ -1,0 +1,27 @@
+//! `hidvm run TEST`: one test, with its full step log.
+use crate::cli::tests_exit;
+use hidvm::run::one_test;
+use hidvm::run::plan::{targets, tests};
+use hidvm::run::suite::Suite;
+use std::process::ExitCode;
+
+#[derive(clap::Args)]
+pub struct Args {
+    test: String,
+}
+
+pub fn run(suite: &Suite, args: Args) -> hidvm::Result<ExitCode> {
+    let test = args.test;
+    let every_kernel: Vec<String> = suite.all_kernels.iter().map(|k| k.name.clone()).collect();
+    let every_cell: Vec<String> = suite.all_cells.iter().map(|c| c.name.clone()).collect();
+    let case = tests(suite, &targets(&every_kernel, &every_cell), None)?
+        .into_iter()
+        .find(|c| c.name() == test)
+        .ok_or_else(|| hidvm::Error::Other(format!("no test named `{test}`; `hidvm list` shows them")))?;
+    if let Some(why) = &case.skip {
+        return Err(hidvm::Error::Other(format!("{test} is skipped: {why}")));
+    }
+    let report = one_test::run(suite, &case.target, &case.entry)?;
+    print!("{}", report.render());
+    Ok(tests_exit(report.verdict.passed()))
+}

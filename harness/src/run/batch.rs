@@ -1,0 +1,257 @@
+//! A batch of tests (`hidvm vm-test`, `hidvm test`): the kernels built,
+//! every test prepared (so bad input fails before any VM boots), the tests
+//! run in rounds, and what they found: the matrix, the results files, and
+//! the known failures and allow-list entries this run did not need.
+use crate::base::error::{Error, Result};
+use crate::catalogue::scenarios::Entry;
+use crate::judge::known::Known;
+use crate::kernel::spec::Target;
+use crate::results::ktap;
+use crate::results::matrix::Matrix;
+use crate::results::records::{Results, Status, TestRecord};
+use crate::results::report::RunReport;
+use crate::run::plan::{self, TestCase};
+use crate::run::pool::{default_vms, run_parallel};
+use crate::run::prepare::{build_targets, prepare};
+use crate::run::repeat::{RoundEnd, Summary, Tally};
+use crate::run::suite::Suite;
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+/// What a batch runs and where its results go.
+#[derive(Clone, Debug, Default)]
+pub struct BatchOptions {
+    /// Cells to run on (empty: the run's cells).
+    pub cells: Vec<String>,
+    /// Only tests whose name contains this.
+    pub filter: Option<String>,
+    /// VMs at once (default: [`default_vms`]).
+    pub jobs: Option<usize>,
+    /// Print every test's step log, not only failures.
+    pub verbose: bool,
+    pub json: Option<PathBuf>,
+    pub ktap: Option<PathBuf>,
+    /// Rounds (at least one).
+    pub repeat: usize,
+}
+
+/// How every round of the batch ended.
+struct Rounds {
+    /// Per test (in work order): how its rounds ended.
+    tallies: Vec<Tally>,
+    /// Per test: the last round's result.
+    last: Vec<Option<Result<RunReport>>>,
+    /// Allow-list entries that excused a splat in some round.
+    used_allow: BTreeSet<usize>,
+}
+
+/// Run `entries` on the run's kernels x the chosen cells, print the matrix
+/// and what the batch found; true if every test passed (or failed as a
+/// known kernel bug says).
+pub fn run(suite: &Suite, entries: Vec<Entry>, opts: &BatchOptions) -> Result<bool> {
+    let repeat = opts.repeat.max(1);
+    let targets = plan::selected_targets(suite, &opts.cells)?;
+    let (work, skipped) = split_work(suite, entries, &targets, opts.filter.as_deref())?;
+    // Only the targets some test runs on are built.
+    let used: Vec<Target> = targets.iter().filter(|t| work.iter().any(|c| &c.target == *t)).cloned().collect();
+    build_targets(suite, &used)?;
+    let preparing = crate::base::output::start(crate::base::output::Phase::Work {
+        what: &format!("preparing {} tests (loading, compiling and matching programs)", work.len()),
+    });
+    for case in &work {
+        prepare(suite, &case.target, &case.entry)?;
+    }
+    preparing.finish("ready");
+    let jobs = opts.jobs.unwrap_or_else(default_vms).max(1);
+    crate::base::output::note(format!(
+        "hidvm: running {} tests ({} skipped), {jobs} VMs at a time{}",
+        work.len(),
+        skipped.len(),
+        if repeat > 1 { format!(", {repeat} times") } else { String::new() }
+    ));
+    crate::base::output::tests_started(work.len() * repeat);
+    let started = std::time::Instant::now();
+    let rounds = run_rounds(suite, &work, jobs, repeat, opts.verbose);
+    crate::base::output::tests_done();
+
+    let matrix = matrix_of(&targets, &work, &skipped, &rounds);
+    println!("\n{}", matrix.render());
+    if opts.json.is_some() || opts.ktap.is_some() {
+        let results = Results::new(records_of(&work, &skipped, &rounds));
+        if let Some(p) = &opts.json {
+            results.write_json(p)?;
+        }
+        if let Some(p) = &opts.ktap {
+            ktap::write(&results, p)?;
+        }
+    }
+    print_findings(suite, &targets, &work, &rounds, repeat);
+    println!("wall time {:.1} s", started.elapsed().as_secs_f64());
+    Ok(matrix.all_passed())
+}
+
+/// The tests of `entries` on `targets`: those to run and those skipped;
+/// nothing to run is an error naming what was asked for.
+fn split_work(
+    suite: &Suite,
+    entries: Vec<Entry>,
+    targets: &[Target],
+    filter: Option<&str>,
+) -> Result<(Vec<TestCase>, Vec<TestCase>)> {
+    let (work, skipped): (Vec<TestCase>, Vec<TestCase>) =
+        plan::tests_of(suite, entries, targets, filter)?.into_iter().partition(|c| c.skip.is_none());
+    if work.is_empty() {
+        return Err(Error::Other(format!(
+            "no test {} on {}; `hidvm list --long` shows the test names{}",
+            filter.map(|f| format!("matching the filter `{f}` runs")).unwrap_or_else(|| "runs".into()),
+            targets.iter().map(|t| t.label()).collect::<Vec<_>>().join(", "),
+            if skipped.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " ({} skipped, e.g. {}: {})",
+                    skipped.len(),
+                    skipped[0].name(),
+                    skipped[0].skip.as_deref().unwrap_or_default()
+                )
+            }
+        )));
+    }
+    Ok((work, skipped))
+}
+
+/// Every test of `work` `repeat` times, each round in full before the next.
+fn run_rounds(suite: &Suite, work: &[TestCase], jobs: usize, repeat: usize, verbose: bool) -> Rounds {
+    let mut rounds =
+        Rounds { tallies: vec![Tally::default(); work.len()], last: Vec::new(), used_allow: BTreeSet::new() };
+    for round in 1..=repeat {
+        let t = std::time::Instant::now();
+        let results = run_parallel(suite, work, jobs, |case, r| match r {
+            Ok(rep) if rep.verdict.passed() && !verbose => crate::base::output::test_finished(
+                true,
+                &format!("  pass  {} ({:.1} s)", rep.test, rep.vm_seconds),
+                None,
+            ),
+            Ok(rep) => crate::base::output::test_finished(rep.acceptable(), &rep.test, Some(&rep.render())),
+            Err(e) => crate::base::output::test_finished(false, &format!("  ERROR {}: {e}", case.name()), None),
+        });
+        let mut round_tally = Tally::default();
+        for (i, r) in results.iter().enumerate() {
+            let end = RoundEnd::of(r);
+            rounds.tallies[i].add(end);
+            round_tally.add(end);
+            if let Ok(rep) = r {
+                rounds.used_allow.extend(rep.allowed.iter().map(|(i, _)| *i));
+            }
+        }
+        if repeat > 1 {
+            crate::base::output::note(format!(
+                "hidvm: round {round}/{repeat}: {} passed, {} known kernel bugs, {} failed, {:.1} s",
+                round_tally.pass,
+                round_tally.known,
+                round_tally.fail,
+                t.elapsed().as_secs_f64()
+            ));
+        }
+        rounds.last = results.into_iter().map(Some).collect();
+    }
+    rounds
+}
+
+/// The scenario x target matrix: a test whose rounds varied shows how.
+fn matrix_of(targets: &[Target], work: &[TestCase], skipped: &[TestCase], rounds: &Rounds) -> Matrix {
+    let mut matrix = Matrix::new(targets.to_vec());
+    for (i, (case, r)) in work.iter().zip(&rounds.last).enumerate() {
+        let row = case.entry.row();
+        if let Some(text) = rounds.tallies[i].cell() {
+            match rounds.tallies[i].summary() {
+                Summary::KnownSometimes => matrix.record_known_by_chance(&row, &case.target, text),
+                _ => matrix.record_text(&row, &case.target, text, false),
+            }
+            continue;
+        }
+        match r {
+            Some(Ok(rep)) => matrix.record(&row, &case.target, Ok(rep)),
+            Some(Err(e)) => matrix.record(&row, &case.target, Err(&e.to_string())),
+            None => {}
+        }
+    }
+    for case in skipped {
+        matrix.record_skip(&case.entry.row(), &case.target, case.skip.as_deref().unwrap_or_default());
+    }
+    matrix
+}
+
+/// One record per test: how its rounds ended, or its last run's report.
+fn records_of(work: &[TestCase], skipped: &[TestCase], rounds: &Rounds) -> Vec<TestRecord> {
+    let tallies = &rounds.tallies;
+    let mut records: Vec<TestRecord> = work
+        .iter()
+        .zip(&rounds.last)
+        .enumerate()
+        .filter_map(|(i, (case, r))| {
+            let row = case.entry.row();
+            let varied =
+                |status| TestRecord::without_run(&case.name(), &row, &case.target, status, &tallies[i].describe());
+            Some(match (tallies[i].summary(), r.as_ref()?) {
+                (Summary::Flaky, _) => varied(Status::Flaky),
+                (Summary::KnownSometimes, _) => varied(Status::Known),
+                (Summary::Steady, Ok(rep)) => TestRecord::from_report(&row, rep),
+                (Summary::Steady, Err(e)) => {
+                    TestRecord::without_run(&case.name(), &row, &case.target, Status::Error, &e.to_string())
+                }
+            })
+        })
+        .collect();
+    records.extend(skipped.iter().map(|c| {
+        TestRecord::without_run(&c.name(), &c.entry.row(), &c.target, Status::Skip, c.skip.as_deref().unwrap_or(""))
+    }));
+    records
+}
+
+/// After the matrix: the rounds in numbers, known failures whose test
+/// passed, and allow-list entries that excused nothing.
+fn print_findings(suite: &Suite, targets: &[Target], work: &[TestCase], rounds: &Rounds, repeat: usize) {
+    let tallies = &rounds.tallies;
+    if repeat > 1 {
+        let count = |s: Summary| tallies.iter().filter(|t| t.summary() == s).count();
+        let always_failed = tallies.iter().filter(|t| t.failed_every_round()).count();
+        println!(
+            "{repeat} runs x {} tests: {} flaky, {always_failed} failed every run, {} hit a known kernel bug in some runs and passed in the others",
+            work.len(),
+            count(Summary::Flaky),
+            count(Summary::KnownSometimes)
+        );
+    }
+    // A known kernel bug whose test passed: fixed in this kernel, or a race
+    // that missed its window this time.
+    for (r, t) in rounds.last.iter().zip(tallies) {
+        let Some(Ok(r)) = r else { continue };
+        if t.known > 0 {
+            continue; // it did fail as known in another round
+        }
+        if let Known::Passed(i) = r.known {
+            println!(
+                "known failure {} ({}) passed on {}-{} (Linux {}): fixed in this kernel, or its race missed the window this time; remove the entry once it keeps passing",
+                i + 1,
+                r.scenario,
+                r.kernel,
+                r.cell,
+                r.kernel_version
+            );
+        }
+    }
+    // Allow-list entries that excused nothing in this run are stale.
+    for (i, a) in suite.allow.allow.iter().enumerate() {
+        let applies = targets.iter().any(|t| a.applies_to(&t.cell));
+        if applies && !rounds.used_allow.contains(&i) {
+            println!(
+                "allow-list entry {} ({} `{}`: {}) matched nothing in this run; remove it if the splat is gone",
+                i + 1,
+                a.class,
+                a.contains,
+                a.reason
+            );
+        }
+    }
+}

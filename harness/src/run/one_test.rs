@@ -1,0 +1,188 @@
+//! One test, end to end: prepared (kernel, scenario, programs), the
+//! accelerator chosen, its VM restored from the kernel's snapshot or booted
+//! cold, the guest's answer judged, held against the known kernel bugs, and
+//! reported. Booting is `vm::boot`'s, judging `judge::decide`'s, showing
+//! the result `results::report`'s.
+use crate::base::error::{Error, Result};
+use crate::base::layout::{new_run_dir, test_dir_name, write_atomic};
+use crate::base::tools;
+use crate::catalogue::fixtures;
+use crate::catalogue::scenarios::{Entry, Loaded};
+use crate::judge::console;
+use crate::judge::decide::{self, RunContext};
+use crate::judge::guest::GuestReport;
+use crate::judge::verdict::{FailureKind, Verdict};
+use crate::kernel::build::BuiltKernel;
+use crate::kernel::spec::Target;
+use crate::results::report::RunReport;
+use crate::run::bless::bless;
+use crate::run::prepare::{prepare, Prepared};
+use crate::run::suite::Suite;
+use crate::vm::accel::Accel;
+use crate::vm::initramfs::Initramfs;
+use crate::vm::{agent, boot, snapshot};
+use hidvm_proto::job::{FIXTURE_DIR, MODULE_DIR};
+use hidvm_proto::{GuestFixture, Job, JobMode, JOB_PATH};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+/// Run `entry` on `target` in a VM of its own.
+pub fn run(suite: &Suite, target: &Target, entry: &Entry) -> Result<RunReport> {
+    let Prepared { loaded, cell, kernel, objects, source } = prepare(suite, target, entry)?;
+    let label = target.label();
+    let Loaded { scenario, devices, replays, .. } = loaded;
+    let qemu = tools::require(&tools::QEMU)?;
+    let detectors = kernel.detectors()?;
+    let agent_bin = agent::ensure(&suite.repo)?;
+    let agent = std::fs::read(&agent_bin).map_err(Error::io(format!("reading {}", agent_bin.display())))?;
+
+    let run_dir = new_run_dir(&suite.repo.runs_dir().join(&label).join(test_dir_name(&entry.test_name(&label))))?;
+    let probe = boot::accelerator(&suite.cache, &qemu, &kernel.boot_image, &kernel.cell.name, &agent, &run_dir)?;
+
+    let GuestFiles { template, mut own, fixtures } = guest_files(&agent, &kernel, &objects)?;
+    let deadline = vm_deadline(probe.accel, scenario.timeout_s);
+    let nonce = nonce();
+    let job = Job {
+        cell: cell.name.clone(),
+        nonce: nonce.clone(),
+        deadline_ms: deadline.as_millis() as u64,
+        detectors,
+        mode: JobMode::Scenario {
+            scenario: scenario.clone(),
+            devices,
+            fixtures,
+            replays: replays.values().map(|r| r.data.clone()).collect(),
+            bless: suite.opts.bless,
+        },
+    };
+    own.push((JOB_PATH.into(), 0o644, serde_json::to_vec_pretty(&job).expect("job serializes")));
+
+    let (booted, started_from) =
+        boot_test(suite, &qemu, &kernel.boot_image, template, &own, probe.accel, deadline, &run_dir)?;
+    let guest = GuestReport::parse(&booted.results_text);
+    if let Some(trace) = &guest.trace {
+        let _ = std::fs::write(run_dir.join("trace.txt"), trace.join("\n") + "\n");
+    }
+    let (splats, allowed) = suite.allow.filter(&cell.name, console::find_splats(&booted.console_text));
+    let ctx = RunContext { cell: &cell, scenario: &scenario, nonce: &nonce, detectors };
+    let mut judgement = decide::judge(&ctx, &booted.outcome, &guest, &booted.console_text, &splats);
+    if suite.opts.bless && judgement.verdict.passed() {
+        if let Err(e) = bless(suite, &label, &replays, &guest) {
+            judgement.verdict = Verdict::Fail { kind: FailureKind::Check, class: None, reason: e.to_string() };
+        }
+    }
+    let known = suite.known.classify(&entry.row(), &cell.name, &source.version, &judgement.verdict);
+    let report = RunReport {
+        known,
+        test: entry.test_name(&label),
+        kernel: target.kernel.clone(),
+        kernel_version: source.version.clone(),
+        cell: cell.name.clone(),
+        scenario: scenario.name.clone(),
+        summary: scenario.summary.clone(),
+        verdict: judgement.verdict,
+        allowed,
+        accel: probe.accel,
+        accel_reason: probe.reason,
+        vm_seconds: booted.outcome.elapsed.as_secs_f64(),
+        started_from,
+        first_answer_seconds: booted.outcome.first_answer.map(|d| d.as_secs_f64()),
+        run_dir: run_dir.clone(),
+        guest,
+        console_tail: console::tail(&booted.console_text, 40),
+        splat: judgement.splat,
+    };
+    let _ = write_atomic(
+        &run_dir.join("report.json"),
+        serde_json::to_string_pretty(&report).unwrap_or_default().as_bytes(),
+    );
+    Ok(report)
+}
+
+/// A test's guest files: the template initramfs (the agent and the cell's
+/// modules, the same for every test, so in the snapshot too), and the
+/// test's own files (its compiled programs: in the initramfs of a cold
+/// boot, delivered to a restored guest), with where the guest finds each
+/// program.
+struct GuestFiles {
+    template: Initramfs,
+    own: Vec<(String, u32, Vec<u8>)>,
+    fixtures: BTreeMap<String, GuestFixture>,
+}
+
+fn guest_files(
+    agent: &[u8],
+    kernel: &BuiltKernel,
+    objects: &BTreeMap<String, fixtures::Compiled>,
+) -> Result<GuestFiles> {
+    let mut template = Initramfs::with_agent(agent);
+    for m in &kernel.modules {
+        let name = m.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        template
+            .add_host_file(&format!("{MODULE_DIR}/{name}"), 0o644, m)
+            .map_err(Error::io(format!("reading {}", m.display())))?;
+    }
+    let mut own = Vec::new();
+    let mut fixtures = BTreeMap::new();
+    for (name, c) in objects {
+        let guest = format!("{FIXTURE_DIR}/{}", c.guest_name);
+        let bytes = std::fs::read(&c.object).map_err(Error::io(format!("reading {}", c.object.display())))?;
+        own.push((guest.clone(), 0o644, bytes));
+        fixtures.insert(name.clone(), GuestFixture { path: guest, config: c.config.clone() });
+    }
+    Ok(GuestFiles { template, own, fixtures })
+}
+
+/// Start the test's VM: restored from the kernel's snapshot (made on
+/// first use) unless HIDVM_SNAPSHOT=off, cold otherwise, and cold when a
+/// restore fails (saying so in the report).
+#[allow(clippy::too_many_arguments)]
+fn boot_test(
+    suite: &Suite,
+    qemu: &Path,
+    image: &Path,
+    mut fs: Initramfs,
+    own_files: &[(String, u32, Vec<u8>)],
+    accel: Accel,
+    deadline: Duration,
+    run_dir: &Path,
+) -> Result<(boot::BootResult, String)> {
+    let mut from = "cold boot".to_string();
+    if snapshot::enabled() {
+        let snap = boot::snapshot_for(&suite.cache, qemu, image, &fs, accel)?;
+        match boot::boot_restored(qemu, image, &snap, own_files, accel, deadline, run_dir)? {
+            Ok(booted) => return Ok((booted, format!("snapshot {}", snap.key))),
+            Err(why) => {
+                crate::base::output::note(format!(
+                    "{}: restoring snapshot {} failed ({why}); booting cold",
+                    run_dir.display(),
+                    snap.key
+                ));
+                from = format!("cold boot (restoring snapshot {} failed: {why})", snap.key);
+            }
+        }
+    }
+    for (path, mode, data) in own_files {
+        fs.file(path, *mode, data.clone());
+    }
+    Ok((boot::boot(qemu, image, &fs, accel, deadline, run_dir)?, from))
+}
+
+/// A value no other run has: the guest echoes it, so results written by
+/// another run are never mistaken for this one's.
+fn nonce() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    format!("{:x}-{:x}-{:x}", t.as_nanos(), std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst))
+}
+
+/// `HIDVM_VM_TIMEOUT` seconds; else the scenario's own `timeout_s`; else
+/// scaled to the accelerator (24 s KVM, 60 s TCG).
+pub fn vm_deadline(accel: Accel, scenario_timeout_s: Option<u64>) -> Duration {
+    if let Some(s) = std::env::var("HIDVM_VM_TIMEOUT").ok().and_then(|s| s.parse().ok()) {
+        return Duration::from_secs(s);
+    }
+    Duration::from_secs(scenario_timeout_s.unwrap_or(20 + 4 * accel.slowness() as u64))
+}

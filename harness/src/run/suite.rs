@@ -1,0 +1,267 @@
+//! What a command works with: the kernels and cells of this run (from
+//! the definitions, the flags and the environment), the allow-list and
+//! known failures, each kernel's tree (resolved once), its built kernel,
+//! and the catalogue loaded against it.
+use crate::base::error::{Error, Result};
+use crate::base::layout::{cache_root, Repo};
+use crate::catalogue::scenarios::{self, Entry, LoadOptions, Loaded};
+use crate::judge::allowlist::AllowList;
+use crate::judge::known::KnownFailures;
+use crate::kernel::build::{BuiltKernel, KernelBuilder};
+use crate::kernel::cell::{self, KernelCell};
+use crate::kernel::image::{self, PrebuiltImage};
+use crate::kernel::patches::Series;
+use crate::kernel::source::KernelSource;
+use crate::kernel::spec::{self, KernelSpec, Target};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// `--kernel-src`; else HIDVM_KERNEL_SRC; else the kernels of
+    /// guest-image/kernels.toml.
+    pub kernel_src: Option<PathBuf>,
+    /// `--kernel 7.3`: kernels to run on (default: HIDVM_KERNELS, else
+    /// those run by default).
+    pub kernels: Vec<String>,
+    /// `--config-fragment`; else HIDVM_CONFIG_FRAGMENT (comma-separated):
+    /// the user's kconfig fragments, merged after hidvm's.
+    pub config_fragments: Vec<PathBuf>,
+    /// `--patches`; else HIDVM_PATCHES: a series applied to a private copy
+    /// of every kernel tree of the run.
+    pub patches: Option<PathBuf>,
+    /// `--kernel`; else HIDVM_KERNEL: a kernel the user built, booted as is.
+    pub prebuilt: Option<PathBuf>,
+    /// `--kernel-config`; else HIDVM_KERNEL_CONFIG: its .config.
+    pub prebuilt_config: Option<PathBuf>,
+    /// Print kernel build progress.
+    pub verbose: bool,
+    /// `hidvm test --bless`: write what replay steps observe to their
+    /// expectation files instead of comparing.
+    pub bless: bool,
+}
+
+pub struct Suite {
+    pub repo: Repo,
+    pub cache: PathBuf,
+    /// Kernels this run covers.
+    pub kernels: Vec<KernelSpec>,
+    /// Every defined kernel (or only the user's tree).
+    pub all_kernels: Vec<KernelSpec>,
+    /// Cells this run covers.
+    pub cells: Vec<KernelCell>,
+    /// Every defined cell.
+    pub all_cells: Vec<KernelCell>,
+    /// The cells of guest-image/cells.toml, which scenario files' `cells`
+    /// name (with a prebuilt kernel, `all_cells` is only its own).
+    pub defined_cells: Vec<KernelCell>,
+    pub allow: AllowList,
+    pub known: KnownFailures,
+    pub opts: Options,
+    /// Each kernel's tree, resolved once per command: a tree edited during
+    /// a `vm-test` must not put two different kernels into one matrix.
+    sources: std::sync::Mutex<BTreeMap<String, KernelSource>>,
+    /// The patch series applied to every tree (`--patches`), read up front.
+    pub series: Option<Series>,
+    /// Expectation files blessed in this command: file -> (target, content),
+    /// so two targets that disagree are caught instead of overwriting.
+    pub blessed: std::sync::Mutex<BTreeMap<PathBuf, (String, String)>>,
+}
+
+/// `HIDVM_CELLS=gcc,llvm-debug` style selection: every name must exist.
+fn env_selection(var: &str) -> Option<Vec<String>> {
+    std::env::var(var)
+        .ok()
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| s.split(',').map(|w| w.trim().to_string()).collect())
+}
+
+impl Suite {
+    /// The kernels and cells run by default, or those named by
+    /// `--kernel`/HIDVM_KERNELS and HIDVM_CELLS (CI runs one target per
+    /// job; flavours such as the debug cells run only when named).
+    /// `all_cells` keeps every definition for explicit `--cell` choices.
+    pub fn new(opts: Options) -> Result<Suite> {
+        let repo = Repo::locate();
+        let all_cells = cell::load(&repo.cells_file())?;
+        let allow = AllowList::load(&repo.root.join("tests/allowlist.toml"))?;
+        let known = KnownFailures::load(&repo.root.join("tests/known-failures.toml"))?;
+        let cells = run_cells(&all_cells)?;
+        let opts = with_environment(opts);
+        let user_tree = KernelSource::user_override(opts.kernel_src.as_deref());
+        let image = match &opts.prebuilt {
+            Some(p) => Some(PrebuiltImage::locate(p, opts.prebuilt_config.as_deref())?),
+            None => None,
+        };
+        let all_kernels = match (&image, &user_tree) {
+            (Some(image), tree) => vec![KernelSpec::prebuilt(image.clone(), tree.as_deref())],
+            (None, Some(dir)) => vec![KernelSpec::user_tree(dir)],
+            (None, None) => spec::load(&repo.kernels_file())?,
+        };
+        // A prebuilt kernel is its own cell, named after its compiler.
+        let defined_cells = all_cells.clone();
+        let (all_cells, cells) = match &image {
+            Some(image) => (vec![image.cell()], vec![image.cell()]),
+            None => (all_cells, cells),
+        };
+        let run_kernels = run_kernels(&opts, &all_kernels, user_tree.is_some())?;
+        let series = opts.patches.as_deref().map(Series::load).transpose()?;
+        Ok(Suite {
+            series,
+            repo,
+            cache: cache_root(),
+            kernels: run_kernels,
+            all_kernels,
+            cells,
+            all_cells,
+            defined_cells,
+            allow,
+            known,
+            opts,
+            sources: Default::default(),
+            blessed: Default::default(),
+        })
+    }
+
+    /// The same run against another cache directory (cold-build benches).
+    pub fn with_cache(&self, cache: PathBuf, verbose: bool) -> Suite {
+        Suite {
+            repo: self.repo.clone(),
+            cache,
+            kernels: self.kernels.clone(),
+            all_kernels: self.all_kernels.clone(),
+            cells: self.cells.clone(),
+            all_cells: self.all_cells.clone(),
+            defined_cells: self.defined_cells.clone(),
+            allow: self.allow.clone(),
+            known: self.known.clone(),
+            opts: Options { verbose, ..self.opts.clone() },
+            sources: Default::default(),
+            series: self.series.clone(),
+            blessed: Default::default(),
+        }
+    }
+
+    /// A kernel's tree: unpacked (or fetched) on first use, then the same
+    /// for the rest of the command.
+    pub fn source(&self, kernel: &str) -> Result<KernelSource> {
+        let mut sources = self.sources.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = sources.get(kernel) {
+            return Ok(s.clone());
+        }
+        let spec = spec::find(&self.all_kernels, kernel)?;
+        let mut s = match &spec.image {
+            // Headers and kernel: programs for a prebuilt image come from
+            // the tree given with it, else from the first kernel's tree.
+            Some(image) => {
+                let mut s = match &spec.tree {
+                    Some(_) => KernelSource::for_spec(spec, &self.cache)?,
+                    None => KernelSource::for_spec(&spec::load(&self.repo.kernels_file())?[0], &self.cache)?,
+                };
+                s.version = image.version.clone();
+                s
+            }
+            None => KernelSource::for_spec(spec, &self.cache)?,
+        };
+        if let Some(series) = &self.series {
+            s = s.with_patches(series, &self.cache).map_err(|e| Error::Other(format!("kernel {kernel}: {e}")))?;
+        }
+        sources.insert(kernel.to_string(), s.clone());
+        Ok(s)
+    }
+
+    pub fn spec(&self, kernel: &str) -> Result<&KernelSpec> {
+        spec::find(&self.all_kernels, kernel)
+    }
+
+    /// The key `target`'s kernel is (or would be) cached under.
+    pub fn kernel_cache_key(&self, target: &Target) -> Result<String> {
+        let cell = cell::find(&self.all_cells, &target.cell)?;
+        let source = self.source(&target.kernel)?;
+        KernelBuilder::new(&self.repo, &self.cache, &source)
+            .with_user_fragments(&self.opts.config_fragments)?
+            .cache_key(cell)
+    }
+
+    pub fn kernel(&self, target: &Target) -> Result<BuiltKernel> {
+        let cell = cell::find(&self.all_cells, &target.cell)?;
+        let source = self.source(&target.kernel)?;
+        if let Some(image) = &self.spec(&target.kernel)?.image {
+            return crate::kernel::prebuilt::prepare(&self.repo, &self.cache, image, &source.root);
+        }
+        let mut builder =
+            KernelBuilder::new(&self.repo, &self.cache, &source).with_user_fragments(&self.opts.config_fragments)?;
+        builder.verbose = self.opts.verbose;
+        builder.ensure(cell)
+    }
+
+    /// The repository's catalogue (scenarios and self-tests).
+    pub fn catalogue(&self) -> Result<Vec<Entry>> {
+        scenarios::catalogue(&self.repo, &self.defined_cells)
+    }
+
+    /// `entry` loaded for `kernel` (whose tree `kernel:` programs come from;
+    /// unpacked or fetched on first use).
+    pub fn load(&self, entry: &Entry, kernel: &str) -> Result<Loaded> {
+        let tree = self.source(kernel)?.root;
+        scenarios::load(&self.repo, entry, LoadOptions { kernel_tree: Some(&tree), bless: self.opts.bless })
+    }
+}
+
+/// The cells HIDVM_CELLS names (each must exist), else those run by default.
+fn run_cells(all_cells: &[KernelCell]) -> Result<Vec<KernelCell>> {
+    let mut cells = all_cells.to_vec();
+    match env_selection("HIDVM_CELLS") {
+        Some(wanted) => {
+            for w in &wanted {
+                cell::find(&cells, w).map_err(|e| Error::Other(format!("HIDVM_CELLS: {e}")))?;
+            }
+            cells.retain(|c| wanted.contains(&c.name));
+        }
+        None => cells.retain(|c| c.default_run),
+    }
+    Ok(cells)
+}
+
+/// The options, each one the command line left unset taken from its
+/// environment variable.
+fn with_environment(mut opts: Options) -> Options {
+    if opts.config_fragments.is_empty() {
+        opts.config_fragments =
+            env_selection("HIDVM_CONFIG_FRAGMENT").unwrap_or_default().into_iter().map(PathBuf::from).collect();
+    }
+    if opts.patches.is_none() {
+        opts.patches = std::env::var_os("HIDVM_PATCHES").filter(|v| !v.is_empty()).map(PathBuf::from);
+    }
+    let env_path = |var: &str| std::env::var_os(var).filter(|v| !v.is_empty()).map(PathBuf::from);
+    opts.prebuilt = opts.prebuilt.take().or_else(|| env_path(image::ENV_VAR));
+    opts.prebuilt_config = opts.prebuilt_config.take().or_else(|| env_path(image::CONFIG_ENV_VAR));
+    opts
+}
+
+/// The kernels `--kernels` (else HIDVM_KERNELS) names, each of which must
+/// exist, else those run by default.
+fn run_kernels(opts: &Options, all_kernels: &[KernelSpec], user_tree: bool) -> Result<Vec<KernelSpec>> {
+    let chosen = if !opts.kernels.is_empty() {
+        Some(("--kernels", opts.kernels.clone()))
+    } else {
+        env_selection("HIDVM_KERNELS").map(|k| ("HIDVM_KERNELS", k))
+    };
+    let mut run_kernels = all_kernels.to_vec();
+    match chosen {
+        // With a tree of your own there is one kernel; naming a Debian
+        // kernel as well is a contradiction, said out loud.
+        Some((from, wanted)) => {
+            for w in &wanted {
+                spec::find(all_kernels, w).map_err(|e| {
+                    let hint =
+                        if user_tree { " (with --kernel-src/HIDVM_KERNEL_SRC the only kernel is `tree`)" } else { "" };
+                    Error::Other(format!("{from}: {e}{hint}"))
+                })?;
+            }
+            run_kernels.retain(|k| wanted.contains(&k.name));
+        }
+        None => run_kernels.retain(|k| k.default_run),
+    }
+    Ok(run_kernels)
+}
