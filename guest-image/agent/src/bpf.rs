@@ -8,6 +8,7 @@ use hidvm_proto::{ObjectCounts, Stage};
 use libbpf_rs::libbpf_sys;
 use libbpf_rs::{AsRawLibbpf, Link, MapType, Object, ObjectBuilder, PrintLevel};
 use std::ffi::CString;
+use std::path::Path;
 use std::ptr::NonNull;
 use std::sync::Mutex;
 
@@ -174,6 +175,22 @@ struct HidBpfProbeArgs {
     rdesc_size: u32,
     rdesc: [u8; 4096],
     retval: i32,
+}
+
+/// Run the object's probe (if it has one) on the device's current report
+/// descriptor (its sysfs directory's `report_descriptor`); a note when the
+/// probe ran and accepted the device.
+pub fn probe_device(obj: &Object, hid_id: u32, sysfs: Option<&Path>) -> Result<Option<String>, AttachError> {
+    let Some(sysfs) = sysfs else { return Ok(None) };
+    let rdesc_path = sysfs.join("report_descriptor");
+    let rdesc = std::fs::read(&rdesc_path).map_err(|e| AttachError {
+        stage: Stage::Probe,
+        message: format!("reading {}: {e}", rdesc_path.display()),
+        errno: None,
+        log: vec![],
+    })?;
+    Ok(probe(obj, hid_id, &rdesc)?
+        .then(|| format!("the program's probe accepted the device ({}-byte descriptor)", rdesc.len())))
 }
 
 /// Run the object's `probe` program, as udev-hid-bpf does after loading

@@ -118,8 +118,7 @@ pub fn helper_main(args: &[String]) -> ! {
     };
     bpf::install_logger();
     let result = bpf::load(path, hid_id, flags, map).and_then(|(mut obj, name)| {
-        let mut notes = crate::state::Outcome::default();
-        crate::steps::links::probe_device(&obj, hid_id, sysfs.as_deref(), &mut notes)?;
+        bpf::probe_device(&obj, hid_id, sysfs.as_deref())?;
         let (link, id) = bpf::attach(&mut obj, &name)?;
         Ok((obj, link, id))
     });

@@ -51,7 +51,7 @@ pub fn run_scenario(job: ScenarioJob<'_>) -> GuestMsg {
         let t0 = Instant::now();
         runner.step = index;
         let mut outcome = steps::exec(&mut runner, step);
-        refresh_devices(&mut runner, &mut outcome);
+        runner.refresh_devices(&mut outcome);
         let ok = outcome.ok();
         let problem = outcome.first_problem();
         report(index, &step.describe(), t0, outcome);
@@ -140,17 +140,6 @@ fn create_devices(r: &mut Runner, scenario: &Scenario) -> Outcome {
     }
     o.expect_eq("devices created, each with a hidraw and an evdev node", scenario.devices.len(), r.devices.len());
     o
-}
-
-/// After every step: devices whose nodes died (re-probe) get new ones.
-pub fn refresh_devices(r: &mut Runner, o: &mut Outcome) {
-    for d in r.devices.values_mut() {
-        match d.refresh() {
-            Ok(Some(note)) => o.note(note),
-            Ok(None) => {}
-            Err(e) => o.error = Some(format!("re-discovering {}: {e}", d.vdev.id)),
-        }
-    }
 }
 
 fn teardown(r: &mut Runner) {

@@ -130,6 +130,17 @@ impl Runner {
             .ok_or_else(|| Outcome::fail(format!("device `{id}` does not exist (an earlier step failed?)")))
     }
 
+    /// After every step: devices whose nodes died (re-probe) get new ones.
+    pub fn refresh_devices(&mut self, o: &mut Outcome) {
+        for d in self.devices.values_mut() {
+            match d.refresh() {
+                Ok(Some(note)) => o.note(note),
+                Ok(None) => {}
+                Err(e) => o.error = Some(format!("re-discovering {}: {e}", d.vdev.id)),
+            }
+        }
+    }
+
     /// A fixture's object file and device table.
     pub fn fixture(&self, name: &str) -> Result<GuestFixture, Outcome> {
         self.fixtures

@@ -122,31 +122,11 @@ fn load_probe_attach(
         return Ok(LinkHandle { id, object: None, map_name: String::new(), link: None, pin: None, holder: Some(held) });
     }
     let (obj, name) = bpf::load(path, hid_id, flags, map)?;
-    probe_device(&obj, hid_id, sysfs, o)?;
+    if let Some(note) = bpf::probe_device(&obj, hid_id, sysfs)? {
+        o.note(note);
+    }
     r.objects.push(obj);
     attach_loaded(r, r.objects.len() - 1, name)
-}
-
-/// Run the object's probe (if it has one) on the device's current report
-/// descriptor; notes say whether it ran.
-pub fn probe_device(
-    obj: &libbpf_rs::Object,
-    hid_id: u32,
-    sysfs: Option<&Path>,
-    o: &mut Outcome,
-) -> Result<(), bpf::AttachError> {
-    let Some(sysfs) = sysfs else { return Ok(()) };
-    let rdesc_path = sysfs.join("report_descriptor");
-    let rdesc = std::fs::read(&rdesc_path).map_err(|e| bpf::AttachError {
-        stage: Stage::Probe,
-        message: format!("reading {}: {e}", rdesc_path.display()),
-        errno: None,
-        log: vec![],
-    })?;
-    if bpf::probe(obj, hid_id, &rdesc)? {
-        o.note(format!("the program's probe accepted the device ({}-byte descriptor)", rdesc.len()));
-    }
-    Ok(())
 }
 
 /// Attach map `name` of the agent-held object `idx`: one more link on it.

@@ -24,7 +24,7 @@ pub fn exec(r: &mut Runner, step: &Step) -> Outcome {
         Step::GetFeature(s) => io::get_feature(r, s),
         Step::WriteOutput(s) => io::write_output(r, s),
         Step::SetLed(s) => io::set_led(r, s),
-        Step::Race(s) => race::race(r, s),
+        Step::Race(s) => race::race(r, s, exec),
         Step::Replay(s) => io::replay(r, s),
         Step::Sysctl(s) => kernel::sysctl(s),
         Step::Sleep(s) => kernel::sleep(s),

@@ -15,6 +15,7 @@ use crate::input::EvdevSet;
 use crate::state::{LinkHandle, Outcome, Runner};
 use crate::uhid::Injector;
 use hidvm_proto::steps::{Race, Racer, RacerOp};
+use hidvm_proto::Step;
 use hidvm_proto::{Check, ReleaseHow};
 use libbpf_rs::{Link, Object};
 use std::collections::{BTreeMap, BTreeSet};
@@ -83,7 +84,11 @@ struct Tally {
     errors: BTreeMap<String, u64>,
 }
 
-pub fn race(r: &mut Runner, s: &Race) -> Outcome {
+/// How a race runs its `before` and `after` steps: the agent's step
+/// dispatcher, passed in (it is the module that calls this one).
+pub type RunStep = fn(&mut Runner, &Step) -> Outcome;
+
+pub fn race(r: &mut Runner, s: &Race, run_step: RunStep) -> Outcome {
     let mut o = Outcome::default();
     let baseline = match bpf::object_counts() {
         Ok(b) => b,
@@ -96,7 +101,7 @@ pub fn race(r: &mut Runner, s: &Race) -> Outcome {
     let (mut hits, mut rounds) = (0u32, 0u32);
     let t0 = Instant::now();
     for round in 1..=s.iterations {
-        match one_round(r, s, round, &mut rng, &mut destroyed, &mut tallies) {
+        match one_round(r, s, round, &mut rng, &mut destroyed, &mut tallies, run_step) {
             Ok(hit) => {
                 hits += u32::from(hit);
                 rounds += 1;
@@ -158,11 +163,12 @@ fn one_round(
     rng: &mut Rng,
     destroyed: &mut Vec<String>,
     tallies: &mut [Tally],
+    run_step: RunStep,
 ) -> Result<bool, Outcome> {
     recreate(r, destroyed, round).map_err(Outcome::fail)?;
     let links_before: BTreeSet<String> = r.links.keys().cloned().collect();
     let objects_before = r.objects.len();
-    run_steps(r, &s.before, round, "before")?;
+    run_steps(r, &s.before, round, "before", run_step)?;
 
     let mut actions = Vec::new();
     for x in &s.racers {
@@ -231,11 +237,11 @@ fn one_round(
         }
     }
     let mut refreshed = Outcome::default();
-    crate::run::refresh_devices(r, &mut refreshed);
+    r.refresh_devices(&mut refreshed);
     if let Some(e) = refreshed.error {
         return Err(Outcome::fail(format!("round {round}: after the racers: {e}")));
     }
-    run_steps(r, &s.after, round, "after")?;
+    run_steps(r, &s.after, round, "after", run_step)?;
     // Links the round made and did not release are closed, and the
     // objects it loaded freed: every round starts from the same kernel state.
     let made: Vec<String> = r.links.keys().filter(|k| !links_before.contains(*k)).cloned().collect();
@@ -248,10 +254,10 @@ fn one_round(
 
 /// `before`/`after` steps of one round: a failing one fails the race with
 /// its checks (named with the round).
-fn run_steps(r: &mut Runner, steps: &[hidvm_proto::Step], round: u32, phase: &str) -> Result<(), Outcome> {
+fn run_steps(r: &mut Runner, steps: &[Step], round: u32, phase: &str, run_step: RunStep) -> Result<(), Outcome> {
     for (j, step) in steps.iter().enumerate() {
-        let mut out = super::exec(r, step);
-        crate::run::refresh_devices(r, &mut out);
+        let mut out = run_step(r, step);
+        r.refresh_devices(&mut out);
         if !out.ok() {
             for c in &mut out.checks {
                 c.what = format!("round {round}, {phase} {} ({}): {}", j + 1, step.op(), c.what);
@@ -311,8 +317,7 @@ fn prepare(r: &mut Runner, x: &Racer) -> Result<Action, String> {
             let fixture = r.fixture(x.fixture.as_deref().unwrap_or("")).map_err(|o| o.first_problem())?;
             // Loaded and probed before the round: only the attach races.
             let (object, map) = bpf::load(&fixture.path, hid_id, 0, None).map_err(|e| e.message)?;
-            let mut notes = Outcome::default();
-            super::links::probe_device(&object, hid_id, Some(&sysfs), &mut notes).map_err(|e| e.message)?;
+            bpf::probe_device(&object, hid_id, Some(&sysfs)).map_err(|e| e.message)?;
             Action::Attach { object, map }
         }
         RacerOp::Release => {
