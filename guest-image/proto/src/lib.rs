@@ -2,6 +2,7 @@
 //!
 //! * [`scenario`] and [`steps`]: the declarative scenario language (parsed
 //!   and validated on the host, interpreted step by step in the guest);
+//! * [`validate`]: the checks each step kind makes before any VM boots;
 //! * [`expect`]: how expectations are written and compared;
 //! * [`devices`]: uhid device definitions and the built-in models;
 //! * [`job`]: what the host hands the guest (one scenario, one kernel cell);
@@ -33,6 +34,7 @@ pub mod job;
 pub mod msg;
 pub mod scenario;
 pub mod steps;
+pub mod validate;
 
 pub use devices::{Bus, DeviceDef, DeviceModel};
 pub use errno::Errno;

@@ -454,7 +454,7 @@ pub fn load(repo: &Repo, entry: &Entry, opts: LoadOptions<'_>) -> Result<Loaded>
         Some(r) => r.hooks(repo, opts.kernel_tree),
         None => Err(format!("`{f}` was not resolved (internal error)")),
     };
-    let resources = hidvm_proto::scenario::Resources { devices: &devices, fixture_hooks: &hooks };
+    let resources = hidvm_proto::validate::Resources { devices: &devices, fixture_hooks: &hooks };
     scenario.validate(&resources).map_err(bad)?;
     if let Some(v) = &scenario.expect_verdict {
         crate::judge::verdict::validate_expected_verdict(v).map_err(bad)?;
