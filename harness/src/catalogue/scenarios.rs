@@ -350,17 +350,7 @@ fn resolve_replays(
             return Err(format!("{at}: {} has no E: line to replay", path.display()));
         }
         let events: Vec<HexBytes> = device.events.iter().map(|(_, b)| HexBytes(b.clone())).collect();
-        let read_lines = |field: &str, file: &Path| -> std::result::Result<Option<Vec<String>>, String> {
-            match std::fs::read_to_string(file) {
-                Ok(text) => Ok(Some(text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(String::from).collect())),
-                Err(e) if bless && e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(format!(
-                    "{at}: field `{field}`: {} does not exist; `hidvm test --bless` writes it from what the device produces (review it before committing)",
-                    file.display()
-                )),
-                Err(e) => Err(format!("{at}: field `{field}`: {}: {e}", file.display())),
-            }
-        };
+        let read_lines = |field: &str, file: &Path| expectation_lines(&at, field, file, bless);
         let evdev_file = r.evdev_file.as_ref().map(|f| dir.join(f));
         let hidraw_file = r.hidraw_file.as_ref().map(|f| dir.join(f));
         let evdev = match (&r.evdev, &evdev_file) {
@@ -378,24 +368,7 @@ fn resolve_replays(
                 "{at}: --bless writes expectation files; use `evdev_file` instead of an inline `evdev`"
             ));
         }
-        for (field, lines) in [("evdev", &evdev), ("hidraw", &hidraw)] {
-            let Some(lines) = lines else { continue };
-            if !bless && lines.len() != events.len() {
-                return Err(format!(
-                    "{at}: the {field} expectation has {} line(s) for {} recorded report(s)",
-                    lines.len(),
-                    events.len()
-                ));
-            }
-            for (n, l) in lines.iter().enumerate() {
-                let parsed = if field == "evdev" {
-                    Frame::parse(l).map(|_| ())
-                } else {
-                    hidvm_proto::expect::ReportExpect::parse(l).map(|_| ())
-                };
-                parsed.map_err(|e| format!("{at}: {field} expectation line {}: {e}", n + 1))?;
-            }
-        }
+        check_expectations(&at, &evdev, &hidraw, events.len(), bless)?;
         let step = i + 1;
         let data = if bless {
             ReplayData { step, events, evdev: None, hidraw: None }
@@ -405,6 +378,57 @@ fn resolve_replays(
         out.insert(i + 1, ResolvedReplay { data, evdev_file, hidraw_file });
     }
     Ok(out)
+}
+
+/// An expectation file's lines (comments and blank lines dropped); when
+/// blessing, a missing file is None (it is about to be written).
+fn expectation_lines(
+    at: &str,
+    field: &str,
+    file: &Path,
+    bless: bool,
+) -> std::result::Result<Option<Vec<String>>, String> {
+    match std::fs::read_to_string(file) {
+        Ok(text) => Ok(Some(
+            text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(String::from).collect(),
+        )),
+        Err(e) if bless && e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(format!(
+            "{at}: field `{field}`: {} does not exist; `hidvm test --bless` writes it from what the device produces (review it before committing)",
+            file.display()
+        )),
+        Err(e) => Err(format!("{at}: field `{field}`: {}: {e}", file.display())),
+    }
+}
+
+/// One expectation line per recorded report (unless blessing), each a
+/// valid evdev frame or hidraw pattern.
+fn check_expectations(
+    at: &str,
+    evdev: &Option<Vec<String>>,
+    hidraw: &Option<Vec<String>>,
+    events: usize,
+    bless: bool,
+) -> std::result::Result<(), String> {
+    for (field, lines) in [("evdev", evdev), ("hidraw", hidraw)] {
+        let Some(lines) = lines else { continue };
+        if !bless && lines.len() != events {
+            return Err(format!(
+                "{at}: the {field} expectation has {} line(s) for {} recorded report(s)",
+                lines.len(),
+                events
+            ));
+        }
+        for (n, l) in lines.iter().enumerate() {
+            let parsed = if field == "evdev" {
+                Frame::parse(l).map(|_| ())
+            } else {
+                hidvm_proto::expect::ReportExpect::parse(l).map(|_| ())
+            };
+            parsed.map_err(|e| format!("{at}: {field} expectation line {}: {e}", n + 1))?;
+        }
+    }
+    Ok(())
 }
 
 /// Parse and validate one file, resolving what it names.

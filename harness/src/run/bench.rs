@@ -2,6 +2,7 @@
 //! Speed goals live here, never in timed tests.
 use crate::base::error::{Error, Result};
 use crate::catalogue::scenarios::Kind;
+use crate::kernel::spec::Target;
 use crate::run::suite::Suite;
 use crate::run::{one_test, plan, pool};
 use crate::vm::snapshot;
@@ -34,27 +35,45 @@ pub fn run(suite: &Suite, opts: &BenchOptions) -> Result<()> {
         let source = suite.source(&k.name)?;
         println!("kernel {}: Linux {} ({})", k.name, source.version, source.root.display());
     }
-
     if opts.cold {
-        for target in &targets {
-            let tmp = tempfile::Builder::new().prefix("hidvm-cold-").tempdir().map_err(Error::io("temp cache"))?;
-            let cold_suite = suite.with_cache(tmp.path().to_path_buf(), false);
-            // The tree is unpacked (or fetched) before the clock starts:
-            // the number is the build's.
-            cold_suite.source(&target.kernel)?;
-            let t = Instant::now();
-            let k = cold_suite.kernel(target)?;
-            println!(
-                "cold build {:<10} {:>6.0} s  (tinyconfig + fragments, make -j{}, from an empty O= dir; {})",
-                target.label(),
-                t.elapsed().as_secs_f64(),
-                crate::base::host::cores(),
-                k.record.compiler
-            );
-        }
+        cold_builds(suite, &targets)?;
     }
+    cached_lookups(suite, &targets)?;
+    single_vm(suite, &targets, opts.runs)?;
+    let per_test_by_kernel = warm_catalogue(suite, &targets)?;
+    // The kernel's own hid_bpf selftest: many tests in one VM, the floor
+    // a VM-per-test harness is compared with.
+    // Both had the whole machine: the ratio compares wall time per test.
+    if let Some(first) = per_test_by_kernel.first() {
+        upstream_selftest(suite, first);
+    }
+    Ok(())
+}
 
-    for target in &targets {
+/// Each target's kernel built into an empty cache.
+fn cold_builds(suite: &Suite, targets: &[Target]) -> Result<()> {
+    for target in targets {
+        let tmp = tempfile::Builder::new().prefix("hidvm-cold-").tempdir().map_err(Error::io("temp cache"))?;
+        let cold_suite = suite.with_cache(tmp.path().to_path_buf(), false);
+        // The tree is unpacked (or fetched) before the clock starts:
+        // the number is the build's.
+        cold_suite.source(&target.kernel)?;
+        let t = Instant::now();
+        let k = cold_suite.kernel(target)?;
+        println!(
+            "cold build {:<10} {:>6.0} s  (tinyconfig + fragments, make -j{}, from an empty O= dir; {})",
+            target.label(),
+            t.elapsed().as_secs_f64(),
+            crate::base::host::cores(),
+            k.record.compiler
+        );
+    }
+    Ok(())
+}
+
+/// Finding a cached kernel (no make runs).
+fn cached_lookups(suite: &Suite, targets: &[Target]) -> Result<()> {
+    for target in targets {
         let k = suite.kernel(target)?;
         drop(k);
         let t = Instant::now();
@@ -66,7 +85,12 @@ pub fn run(suite: &Suite, opts: &BenchOptions) -> Result<()> {
             k.record.build_seconds
         );
     }
+    Ok(())
+}
 
+/// The reference scenario, `runs` times on every target (and booted cold
+/// on the first target, for comparison).
+fn single_vm(suite: &Suite, targets: &[Target], runs: usize) -> Result<()> {
     let catalogue = suite.catalogue()?;
     // The reference scenario: one mouse, attach, inject, release, inject.
     let reference = catalogue.iter().find(|e| e.name == "mouse_invert_y_close_link");
@@ -74,9 +98,9 @@ pub fn run(suite: &Suite, opts: &BenchOptions) -> Result<()> {
         return Err(Error::Other("no scenario to time; add one to tests/scenarios/".into()));
     };
     let mut accel_line = None;
-    let mut time_one = |target: &crate::kernel::spec::Target, label: &str| -> Result<()> {
+    let mut time_one = |target: &Target, label: &str| -> Result<()> {
         let (mut vm, mut total, mut answer) = (Vec::new(), Vec::new(), Vec::new());
-        for _ in 0..opts.runs {
+        for _ in 0..runs {
             let t = Instant::now();
             let r = one_test::run(suite, target, first)?;
             total.push(t.elapsed());
@@ -98,7 +122,7 @@ pub fn run(suite: &Suite, opts: &BenchOptions) -> Result<()> {
         println!("one test end to end                   {t:<10} {label:<9} {}", Stats(total).line());
         Ok(())
     };
-    for target in &targets {
+    for target in targets {
         time_one(target, if snapshot::enabled() { "snapshot" } else { "cold" })?;
     }
     // The same test booted cold, for comparison (first target only).
@@ -108,9 +132,16 @@ pub fn run(suite: &Suite, opts: &BenchOptions) -> Result<()> {
         std::env::remove_var("HIDVM_SNAPSHOT");
         cold?;
     }
-    println!("{} per timing; {}", opts.runs, accel_line.unwrap_or_default());
+    println!("{runs} per timing; {}", accel_line.unwrap_or_default());
+    Ok(())
+}
 
-    // The warm catalogue, one kernel (its gcc and llvm cells) at a time.
+/// A kernel's warm catalogue: (kernel, its first target, wall seconds per
+/// test, VM seconds per test).
+type PerTest = (String, Target, f64, f64);
+
+/// The warm catalogue, one kernel (its gcc and llvm cells) at a time.
+fn warm_catalogue(suite: &Suite, targets: &[Target]) -> Result<Vec<PerTest>> {
     let jobs = crate::run::pool::default_vms();
     let mut per_test_by_kernel = Vec::new();
     for k in &suite.kernels {
@@ -152,31 +183,29 @@ pub fn run(suite: &Suite, opts: &BenchOptions) -> Result<()> {
             }
         );
     }
+    Ok(per_test_by_kernel)
+}
 
-    // The kernel's own hid_bpf selftest: many tests in one VM, the floor
-    // a VM-per-test harness is compared with.
-    // Both had the whole machine: the ratio compares wall time per test.
-    if let Some((kernel, target, hidvm_per_test, vm_per_test)) = per_test_by_kernel.first() {
-        let upstream = crate::run::kselftest::build(suite, target)
-            .and_then(|built| crate::run::kselftest::run(suite, target, &built, "hid_bpf"));
-        match upstream {
-            Ok(run) if !run.results.is_empty() => {
-                let per = run.vm_seconds / run.results.len() as f64;
-                println!(
-                    "per-test cost, kernel {kernel}: hidvm {hidvm_per_test:.2} s (catalogue wall / tests; {vm_per_test:.2} s in its own VM); upstream hid_bpf selftest {per:.2} s ({} tests in one VM, {:.1} s); ratio {:.1}x",
-                    run.results.len(),
-                    run.vm_seconds,
-                    hidvm_per_test / per
-                );
-            }
-            Ok(run) => println!(
-                "per-test cost: the upstream hid_bpf selftest reported no results ({}): not measured",
-                run.problem.unwrap_or_default()
-            ),
-            Err(e) => println!("per-test cost: could not run the upstream hid_bpf selftest: {e}"),
+/// The upstream hid_bpf selftest's cost per test, against hidvm's.
+fn upstream_selftest(suite: &Suite, (kernel, target, hidvm_per_test, vm_per_test): &PerTest) {
+    let upstream = crate::run::kselftest::build(suite, target)
+        .and_then(|built| crate::run::kselftest::run(suite, target, &built, "hid_bpf"));
+    match upstream {
+        Ok(run) if !run.results.is_empty() => {
+            let per = run.vm_seconds / run.results.len() as f64;
+            println!(
+                "per-test cost, kernel {kernel}: hidvm {hidvm_per_test:.2} s (catalogue wall / tests; {vm_per_test:.2} s in its own VM); upstream hid_bpf selftest {per:.2} s ({} tests in one VM, {:.1} s); ratio {:.1}x",
+                run.results.len(),
+                run.vm_seconds,
+                hidvm_per_test / per
+            );
         }
+        Ok(run) => println!(
+            "per-test cost: the upstream hid_bpf selftest reported no results ({}): not measured",
+            run.problem.unwrap_or_default()
+        ),
+        Err(e) => println!("per-test cost: could not run the upstream hid_bpf selftest: {e}"),
     }
-    Ok(())
 }
 
 /// Cores, memory and CPU model of this machine.

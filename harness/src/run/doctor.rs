@@ -37,7 +37,17 @@ fn free_bytes(path: &Path) -> Option<u64> {
 const CACHE_NEEDS_GB: u64 = 8;
 
 pub fn check(suite: &Suite) -> Vec<Finding> {
-    let mut out = Vec::new();
+    let mut out = vec![host_tools()];
+    out.extend(cell_tools(suite));
+    out.push(nextest());
+    out.extend(kernel_sources(suite));
+    out.push(kvm(suite));
+    out.push(cache_space(suite));
+    out
+}
+
+/// Every tool hidvm runs, with the packages of those missing.
+fn host_tools() -> Finding {
     let mut tools_list: Vec<Tool<'static>> = tools::KERNEL_BUILD.to_vec();
     tools_list.extend_from_slice(tools::AGENT_BUILD);
     tools_list.extend([
@@ -50,7 +60,7 @@ pub fn check(suite: &Suite) -> Vec<Finding> {
         tools::PYTHON,
     ]);
     let missing: Vec<&Tool<'_>> = tools_list.iter().filter(|t| tools::find(t).is_none()).collect();
-    out.push(if missing.is_empty() {
+    if missing.is_empty() {
         ok("host tools", format!("{} found", tools_list.len()))
     } else {
         let mut pkgs: Vec<&str> = missing.iter().map(|t| t.package).collect();
@@ -64,7 +74,12 @@ pub fn check(suite: &Suite) -> Vec<Finding> {
                 pkgs.join(" ")
             ),
         )
-    });
+    }
+}
+
+/// Each cell's own tools (its compiler).
+fn cell_tools(suite: &Suite) -> Vec<Finding> {
+    let mut out = Vec::new();
     for cell in &suite.all_cells {
         let absent: Vec<String> = cell
             .needs
@@ -79,12 +94,21 @@ pub fn check(suite: &Suite) -> Vec<Finding> {
             ));
         }
     }
-    out.push(match duct::cmd!("cargo", "nextest", "--version").stdout_capture().stderr_null().unchecked().run() {
+    out
+}
+
+fn nextest() -> Finding {
+    match duct::cmd!("cargo", "nextest", "--version").stdout_capture().stderr_null().unchecked().run() {
         Ok(o) if o.status.success() => {
             ok("cargo-nextest", String::from_utf8_lossy(&o.stdout).lines().next().unwrap_or("").to_string())
         }
         _ => bad("cargo-nextest", "not installed: run `make setup` (or `cargo install --locked cargo-nextest`)"),
-    });
+    }
+}
+
+/// Each kernel's source package: installed, or fetched from its suite.
+fn kernel_sources(suite: &Suite) -> Vec<Finding> {
+    let mut out = Vec::new();
     for k in &suite.kernels {
         let what = format!("kernel {}", k.name);
         match (&k.package, &k.fetch_from) {
@@ -112,7 +136,11 @@ pub fn check(suite: &Suite) -> Vec<Finding> {
             _ => out.push(ok(&what, k.summary.clone())),
         }
     }
-    // KVM: the device, then what the probe found (it alone decides).
+    out
+}
+
+/// KVM: the device, then what the probe found (it alone decides).
+fn kvm(suite: &Suite) -> Finding {
     let store = crate::vm::accel::ProbeStore::new(&suite.cache);
     let device = match std::fs::OpenOptions::new().read(true).write(true).open(&store.kvm_device) {
         Ok(_) => format!("{} opens read-write", store.kvm_device.display()),
@@ -123,10 +151,14 @@ pub fn check(suite: &Suite) -> Vec<Finding> {
         .and_then(|v| store.remembered(&v))
         .map(|r| format!("; probe: {} ({})", r.accel.name(), r.reason))
         .unwrap_or_else(|| "; not probed in this host boot (the next run probes)".into());
-    out.push(ok("KVM", format!("{device}{probe}")));
+    ok("KVM", format!("{device}{probe}"))
+}
+
+/// Free space where the cache lives.
+fn cache_space(suite: &Suite) -> Finding {
     let free = free_bytes(&suite.cache);
     let gb = free.map(|b| b / (1 << 30));
-    out.push(match gb {
+    match gb {
         Some(g) if g >= CACHE_NEEDS_GB => ok("cache", format!("{} ({g} GB free)", suite.cache.display())),
         Some(g) => bad(
             "cache",
@@ -136,8 +168,7 @@ pub fn check(suite: &Suite) -> Vec<Finding> {
             ),
         ),
         None => bad("cache", format!("cannot read the free space of {}", suite.cache.display())),
-    });
-    out
+    }
 }
 
 /// Print the findings; true when nothing needs fixing.

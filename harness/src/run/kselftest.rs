@@ -66,28 +66,7 @@ pub fn build(suite: &Suite, target: &Target) -> Result<Built> {
             log_path.display()
         ),
     });
-    let run = |args: Vec<String>| -> Result<()> {
-        let out = duct::cmd("make", &args)
-            .stderr_to_stdout()
-            .stdout_capture()
-            .unchecked()
-            .run()
-            .map_err(Error::io("running make"))?;
-        let mut log = std::fs::read(&log_path).unwrap_or_default();
-        log.extend_from_slice(format!("$ make {}\n", args.join(" ")).as_bytes());
-        log.extend_from_slice(&out.stdout);
-        let _ = std::fs::write(&log_path, log);
-        if !out.status.success() {
-            let text = String::from_utf8_lossy(&out.stdout);
-            let first_error = text.lines().find(|l| l.contains("error")).unwrap_or("").to_string();
-            return Err(Error::Other(format!(
-                "{target}: building the kernel's HID selftests failed: {}; see {}",
-                one_line(&first_error, 1),
-                log_path.display()
-            )));
-        }
-        Ok(())
-    };
+    let run = |args: Vec<String>| make_logged(target, &log_path, args);
     let _ = std::fs::remove_file(&log_path);
     let tree = source.root.display().to_string();
     let usr = dir.join("usr");
@@ -123,6 +102,31 @@ pub fn build(suite: &Suite, target: &Target) -> Result<Built> {
     write_atomic(&done, b"").map_err(Error::io("writing the done marker"))?;
     progress.finish("built");
     Ok(Built { dir })
+}
+
+/// `make <args>`, its output appended to the build log; a failure names
+/// the first error line.
+fn make_logged(target: &Target, log_path: &Path, args: Vec<String>) -> Result<()> {
+    let out = duct::cmd("make", &args)
+        .stderr_to_stdout()
+        .stdout_capture()
+        .unchecked()
+        .run()
+        .map_err(Error::io("running make"))?;
+    let mut log = std::fs::read(log_path).unwrap_or_default();
+    log.extend_from_slice(format!("$ make {}\n", args.join(" ")).as_bytes());
+    log.extend_from_slice(&out.stdout);
+    let _ = std::fs::write(log_path, log);
+    if !out.status.success() {
+        let text = String::from_utf8_lossy(&out.stdout);
+        let first_error = text.lines().find(|l| l.contains("error")).unwrap_or("").to_string();
+        return Err(Error::Other(format!(
+            "{target}: building the kernel's HID selftests failed: {}; see {}",
+            one_line(&first_error, 1),
+            log_path.display()
+        )));
+    }
+    Ok(())
 }
 
 /// One program's run on one target.
@@ -342,6 +346,13 @@ pub fn run_all(suite: &Suite, targets: &[Target], filter: Option<&str>, jobs: us
             work.push((t.clone(), built.dir.clone(), p.to_string()));
         }
     }
+    let runs = run_work(suite, &work, jobs);
+    report(suite, targets, &runs, &known)
+}
+
+/// Every (target, built programs, program) of `work`, `jobs` VMs at a
+/// time, each announced as it ends; in `work` order.
+fn run_work(suite: &Suite, work: &[(Target, PathBuf, String)], jobs: usize) -> Vec<(usize, Result<ProgramRun>)> {
     let next = std::sync::atomic::AtomicUsize::new(0);
     let runs = std::sync::Mutex::new(Vec::new());
     std::thread::scope(|s| {
@@ -366,11 +377,21 @@ pub fn run_all(suite: &Suite, targets: &[Target], filter: Option<&str>, jobs: us
     });
     let mut runs = runs.into_inner().unwrap();
     runs.sort_by_key(|(i, _)| *i);
+    runs
+}
 
+/// The test x target matrix, the failures and notes, and each program's
+/// cost per test; whether everything passed (or failed as known).
+fn report(
+    suite: &Suite,
+    targets: &[Target],
+    runs: &[(usize, Result<ProgramRun>)],
+    known: &KnownResults,
+) -> Result<bool> {
     let mut matrix = crate::results::matrix::Matrix::new(targets.to_vec());
     let mut notes = Vec::new();
     let mut ok = true;
-    for (_, r) in &runs {
+    for (_, r) in runs {
         let run = match r {
             Ok(run) => run,
             Err(e) => {
@@ -380,7 +401,7 @@ pub fn run_all(suite: &Suite, targets: &[Target], filter: Option<&str>, jobs: us
             }
         };
         let version = suite.source(&run.target.kernel)?.version;
-        let judged = judge(run, &known, &version);
+        let judged = judge(run, known, &version);
         for (row, cell) in &judged.rows {
             match cell {
                 Cell::Pass => matrix.record_text(row, &run.target, "pass".into(), true),
@@ -399,7 +420,7 @@ pub fn run_all(suite: &Suite, targets: &[Target], filter: Option<&str>, jobs: us
         println!("{n}");
     }
     // The per-test cost the README compares with the scenarios'.
-    for (_, r) in &runs {
+    for (_, r) in runs {
         if let Ok(run) = r {
             let n = run.results.len().max(1);
             println!(

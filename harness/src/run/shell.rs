@@ -10,15 +10,16 @@ use crate::base::tools::{self, Tool};
 use crate::catalogue::fixtures::{self, FixtureRef};
 use crate::kernel::spec::Target;
 use crate::run::suite::Suite;
+use crate::vm::accel::Accel;
 use crate::vm::feature::Feature;
 use crate::vm::feature::{
     ExitOnReboot, Initramfs as InitrdFeature, Kernel, MicroVm, PanicEndsVm, ResultPort, StdioConsole,
 };
 use crate::vm::initramfs::Initramfs;
 use hidvm_proto::job::{BUSYBOX_PATH, FIXTURE_DIR, MODULE_DIR};
-use hidvm_proto::{Job, JobMode, JOB_PATH};
+use hidvm_proto::{DeviceDef, Job, JobMode, JOB_PATH};
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 pub const BUSYBOX: Tool<'static> =
     Tool { name: "/bin/busybox", what: "static busybox for `hidvm shell`", package: "busybox-static" };
@@ -48,27 +49,7 @@ pub fn run(
     let qemu = tools::require(&tools::QEMU)?;
     let kernel = suite.kernel(target)?;
     let source = suite.source(&target.kernel)?;
-    // The named scenario's devices and programs, or every catalogue program.
-    let (devices, refs, bpf_include) = match scenario {
-        Some(name) => {
-            let entry = suite.catalogue()?.into_iter().find(|e| e.name == name).ok_or_else(|| {
-                Error::Other(format!("no scenario named `{name}`; `hidvm list` shows them (without the target prefix)"))
-            })?;
-            let loaded = suite.load(&entry, &target.kernel)?;
-            (loaded.devices, loaded.fixtures, loaded.bpf_include)
-        }
-        None => {
-            let dir = suite.repo.fixtures_dir();
-            let mut refs = BTreeMap::new();
-            for e in std::fs::read_dir(&dir).map_err(Error::io(format!("reading {}", dir.display())))?.flatten() {
-                let name = e.file_name().to_string_lossy().into_owned();
-                if let Some(stem) = name.strip_suffix(".bpf.c") {
-                    refs.insert(stem.to_string(), FixtureRef::Catalogue(stem.to_string()));
-                }
-            }
-            (BTreeMap::new(), refs, Vec::new())
-        }
-    };
+    let (devices, refs, bpf_include) = programs(suite, target, scenario)?;
     let ctx = fixtures::CompileContext {
         repo: &suite.repo,
         cache: &suite.cache,
@@ -84,18 +65,7 @@ pub fn run(
         crate::vm::boot::accelerator(&suite.cache, &qemu, &kernel.boot_image, &kernel.cell.name, &agent, &run_dir)?;
 
     let mut fs = Initramfs::with_agent(&agent);
-    fs.add_host_file(BUSYBOX_PATH, 0o755, &busybox).map_err(Error::io(format!("reading {}", busybox.display())))?;
-    let mut listed = Vec::new();
-    for (name, c) in &objects {
-        let guest = format!("{FIXTURE_DIR}/{name}.bpf.o");
-        fs.add_host_file(&guest, 0o644, &c.object).map_err(Error::io(format!("reading {}", c.object.display())))?;
-        listed.push(guest);
-    }
-    for m in &kernel.modules {
-        let name = m.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        fs.add_host_file(&format!("{MODULE_DIR}/{name}"), 0o644, m)
-            .map_err(Error::io(format!("reading {}", m.display())))?;
-    }
+    let listed = add_files(&mut fs, &busybox, &objects, &kernel.modules)?;
     let banner = vec![
         format!("hidvm shell on {target} (Linux {}), {}", source.version, probe.accel.name()),
         format!(
@@ -115,21 +85,76 @@ pub fn run(
     let initrd = run_dir.join("initramfs.cpio");
     std::fs::write(&initrd, fs.to_bytes().map_err(Error::io("assembling the initramfs"))?)
         .map_err(Error::io(format!("writing {}", initrd.display())))?;
-    let features: Vec<Box<dyn Feature>> = vec![
+    let args = crate::vm::process::command_line(&features(probe.accel, &kernel.boot_image, initrd, &run_dir));
+    let _ = std::fs::write(run_dir.join("qemu-command.txt"), args.join("\n"));
+    let status = crate::vm::process::run_interactive(&qemu, &args, terminal)
+        .map_err(Error::io(format!("running {}", qemu.display())))?;
+    Ok(status.code().unwrap_or(1))
+}
+
+/// The devices, programs and header directories of the named scenario,
+/// or (without one) no device and every catalogue program.
+fn programs(suite: &Suite, target: &Target, scenario: Option<&str>) -> Result<Programs> {
+    match scenario {
+        Some(name) => {
+            let entry = suite.catalogue()?.into_iter().find(|e| e.name == name).ok_or_else(|| {
+                Error::Other(format!("no scenario named `{name}`; `hidvm list` shows them (without the target prefix)"))
+            })?;
+            let loaded = suite.load(&entry, &target.kernel)?;
+            Ok((loaded.devices, loaded.fixtures, loaded.bpf_include))
+        }
+        None => {
+            let dir = suite.repo.fixtures_dir();
+            let mut refs = BTreeMap::new();
+            for e in std::fs::read_dir(&dir).map_err(Error::io(format!("reading {}", dir.display())))?.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if let Some(stem) = name.strip_suffix(".bpf.c") {
+                    refs.insert(stem.to_string(), FixtureRef::Catalogue(stem.to_string()));
+                }
+            }
+            Ok((BTreeMap::new(), refs, Vec::new()))
+        }
+    }
+}
+
+/// A shell's devices, programs (name -> where from) and header directories.
+type Programs = (BTreeMap<String, DeviceDef>, BTreeMap<String, FixtureRef>, Vec<PathBuf>);
+
+/// Busybox, the compiled programs and the cell's modules into the
+/// initramfs; the programs' paths in the guest.
+fn add_files(
+    fs: &mut Initramfs,
+    busybox: &Path,
+    objects: &BTreeMap<String, fixtures::Compiled>,
+    modules: &[PathBuf],
+) -> Result<Vec<String>> {
+    fs.add_host_file(BUSYBOX_PATH, 0o755, busybox).map_err(Error::io(format!("reading {}", busybox.display())))?;
+    let mut listed = Vec::new();
+    for (name, c) in objects {
+        let guest = format!("{FIXTURE_DIR}/{name}.bpf.o");
+        fs.add_host_file(&guest, 0o644, &c.object).map_err(Error::io(format!("reading {}", c.object.display())))?;
+        listed.push(guest);
+    }
+    for m in modules {
+        let name = m.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        fs.add_host_file(&format!("{MODULE_DIR}/{name}"), 0o644, m)
+            .map_err(Error::io(format!("reading {}", m.display())))?;
+    }
+    Ok(listed)
+}
+
+/// A shell VM: the terminal is its console.
+fn features(accel: Accel, image: &Path, initrd: PathBuf, run_dir: &Path) -> Vec<Box<dyn Feature>> {
+    vec![
         Box::new(MicroVm { memory_mib: 512, cpus: 2 }),
-        Box::new(probe.accel),
-        Box::new(Kernel { image: kernel.boot_image.clone() }),
+        Box::new(accel),
+        Box::new(Kernel { image: image.to_path_buf() }),
         Box::new(InitrdFeature { cpio: initrd }),
         Box::new(StdioConsole),
         Box::new(ResultPort { file: run_dir.join("results.jsonl") }),
         Box::new(ExitOnReboot),
         Box::new(PanicEndsVm),
-    ];
-    let args = crate::vm::process::command_line(&features);
-    let _ = std::fs::write(run_dir.join("qemu-command.txt"), args.join("\n"));
-    let status = crate::vm::process::run_interactive(&qemu, &args, terminal)
-        .map_err(Error::io(format!("running {}", qemu.display())))?;
-    Ok(status.code().unwrap_or(1))
+    ]
 }
 
 #[cfg(test)]

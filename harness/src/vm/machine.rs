@@ -47,6 +47,22 @@ pub struct VmOutcome {
 const SYSRQ_DIAGNOSTICS: &[u8] = b"wl";
 const SYSRQ_SETTLE: Duration = Duration::from_millis(1500);
 
+impl VmOutcome {
+    /// A VM hidvm stopped before its guest ran its job (no console, or a
+    /// restore that failed): QEMU's words, and why.
+    fn stopped(started: Instant, qemu_output: String, restore_failed: Option<String>) -> VmOutcome {
+        VmOutcome {
+            status: None,
+            timed_out: false,
+            elapsed: started.elapsed(),
+            qemu_output,
+            restore_failed,
+            stuck_after_verdict: false,
+            first_answer: None,
+        }
+    }
+}
+
 impl Vm {
     pub fn args(&self) -> Vec<String> {
         command_line(&self.features)
@@ -75,15 +91,7 @@ impl Vm {
                     self.console_socket.display()
                 );
             }
-            return Ok(VmOutcome {
-                status: None,
-                timed_out: false,
-                elapsed: started.elapsed(),
-                qemu_output: said,
-                restore_failed: None,
-                stuck_after_verdict: false,
-                first_answer: None,
-            });
+            return Ok(VmOutcome::stopped(started, said, None));
         };
         let pump = console.try_clone().ok().map(|c| {
             let log = self.console_log.clone();
@@ -106,15 +114,8 @@ impl Vm {
                     if let Some(p) = pump {
                         let _ = p.join();
                     }
-                    return Ok(VmOutcome {
-                        status: None,
-                        timed_out: false,
-                        elapsed: started.elapsed(),
-                        qemu_output: String::from_utf8_lossy(&output.stdout).trim().to_string(),
-                        restore_failed: Some(why),
-                        stuck_after_verdict: false,
-                        first_answer: None,
-                    });
+                    let said = String::from_utf8_lossy(&output.stdout).trim().to_string();
+                    return Ok(VmOutcome::stopped(started, said, Some(why)));
                 }
             }
         }
