@@ -117,8 +117,30 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    let targets = plan::default_targets(&suite);
-    let trials = match plan::tests(&suite, &targets, None) {
+    let trials = scenario_trials(&suite);
+    let per_kernel = per_kernel_trials(&suite);
+    let kselftests = kselftest_trials(&suite);
+    let shell = {
+        let suite = suite.clone();
+        Trial::test("shell::a_typed_command_answers_and_exit_leaves_no_qemu", move || shell_trial(suite))
+    };
+    let trials = trials.into_iter().chain(example_trials(&suite)).chain(per_kernel).chain(kselftests).chain([shell]);
+    let snapshot = {
+        let suite = suite.clone();
+        Trial::test("snapshot::a_crash_in_one_restored_guest_does_not_reach_the_next", move || {
+            snapshot_isolation(&suite)
+        })
+    };
+    let trials = trials.chain([snapshot]).collect();
+    libtest_mimic::run(&args, trials).exit_code()
+}
+
+/// One trial per scenario x target of the catalogue (skipped ones
+/// ignored, with their reason), or one failing trial saying why there is
+/// none.
+fn scenario_trials(suite: &Arc<Suite>) -> Vec<Trial> {
+    let targets = plan::default_targets(suite);
+    match plan::tests(suite, &targets, None) {
         Ok(work) if !work.is_empty() => work
             .into_iter()
             .map(|case| {
@@ -153,10 +175,13 @@ fn main() -> std::process::ExitCode {
             Err(format!("no test on {}: the catalogue is empty", labels.join(", ")).into())
         })],
         Err(e) => vec![Trial::test("catalogue::readable", move || Err(format!("error: {e}").into()))],
-    };
-    // Per kernel: every program of its tree has a scenario, and every
-    // scenario that applies to it loads against its tree.
-    let per_kernel: Vec<Trial> = suite
+    }
+}
+
+/// Per kernel: every program of its tree has a scenario, and every
+/// scenario that applies to it loads against its tree.
+fn per_kernel_trials(suite: &Arc<Suite>) -> Vec<Trial> {
+    suite
         .kernels
         .iter()
         .flat_map(|k| {
@@ -195,11 +220,14 @@ fn main() -> std::process::ExitCode {
                 }),
             ]
         })
-        .collect();
-    // The kernel's own HID selftests, one trial per program and target;
-    // opt-in (ignored unless asked for): `cargo nextest run --run-ignored
-    // only -E 'test(/^kselftest::/)'`.
-    let kselftests: Vec<Trial> = plan::default_targets(&suite)
+        .collect()
+}
+
+/// The kernel's own HID selftests, one trial per program and target;
+/// opt-in (ignored unless asked for): `cargo nextest run --run-ignored
+/// only -E 'test(/^kselftest::/)'`.
+fn kselftest_trials(suite: &Arc<Suite>) -> Vec<Trial> {
+    plan::default_targets(suite)
         .into_iter()
         .flat_map(|target| hidvm::run::kselftest::PROGRAMS.iter().map(move |p| (target.clone(), p.to_string())))
         .map(|(target, program)| {
@@ -225,20 +253,7 @@ fn main() -> std::process::ExitCode {
             })
             .with_ignored_flag(true)
         })
-        .collect();
-    let shell = {
-        let suite = suite.clone();
-        Trial::test("shell::a_typed_command_answers_and_exit_leaves_no_qemu", move || shell_trial(suite))
-    };
-    let trials = trials.into_iter().chain(example_trials(&suite)).chain(per_kernel).chain(kselftests).chain([shell]);
-    let snapshot = {
-        let suite = suite.clone();
-        Trial::test("snapshot::a_crash_in_one_restored_guest_does_not_reach_the_next", move || {
-            snapshot_isolation(&suite)
-        })
-    };
-    let trials = trials.chain([snapshot]).collect();
-    libtest_mimic::run(&args, trials).exit_code()
+        .collect()
 }
 
 /// Tests share a snapshot, never a guest: a guest that panics (lkdtm

@@ -623,7 +623,8 @@ impl Step {
         }
     }
 
-    /// One line for step logs.
+    /// One line for step logs. One short arm per step kind (87 lines in
+    /// all): each says what its step does, in the words of its fields.
     pub fn describe(&self) -> String {
         match self {
             Step::Attach(a) => {

@@ -181,8 +181,25 @@ fn one_round(
     let one_shots = s.racers.iter().filter(|x| !x.repeat).count();
     let results = run_racers(actions, s, &delays, one_shots);
 
+    let hit = count(s, &results, tallies);
+    keep_what_racers_left(r, s, results, destroyed);
+    settle_devices(r, s, round)?;
+    run_steps(r, &s.after, round, "after", run_step)?;
+    // Links the round made and did not release are closed, and the
+    // objects it loaded freed: every round starts from the same kernel state.
+    let made: Vec<String> = r.links.keys().filter(|k| !links_before.contains(*k)).cloned().collect();
+    for k in made {
+        r.links.remove(&k);
+    }
+    r.objects.truncate(objects_before);
+    Ok(hit)
+}
+
+/// Each racer's operations and errors into its tally; whether a one-shot
+/// racer's operation overlapped another racer's (the window was hit).
+fn count(s: &Race, results: &[RacerResult], tallies: &mut [Tally]) -> bool {
     let mut hit = false;
-    for (i, (x, res)) in s.racers.iter().zip(&results).enumerate() {
+    for (i, (x, res)) in s.racers.iter().zip(results).enumerate() {
         tallies[i].ops += res.ops.len() as u64;
         for op in &res.ops {
             if let Some(e) = op.errno {
@@ -195,7 +212,11 @@ fn one_round(
             });
         }
     }
-    // What the racers left: made links, destroyed devices.
+    hit
+}
+
+/// What the racers left: made links, destroyed devices.
+fn keep_what_racers_left(r: &mut Runner, s: &Race, results: Vec<RacerResult>, destroyed: &mut Vec<String>) {
     for (x, res) in s.racers.iter().zip(results) {
         match x.op {
             RacerOp::Attach => {
@@ -221,6 +242,10 @@ fn one_round(
             _ => {}
         }
     }
+}
+
+/// The devices after the racers, ready for the `after` steps.
+fn settle_devices(r: &mut Runner, s: &Race, round: u32) -> Result<(), Outcome> {
     // The racers' own reports are not compared: drop them, so the `after`
     // steps see only theirs. A flood overruns the evdev client's buffer
     // (SYN_DROPPED, then a state resync on the next read): a fresh client
@@ -241,15 +266,7 @@ fn one_round(
     if let Some(e) = refreshed.error {
         return Err(Outcome::fail(format!("round {round}: after the racers: {e}")));
     }
-    run_steps(r, &s.after, round, "after", run_step)?;
-    // Links the round made and did not release are closed, and the
-    // objects it loaded freed: every round starts from the same kernel state.
-    let made: Vec<String> = r.links.keys().filter(|k| !links_before.contains(*k)).cloned().collect();
-    for k in made {
-        r.links.remove(&k);
-    }
-    r.objects.truncate(objects_before);
-    Ok(hit)
+    Ok(())
 }
 
 /// `before`/`after` steps of one round: a failing one fails the race with
@@ -366,6 +383,9 @@ fn run_racers(actions: Vec<Action>, s: &Race, delays: &[u64], one_shots: usize) 
     })
 }
 
+/// One racer's operation(s), each timed. One arm per action, each short;
+/// the match is kept whole (83 lines) because every arm uses the timing
+/// closure and fills the one result.
 fn run_one(action: Action, repeat: bool, remaining: &AtomicUsize, epoch: &Instant) -> RacerResult {
     let ns = |t: Instant| t.duration_since(*epoch).as_nanos() as u64;
     let mut ops = Vec::new();
