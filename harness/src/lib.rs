@@ -1,30 +1,18 @@
 //! hidvm host harness: builds one kernel per cell, boots it in QEMU with the
 //! guest agent and a scenario, and decides pass/fail.
 //!
-//! One concern per module:
-//! * [`layout`]: where the repository and the cache live;
-//! * [`lock`]: file locks shared by concurrent test processes;
-//! * [`tools`]: host tools and the apt packages that provide them;
-//! * [`kernels`]: kernels (`guest-image/kernels.toml`) and targets (kernel x cell);
-//! * [`kernel_src`]: a kernel's tree (a Debian tarball, or `HIDVM_KERNEL_SRC`);
-//! * [`debian`]: Debian source packages, fetched without installing anything;
-//! * [`cell`]: kernel cells (`guest-image/cells.toml`);
-//! * [`kconfig`]: fragment merging and the requested-vs-resolved check;
-//! * [`kbuild`]: per-cell cached kernel builds;
-//! * [`fixtures`]: HID-BPF fixtures compiled against a cell's BTF;
-//! * [`agent`]: the static guest agent binary;
-//! * [`initramfs`]: the guest's cpio archive;
-//! * [`qemu`]: VM features, the KVM probe and running a VM;
-//! * [`scenarios`]: loading scenarios (the catalogue, or files given to `hidvm test`);
-//! * [`recording`]: hid-recorder files (devices and their reports);
-//! * [`console`]: splat patterns and step attribution in the kernel log;
-//! * [`allowlist`]: known, accepted splats;
-//! * [`known`]: known kernel bugs a scenario shows on purpose;
-//! * [`verdict`]: turning a VM's output into pass/fail;
-//! * [`suite`]: one scenario on one cell, end to end;
-//! * [`report`]: what a run found, rendered as a step log;
-//! * [`matrix`]: the scenario x cell summary;
-//! * [`bench`], [`robustness`]: the commands that print the README's numbers.
+//! The folders are layers, bottom to top; a module imports only its own
+//! layer and those below it, never in a circle (`harness/tests/layers.rs`
+//! checks it; docs/design.md has the table):
+//! * [`base`]: errors, paths, locks, output, host tools, cores;
+//! * [`kernel`]: kernels and cells, their trees, patches and cached builds;
+//! * [`vm`]: QEMU: features, the KVM probe, snapshots, booting a guest;
+//! * [`judge`]: splats, the guest's report, the verdict, known failures;
+//! * [`catalogue`]: scenarios, their programs and recordings (what to test);
+//! * [`results`]: reports, the matrix, results files, KTAP (what was found);
+//! * [`run`]: what each command does over the layers below.
+//!
+//! The `hidvm` binary's `cli/` sits on top: one file per subcommand.
 pub mod base;
 pub mod catalogue;
 pub mod judge;

@@ -1,7 +1,7 @@
 //! Validating a scenario's steps: walked in order, each step is checked
 //! against what the steps before it left (live devices, links and how
 //! they are held, releases not yet shown by behaviour). Every step kind
-//! has its own checks ([`Validate`], implemented by each step struct);
+//! has its own checks (`Validate`, implemented by each step struct);
 //! [`Validator::step`] only dispatches.
 use crate::devices::DeviceDef;
 use crate::expect::ReportExpect;
