@@ -781,147 +781,229 @@ fn modules_import_downward_only_and_never_in_a_circle() {
 
 #[cfg(test)]
 mod synthetic {
+    //! The check against small made-up crates. A tree is written as one
+    //! text: `//- <path>` starts each file.
     use super::*;
 
     const NO_LAYERS: &[CrateSpec] = &[CrateSpec { name: "t", root: "src/lib.rs", layers: &[] }];
     const LAYERED: &[CrateSpec] = &[CrateSpec {
         name: "t",
         root: "src/lib.rs",
-        layers: &[
-            Layer { rank: 0, name: "low", owns: &["low"] },
-            Layer { rank: 1, name: "left", owns: &["left"] },
-            Layer { rank: 1, name: "right", owns: &["right"] },
-            Layer { rank: 2, name: "high", owns: &["high"] },
-        ],
+        layers: &[Layer { rank: 0, name: "low", owns: &["low"] }, Layer { rank: 1, name: "high", owns: &["high"] }],
+    }];
+    /// Two layers of one rank.
+    const PEERS: &[CrateSpec] = &[CrateSpec {
+        name: "t",
+        root: "src/lib.rs",
+        layers: &[Layer { rank: 1, name: "left", owns: &["left"] }, Layer { rank: 1, name: "right", owns: &["right"] }],
     }];
 
-    fn tree(files: &[(&str, &str)]) -> BTreeMap<String, String> {
-        files.iter().map(|(p, t)| (p.to_string(), t.to_string())).collect()
+    /// The problems `check` finds in the files of `fixture`.
+    fn problems(fixture: &str, crates: &[CrateSpec]) -> Vec<String> {
+        let mut files: BTreeMap<String, String> = BTreeMap::new();
+        let mut current = None;
+        for line in fixture.lines() {
+            if let Some(path) = line.strip_prefix("//- ") {
+                current = Some(path.to_string());
+                files.insert(path.to_string(), String::new());
+            } else if let Some(text) = current.as_ref().and_then(|p| files.get_mut(p)) {
+                text.push_str(line);
+                text.push('\n');
+            }
+        }
+        check(&files, crates)
     }
 
     #[test]
     fn a_clean_tree_passes() {
-        let t = tree(&[
-            ("src/lib.rs", "pub mod low; pub mod high;\npub use low::Thing;"),
-            ("src/low/mod.rs", "pub mod a;\npub use a::Thing;"),
-            ("src/low/a.rs", "pub struct Thing;"),
-            ("src/high/mod.rs", "pub mod b;"),
-            ("src/high/b.rs", "use crate::low::a::Thing;\nuse crate::Thing as T2;\nfn f() { crate::low::Thing; }"),
-        ]);
-        assert_eq!(check(&t, LAYERED), Vec::<String>::new());
+        let tree = r"
+//- src/lib.rs
+pub mod low; pub mod high;
+pub use low::Thing;
+//- src/low/mod.rs
+pub mod a;
+pub use a::Thing;
+//- src/low/a.rs
+pub struct Thing;
+//- src/high/mod.rs
+pub mod b;
+//- src/high/b.rs
+use crate::low::a::Thing;
+use crate::Thing as T2;
+fn f() { crate::low::Thing; }
+";
+        assert!(problems(tree, LAYERED).is_empty());
     }
 
     #[test]
     fn a_two_cycle_is_named_with_its_lines() {
-        let t = tree(&[
-            ("src/lib.rs", "mod a;\nmod b;"),
-            ("src/a.rs", "// crate::b::X in a comment does not count\nuse crate::b::X;\npub struct Y;"),
-            ("src/b.rs", "pub struct X;\nfn f() -> super::a::Y { todo!() }"),
-        ]);
-        let p = check(&t, NO_LAYERS);
-        assert_eq!(p.len(), 1, "{p:?}");
-        assert!(p[0].contains("import cycle among 2 modules (a, b)"), "{}", p[0]);
-        assert!(p[0].contains("a -> b  (src/a.rs:2 `crate::b::X`)"), "{}", p[0]);
-        assert!(p[0].contains("b -> a  (src/b.rs:2 `super::a::Y`)"), "{}", p[0]);
+        let tree = r"
+//- src/lib.rs
+mod a;
+mod b;
+//- src/a.rs
+// crate::b::X in a comment does not count
+use crate::b::X;
+pub struct Y;
+//- src/b.rs
+pub struct X;
+fn f() -> super::a::Y { todo!() }
+";
+        assert_eq!(
+            problems(tree, NO_LAYERS),
+            ["t: import cycle among 2 modules (a, b):\n  a -> b -> a:\n    a -> b  (src/a.rs:2 `crate::b::X`)\n    b -> a  (src/b.rs:2 `super::a::Y`)"]
+        );
     }
 
     #[test]
     fn a_three_cycle_through_a_folder_is_found() {
-        let t = tree(&[
-            ("src/lib.rs", "pub mod q;\npub mod r;"),
-            ("src/q/mod.rs", "pub mod s;\npub mod v;"),
-            ("src/q/s.rs", "use super::v;\nfn f() { v::go(); }"),
-            ("src/q/v.rs", "pub fn go() { crate::r::run(); }"),
-            ("src/r.rs", "use crate::q;\npub fn run() { let _ = q::s::f; }"),
-        ]);
-        let p = check(&t, NO_LAYERS);
-        assert_eq!(p.len(), 1, "{p:?}");
-        assert!(p[0].contains("import cycle among 3 modules (q::s, q::v, r)"), "{}", p[0]);
-        assert!(p[0].contains("q::s -> q::v  (src/q/s.rs:1 `super::v`)"), "{}", p[0]);
-        assert!(p[0].contains("q::v -> r  (src/q/v.rs:1 `crate::r::run`)"), "{}", p[0]);
-        assert!(p[0].contains("r -> q::s  (src/r.rs:2 `q::s::f`)"), "{}", p[0]);
+        let tree = r"
+//- src/lib.rs
+pub mod q;
+pub mod r;
+//- src/q/mod.rs
+pub mod s;
+pub mod v;
+//- src/q/s.rs
+use super::v;
+fn f() { v::go(); }
+//- src/q/v.rs
+pub fn go() { crate::r::run(); }
+//- src/r.rs
+use crate::q;
+pub fn run() { let _ = q::s::f; }
+";
+        let found = problems(tree, NO_LAYERS).join("\n");
+        let expected = [
+            "t: import cycle among 3 modules (q::s, q::v, r):",
+            "  q::s -> q::v -> r -> q::s:",
+            "    q::s -> q::v  (src/q/s.rs:1 `super::v`)",
+            "    q::v -> r  (src/q/v.rs:1 `crate::r::run`)",
+            "    r -> q::s  (src/r.rs:2 `q::s::f`)",
+        ];
+        assert_eq!(found, expected.join("\n"));
     }
 
     #[test]
     fn a_lower_layer_importing_a_higher_one_fails() {
-        let t = tree(&[
-            ("src/lib.rs", "pub mod low;\npub mod high;"),
-            ("src/low/mod.rs", "pub mod a;"),
-            ("src/low/a.rs", "\n\nuse crate::high::b::Report;"),
-            ("src/high/mod.rs", "pub mod b;"),
-            ("src/high/b.rs", "pub struct Report;"),
-        ]);
-        let p = check(&t, LAYERED);
+        let tree = r"
+//- src/lib.rs
+pub mod low;
+pub mod high;
+//- src/low/mod.rs
+pub mod a;
+//- src/low/a.rs
+
+
+use crate::high::b::Report;
+//- src/high/mod.rs
+pub mod b;
+//- src/high/b.rs
+pub struct Report;
+";
+        let p = problems(tree, LAYERED);
+        assert_eq!(p.len(), 1, "{p:?}");
         assert_eq!(
-            p,
-            ["t: layer violation: low::a (layer low) imports high::b (layer high) at src/low/a.rs:3 `crate::high::b::Report`: a lower layer may not import a higher one"]
+            p[0],
+            "t: layer violation: low::a (layer low) imports high::b (layer high) at src/low/a.rs:3 `crate::high::b::Report`: a lower layer may not import a higher one"
         );
     }
 
     #[test]
     fn peers_and_unlisted_modules_and_root_items_fail() {
-        let t = tree(&[
-            ("src/lib.rs", "pub mod left;\npub mod right;\npub mod stray;\npub fn helper() {}"),
-            ("src/left.rs", "fn f() { crate::right::g(); crate::helper(); }"),
-            ("src/right.rs", "pub fn g() {}"),
-            ("src/stray.rs", ""),
-        ]);
-        let p = check(&t, LAYERED).join("\n");
-        assert!(p.contains("module stray (src/stray.rs) is in no layer"), "{p}");
-        assert!(
-            p.contains("left (layer left) imports right (layer right) at src/left.rs:1 `crate::right::g`: peer layers"),
-            "{p}"
-        );
-        assert!(p.contains("left uses an item of the crate root (src/left.rs:1 `crate::helper`)"), "{p}");
+        let tree = r"
+//- src/lib.rs
+pub mod left;
+pub mod right;
+pub mod stray;
+pub fn helper() {}
+//- src/left.rs
+fn f() { crate::right::g(); crate::helper(); }
+//- src/right.rs
+pub fn g() {}
+//- src/stray.rs
+";
+        let all = problems(tree, PEERS).join("\n");
+        for part in [
+            "module stray (src/stray.rs) is in no layer",
+            "left (layer left) imports right (layer right) at src/left.rs:1 `crate::right::g`: peer layers",
+            "left uses an item of the crate root (src/left.rs:1 `crate::helper`)",
+        ] {
+            assert!(all.contains(part), "`{part}` missing from:\n{all}");
+        }
     }
 
     #[test]
     fn grouped_and_nested_use_trees_are_each_an_import() {
-        let t = tree(&[
-            ("src/lib.rs", "pub mod low;\npub mod high;"),
-            ("src/low/mod.rs", "pub mod a;\npub mod b;"),
-            ("src/low/a.rs", "use crate::{\n    low::b::{self, X as Y},\n    high::h::*,\n};"),
-            ("src/low/b.rs", "pub struct X;"),
-            ("src/high/mod.rs", "pub mod h;"),
-            ("src/high/h.rs", ""),
-        ]);
-        let p = check(&t, LAYERED);
+        let tree = r"
+//- src/lib.rs
+pub mod low;
+pub mod high;
+//- src/low/mod.rs
+pub mod a;
+pub mod b;
+//- src/low/a.rs
+use crate::{
+    low::b::{self, X as Y},
+    high::h::*,
+};
+//- src/low/b.rs
+pub struct X;
+//- src/high/mod.rs
+pub mod h;
+//- src/high/h.rs
+";
+        let p = problems(tree, LAYERED);
+        assert!(
+            matches!(p.as_slice(), [one] if one.contains("low::a (layer low) imports high::h (layer high) at src/low/a.rs:3 `crate::high::h`")),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn paths_in_strings_and_through_reexports_resolve_right() {
+        let tree = r##"
+//- src/lib.rs
+pub mod low;
+pub mod high;
+pub use high::h::Big;
+//- src/low/mod.rs
+pub mod a;
+//- src/low/a.rs
+fn f() { let _ = "crate::high::h"; let _ = r#"crate::high::h"#; let _ = '"'; }
+fn g<'a>(x: &'a crate::Big) {}
+//- src/high/mod.rs
+pub mod h;
+//- src/high/h.rs
+pub struct Big;
+"##;
+        let p = problems(tree, LAYERED);
         assert_eq!(p.len(), 1, "{p:?}");
         assert!(
-            p[0].contains("low::a (layer low) imports high::h (layer high) at src/low/a.rs:3 `crate::high::h`"),
+            p[0].ends_with("at src/low/a.rs:2 `crate::Big`: a lower layer may not import a higher one"),
             "{}",
             p[0]
         );
     }
 
     #[test]
-    fn paths_in_strings_and_through_reexports_resolve_right() {
-        let t = tree(&[
-            ("src/lib.rs", "pub mod low;\npub mod high;\npub use high::h::Big;"),
-            ("src/low/mod.rs", "pub mod a;"),
-            (
-                "src/low/a.rs",
-                "fn f() { let _ = \"crate::high::h\"; let _ = r#\"crate::high::h\"#; let _ = '\"'; }\nfn g<'a>(x: &'a crate::Big) {}",
-            ),
-            ("src/high/mod.rs", "pub mod h;"),
-            ("src/high/h.rs", "pub struct Big;"),
-        ]);
-        let p = check(&t, LAYERED);
-        assert_eq!(p.len(), 1, "{p:?}");
-        assert!(p[0].contains("at src/low/a.rs:2 `crate::Big`"), "{}", p[0]);
-    }
-
-    #[test]
     fn test_modules_and_super_globs_belong_to_their_file() {
-        let t = tree(&[
-            ("src/lib.rs", "pub mod low;"),
-            ("src/low/mod.rs", "pub mod a;\npub mod b;"),
-            (
-                "src/low/a.rs",
-                "pub fn f() {}\n#[cfg(test)]\nmod tests {\n    use super::*;\n    use super::super::b;\n}",
-            ),
-            ("src/low/b.rs", "pub fn g() {}"),
-        ]);
-        assert_eq!(check(&t, LAYERED), Vec::<String>::new());
+        let tree = r"
+//- src/lib.rs
+pub mod low;
+//- src/low/mod.rs
+pub mod a;
+pub mod b;
+//- src/low/a.rs
+pub fn f() {}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use super::super::b;
+}
+//- src/low/b.rs
+pub fn g() {}
+";
+        assert_eq!(problems(tree, LAYERED), Vec::<String>::new());
     }
 }

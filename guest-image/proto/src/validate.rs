@@ -544,40 +544,31 @@ impl Validate for Race {
     }
 }
 
-impl Validate for Sysctl {
-    fn validate(&self, _v: &mut Validator<'_, '_>, _index: usize, at: &str) -> Result<(), String> {
-        if self.name.is_empty() || self.name.contains('/') || self.name.contains("..") {
-            return Err(format!("{at}: field `name`: write the sysctl with dots, e.g. kernel.hung_task_timeout_secs"));
+/// Step kinds whose only check is on their own fields: the condition that
+/// refuses the step, and why.
+macro_rules! refuse_when {
+    ($($kind:ident: |$s:ident| $bad:expr => $why:expr;)*) => {$(
+        impl Validate for $kind {
+            fn validate(&self, _v: &mut Validator<'_, '_>, _index: usize, at: &str) -> Result<(), String> {
+                let $s = self;
+                match $bad {
+                    true => Err(format!("{at}: {}", $why)),
+                    false => Ok(()),
+                }
+            }
         }
-        Ok(())
-    }
+    )*};
 }
 
-impl Validate for Capability {
-    fn validate(&self, _v: &mut Validator<'_, '_>, _index: usize, at: &str) -> Result<(), String> {
-        if self.name != "CAP_SYS_ADMIN" {
-            return Err(format!("{at}: field `name`: `{}` is not supported (CAP_SYS_ADMIN is)", self.name));
-        }
-        Ok(())
-    }
-}
-
-impl Validate for LoadModule {
-    fn validate(&self, _v: &mut Validator<'_, '_>, _index: usize, at: &str) -> Result<(), String> {
-        if self.module.is_empty() || self.module.contains('/') || self.module.ends_with(".ko") {
-            return Err(format!("{at}: field `module`: the module's file name without `.ko`, e.g. kmemleak-test"));
-        }
-        Ok(())
-    }
-}
-
-impl Validate for KernelSymbols {
-    fn validate(&self, _v: &mut Validator<'_, '_>, _index: usize, at: &str) -> Result<(), String> {
-        if self.containing.trim().is_empty() {
-            return Err(format!("{at}: field `containing`: give part of a symbol name, e.g. \".llvm.\""));
-        }
-        Ok(())
-    }
+refuse_when! {
+    Sysctl: |s| s.name.is_empty() || s.name.contains('/') || s.name.contains("..")
+        => "field `name`: write the sysctl with dots, e.g. kernel.hung_task_timeout_secs";
+    Capability: |s| s.name != "CAP_SYS_ADMIN"
+        => format!("field `name`: `{}` is not supported (CAP_SYS_ADMIN is)", s.name);
+    LoadModule: |s| s.module.is_empty() || s.module.contains('/') || s.module.ends_with(".ko")
+        => "field `module`: the module's file name without `.ko`, e.g. kmemleak-test";
+    KernelSymbols: |s| s.containing.trim().is_empty()
+        => "field `containing`: give part of a symbol name, e.g. \".llvm.\"";
 }
 
 impl Validate for Sleep {

@@ -14,6 +14,7 @@ use crate::base::tools;
 use crate::judge::console;
 use crate::kernel::spec::Target;
 use crate::results::ktap::{self, KtapResult, Outcome};
+use crate::run::pool::in_parallel;
 use crate::run::suite::Suite;
 use crate::vm::boot;
 use crate::vm::initramfs::Initramfs;
@@ -352,46 +353,30 @@ pub fn run_all(suite: &Suite, targets: &[Target], filter: Option<&str>, jobs: us
 
 /// Every (target, built programs, program) of `work`, `jobs` VMs at a
 /// time, each announced as it ends; in `work` order.
-fn run_work(suite: &Suite, work: &[(Target, PathBuf, String)], jobs: usize) -> Vec<(usize, Result<ProgramRun>)> {
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let runs = std::sync::Mutex::new(Vec::new());
-    std::thread::scope(|s| {
-        for _ in 0..jobs.max(1) {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                let Some((t, dir, p)) = work.get(i) else { break };
-                let r = run(suite, t, &Built { dir: dir.clone() }, p);
-                match &r {
-                    Ok(run) => crate::base::output::note(format!(
-                        "  ran   kselftest::{}::{p}: {} results in {:.1} s{}",
-                        t.label(),
-                        run.results.len(),
-                        run.vm_seconds,
-                        run.problem.as_deref().map(|p| format!(" ({p})")).unwrap_or_default()
-                    )),
-                    Err(e) => crate::base::output::note(format!("  ERROR kselftest::{}::{p}: {e}", t.label())),
-                }
-                runs.lock().unwrap().push((i, r));
-            });
+fn run_work(suite: &Suite, work: &[(Target, PathBuf, String)], jobs: usize) -> Vec<Result<ProgramRun>> {
+    in_parallel(work, jobs, |(t, dir, p)| {
+        let r = run(suite, t, &Built { dir: dir.clone() }, p);
+        match &r {
+            Ok(run) => crate::base::output::note(format!(
+                "  ran   kselftest::{}::{p}: {} results in {:.1} s{}",
+                t.label(),
+                run.results.len(),
+                run.vm_seconds,
+                run.problem.as_deref().map(|p| format!(" ({p})")).unwrap_or_default()
+            )),
+            Err(e) => crate::base::output::note(format!("  ERROR kselftest::{}::{p}: {e}", t.label())),
         }
-    });
-    let mut runs = runs.into_inner().unwrap();
-    runs.sort_by_key(|(i, _)| *i);
-    runs
+        r
+    })
 }
 
 /// The test x target matrix, the failures and notes, and each program's
 /// cost per test; whether everything passed (or failed as known).
-fn report(
-    suite: &Suite,
-    targets: &[Target],
-    runs: &[(usize, Result<ProgramRun>)],
-    known: &KnownResults,
-) -> Result<bool> {
+fn report(suite: &Suite, targets: &[Target], runs: &[Result<ProgramRun>], known: &KnownResults) -> Result<bool> {
     let mut matrix = crate::results::matrix::Matrix::new(targets.to_vec());
     let mut notes = Vec::new();
     let mut ok = true;
-    for (_, r) in runs {
+    for r in runs {
         let run = match r {
             Ok(run) => run,
             Err(e) => {
@@ -420,18 +405,16 @@ fn report(
         println!("{n}");
     }
     // The per-test cost the README compares with the scenarios'.
-    for (_, r) in runs {
-        if let Ok(run) = r {
-            let n = run.results.len().max(1);
-            println!(
-                "cost: kselftest {} on {}: {} tests in {:.1} s of VM time ({:.2} s per test)",
-                run.program,
-                run.target,
-                run.results.len(),
-                run.vm_seconds,
-                run.vm_seconds / n as f64
-            );
-        }
+    for run in runs.iter().flatten() {
+        let n = run.results.len().max(1);
+        println!(
+            "cost: kselftest {} on {}: {} tests in {:.1} s of VM time ({:.2} s per test)",
+            run.program,
+            run.target,
+            run.results.len(),
+            run.vm_seconds,
+            run.vm_seconds / n as f64
+        );
     }
     Ok(ok)
 }

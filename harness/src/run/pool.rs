@@ -26,15 +26,24 @@ pub fn run_parallel(
     jobs: usize,
     finished: impl Fn(&TestCase, &Result<RunReport>) + Sync,
 ) -> Vec<Result<RunReport>> {
+    in_parallel(work, jobs, |case| {
+        let r = one_test::run(suite, &case.target, &case.entry);
+        finished(case, &r);
+        r
+    })
+}
+
+/// `f` on every item of `work`, `jobs` threads at a time, each taking the
+/// next item not yet taken; the results in `work` order.
+pub fn in_parallel<T: Sync, R: Send>(work: &[T], jobs: usize, f: impl Fn(&T) -> R + Sync) -> Vec<R> {
     let next = std::sync::atomic::AtomicUsize::new(0);
     let results = std::sync::Mutex::new(Vec::new());
     std::thread::scope(|s| {
         for _ in 0..jobs.max(1) {
             s.spawn(|| loop {
                 let idx = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                let Some(case) = work.get(idx) else { break };
-                let r = one_test::run(suite, &case.target, &case.entry);
-                finished(case, &r);
+                let Some(item) = work.get(idx) else { break };
+                let r = f(item);
                 results.lock().unwrap().push((idx, r));
             });
         }
