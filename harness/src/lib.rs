@@ -56,6 +56,7 @@ pub mod robustness;
 pub mod scenarios;
 pub mod shell;
 pub mod suite;
+pub mod symbolize;
 pub mod title;
 pub mod toolfloor;
 pub mod tools;
