@@ -146,6 +146,12 @@ pub struct Symbolizer {
     /// Also disassemble `Code:` lines (the script's `decodecode`); off by
     /// default: the lines are kept as they are.
     pub decode_code: bool,
+    /// Call trace frames are return addresses: the instruction after the
+    /// call, which may already be outside the inlined function that made
+    /// it. Newer scripts (7.3's) look up `address - 1` themselves (`-R` to
+    /// not); with an older one (6.12's) hidvm takes 1 off each frame's
+    /// offset before handing it over. On by default.
+    pub fix_return_addresses: bool,
 }
 
 impl Symbolizer {
@@ -159,6 +165,7 @@ impl Symbolizer {
             tools,
             timeout: DEFAULT_TIMEOUT,
             decode_code: false,
+            fix_return_addresses: true,
         }
     }
 
@@ -193,6 +200,7 @@ impl Symbolizer {
             return Ok(Symbolized { cached: true, ..hit.clone() });
         }
         let frames = report.lines().filter(|l| has_frame(l)).count();
+        let fix = self.fix_return_addresses && !self.script_subtracts()?;
         // `Code:` lines pass through under a placeholder unless decoded.
         let mut code_lines = Vec::new();
         let input: String = report
@@ -201,6 +209,8 @@ impl Symbolizer {
                 if !self.decode_code && l.contains("Code: ") {
                     code_lines.push(l.to_string());
                     format!("hidvm-code-line-{}\n", code_lines.len() - 1)
+                } else if fix {
+                    format!("{}\n", before_return_address(l.trim_end_matches('\r')))
                 } else {
                     format!("{}\n", l.trim_end_matches('\r'))
                 }
@@ -225,12 +235,20 @@ impl Symbolizer {
         Ok(result)
     }
 
+    /// Whether the script looks up `return address - 1` itself (7.3's
+    /// does, 6.12's does not).
+    fn script_subtracts(&self) -> Result<bool, SymbolizeError> {
+        let text = std::fs::read_to_string(&self.script)
+            .map_err(|e| SymbolizeError::Io(format!("{}: {e}", self.script.display())))?;
+        Ok(text.contains("decode_retaddr"))
+    }
+
     fn cache_key(&self, report: &str) -> Result<String, SymbolizeError> {
         let meta = std::fs::metadata(&self.vmlinux)
             .map_err(|e| SymbolizeError::Io(format!("{}: {e}", self.vmlinux.display())))?;
         let mtime = meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).unwrap_or_default();
         Ok(format!(
-            "{}\0{}\0{}\0{}\0{:?}\0{:?}\0{}\0{}\0{report}",
+            "{}\0{}\0{}\0{}\0{:?}\0{:?}\0{}\0{}\0{}\0{report}",
             self.vmlinux.display(),
             meta.len(),
             mtime.as_nanos(),
@@ -239,6 +257,7 @@ impl Symbolizer {
             self.tools,
             self.script.display(),
             self.decode_code,
+            self.fix_return_addresses,
         ))
     }
 
@@ -322,6 +341,22 @@ fn has_frame(line: &str) -> bool {
     })
 }
 
+/// A call trace frame with its offset one less: `? foo+0x1d/0x20` ->
+/// `? foo+0x1c/0x20`, so an old script looks up the call, not the
+/// instruction after it. Other lines (`RIP:`, `WARNING: … at`, `CFI
+/// failure at`: exact addresses) and offsets of 0 stay.
+fn before_return_address(line: &str) -> String {
+    let Some(frame) = crate::title::parse_frame(line) else { return line.to_string() };
+    let (Some(offset), Some(size)) = (frame.offset, frame.size) else { return line.to_string() };
+    let printed = format!("{}+0x{offset:x}/0x{size:x}", frame.symbol);
+    match line.find(&printed) {
+        Some(at) if offset > 0 => {
+            format!("{}{}+0x{:x}/0x{size:x}{}", &line[..at], frame.symbol, offset - 1, &line[at + printed.len()..])
+        }
+        _ => line.to_string(),
+    }
+}
+
 /// A decoded frame: "func (path/file.c:123 …)".
 fn is_resolved(line: &str) -> bool {
     let Some(open) = line.find(" (") else { return false };
@@ -365,6 +400,19 @@ mod tests {
         assert_eq!(Tools::for_make_vars(&vars), Tools::Llvm("-19".into()));
         let vars: std::collections::BTreeMap<String, String> = [("CC".to_string(), "gcc".to_string())].into();
         assert_eq!(Tools::for_make_vars(&vars), Tools::Binutils);
+    }
+
+    #[test]
+    fn return_addresses_step_back_into_the_call() {
+        assert_eq!(before_return_address("[ 1.2]  ? lkdtm_do_action+0x1d/0x20"), "[ 1.2]  ? lkdtm_do_action+0x1c/0x20");
+        assert_eq!(
+            before_return_address(" hidraw_write.llvm.12+0x100/0x1c8 [hid]"),
+            " hidraw_write.llvm.12+0xff/0x1c8 [hid]"
+        );
+        assert_eq!(before_return_address("RIP: 0010:lkdtm_BUG+0x9/0xb"), "RIP: 0010:lkdtm_BUG+0x9/0xb");
+        assert_eq!(before_return_address(" ? lkdtm_PANIC+0x0/0x15"), " ? lkdtm_PANIC+0x0/0x15");
+        let warning = "WARNING: CPU: 1 PID: 34 at drivers/misc/lkdtm/bugs.c:112 lkdtm_WARNING+0x11/0x14";
+        assert_eq!(before_return_address(warning), warning);
     }
 
     #[test]

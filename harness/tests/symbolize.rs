@@ -235,9 +235,12 @@ fn fake_script_symbolize_console_takes_a_report_range_and_the_build_dir() {
 // ---------------------------------------------------------------------------
 // Real kernels
 
-/// The newest finished build of a cell whose make variables use LLVM (or
-/// not): (build dir, tree, tools, cell, kernel version).
-fn built_kernel(llvm: bool, version: Option<&str>) -> Result<(PathBuf, PathBuf, Tools, String, String), String> {
+/// A finished kernel build: (build dir, tree, tools, cell, kernel version).
+type Built = (PathBuf, PathBuf, Tools, String, String);
+
+/// The newest finished build per kernel version of the cells whose make
+/// variables use LLVM (or not).
+fn built_kernels(llvm: bool) -> Result<Vec<Built>, String> {
     let repo = hidvm::layout::Repo::locate();
     let cells = hidvm::cell::load(&repo.cells_file()).map_err(|e| e.to_string())?;
     let kernels = hidvm::layout::cache_root().join("kernels");
@@ -249,26 +252,38 @@ fn built_kernel(llvm: bool, version: Option<&str>) -> Result<(PathBuf, PathBuf, 
         let Some(cell) = cells.iter().find(|c| c.name == field("cell")) else { continue };
         let tools = Tools::for_make_vars(&cell.make);
         let vmlinux = entry.path().join("build/vmlinux");
-        if matches!(tools, Tools::Llvm(_)) != llvm
-            || !vmlinux.exists()
-            || version.is_some_and(|v| !field("kernel_version").starts_with(v))
-        {
+        if matches!(tools, Tools::Llvm(_)) != llvm || !vmlinux.exists() {
             continue;
         }
         let mtime = std::fs::metadata(&vmlinux).and_then(|m| m.modified()).ok();
+        let version: String = field("kernel_version").split('.').take(2).collect::<Vec<_>>().join(".");
         found.push((
+            version,
             mtime,
-            entry.path().join("build"),
-            PathBuf::from(field("source_root")),
-            tools,
-            cell.name.clone(),
-            field("kernel_version"),
+            (
+                entry.path().join("build"),
+                PathBuf::from(field("source_root")),
+                tools,
+                cell.name.clone(),
+                field("kernel_version"),
+            ),
         ));
     }
-    found.sort_by_key(|f| f.0);
-    found.pop().map(|(_, b, t, tools, c, v)| (b, t, tools, c, v)).ok_or_else(|| {
-        format!("no finished {} kernel build under {}", if llvm { "LLVM" } else { "gcc" }, kernels.display())
-    })
+    found.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+    let mut newest: Vec<Built> = Vec::new();
+    for (i, f) in found.iter().enumerate() {
+        if found.get(i + 1).is_none_or(|next| next.0 != f.0) {
+            newest.push(f.2.clone());
+        }
+    }
+    if newest.is_empty() {
+        return Err(format!(
+            "no finished {} kernel build under {}",
+            if llvm { "LLVM" } else { "gcc" },
+            kernels.display()
+        ));
+    }
+    Ok(newest)
 }
 
 /// Symbols of vmlinux: name -> (address, size), with binutils' nm (reads
@@ -389,7 +404,7 @@ fn realistic_report(vmlinux: &Path) -> (String, usize) {
 
 fn decode_real(llvm: bool) {
     let which = if llvm { "llvm" } else { "gcc" };
-    let (build, tree, tools, cell, version) = match built_kernel(llvm, None) {
+    let kernels = match built_kernels(llvm) {
         Ok(k) => k,
         Err(why) => {
             eprintln!(
@@ -398,6 +413,12 @@ fn decode_real(llvm: bool) {
             return;
         }
     };
+    for kernel in kernels {
+        decode_one(kernel);
+    }
+}
+
+fn decode_one((build, tree, tools, cell, version): Built) {
     let vmlinux = build.join("vmlinux");
     let (report, frames) = realistic_report(&vmlinux);
     assert!(frames >= 18, "only {frames} of the report's functions are in {}", vmlinux.display());
@@ -441,7 +462,7 @@ fn real_llvm_vmlinux_frames_get_file_line_or_skipped_loudly() {
 fn real_vmlinux_with_the_wrong_tools_still_decodes_or_says_why() {
     // binutils' addr2line on an LLVM vmlinux: what a caller gets with the
     // wrong Tools. Either way the result is honest: decoded, or an error.
-    let Ok((build, tree, _, cell, _)) = built_kernel(true, None) else {
+    let Some((build, tree, _, cell, _)) = built_kernels(true).ok().and_then(|k| k.into_iter().next()) else {
         eprintln!("SKIPPED real_vmlinux_with_the_wrong_tools: no finished LLVM kernel build");
         return;
     };
