@@ -201,18 +201,23 @@ impl Symbolizer {
         }
         let frames = report.lines().filter(|l| has_frame(l)).count();
         let fix = self.fix_return_addresses && !self.script_subtracts()?;
-        // `Code:` lines pass through under a placeholder unless decoded.
-        let mut code_lines = Vec::new();
+        // Only frame lines (and `Code:` lines, if asked) go to the script;
+        // the others pass it as placeholders and come back as they were
+        // (its `read` eats their leading spaces and backslashes, and with
+        // debuginfod-find installed it drops the `CPU: … PID: N Comm:` line).
+        let mut kept = Vec::new();
         let input: String = report
             .lines()
             .map(|l| {
-                if !self.decode_code && l.contains("Code: ") {
-                    code_lines.push(l.to_string());
-                    format!("hidvm-code-line-{}\n", code_lines.len() - 1)
-                } else if fix {
-                    format!("{}\n", before_return_address(l.trim_end_matches('\r')))
+                let l = l.trim_end_matches('\r');
+                let code = l.contains("Code: ");
+                if (has_frame(l) || l.contains("[<")) && !code {
+                    format!("{}\n", if fix { before_return_address(l) } else { l.to_string() })
+                } else if code && self.decode_code {
+                    format!("{l}\n")
                 } else {
-                    format!("{}\n", l.trim_end_matches('\r'))
+                    kept.push(l.to_string());
+                    format!("hidvm-line-{}\n", kept.len() - 1)
                 }
             })
             .collect();
@@ -221,8 +226,8 @@ impl Symbolizer {
         let lines: Vec<String> = out
             .stdout
             .lines()
-            .map(|l| match l.trim().strip_prefix("hidvm-code-line-").and_then(|n| n.parse::<usize>().ok()) {
-                Some(n) if n < code_lines.len() => code_lines[n].clone(),
+            .map(|l| match l.trim().strip_prefix("hidvm-line-").and_then(|n| n.parse::<usize>().ok()) {
+                Some(n) if n < kept.len() => kept[n].clone(),
                 _ => l.to_string(),
             })
             .collect();

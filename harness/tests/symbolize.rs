@@ -104,6 +104,29 @@ fn fake_script_gets_vmlinux_tree_and_modules_in_order_and_the_llvm_variable() {
 }
 
 #[test]
+fn fake_script_other_lines_come_back_exactly() {
+    // Like the real script: `read` without -r, and with debuginfod-find
+    // installed the `PID: N Comm:` line swallowed.
+    let fake = Fake::new(
+        r#"#!/usr/bin/env bash
+while read line; do
+  if [[ $line =~ PID:\ [0-9]+\ Comm: ]]; then :
+  elif [[ $line =~ \+0x ]]; then echo "${line%%+0x*} (a.c:1)"
+  else echo "$line"; fi
+done
+"#,
+    );
+    let report = "[    1.0] CPU: 0 UID: 0 PID: 34 Comm: init Not tainted 6.12.118 #1\n\
+                  [    1.0]  <TASK>\n\
+                  [    1.0] hid: \\x01 raw\n\
+                  [    1.0]  ? vfs_write+0x96/0x14c";
+    let out = fake.symbolizer().decode(report).unwrap();
+    let want: Vec<&str> = report.lines().take(3).collect();
+    assert_eq!(&out.lines[..3], &want[..]);
+    assert_eq!(out.lines[3], "[    1.0]  ? vfs_write (a.c:1)");
+}
+
+#[test]
 fn fake_script_binutils_runs_without_llvm_in_the_environment() {
     let fake = Fake::new(ECHO_SCRIPT);
     let s = Symbolizer::new(&fake.path("vmlinux"), &fake.path("tree"), Tools::Binutils);
