@@ -30,6 +30,24 @@
 //! syzkaller, SRCU functions are never skipped (`__srcu_read_unlock`,
 //! `cleanup_srcu_struct`): hidvm's known bugs live there.
 //!
+//! Decisions where syzbot's titles were not followed or not enough:
+//! * UBSAN: the title names the function (from the stack, as syzbot) and
+//!   keeps the file:line the headline prints in `file_line`; without a
+//!   stack, "UBSAN: <check> in <file>" (the file without its line);
+//! * a panic's title is its message, normalized ("Kernel panic - not
+//!   syncing: dumptest"); a panic that follows a report (`Fatal
+//!   exception`, `panic_on_warn set`, …) is part of that report, whose
+//!   title stands, and sets [`CrashReport::panicked`];
+//! * lockdep cycles are titled "possible deadlock in <function>" (syzbot's
+//!   words) while their kind says what lockdep printed;
+//! * hung tasks in `synchronize_srcu` keep that name (syzbot folds it into
+//!   `synchronize_rcu`);
+//! * syscall wrappers are named by their syscall in a title (`ksys_write`,
+//!   `__x64_sys_write` -> `write`), as syzbot does;
+//! * shapes this module does not know get the headline itself as title,
+//!   with addresses and numbers normalized ([`normalize`]), and no
+//!   function.
+//!
 //! On hidvm's kernels (tinyconfig: `CONFIG_UNWINDER_GUESS`) *every* frame
 //! of a trace is printed with `?`, so a trace with no reliable frame keeps
 //! all its frames ([`CrashReport::guessed_stack`]); a trace with reliable
@@ -105,6 +123,12 @@ impl CrashReport {
     pub fn stack_contains(&self, function: &str) -> bool {
         let want = strip_suffixes(function);
         self.stack.iter().any(|f| f == want)
+    }
+
+    /// A known bug's signature: this title, and every one of `functions`
+    /// in the stack.
+    pub fn matches(&self, title: &str, functions: &[&str]) -> bool {
+        self.title == title && functions.iter().all(|f| self.stack_contains(f))
     }
 }
 
@@ -188,16 +212,31 @@ fn is_trace_start(t: &str) -> bool {
         || (t.contains(" at 0x") && t.contains("(in kfence-#"))
 }
 
-/// Register dump lines, repeated after a fatal report's end marker.
+/// Register dump lines (x86-64), also repeated after a fatal report's end
+/// marker.
 fn is_register_line(t: &str) -> bool {
-    if t.starts_with("Code:") || t.starts_with("Modules linked in") || t.starts_with("Kernel Offset:") {
-        return true;
-    }
-    let head = t.split(':').next().unwrap_or("");
-    (2..=6).contains(&head.len())
-        && t.len() > head.len()
-        && head.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
-        && head.starts_with(|c: char| c.is_ascii_uppercase())
+    const HEADS: &[&str] = &[
+        "RIP:",
+        "RSP:",
+        "RAX:",
+        "RBX:",
+        "RDX:",
+        "RBP:",
+        "R08:",
+        "R10:",
+        "R13:",
+        "FS:",
+        "GS:",
+        "CS:",
+        "CR2:",
+        "DR0:",
+        "DR3:",
+        "PKRU:",
+        "Code:",
+        "Modules linked in",
+        "Kernel Offset:",
+    ];
+    HEADS.iter().any(|h| t.starts_with(h))
 }
 
 /// A panic that is the consequence of the report before it (oops=panic,
@@ -461,7 +500,9 @@ const SKIP: &[Pat] = &[
     P("__ubsan_"),
     P("kfence_"),
     P("__kfence_"),
-    P("kmemleak_"),
+    P("kmemleak_alloc"),
+    P("kmemleak_vmalloc"),
+    P("kmemleak_free"),
     P("__kmemleak"),
     P("debug_object"),
     P("__debug_object"),
@@ -894,7 +935,7 @@ fn shape_of(t: &str) -> Option<Shape> {
 }
 
 /// A line with nothing that changes between runs: `func+0x1/0x2` ->
-/// `func`, addresses (8+ hex digits) -> `ADDR`, decimal numbers that start
+/// `func`, addresses (12+ hex digits) -> `ADDR`, decimal numbers that start
 /// a word (PIDs, CPUs, seconds, counts) -> `N`, spaces collapsed.
 pub fn normalize(text: &str) -> String {
     let mut words = Vec::new();
@@ -917,7 +958,7 @@ pub fn normalize(text: &str) -> String {
                     j += 1;
                 }
                 let boundary = j == chars.len() || !(chars[j].is_ascii_alphanumeric() || chars[j] == '_');
-                if j - from >= 8 && boundary {
+                if j - from >= 12 && boundary {
                     out.push_str("ADDR");
                     i = j;
                     continue;
@@ -1003,8 +1044,9 @@ fn parse_lines(lines: &[&str], start: usize) -> CrashReport {
         (Some(f), true) => format!("{head} in {f}"),
         // Without a function, say where.
         (None, true) if matches!(shape, Shape::Ubsan { .. } | Shape::SuspiciousRcu(_)) => {
+            let word = if matches!(shape, Shape::Ubsan { .. }) { "in" } else { "at" };
             match plan.file_line.as_deref() {
-                Some(fl) => format!("{head} at {}", without_line(fl)),
+                Some(fl) => format!("{head} {word} {}", without_line(fl)),
                 None => head,
             }
         }
@@ -1019,7 +1061,7 @@ fn parse_lines(lines: &[&str], start: usize) -> CrashReport {
         frames,
         unreliable,
         guessed_stack,
-        panicked,
+        panicked: panicked || matches!(shape, Shape::Panic(_)),
         class,
         lines: start..end,
         headline,
