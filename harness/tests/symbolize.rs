@@ -496,3 +496,37 @@ fn real_vmlinux_with_the_wrong_tools_still_decodes_or_says_why() {
         Err(e) => assert!(e.to_string().starts_with("could not symbolize: "), "{e}"),
     }
 }
+
+#[test]
+fn real_srcu_sample_matches_the_7_3_llvm_kernel_or_skipped_loudly() {
+    // tests/splats/srcu-page-fault-7.3-llvm.txt was made from that cell's
+    // vmlinux: its sizes are the vmlinux's, and it decodes to the story of
+    // the bug (srcu_read_unlock inlined into dispatch_hid_bpf_output_report,
+    // called from hidraw_write).
+    let Some((build, tree, tools, cell, version)) =
+        built_kernels(true).ok().and_then(|k| k.into_iter().find(|k| k.4 == "7.3.4"))
+    else {
+        eprintln!("SKIPPED real_srcu_sample: no finished 7.3.4 LLVM kernel build");
+        return;
+    };
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/splats/srcu-page-fault-7.3-llvm.txt");
+    let text = std::fs::read_to_string(path).unwrap();
+    let body: Vec<&str> = text.lines().filter(|l| !l.starts_with("# ")).collect();
+    let syms = symbols(&build.join("vmlinux"));
+    for line in &body {
+        let rip = line.split_once("RIP: 0010:").map(|x| x.1);
+        let Some(frame) = rip.and_then(hidvm::title::parse_frame).or_else(|| hidvm::title::parse_frame(line)) else {
+            continue;
+        };
+        let size = syms.get(&frame.symbol).map(|s| s.1);
+        assert_eq!(size, frame.size, "{cell} {version}: {} has another size in this vmlinux", frame.symbol);
+    }
+    let report = hidvm::title::parse_report(&body.join("\n"));
+    let mut s = Symbolizer::new(&build.join("vmlinux"), &tree, tools);
+    s.modules = Some(build.clone());
+    let out = s.decode(&body[report.lines.clone()].join("\n")).unwrap();
+    let line = |f: &str| out.lines.iter().find(|l| l.contains(&format!("{f} ("))).cloned().unwrap_or_default();
+    assert!(line("dispatch_hid_bpf_output_report").contains("include/linux/srcu.h:"), "{:#?}", out.lines);
+    assert!(line("hidraw_send_report").contains("drivers/hid/hidraw.c:"), "{:#?}", out.lines);
+    assert!(line("__srcu_read_unlock").contains("kernel/rcu/srcutree.c:"), "{:#?}", out.lines);
+}
