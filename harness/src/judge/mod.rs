@@ -7,10 +7,14 @@
 //! * [`guest`]: the guest's result channel, parsed;
 //! * [`allowlist`]: known, accepted splats;
 //! * [`decide`]: turning a VM's output into pass/fail;
+//! * [`title`]: syzbot-style crash titles and stacks (a bug's signature);
+//! * [`symbolize`]: a report's frames through the tree's decode_stacktrace.sh;
 //! * [`known`]: known kernel bugs a scenario shows on purpose.
 pub mod allowlist;
 pub mod console;
 pub mod decide;
 pub mod guest;
 pub mod known;
+pub mod symbolize;
+pub mod title;
 pub mod verdict;
