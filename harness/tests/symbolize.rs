@@ -515,7 +515,9 @@ fn real_srcu_sample_matches_the_7_3_llvm_kernel_or_skipped_loudly() {
     let syms = symbols(&build.join("vmlinux"));
     for line in &body {
         let rip = line.split_once("RIP: 0010:").map(|x| x.1);
-        let Some(frame) = rip.and_then(hidvm::judge::title::parse_frame).or_else(|| hidvm::judge::title::parse_frame(line)) else {
+        let Some(frame) =
+            rip.and_then(hidvm::judge::title::parse_frame).or_else(|| hidvm::judge::title::parse_frame(line))
+        else {
             continue;
         };
         let size = syms.get(&frame.symbol).map(|s| s.1);

@@ -24,6 +24,9 @@ pub struct RunOpts {
     /// Write the results as KTAP (the kernel's test-result format) to this file.
     #[arg(long, value_name = "FILE")]
     pub ktap: Option<PathBuf>,
+    /// Write the HTML report (matrix, failures, charts; links to each run's files) to this file.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
 }
 
 impl RunOpts {
@@ -36,6 +39,7 @@ impl RunOpts {
             verbose: self.verbose,
             json: self.json.clone(),
             ktap: self.ktap.clone(),
+            html: self.html.clone(),
             repeat,
         }
     }

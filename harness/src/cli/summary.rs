@@ -14,11 +14,17 @@ pub struct Args {
     /// Also append the matrix as Markdown to this file (e.g. $GITHUB_STEP_SUMMARY).
     #[arg(long, value_name = "FILE")]
     markdown: Option<PathBuf>,
+    /// Also write the HTML report to this file.
+    #[arg(long, value_name = "FILE")]
+    html: Option<PathBuf>,
 }
 
 pub fn run(args: Args) -> hidvm::Result<ExitCode> {
     let parts = args.files.iter().map(|f| Results::read(f)).collect::<hidvm::Result<Vec<_>>>()?;
     let merged = merge(parts)?;
+    if let Some(p) = &args.html {
+        hidvm::results::html::write_report(&merged, p, &[])?;
+    }
     let matrix = matrix(&merged);
     println!("{}", matrix.render());
     if let Some(md) = args.markdown {

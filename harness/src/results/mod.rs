@@ -6,7 +6,9 @@
 //!   kernel-dependent rows flagged;
 //! * [`records`]: one record per test, as JSON and JSON lines;
 //! * [`ktap`]: KTAP, parsed and written;
-//! * [`summary`]: many results files merged into one matrix.
+//! * [`summary`]: many results files merged into one matrix;
+//! * [`html`]: the self-contained HTML report and the Markdown step summary.
+pub mod html;
 pub mod ktap;
 pub mod matrix;
 pub mod records;

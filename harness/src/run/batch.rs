@@ -31,6 +31,8 @@ pub struct BatchOptions {
     pub verbose: bool,
     pub json: Option<PathBuf>,
     pub ktap: Option<PathBuf>,
+    /// The HTML report (`results::html`).
+    pub html: Option<PathBuf>,
     /// Rounds (at least one).
     pub repeat: usize,
 }
@@ -76,13 +78,17 @@ pub fn run(suite: &Suite, entries: Vec<Entry>, opts: &BatchOptions) -> Result<bo
 
     let matrix = matrix_of(&targets, &work, &skipped, &rounds);
     println!("\n{}", matrix.render());
-    if opts.json.is_some() || opts.ktap.is_some() {
+    if opts.json.is_some() || opts.ktap.is_some() || opts.html.is_some() {
         let results = Results::new(records_of(&work, &skipped, &rounds));
         if let Some(p) = &opts.json {
             results.write_json(p)?;
         }
         if let Some(p) = &opts.ktap {
             ktap::write(&results, p)?;
+        }
+        if let Some(p) = &opts.html {
+            let labels: Vec<String> = targets.iter().map(|t| t.label()).collect();
+            crate::results::html::write_report(&results, p, &labels)?;
         }
     }
     print_findings(suite, &targets, &work, &rounds, repeat);
