@@ -150,12 +150,27 @@ fn scenario_trials(suite: &Arc<Suite>) -> Vec<Trial> {
                     if let Some(why) = &case.skip {
                         return Err(format!("skipped: {why}").into());
                     }
-                    let report = one_test::run(&suite, &case.target, &case.entry)
-                        .map_err(|e| Failed::from(format!("error: {e}")))?;
-                    // CI's summary job merges these lines from every job.
-                    let record = hidvm::results::records::TestRecord::from_report(&case.entry.row(), &report);
-                    hidvm::results::records::append_to_env_file(&record)
-                        .map_err(|e| Failed::from(format!("error: {e}")))?;
+                    use hidvm::results::records::{append_to_env_file, Status, TestRecord};
+                    // CI's summary job merges these lines from every job:
+                    // every run writes one, an error too, so none vanishes.
+                    let report = match one_test::run(&suite, &case.target, &case.entry) {
+                        Ok(r) => r,
+                        Err(e) => {
+                            let row = case.entry.row();
+                            let record = TestRecord::without_run(
+                                &case.name(),
+                                &row,
+                                &case.target,
+                                Status::Error,
+                                &e.to_string(),
+                            );
+                            let written = append_to_env_file(&record).err().map(|w| format!(" (and its record: {w})"));
+                            return Err(format!("error: {e}{}", written.unwrap_or_default()).into());
+                        }
+                    };
+                    let rate = report.known.entry().map(|i| suite.known.known[i].rate.clone());
+                    let record = TestRecord::from_report(&case.entry.row(), &report, rate);
+                    append_to_env_file(&record).map_err(|e| Failed::from(format!("error: {e}")))?;
                     // A known kernel bug (tests/known-failures.toml) failing
                     // exactly as recorded is not a test failure; its report
                     // says so.
@@ -234,13 +249,11 @@ fn kselftest_trials(suite: &Arc<Suite>) -> Vec<Trial> {
             let suite = suite.clone();
             Trial::test(format!("kselftest::{}::{program}", target.label()), move || {
                 let err = |e: hidvm::Error| Failed::from(format!("error: {e}"));
-                let known =
-                    hidvm::run::kselftest::KnownResults::load(&suite.repo.root.join("tests/kselftest-known.toml"))
-                        .map_err(err)?;
+                let known = hidvm::judge::tap::KnownResults::load(&suite.repo.root.join("tests/kselftest-known.toml"))
+                    .map_err(err)?;
                 let built = hidvm::run::kselftest::build(&suite, &target).map_err(err)?;
                 let run = hidvm::run::kselftest::run(&suite, &target, &built, &program).map_err(err)?;
-                let version = suite.source(&target.kernel).map_err(err)?.version;
-                let judged = hidvm::run::kselftest::judge(&run, &known, &version);
+                let judged = hidvm::run::kselftest::judge(&run, &known);
                 for n in &judged.notes {
                     println!("{n}");
                 }

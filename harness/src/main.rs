@@ -5,7 +5,6 @@
 mod cli;
 
 use clap::{Parser, Subcommand};
-use hidvm::base::error::exit;
 use hidvm::run::suite::{Options, Suite};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -15,7 +14,7 @@ use std::process::ExitCode;
     name = "hidvm",
     version,
     about = "HID-BPF lifecycle tests on gcc and LLVM kernels in QEMU",
-    after_help = "Exit status: 0 all tests passed (or failed as known kernel bugs); 100 a test failed; 1 hidvm could not run (bad input, missing tool, failed build: the message says what to do)."
+    after_help = "Exit status: 0 all tests passed (or failed exactly as a known kernel bug says); 100 a test failed, or a known bug changed; 4 nothing ran (no test matched, or every test was skipped); 125 the kernel could not be built or did not boot (`git bisect run` skips such a commit); 1 hidvm could not run (bad input, missing tool: the message says what to do)."
 )]
 struct Cli {
     /// Kernel tree to build (>= 6.11) instead of the kernels of
@@ -98,6 +97,9 @@ enum Command {
     Robustness(cli::robustness::Args),
     /// Measure builds, VM boots and the warm suite; prints numbers.
     Bench(cli::bench::Args),
+    /// Print the kernel reports of console logs as known-failures entries
+    /// name them: crash title, stack functions, file:line.
+    Titles(cli::titles::Args),
 }
 
 fn main() -> ExitCode {
@@ -112,13 +114,17 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e}");
-            ExitCode::from(exit::COULD_NOT_RUN)
+            ExitCode::from(e.exit_status())
         }
     }
 }
 
 /// The run's suite from the global flags, then the subcommand.
 fn dispatch(cli: Cli) -> hidvm::Result<ExitCode> {
+    // Reads only the files it is given: no suite, no catalogue.
+    if let Command::Titles(a) = cli.command {
+        return cli::titles::run(a);
+    }
     let bless = matches!(&cli.command, Command::Test(t) if t.bless);
     if bless {
         cli::test::refuse_bless_under_ci()?;
@@ -136,7 +142,7 @@ fn dispatch(cli: Cli) -> hidvm::Result<ExitCode> {
     match cli.command {
         Command::Packages => cli::packages::run(),
         Command::Selftests(a) => cli::selftests::run(&suite, a),
-        Command::Summary(a) => cli::summary::run(a),
+        Command::Summary(a) => cli::summary::run(&suite, a),
         Command::CacheKey(a) => cli::cache_key::run(&suite, a),
         Command::Shell(a) => cli::shell::run(&suite, a),
         Command::Doctor => cli::doctor::run(&suite),
@@ -150,5 +156,6 @@ fn dispatch(cli: Cli) -> hidvm::Result<ExitCode> {
         Command::Test(a) => cli::test::run(&suite, a),
         Command::Robustness(a) => cli::robustness::run(&suite, a),
         Command::Bench(a) => cli::bench::run(&suite, a),
+        Command::Titles(_) => unreachable!("dispatched before the suite is read"),
     }
 }

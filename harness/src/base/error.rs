@@ -7,9 +7,20 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// Exit codes, nextest's convention: 0 everything passed; 100 tests ran and
 /// some failed; 1 hidvm could not run (bad input, missing tool, failed
 /// build); 2 bad command line (clap).
+/// Exit statuses others script against (README: "Exit status").
 pub mod exit {
+    /// A test failed (not as a known kernel bug says), or a known bug
+    /// changed: `git bisect run` counts it as bad.
     pub const TESTS_FAILED: u8 = 100;
+    /// hidvm could not run: bad input, a missing tool; the message says
+    /// what to fix.
     pub const COULD_NOT_RUN: u8 = 1;
+    /// Nothing ran: no test matched, or every test was skipped (as
+    /// nextest's NO_TESTS_RUN).
+    pub const NO_TESTS: u8 = 4;
+    /// The kernel could not be built, or built but never booted to the
+    /// agent, for reasons outside the test: `git bisect run` skips it.
+    pub const KERNEL_UNUSABLE: u8 = 125;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -41,11 +52,30 @@ pub enum Error {
     #[error("{context}: {source}")]
     Io { context: String, source: std::io::Error },
 
+    /// Nothing to run: no test matched, or every one was skipped.
+    #[error("{0}")]
+    NoTests(String),
+
+    /// The kernel built but did not boot to the guest agent.
+    #[error("{0}")]
+    KernelDidNotBoot(String),
+
     #[error("{0}")]
     Other(String),
 }
 
 impl Error {
+    /// The exit status this error ends hidvm with ([`exit`]).
+    pub fn exit_status(&self) -> u8 {
+        match self {
+            Error::KernelBuild { .. } | Error::ConfigDropped { .. } | Error::KernelDidNotBoot(_) => {
+                exit::KERNEL_UNUSABLE
+            }
+            Error::NoTests(_) => exit::NO_TESTS,
+            _ => exit::COULD_NOT_RUN,
+        }
+    }
+
     pub fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
         let context = context.into();
         move |source| Error::Io { context, source }

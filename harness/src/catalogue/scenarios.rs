@@ -38,6 +38,9 @@ pub struct Entry {
     pub problem: Option<String>,
     /// The file's `min_kernel`: older kernels list the test as skipped.
     pub min_kernel: Option<(u32, u32)>,
+    /// One of the repository's own (`tests/`): only those can be known
+    /// kernel bugs; a user's scenario with the same name never is.
+    pub from_catalogue: bool,
 }
 
 impl Entry {
@@ -127,6 +130,9 @@ pub fn catalogue(repo: &Repo, cells: &[KernelCell]) -> Result<Vec<Entry>> {
     let mut out = entries_in(&repo.scenarios_dir(), Kind::Scenario, cells)?;
     out.extend(entries_in(&repo.kernel_progs_dir(), Kind::Program, cells)?);
     out.extend(entries_in(&repo.selftests_dir(), Kind::SelfTest, cells)?);
+    for e in &mut out {
+        e.from_catalogue = true;
+    }
     Ok(out)
 }
 
@@ -234,7 +240,7 @@ fn entry(path: PathBuf, kind: Kind, cells: &[KernelCell]) -> Entry {
         None => None,
     };
     let only_cells = if problem.is_some() { vec![] } else { only_cells };
-    Entry { name, path, kind, only_cells, problem, min_kernel }
+    Entry { name, path, kind, only_cells, problem, min_kernel, from_catalogue: false }
 }
 
 /// Resolve `[[device]]` entries into definitions; paths are relative to `dir`.
@@ -542,6 +548,7 @@ mod tests {
             only_cells: vec![],
             min_kernel: None,
             problem: None,
+            from_catalogue: false,
         };
         let e = load(&repo, &entry, LoadOptions::default()).unwrap_err().to_string();
         assert!(e.contains("broken.toml") && e.contains("unknown field `colour`"), "{e}");

@@ -14,6 +14,6 @@ pub struct Args {
 }
 
 pub fn run(suite: &Suite, args: Args) -> hidvm::Result<ExitCode> {
-    bench::run(suite, &BenchOptions { cold: args.cold, runs: args.runs })?;
-    Ok(ExitCode::SUCCESS)
+    let all_passed = bench::run(suite, &BenchOptions { cold: args.cold, runs: args.runs })?;
+    Ok(crate::cli::tests_exit(all_passed))
 }

@@ -16,6 +16,7 @@ pub mod selftests;
 pub mod shell;
 pub mod summary;
 pub mod test;
+pub mod titles;
 pub mod vm_test;
 
 use hidvm::base::error::exit;

@@ -1,7 +1,11 @@
-//! `hidvm summary`: results files merged into one matrix.
+//! `hidvm summary`: results files merged into one matrix, held against
+//! what the run was planned to have.
 use crate::cli::tests_exit;
-use hidvm::results::records::Results;
-use hidvm::results::summary::{matrix, merge};
+use hidvm::kernel::spec::Target;
+use hidvm::results::records::{Results, Status};
+use hidvm::results::summary::{describe_missing, known_changes, matrix_with, merge, missing, Planned};
+use hidvm::run::plan;
+use hidvm::run::suite::Suite;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -17,18 +21,36 @@ pub struct Args {
     /// Also write the HTML report to this file.
     #[arg(long, value_name = "FILE")]
     html: Option<PathBuf>,
+    /// The targets the run was planned to have (`6.12-gcc,7.3-llvm`): every
+    /// catalogue test that runs on them must have a record, and a target
+    /// missing or short of tests fails the summary, by name.
+    #[arg(long, value_name = "TARGETS", value_delimiter = ',')]
+    expect: Vec<String>,
 }
 
-pub fn run(args: Args) -> hidvm::Result<ExitCode> {
+pub fn run(suite: &Suite, args: Args) -> hidvm::Result<ExitCode> {
     let parts = args.files.iter().map(|f| Results::read(f)).collect::<hidvm::Result<Vec<_>>>()?;
     let merged = merge(parts)?;
+    let planned = planned(suite, &args.expect)?;
+    let lacking = missing(&merged, &planned);
+    let changes = known_changes(&merged);
+    let changed: Vec<usize> = changes.iter().map(|(e, _)| *e).collect();
+    let matrix = matrix_with(&merged, &lacking, &changed);
     if let Some(p) = &args.html {
-        hidvm::results::html::write_report(&merged, p, &[])?;
+        hidvm::results::html::write_report(&merged, p, &args.expect)?;
     }
-    let matrix = matrix(&merged);
     println!("{}", matrix.render());
+    let mut problems = describe_missing(&planned, &lacking);
+    problems.extend(changes.iter().map(|(_, why)| why.clone()));
+    for p in &problems {
+        println!("{p}");
+    }
     if let Some(md) = args.markdown {
-        let text = format!("## hidvm: {} tests\n\n{}\n", merged.records.len(), matrix.render_markdown());
+        let mut text = format!("## hidvm: {} tests\n\n", merged.records.len());
+        for p in &problems {
+            text.push_str(&format!("- **{p}**\n"));
+        }
+        text.push_str(&format!("\n{}\n", matrix.render_markdown()));
         std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -36,5 +58,32 @@ pub fn run(args: Args) -> hidvm::Result<ExitCode> {
             .and_then(|mut f| f.write_all(text.as_bytes()))
             .map_err(hidvm::Error::io(format!("writing {}", md.display())))?;
     }
-    Ok(tests_exit(matrix.all_passed()))
+    if merged.records.iter().all(|r| r.status == Status::Skip) && lacking.is_empty() {
+        return Err(hidvm::Error::NoTests(format!(
+            "the {} record(s) of {} are all skipped: nothing ran",
+            merged.records.len(),
+            args.files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(", ")
+        )));
+    }
+    Ok(tests_exit(matrix.all_passed() && problems.is_empty()))
+}
+
+/// Every catalogue test that runs on the `expect`ed targets.
+fn planned(suite: &Suite, expect: &[String]) -> hidvm::Result<Vec<Planned>> {
+    let mut targets = Vec::new();
+    for label in expect {
+        let t = Target::parse(label).ok_or_else(|| {
+            hidvm::Error::Other(format!("--expect: `{label}` is not a target like 6.12-gcc or 7.3-llvm-debug"))
+        })?;
+        hidvm::kernel::spec::find(&suite.all_kernels, &t.kernel)
+            .map_err(|e| hidvm::Error::Other(format!("--expect {label}: {e}")))?;
+        hidvm::kernel::cell::find(&suite.all_cells, &t.cell)
+            .map_err(|e| hidvm::Error::Other(format!("--expect {label}: {e}")))?;
+        targets.push(t);
+    }
+    Ok(plan::tests(suite, &targets, None)?
+        .into_iter()
+        .filter(|c| c.skip.is_none())
+        .map(|c| Planned { test: c.name(), row: c.entry.row(), target: c.target.clone() })
+        .collect())
 }

@@ -4,6 +4,7 @@
 use crate::base::error::one_line;
 use crate::judge::console::{self, Splat};
 use crate::judge::guest::{step_name, GuestReport};
+use crate::judge::title::{self, CrashReport};
 use crate::judge::verdict::{split_verdict, FailureKind, Verdict};
 use crate::kernel::cell::KernelCell;
 use crate::vm::machine::VmOutcome;
@@ -17,6 +18,9 @@ pub struct Judgement {
     /// The first splat that counted: its headline and the lines after it
     /// (empty when there was none).
     pub splat: Vec<String>,
+    /// Every kernel report that counted, titled (one per report: a BUG and
+    /// its Oops line are one), in console order.
+    pub crashes: Vec<CrashReport>,
 }
 
 /// What the host knows about the run it started.
@@ -42,7 +46,20 @@ pub fn judge(
     let verdict =
         if ctx.scenario.is_selftest() { judge_selftest(ctx.scenario, report, &raw, console_text, splats) } else { raw };
     let splat = splats.first().map(|s| s.context.clone()).unwrap_or_default();
-    Judgement { verdict, splat }
+    Judgement { verdict, splat, crashes: crash_reports(console_text, splats) }
+}
+
+/// The titled reports behind `splats` (which the allow-list left), one per
+/// report.
+pub fn crash_reports(console_text: &str, splats: &[Splat]) -> Vec<CrashReport> {
+    let mut out: Vec<CrashReport> = Vec::new();
+    for s in splats {
+        let r = title::report_for_splat(console_text, s);
+        if !out.iter().any(|o| o.lines == r.lines || o.lines.contains(&(s.line_no.saturating_sub(1)))) {
+            out.push(r);
+        }
+    }
+    out
 }
 
 /// The verdict as for any scenario: the most fundamental problem first

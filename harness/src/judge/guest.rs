@@ -73,6 +73,24 @@ impl GuestReport {
         }
         out
     }
+
+    /// Every failed check as known-bug signatures name it: (`step N:
+    /// <what>`, what it saw); a step's error is (`step N: error`, the error),
+    /// a failed step without checks (`step N: no check`, "").
+    pub fn failed_check_values(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for s in self.steps.iter().filter(|s| !s.ok()) {
+            if let Some(e) = &s.error {
+                out.push((format!("step {}: error", s.index), e.clone()));
+            } else if s.checks.is_empty() {
+                out.push((format!("step {}: no check", s.index), String::new()));
+            }
+            for c in s.checks.iter().filter(|c| !c.ok()) {
+                out.push((format!("step {}: {}", s.index, c.what), c.seen.clone()));
+            }
+        }
+        out
+    }
 }
 
 /// "step 3 inject (failed)": a step as timeouts and verdicts name it.

@@ -9,12 +9,14 @@
 //! * [`decide`]: turning a VM's output into pass/fail;
 //! * [`title`]: syzbot-style crash titles and stacks (a bug's signature);
 //! * [`symbolize`]: a report's frames through the tree's decode_stacktrace.sh;
-//! * [`known`]: known kernel bugs a scenario shows on purpose.
+//! * [`known`]: known kernel bugs a scenario shows on purpose;
+//! * [`tap`]: KTAP/TAP output of a test program, parsed and judged.
 pub mod allowlist;
 pub mod console;
 pub mod decide;
 pub mod guest;
 pub mod known;
 pub mod symbolize;
+pub mod tap;
 pub mod title;
 pub mod verdict;

@@ -76,6 +76,13 @@ impl Series {
     }
 
     /// `3 patches from DIR` for progress lines.
+    /// The series' name in labels: its directory's or file's name
+    /// (`hid-bpf-srcu-until-free`), without `.mbox`/`.patch`.
+    pub fn name(&self) -> String {
+        let file = self.origin.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        file.trim_end_matches(".mbox").trim_end_matches(".patch").to_string()
+    }
+
     pub fn describe(&self) -> String {
         format!(
             "{} patch{} from {}",

@@ -21,6 +21,13 @@ pub struct KernelSource {
     /// Changes whenever the tree's content may have changed; part of every
     /// kernel cache key.
     pub identity: String,
+    /// What the tree is, exactly, in one word known kernel bugs and reports
+    /// name it by: a Debian package's version (`6.12.118-1`,
+    /// `7.3.4-1~bpo13+1`) for its pristine tarball; for anything else the
+    /// version and a hash of its identity (`tree:6.13.0@1a2b3c4d`,
+    /// `6.12.118-1+hid-fix@5e6f7a8b`), so a patched or user tree is never
+    /// mistaken for the kernel it came from.
+    pub label: String,
     pub origin: Origin,
 }
 
@@ -62,10 +69,13 @@ impl KernelSource {
         }
         let package = spec.package.as_deref().expect("kernels.toml entries have a package");
         match &spec.fetch_from {
-            None => Self::debian_tarball(&PathBuf::from(format!("/usr/src/{package}.tar.xz")), package, cache),
+            None => {
+                let tarball = PathBuf::from(format!("/usr/src/{package}.tar.xz"));
+                Self::debian_tarball(&tarball, package, cache, installed_version(package))
+            }
             Some(suite) => {
-                let (tarball, _version) = crate::kernel::debian::source(cache, package, suite)?;
-                Self::debian_tarball(&tarball, package, cache)
+                let (tarball, version) = crate::kernel::debian::source(cache, package, suite)?;
+                Self::debian_tarball(&tarball, package, cache, Some(version))
             }
         }
     }
@@ -88,7 +98,8 @@ impl KernelSource {
         let version = check_tree(&root).map_err(bad)?;
         let identity = tree_identity(&root).map_err(|e| bad(format!("cannot fingerprint the tree: {e}")))?;
         let built_in_place = root.join(".config").exists() || root.join("include/config").exists();
-        Ok(KernelSource { root, version, identity, origin: Origin::User { built_in_place } })
+        let label = format!("tree:{version}@{}", short_hash(&identity));
+        Ok(KernelSource { root, version, identity, label, origin: Origin::User { built_in_place } })
     }
 
     /// This tree with `series` applied, on a private copy (see [`crate::kernel::patches`]).
@@ -134,13 +145,22 @@ impl KernelSource {
             write_atomic(&state, identity.as_bytes()).map_err(Error::io(format!("writing {}", state.display())))?;
         }
         let version = check_tree(&dir).map_err(|problem| Error::KernelSource { path: dir.clone(), problem })?;
-        Ok(KernelSource { root: dir, version, identity, origin: Origin::Private })
+        let what = series.map(Series::name).unwrap_or_else(|| "copy".into());
+        let label = format!("{}+{what}@{}", self.label, short_hash(&identity));
+        Ok(KernelSource { root: dir, version, identity, label, origin: Origin::Private })
     }
 
     /// Unpack the Debian tarball into the cache once (under a lock; into a
     /// temporary directory renamed into place, so an interrupted unpack is
     /// never used).
-    pub fn debian_tarball(tarball: &Path, package: &str, cache: &Path) -> Result<KernelSource> {
+    /// `debian_version`: the package's version, the tree's label (else its
+    /// upstream version).
+    pub fn debian_tarball(
+        tarball: &Path,
+        package: &str,
+        cache: &Path,
+        debian_version: Option<String>,
+    ) -> Result<KernelSource> {
         let meta = std::fs::metadata(tarball).map_err(|_| Error::KernelSource {
             path: tarball.to_path_buf(),
             problem: format!("not found; install it with `sudo apt-get install {package}` (or `make setup`), or set {ENV_VAR} to a kernel tree"),
@@ -187,13 +207,31 @@ impl KernelSource {
             progress.finish("unpacked");
         }
         let version = check_tree(&dest).map_err(|problem| Error::KernelSource { path: dest.clone(), problem })?;
-        Ok(KernelSource { root: dest, version, identity, origin: Origin::DebianTarball })
+        let label = debian_version.unwrap_or_else(|| version.clone());
+        Ok(KernelSource { root: dest, version, identity, label, origin: Origin::DebianTarball })
     }
 
     /// A short stable name for cache directories of this tree.
     pub fn key(&self) -> String {
         sha256_parts([self.root.to_string_lossy().as_bytes()])[..12].to_string()
     }
+}
+
+/// The first 8 hex digits of the SHA-256 of `identity`.
+fn short_hash(identity: &str) -> String {
+    sha256_parts([identity.as_bytes()])[..8].to_string()
+}
+
+/// The installed version of a Debian package (`6.12.118-1`), if dpkg knows it.
+fn installed_version(package: &str) -> Option<String> {
+    let out = duct::cmd!("dpkg-query", "-W", "-f=${Version}", package)
+        .stdout_capture()
+        .stderr_null()
+        .unchecked()
+        .run()
+        .ok()?;
+    let v = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    (out.status.success() && !v.is_empty()).then_some(v)
 }
 
 /// Is `root` a kernel tree we can build? Returns its version.

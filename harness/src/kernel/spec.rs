@@ -144,6 +144,13 @@ impl Target {
     pub fn label(&self) -> String {
         format!("{}-{}", self.kernel, self.cell)
     }
+
+    /// `6.12-gcc` -> (6.12, gcc); kernel names have no `-`, cells may
+    /// (`7.3-llvm-debug`).
+    pub fn parse(label: &str) -> Option<Target> {
+        let (k, c) = label.trim().split_once('-')?;
+        (!k.is_empty() && !c.is_empty()).then(|| Target::new(k, c))
+    }
 }
 
 impl std::fmt::Display for Target {

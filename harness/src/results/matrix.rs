@@ -66,9 +66,17 @@ impl Matrix {
                 (Verdict::Fail { .. }, crate::judge::known::Known::Failed(..)) => {
                     (format!("KNOWN {}", v_token(&r.verdict)), false, true)
                 }
+                (Verdict::Fail { .. }, crate::judge::known::Known::Mismatch(..)) => {
+                    (format!("FAIL ({}; not the known bug)", r.verdict.token()), false, false)
+                }
                 (Verdict::Fail { .. }, _) => (format!("FAIL {}", v_token(&r.verdict)), false, false),
             },
             Err(_) => ("ERROR".to_string(), false, false),
+        };
+        // A test that could not start from its snapshot says so in its cell.
+        let text = match outcome {
+            Ok(r) if r.started_from.starts_with("cold boot (") => format!("{text} [cold]"),
+            _ => text,
         };
         self.record_text(row, target, text, ok);
         self.known.insert((row.to_string(), target.clone()), known);
@@ -98,6 +106,9 @@ impl Matrix {
         self.add_row(row);
         self.cells_of.insert((row.to_string(), target.clone()), text);
         self.verdicts.insert((row.to_string(), target.clone()), ok);
+        // A cell recorded again (a known bug that changed) is what it says now.
+        self.known.remove(&(row.to_string(), target.clone()));
+        self.chance.remove(&(row.to_string(), target.clone()));
     }
 
     /// A known kernel bug hit in some rounds only (`KNOWN 3/20`).

@@ -6,14 +6,15 @@
 //! files of many jobs into one matrix, with compiler- and kernel-dependent
 //! rows flagged, as text or Markdown (for `$GITHUB_STEP_SUMMARY`).
 use crate::base::error::{Error, Result};
+use crate::judge::known::Known;
 use crate::judge::verdict::{split_verdict, Verdict};
 use crate::kernel::spec::Target;
-use crate::results::report::RunReport;
+use crate::results::report::{RaceCount, RunReport};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 /// What became of one test.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     Pass,
@@ -22,13 +23,15 @@ pub enum Status {
     Known,
     /// Did not run here, with a reason.
     Skip,
-    /// hidvm could not run it (bad input, a build that failed).
+    /// hidvm could not run it (bad input, a build that failed); also what
+    /// a record that says nothing else is.
+    #[default]
     Error,
     /// Passed in some of a `--repeat` run's rounds, not all.
     Flaky,
 }
 
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(deny_unknown_fields)]
 pub struct TestRecord {
     /// `6.12-gcc::mouse_invert_y_close_link`.
@@ -52,6 +55,39 @@ pub struct TestRecord {
     pub seconds: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run_dir: Option<PathBuf>,
+    /// The kernel's exact source label (`6.12.118-1`, `tree:6.13.0@1a2b3c4d`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel_source: Option<String>,
+    /// Titles of the kernel reports that counted (`judge::title`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub crashes: Vec<String>,
+    /// The known kernel bug entry that applied, if one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub known: Option<KnownRef>,
+    /// How the VM started: `snapshot <key>`, `cold boot`, or a cold boot
+    /// after a failed restore, and why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_from: Option<String>,
+    /// A race scenario's rounds and those whose window the kernel saw open.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub race: Option<RaceCount>,
+    /// `--repeat`: how each round ended, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rounds: Vec<Status>,
+}
+
+/// A known-failures entry as a record names it: enough for `hidvm
+/// summary` to pool a race's hits across jobs against its recorded rate.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct KnownRef {
+    /// 1-based, in tests/known-failures.toml.
+    pub entry: usize,
+    /// `always`, `1 in 20`.
+    pub rate: String,
+    /// Whether the run ended as the entry's signatures say (false: a pass,
+    /// or a failure of another kind).
+    pub matched: bool,
 }
 
 impl TestRecord {
@@ -59,17 +95,29 @@ impl TestRecord {
         Target::new(&self.kernel, &self.cell)
     }
 
-    pub fn from_report(row: &str, r: &RunReport) -> TestRecord {
+    /// `rate` of the entry that applied (`known` names it), if any.
+    pub fn from_report(row: &str, r: &RunReport, rate: Option<String>) -> TestRecord {
         let (status, kind, class, reason) = match (&r.verdict, &r.known) {
             (Verdict::Pass, _) => (Status::Pass, None, None, None),
             (Verdict::Fail { reason, .. }, known) => {
                 let token = r.verdict.token();
                 let (kind, class) = split_verdict(&token);
-                let status =
-                    if matches!(known, crate::judge::known::Known::Failed(..)) { Status::Known } else { Status::Fail };
-                (status, Some(kind.to_string()), class.map(str::to_string), Some(reason.clone()))
+                let (status, reason) = match known {
+                    Known::Failed(..) => (Status::Known, reason.clone()),
+                    Known::Mismatch(i, expected, seen) => (
+                        Status::Fail,
+                        format!("{reason} [not the known bug of entry {}: it expects {expected}; seen {seen}]", i + 1),
+                    ),
+                    _ => (Status::Fail, reason.clone()),
+                };
+                (status, Some(kind.to_string()), class.map(str::to_string), Some(reason))
             }
         };
+        let known = r.known.entry().map(|i| KnownRef {
+            entry: i + 1,
+            rate: rate.unwrap_or_else(|| "always".into()),
+            matched: matches!(r.known, Known::Failed(..)),
+        });
         TestRecord {
             test: r.test.clone(),
             row: row.to_string(),
@@ -82,6 +130,12 @@ impl TestRecord {
             reason,
             seconds: Some(r.vm_seconds),
             run_dir: Some(r.run_dir.clone()),
+            kernel_source: Some(r.kernel_source.clone()),
+            crashes: r.crashes.iter().map(|c| c.title.clone()).collect(),
+            known,
+            started_from: Some(r.started_from.clone()),
+            race: r.race(),
+            rounds: Vec::new(),
         }
     }
 
@@ -97,8 +151,7 @@ impl TestRecord {
             kind: None,
             class: None,
             reason: Some(reason.to_string()),
-            seconds: None,
-            run_dir: None,
+            ..Default::default()
         }
     }
 }

@@ -1,6 +1,7 @@
 //! What one test run found, and how it is shown: the step log (each check
 //! expected vs seen), the verdict, health readings, the console tail.
 use crate::judge::guest::GuestReport;
+use crate::judge::known::Known;
 use crate::judge::verdict::Verdict;
 use crate::vm::accel::Accel;
 use hidvm_proto::{Health, Kmemleak, Reading};
@@ -17,6 +18,9 @@ pub struct RunReport {
     /// The kernel (kernels.toml name) and the tree's exact version.
     pub kernel: String,
     pub kernel_version: String,
+    /// The tree's exact source label (`KernelSource::label`): what known
+    /// bugs and reports name a kernel by.
+    pub kernel_source: String,
     pub cell: String,
     pub scenario: String,
     pub summary: String,
@@ -42,6 +46,38 @@ pub struct RunReport {
     /// headline and the lines after it.
     #[serde(skip)]
     pub splat: Vec<String>,
+    /// Every kernel report that counted, titled as syzbot titles crashes.
+    pub crashes: Vec<Crash>,
+}
+
+/// Rounds of a race step, and those whose window the kernel saw open.
+#[derive(Serialize, serde::Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RaceCount {
+    pub hits: u32,
+    pub rounds: u32,
+}
+
+/// A kernel report, as reports and results files carry it.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+pub struct Crash {
+    /// "BUG: unable to handle page fault in __srcu_read_unlock".
+    pub title: String,
+    /// The call trace's functions, innermost first.
+    pub stack: Vec<String>,
+    /// "kernel/rcu/srcutree.c:690", for WARNING and BUG reports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_line: Option<String>,
+    /// The report's lines through the tree's decode_stacktrace.sh (file:line
+    /// per frame, inlined frames), or why that could not be done.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub symbolized: Vec<String>,
+}
+
+impl Crash {
+    pub fn of(r: &crate::judge::title::CrashReport) -> Crash {
+        Crash { title: r.title.clone(), stack: r.stack.clone(), file_line: r.file_line.clone(), symbolized: Vec::new() }
+    }
 }
 
 fn verdict_text<S: serde::Serializer>(v: &Verdict, s: S) -> std::result::Result<S::Ok, S::Error> {
@@ -85,9 +121,14 @@ fn health_line(h: &Health) -> String {
 }
 
 impl RunReport {
+    /// The race step's rounds and kernel-seen hits (None: no race step).
+    pub fn race(&self) -> Option<RaceCount> {
+        None
+    }
+
     /// Passed, or failed exactly as a known kernel bug says it does.
     pub fn acceptable(&self) -> bool {
-        self.verdict.passed() || matches!(self.known, crate::judge::known::Known::Failed(..))
+        self.verdict.passed() || matches!(self.known, Known::Failed(..))
     }
 
     /// The step log: what each step expected and saw; on failure the
@@ -102,10 +143,19 @@ impl RunReport {
             },
         };
         out.push_str(&format!("{} [{}, {:.1} s]: {status}\n", self.test, self.accel.name(), self.vm_seconds));
-        if let crate::judge::known::Known::Failed(i, reason) = &self.known {
-            out.push_str(&format!("  KNOWN kernel bug (tests/known-failures.toml entry {}): {reason}\n", i + 1));
+        match &self.known {
+            Known::Failed(i, reason) => {
+                out.push_str(&format!("  KNOWN kernel bug (tests/known-failures.toml entry {}): {reason}\n", i + 1))
+            }
+            Known::Mismatch(i, expected, seen) => out.push_str(&format!(
+                "  NOT the known kernel bug of tests/known-failures.toml entry {} on {}: it expects {expected}; this run showed {seen}\n",
+                i + 1,
+                self.kernel_source
+            )),
+            Known::None | Known::Passed(_) => {}
         }
         out.push_str(&format!("  scenario: {}\n", self.summary));
+        out.push_str(&format!("  kernel source: {}\n", self.kernel_source));
         if let Some((release, version)) = &self.guest.hello {
             out.push_str(&format!("  kernel: {release}: {version}\n"));
         }
@@ -144,8 +194,14 @@ impl RunReport {
         if let Some((_, summary)) = &self.guest.done {
             out.push_str(&format!("  guest verdict: {summary}\n"));
         }
-        if !self.splat.is_empty() && !self.verdict.passed() {
-            out.push_str("  kernel report:\n");
+        for c in self.crashes.iter().filter(|_| !self.verdict.passed()) {
+            out.push_str(&format!("  kernel report: {}\n", c.title));
+            for l in &c.symbolized {
+                out.push_str(&format!("    | {l}\n"));
+            }
+        }
+        if !self.splat.is_empty() && !self.verdict.passed() && self.crashes.iter().all(|c| c.symbolized.is_empty()) {
+            out.push_str("  kernel report (raw):\n");
             for l in &self.splat {
                 out.push_str(&format!("    | {l}\n"));
             }

@@ -4,7 +4,7 @@
 //! the known failures and allow-list entries this run did not need.
 use crate::base::error::{Error, Result};
 use crate::catalogue::scenarios::Entry;
-use crate::judge::known::Known;
+use crate::judge::known::{self, Known};
 use crate::kernel::spec::Target;
 use crate::results::ktap;
 use crate::results::matrix::Matrix;
@@ -15,7 +15,7 @@ use crate::run::pool::{default_vms, run_parallel};
 use crate::run::prepare::{build_targets, prepare};
 use crate::run::repeat::{RoundEnd, Summary, Tally};
 use crate::run::suite::Suite;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 /// What a batch runs and where its results go.
@@ -45,6 +45,47 @@ struct Rounds {
     last: Vec<Option<Result<RunReport>>>,
     /// Allow-list entries that excused a splat in some round.
     used_allow: BTreeSet<usize>,
+    /// Per test: how each round ended, in order.
+    ends: Vec<Vec<RoundEnd>>,
+    /// Per test: the known-failures entry that applies to it (the same in
+    /// every round: same row, cell and kernel).
+    entries: Vec<Option<usize>>,
+    /// The distinct template boots the rounds' tests started from.
+    boots: BTreeSet<String>,
+}
+
+/// Known bugs that showed far more often than their recorded rate in
+/// this batch, pooled over every target and round where each applies:
+/// entry index -> why it is a change.
+type Changes = BTreeMap<usize, String>;
+
+/// Pool each known entry's runs: `hits` rounds ended as the entry says, of
+/// `runs` where it applied; a race recorded as "1 in 20" that crashed in
+/// every target of one run, or in half of 20 rounds, has changed.
+fn known_changes(suite: &Suite, rounds: &Rounds) -> Changes {
+    let mut pooled: BTreeMap<usize, (u32, u32)> = BTreeMap::new();
+    for (entry, t) in rounds.entries.iter().zip(&rounds.tallies) {
+        let Some(e) = entry else { continue };
+        let p = pooled.entry(*e).or_default();
+        p.0 += t.known as u32;
+        p.1 += t.rounds() as u32;
+    }
+    let mut out = Changes::new();
+    for (e, (hits, runs)) in pooled {
+        let k = &suite.known.known[e];
+        if let Some(p) = known::far_more_often(k.rate(), hits, runs) {
+            out.insert(
+                e,
+                format!(
+                    "known kernel bug {} ({}) ended as recorded in {hits} of {runs} runs where it applies; its recorded rate is {} (the chance of {hits} or more is {p:.1e}): far more often than recorded, a change, not KNOWN",
+                    e + 1,
+                    k.test,
+                    k.rate
+                ),
+            );
+        }
+    }
+    out
 }
 
 /// Run `entries` on the run's kernels x the chosen cells, print the matrix
@@ -75,11 +116,12 @@ pub fn run(suite: &Suite, entries: Vec<Entry>, opts: &BatchOptions) -> Result<bo
     let started = std::time::Instant::now();
     let rounds = run_rounds(suite, &work, jobs, repeat, opts.verbose);
     crate::base::output::tests_done();
+    let changes = known_changes(suite, &rounds);
 
-    let matrix = matrix_of(&targets, &work, &skipped, &rounds);
+    let matrix = matrix_of(&targets, &work, &skipped, &rounds, &changes);
     println!("\n{}", matrix.render());
     if opts.json.is_some() || opts.ktap.is_some() || opts.html.is_some() {
-        let results = Results::new(records_of(&work, &skipped, &rounds));
+        let results = Results::new(records_of(suite, &work, &skipped, &rounds, &changes));
         if let Some(p) = &opts.json {
             results.write_json(p)?;
         }
@@ -92,8 +134,40 @@ pub fn run(suite: &Suite, entries: Vec<Entry>, opts: &BatchOptions) -> Result<bo
         }
     }
     print_findings(suite, &targets, &work, &rounds, repeat);
+    for why in changes.values() {
+        println!("{why}");
+    }
     println!("wall time {:.1} s", started.elapsed().as_secs_f64());
+    if let Some(why) = unbootable(&targets, &work, &rounds) {
+        return Err(Error::KernelDidNotBoot(why));
+    }
     Ok(matrix.all_passed())
+}
+
+/// A target on which no test's guest ever answered: its kernel does not
+/// boot to the agent, which says nothing about any test (`git bisect run`
+/// must skip such a commit, not call it bad).
+fn unbootable(targets: &[Target], work: &[TestCase], rounds: &Rounds) -> Option<String> {
+    for t in targets {
+        let runs: Vec<&RunReport> = work
+            .iter()
+            .zip(&rounds.last)
+            .filter(|(c, _)| &c.target == t)
+            .filter_map(|(_, r)| r.as_ref().and_then(|r| r.as_ref().ok()))
+            .collect();
+        let silent = |r: &&RunReport| {
+            matches!(&r.verdict, crate::judge::verdict::Verdict::Fail { kind, .. } if *kind == crate::judge::verdict::FailureKind::NoAnswer)
+                && r.guest.hello.is_none()
+        };
+        if !runs.is_empty() && runs.iter().all(silent) {
+            return Some(format!(
+                "{t}: the kernel did not boot to the guest agent in any of its {} tests (first: {}/console.log)",
+                runs.len(),
+                runs[0].run_dir.display()
+            ));
+        }
+    }
+    None
 }
 
 /// The tests of `entries` on `targets`: those to run and those skipped;
@@ -107,7 +181,7 @@ fn split_work(
     let (work, skipped): (Vec<TestCase>, Vec<TestCase>) =
         plan::tests_of(suite, entries, targets, filter)?.into_iter().partition(|c| c.skip.is_none());
     if work.is_empty() {
-        return Err(Error::Other(format!(
+        return Err(Error::NoTests(format!(
             "no test {} on {}; `hidvm list --long` shows the test names{}",
             filter.map(|f| format!("matching the filter `{f}` runs")).unwrap_or_else(|| "runs".into()),
             targets.iter().map(|t| t.label()).collect::<Vec<_>>().join(", "),
@@ -128,10 +202,20 @@ fn split_work(
 
 /// Every test of `work` `repeat` times, each round in full before the next.
 fn run_rounds(suite: &Suite, work: &[TestCase], jobs: usize, repeat: usize, verbose: bool) -> Rounds {
-    let mut rounds =
-        Rounds { tallies: vec![Tally::default(); work.len()], last: Vec::new(), used_allow: BTreeSet::new() };
+    let mut rounds = Rounds {
+        tallies: vec![Tally::default(); work.len()],
+        last: Vec::new(),
+        used_allow: BTreeSet::new(),
+        ends: vec![Vec::new(); work.len()],
+        entries: vec![None; work.len()],
+        boots: BTreeSet::new(),
+    };
     for round in 1..=repeat {
         let t = std::time::Instant::now();
+        // Each round of a --repeat run starts from a template of its own,
+        // booted afresh: N rounds sample N boots, not one boot N times.
+        let generation = if repeat > 1 { round as u32 } else { 0 };
+        suite.generation.store(generation, std::sync::atomic::Ordering::SeqCst);
         let results = run_parallel(suite, work, jobs, |case, r| match r {
             Ok(rep) if rep.verdict.passed() && !verbose => crate::base::output::test_finished(
                 true,
@@ -145,9 +229,11 @@ fn run_rounds(suite: &Suite, work: &[TestCase], jobs: usize, repeat: usize, verb
         for (i, r) in results.iter().enumerate() {
             let end = RoundEnd::of(r);
             rounds.tallies[i].add(end);
+            rounds.ends[i].push(end);
             round_tally.add(end);
             if let Ok(rep) = r {
                 rounds.used_allow.extend(rep.allowed.iter().map(|(i, _)| *i));
+                rounds.entries[i] = rounds.entries[i].or(rep.known.entry());
             }
         }
         if repeat > 1 {
@@ -159,16 +245,48 @@ fn run_rounds(suite: &Suite, work: &[TestCase], jobs: usize, repeat: usize, verb
                 t.elapsed().as_secs_f64()
             ));
         }
+        if generation > 0 {
+            // This round's templates are never used again.
+            for key in snapshot_keys(&results) {
+                rounds.boots.insert(key.clone());
+                if let Err(e) = crate::vm::snapshot::remove(&suite.cache, &key) {
+                    crate::base::output::note(format!("hidvm: removing round {round}'s snapshot {key}: {e}"));
+                }
+            }
+        }
         rounds.last = results.into_iter().map(Some).collect();
     }
+    suite.generation.store(0, std::sync::atomic::Ordering::SeqCst);
     rounds
 }
 
+/// The snapshots a round's tests started from.
+fn snapshot_keys(results: &[Result<RunReport>]) -> BTreeSet<String> {
+    results
+        .iter()
+        .flatten()
+        .filter_map(|r| r.started_from.strip_prefix("snapshot "))
+        .map(|k| k.split_whitespace().next().unwrap_or_default().to_string())
+        .collect()
+}
+
 /// The scenario x target matrix: a test whose rounds varied shows how.
-fn matrix_of(targets: &[Target], work: &[TestCase], skipped: &[TestCase], rounds: &Rounds) -> Matrix {
+fn matrix_of(
+    targets: &[Target],
+    work: &[TestCase],
+    skipped: &[TestCase],
+    rounds: &Rounds,
+    changes: &Changes,
+) -> Matrix {
     let mut matrix = Matrix::new(targets.to_vec());
     for (i, (case, r)) in work.iter().zip(&rounds.last).enumerate() {
         let row = case.entry.row();
+        let t = &rounds.tallies[i];
+        if t.known > 0 && rounds.entries[i].is_some_and(|e| changes.contains_key(&e)) {
+            let text = format!("CHANGED: known bug {}/{}", t.known, t.rounds());
+            matrix.record_text(&row, &case.target, text, false);
+            continue;
+        }
         if let Some(text) = rounds.tallies[i].cell() {
             match rounds.tallies[i].summary() {
                 Summary::KnownSometimes => matrix.record_known_by_chance(&row, &case.target, text),
@@ -189,8 +307,15 @@ fn matrix_of(targets: &[Target], work: &[TestCase], skipped: &[TestCase], rounds
 }
 
 /// One record per test: how its rounds ended, or its last run's report.
-fn records_of(work: &[TestCase], skipped: &[TestCase], rounds: &Rounds) -> Vec<TestRecord> {
+fn records_of(
+    suite: &Suite,
+    work: &[TestCase],
+    skipped: &[TestCase],
+    rounds: &Rounds,
+    changes: &Changes,
+) -> Vec<TestRecord> {
     let tallies = &rounds.tallies;
+    let rate = |e: Option<usize>| e.map(|e| suite.known.known[e].rate.clone());
     let mut records: Vec<TestRecord> = work
         .iter()
         .zip(&rounds.last)
@@ -199,14 +324,31 @@ fn records_of(work: &[TestCase], skipped: &[TestCase], rounds: &Rounds) -> Vec<T
             let row = case.entry.row();
             let varied =
                 |status| TestRecord::without_run(&case.name(), &row, &case.target, status, &tallies[i].describe());
-            Some(match (tallies[i].summary(), r.as_ref()?) {
-                (Summary::Flaky, _) => varied(Status::Flaky),
-                (Summary::KnownSometimes, _) => varied(Status::Known),
-                (Summary::Steady, Ok(rep)) => TestRecord::from_report(&row, rep),
-                (Summary::Steady, Err(e)) => {
+            let change = rounds.entries[i].and_then(|e| changes.get(&e)).filter(|_| tallies[i].known > 0);
+            let mut record = match (change, tallies[i].summary(), r.as_ref()?) {
+                (Some(why), _, _) => TestRecord::without_run(&case.name(), &row, &case.target, Status::Fail, why),
+                (None, Summary::Flaky, _) => varied(Status::Flaky),
+                (None, Summary::KnownSometimes, _) => varied(Status::Known),
+                (None, Summary::Steady, Ok(rep)) => TestRecord::from_report(&row, rep, rate(rounds.entries[i])),
+                (None, Summary::Steady, Err(e)) => {
                     TestRecord::without_run(&case.name(), &row, &case.target, Status::Error, &e.to_string())
                 }
-            })
+            };
+            if let Some(Ok(rep)) = r.as_ref() {
+                // What the record of a varied test cannot take from one report.
+                record.kernel_source.get_or_insert_with(|| rep.kernel_source.clone());
+                if record.known.is_none() {
+                    record.known = rep.known.entry().map(|e| crate::results::records::KnownRef {
+                        entry: e + 1,
+                        rate: suite.known.known[e].rate.clone(),
+                        matched: tallies[i].known > 0 && change.is_none(),
+                    });
+                }
+            }
+            if rounds.ends[i].len() > 1 {
+                record.rounds = rounds.ends[i].iter().map(|e| e.status()).collect();
+            }
+            Some(record)
         })
         .collect();
     records.extend(skipped.iter().map(|c| {
@@ -223,10 +365,11 @@ fn print_findings(suite: &Suite, targets: &[Target], work: &[TestCase], rounds: 
         let count = |s: Summary| tallies.iter().filter(|t| t.summary() == s).count();
         let always_failed = tallies.iter().filter(|t| t.failed_every_round()).count();
         println!(
-            "{repeat} runs x {} tests: {} flaky, {always_failed} failed every run, {} hit a known kernel bug in some runs and passed in the others",
+            "{repeat} runs x {} tests: {} flaky, {always_failed} failed every run, {} hit a known kernel bug in some runs and passed in the others; {} distinct guest boots sampled (a fresh snapshot template per round and target)",
             work.len(),
             count(Summary::Flaky),
-            count(Summary::KnownSometimes)
+            count(Summary::KnownSometimes),
+            rounds.boots.len()
         );
     }
     // A known kernel bug whose test passed: fixed in this kernel, or a race

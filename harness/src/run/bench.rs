@@ -28,7 +28,9 @@ impl Stats {
     }
 }
 
-pub fn run(suite: &Suite, opts: &BenchOptions) -> Result<()> {
+/// Returns whether every measured run passed (or failed as known): a bench
+/// whose tests failed measured something else, and says so in its status.
+pub fn run(suite: &Suite, opts: &BenchOptions) -> Result<bool> {
     println!("hidvm bench on {}", machine());
     let targets = plan::default_targets(suite);
     for k in &suite.kernels {
@@ -40,14 +42,17 @@ pub fn run(suite: &Suite, opts: &BenchOptions) -> Result<()> {
     }
     cached_lookups(suite, &targets)?;
     single_vm(suite, &targets, opts.runs)?;
-    let per_test_by_kernel = warm_catalogue(suite, &targets)?;
+    let (per_test_by_kernel, failed) = warm_catalogue(suite, &targets)?;
     // The kernel's own hid_bpf selftest: many tests in one VM, the floor
     // a VM-per-test harness is compared with.
     // Both had the whole machine: the ratio compares wall time per test.
     if let Some(first) = per_test_by_kernel.first() {
         upstream_selftest(suite, first);
     }
-    Ok(())
+    if failed > 0 {
+        println!("{failed} test(s) FAILED in the warm catalogue: these numbers measured failing runs");
+    }
+    Ok(failed == 0)
 }
 
 /// Each target's kernel built into an empty cache.
@@ -141,7 +146,9 @@ fn single_vm(suite: &Suite, targets: &[Target], runs: usize) -> Result<()> {
 type PerTest = (String, Target, f64, f64);
 
 /// The warm catalogue, one kernel (its gcc and llvm cells) at a time.
-fn warm_catalogue(suite: &Suite, targets: &[Target]) -> Result<Vec<PerTest>> {
+/// Per kernel, the catalogue's cost; and how many tests failed.
+fn warm_catalogue(suite: &Suite, targets: &[Target]) -> Result<(Vec<PerTest>, usize)> {
+    let mut failed = 0;
     let jobs = crate::run::pool::default_vms();
     let mut per_test_by_kernel = Vec::new();
     for k in &suite.kernels {
@@ -158,12 +165,13 @@ fn warm_catalogue(suite: &Suite, targets: &[Target]) -> Result<Vec<PerTest>> {
             .into_iter()
             .zip(&work)
             .filter_map(|(r, case)| match r {
-                Ok(r) if r.verdict.passed() || matches!(r.known, crate::judge::known::Known::Failed(..)) => None,
+                Ok(r) if r.acceptable() => None,
                 Ok(r) => Some(r.test),
                 Err(err) => Some(format!("{}: {err}", case.name())),
             })
             .collect();
         let wall = t.elapsed().as_secs_f64();
+        failed += failures.len();
         per_test_by_kernel.push((
             k.name.clone(),
             kernel_targets[0].clone(),
@@ -183,7 +191,7 @@ fn warm_catalogue(suite: &Suite, targets: &[Target]) -> Result<Vec<PerTest>> {
             }
         );
     }
-    Ok(per_test_by_kernel)
+    Ok((per_test_by_kernel, failed))
 }
 
 /// The upstream hid_bpf selftest's cost per test, against hidvm's.
@@ -202,7 +210,7 @@ fn upstream_selftest(suite: &Suite, (kernel, target, hidvm_per_test, vm_per_test
         }
         Ok(run) => println!(
             "per-test cost: the upstream hid_bpf selftest reported no results ({}): not measured",
-            run.problem.unwrap_or_default()
+            run.problems.join("; ")
         ),
         Err(e) => println!("per-test cost: could not run the upstream hid_bpf selftest: {e}"),
     }

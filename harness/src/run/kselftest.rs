@@ -12,15 +12,14 @@ use crate::base::layout::{new_run_dir, sha256_parts, write_atomic};
 use crate::base::lock::{FileLock, Mode};
 use crate::base::tools;
 use crate::judge::console;
+use crate::judge::tap::{self, Cell, KnownResults, KtapResult, TapRun};
 use crate::kernel::spec::Target;
-use crate::results::ktap::{self, KtapResult, Outcome};
 use crate::run::pool::in_parallel;
 use crate::run::suite::Suite;
 use crate::vm::boot;
 use crate::vm::initramfs::Initramfs;
 use hidvm_proto::job::PROGRAM_DIR;
 use hidvm_proto::{Job, JobMode, JOB_PATH};
-use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -138,8 +137,13 @@ pub struct ProgramRun {
     pub results: Vec<KtapResult>,
     /// Kernel reports on the console (none is the only good answer).
     pub splats: Vec<String>,
-    /// Why the run itself failed (no verdict, timeout, crash), if it did.
-    pub problem: Option<String>,
+    /// What went wrong with the run itself: a timeout, no verdict, another
+    /// run's results, the wrong kernel.
+    pub problems: Vec<String>,
+    /// The program exited 0 (None: no verdict came).
+    pub exit_ok: Option<bool>,
+    /// The tree's exact source label (known results name kernels by it).
+    pub kernel_label: String,
     pub vm_seconds: f64,
     pub run_dir: PathBuf,
 }
@@ -171,10 +175,15 @@ pub fn run(suite: &Suite, target: &Target, built: &Built, program: &str) -> Resu
         .and_then(|s| s.parse().ok())
         .map(Duration::from_secs)
         .unwrap_or(Duration::from_secs(60 + 60 * probe.accel.slowness() as u64));
-    let nonce = format!("kselftest-{}-{}", std::process::id(), label);
+    let nonce = format!(
+        "kselftest-{}-{}-{:x}",
+        std::process::id(),
+        label,
+        std::time::UNIX_EPOCH.elapsed().unwrap_or_default().as_nanos()
+    );
     let job = Job {
         cell: target.cell.clone(),
-        nonce,
+        nonce: nonce.clone(),
         deadline_ms: deadline.as_millis() as u64,
         detectors: kernel.detectors()?,
         mode: JobMode::Command { argv: vec![guest.clone()], cwd: PROGRAM_DIR.into() },
@@ -183,143 +192,73 @@ pub fn run(suite: &Suite, target: &Target, built: &Built, program: &str) -> Resu
     let booted = boot::boot(&qemu, &kernel.boot_image, &fs, probe.accel, deadline, &run_dir)?;
     let report = crate::judge::guest::GuestReport::parse(&booted.results_text);
     let _ = std::fs::write(run_dir.join("output.txt"), report.output.join("\n") + "\n");
-    let (plan, results) = ktap::parse(&report.output);
+    let (plan, results) = tap::parse(&report.output);
     let (splats, _) = suite.allow.filter(&target.cell, console::find_splats(&booted.console_text));
-    let problem = match (&report.done, booted.outcome.timed_out) {
-        (_, true) => Some(format!("the VM timed out after {deadline:?} (see {})", run_dir.display())),
-        (None, false) => Some(format!("no verdict from the guest (see {}/console.log)", run_dir.display())),
-        (Some((_, summary)), false) if results.is_empty() => Some(format!("no KTAP result: {summary}")),
-        _ => None,
-    };
+    let problems = run_problems(&report, &nonce, &kernel.cell.banner, booted.outcome.timed_out, deadline, &run_dir);
     Ok(ProgramRun {
         target: target.clone(),
         program: program.to_string(),
         plan,
         results,
         splats: splats.iter().map(|s| format!("{} ({})", s.line.trim(), s.class)).collect(),
-        problem,
+        problems,
+        exit_ok: report.done.as_ref().map(|(passed, _)| *passed),
+        kernel_label: suite.source(&target.kernel)?.label,
         vm_seconds: booted.outcome.elapsed.as_secs_f64(),
         run_dir,
     })
 }
 
-/// `tests/kselftest-known.toml`: selftests known to fail on a kernel, why.
-#[derive(Deserialize, Debug, Clone)]
-#[serde(deny_unknown_fields)]
-pub struct KnownResult {
-    /// `hid_bpf.test_name`.
-    pub test: String,
-    /// Kernel versions ("7.3" matches 7.3.4), or ["*"].
-    pub kernels: Vec<String>,
-    /// Cells, or ["*"].
-    pub cells: Vec<String>,
-    pub reason: String,
-}
-
-#[derive(Deserialize, Debug, Default, Clone)]
-#[serde(deny_unknown_fields)]
-pub struct KnownResults {
-    #[serde(default)]
-    pub known: Vec<KnownResult>,
-}
-
-impl KnownResults {
-    pub fn load(path: &Path) -> Result<KnownResults> {
-        let bad = |m: String| Error::Other(format!("{}: {m}", path.display()));
-        let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
-        let k: KnownResults = toml::from_str(&text).map_err(|e| bad(crate::base::error::toml_error(&text, &e)))?;
-        for (i, e) in k.known.iter().enumerate() {
-            if e.reason.trim().is_empty() || e.kernels.is_empty() || e.cells.is_empty() || !e.test.contains('.') {
-                return Err(bad(format!("entry {} needs test (\"program.test\"), kernels, cells and a reason", i + 1)));
-            }
+/// The run itself: it ended in time with a verdict, from this run's guest
+/// (nonce), on the cell's kernel (banner), on a legible channel.
+fn run_problems(
+    report: &crate::judge::guest::GuestReport,
+    nonce: &str,
+    banner: &str,
+    timed_out: bool,
+    deadline: Duration,
+    run_dir: &Path,
+) -> Vec<String> {
+    let mut p = Vec::new();
+    if timed_out {
+        p.push(format!("the VM timed out after {deadline:?} (see {})", run_dir.display()));
+    }
+    match &report.hello {
+        None => p.push(format!("the guest agent never answered (see {}/console.log)", run_dir.display())),
+        Some((_, proc_version)) if !proc_version.contains(banner) => {
+            p.push(format!("the guest runs another kernel than the cell's (`{banner}` not in: {proc_version})"))
         }
-        Ok(k)
+        Some(_) => {}
     }
-
-    /// The entry that expects `test` to fail on this kernel version and cell.
-    pub fn find(&self, test: &str, kernel_version: &str, cell: &str) -> Option<&KnownResult> {
-        self.known.iter().find(|k| {
-            k.test == test
-                && k.cells.iter().any(|c| c == "*" || c == cell)
-                && k.kernels
-                    .iter()
-                    .any(|v| v == "*" || kernel_version == v || kernel_version.starts_with(&format!("{v}.")))
-        })
+    if report.hello.is_some() && report.nonce.as_deref() != Some(nonce) {
+        p.push(format!("the results are not this run's (nonce {:?}, expected {nonce})", report.nonce));
     }
+    if !report.garbled.is_empty() {
+        p.push(format!("the result channel carried garbled lines: {}", report.garbled.join(" | ")));
+    }
+    if report.done.is_none() && !timed_out {
+        p.push(format!("no verdict from the guest (see {}/console.log)", run_dir.display()));
+    }
+    if report.done_count > 1 {
+        p.push(format!("the guest sent {} verdicts", report.done_count));
+    }
+    p
 }
 
-/// How one result shows in the matrix.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Cell {
-    Pass,
-    /// Failed as tests/kselftest-known.toml says it does on this kernel.
-    Known,
-    Skip(String),
-    Fail,
-}
-
-/// A program run judged against the known failures: one row per result
-/// plus `<program>.(run)` (the run itself: complete, no kernel report).
-pub struct Judged {
-    pub rows: Vec<(String, Cell)>,
-    /// Why each failing row failed.
-    pub failures: Vec<String>,
-    /// Known failures that passed (fixed in this kernel?).
-    pub notes: Vec<String>,
-}
-
-impl Judged {
-    pub fn ok(&self) -> bool {
-        self.failures.is_empty()
-    }
-}
-
-pub fn judge(run: &ProgramRun, known: &KnownResults, version: &str) -> Judged {
-    let mut j = Judged { rows: Vec::new(), failures: Vec::new(), notes: Vec::new() };
-    for res in &run.results {
-        let row = format!("kselftest::{}", res.name);
-        let entry = known.find(&res.name, version, &run.target.cell);
-        let cell = match (&res.outcome, entry) {
-            (Outcome::Pass, None) => Cell::Pass,
-            (Outcome::Pass, Some(k)) => {
-                j.notes.push(format!(
-                    "known failure {} passed on {} (Linux {version}): remove it from tests/kselftest-known.toml once it keeps passing ({})",
-                    res.name, run.target, k.reason
-                ));
-                Cell::Pass
-            }
-            (Outcome::Skip(why), _) => Cell::Skip(format!("the selftest skipped itself: {why}")),
-            (Outcome::Fail(_), Some(_)) => Cell::Known,
-            (Outcome::Fail(why), None) => {
-                j.failures.push(format!(
-                    "{} failed on {}: {why} (output: {}/output.txt)",
-                    res.name,
-                    run.target,
-                    run.run_dir.display()
-                ));
-                Cell::Fail
-            }
-        };
-        j.rows.push((row, cell));
-    }
-    // A run that broke off, or a kernel report, fails like a test.
-    let mut problems: Vec<String> = run.problem.iter().cloned().collect();
-    if run.missing() > 0 {
-        problems.push(format!("{} result(s) of the plan never came", run.missing()));
-    }
-    problems.extend(run.splats.iter().map(|s| format!("kernel report: {s}")));
-    let row = format!("kselftest::{}.(run)", run.program);
-    if problems.is_empty() {
-        j.rows.push((row, Cell::Pass));
-    } else {
-        j.failures.push(format!(
-            "{} on {}: {} ({})",
-            run.program,
-            run.target,
-            problems.join("; "),
-            run.run_dir.display()
-        ));
-        j.rows.push((row, Cell::Fail));
+/// A program run judged against the known results (`judge::tap`): one
+/// row per result plus `<program>.(run)`.
+pub fn judge(run: &ProgramRun, known: &KnownResults) -> tap::Judged {
+    let tap_run = TapRun {
+        program: &run.program,
+        plan: run.plan,
+        results: &run.results,
+        exit_ok: run.exit_ok,
+        problems: run.problems.clone(),
+        splats: run.splats.clone(),
+    };
+    let mut j = tap::judge(&tap_run, known, &run.kernel_label, &run.target.cell, |n| format!("kselftest::{n}"));
+    for f in &mut j.failures {
+        f.push_str(&format!(" (output: {}/output.txt)", run.run_dir.display()));
     }
     j
 }
@@ -331,6 +270,9 @@ pub fn judge(run: &ProgramRun, known: &KnownResults, version: &str) -> Judged {
 /// result passed, was skipped with a reason, or failed as known.
 pub fn run_all(suite: &Suite, targets: &[Target], filter: Option<&str>, jobs: usize) -> Result<bool> {
     let known = KnownResults::load(&suite.repo.root.join("tests/kselftest-known.toml"))?;
+    if targets.is_empty() {
+        return Err(Error::NoTests("no target selected: name kernels and cells that exist (`hidvm list`)".into()));
+    }
     let programs: Vec<&str> =
         PROGRAMS.iter().copied().filter(|p| filter.is_none_or(|f| p.contains(f) || f.contains(p))).collect();
     if programs.is_empty() {
@@ -348,7 +290,7 @@ pub fn run_all(suite: &Suite, targets: &[Target], filter: Option<&str>, jobs: us
         }
     }
     let runs = run_work(suite, &work, jobs);
-    report(suite, targets, &runs, &known)
+    report(targets, &runs, &known)
 }
 
 /// Every (target, built programs, program) of `work`, `jobs` VMs at a
@@ -362,7 +304,7 @@ fn run_work(suite: &Suite, work: &[(Target, PathBuf, String)], jobs: usize) -> V
                 t.label(),
                 run.results.len(),
                 run.vm_seconds,
-                run.problem.as_deref().map(|p| format!(" ({p})")).unwrap_or_default()
+                if run.problems.is_empty() { String::new() } else { format!(" ({})", run.problems.join("; ")) }
             )),
             Err(e) => crate::base::output::note(format!("  ERROR kselftest::{}::{p}: {e}", t.label())),
         }
@@ -372,7 +314,7 @@ fn run_work(suite: &Suite, work: &[(Target, PathBuf, String)], jobs: usize) -> V
 
 /// The test x target matrix, the failures and notes, and each program's
 /// cost per test; whether everything passed (or failed as known).
-fn report(suite: &Suite, targets: &[Target], runs: &[Result<ProgramRun>], known: &KnownResults) -> Result<bool> {
+fn report(targets: &[Target], runs: &[Result<ProgramRun>], known: &KnownResults) -> Result<bool> {
     let mut matrix = crate::results::matrix::Matrix::new(targets.to_vec());
     let mut notes = Vec::new();
     let mut ok = true;
@@ -385,8 +327,7 @@ fn report(suite: &Suite, targets: &[Target], runs: &[Result<ProgramRun>], known:
                 continue;
             }
         };
-        let version = suite.source(&run.target.kernel)?.version;
-        let judged = judge(run, known, &version);
+        let judged = judge(run, known);
         for (row, cell) in &judged.rows {
             match cell {
                 Cell::Pass => matrix.record_text(row, &run.target, "pass".into(), true),
@@ -422,6 +363,7 @@ fn report(suite: &Suite, targets: &[Target], runs: &[Result<ProgramRun>], known:
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::judge::tap::Outcome;
 
     fn lines(s: &str) -> Vec<String> {
         s.lines().map(String::from).collect()
@@ -435,7 +377,7 @@ mod tests {
              # hid_bpf.c:154:test_fixup:Expected 0 (0) == err (-22)\n# test_fixup: Test terminated by assertion\nnot ok 4 hid_bpf.test_fixup\n\
              ok 3 hid_bpf.test_wq # SKIP bpf_wq unsupported\n  ok 1 nested.sub\n# Totals: pass:1 fail:1 xfail:0 xpass:0 skip:1 error:0\n",
         );
-        let (plan, r) = ktap::parse(&out);
+        let (plan, r) = tap::parse(&out);
         assert_eq!(plan, Some(4));
         assert_eq!(r.len(), 4, "indented subtests are not top-level results");
         let fixup = r.iter().find(|x| x.name == "hid_bpf.test_fixup").unwrap();
@@ -446,36 +388,46 @@ mod tests {
             r.iter().find(|x| x.name == "hid_bpf.test_wq").unwrap().outcome,
             Outcome::Skip("bpf_wq unsupported".into())
         );
-        let run = ProgramRun {
+    }
+
+    fn run_of(results: Vec<KtapResult>, plan: Option<usize>, exit_ok: Option<bool>) -> ProgramRun {
+        ProgramRun {
             target: Target::new("6.12", "gcc"),
             program: "hid_bpf".into(),
             plan,
-            results: r,
+            results,
             splats: vec![],
-            problem: None,
+            problems: vec![],
+            exit_ok,
+            kernel_label: "6.12.118-1".into(),
             vm_seconds: 1.0,
             run_dir: PathBuf::new(),
-        };
-        assert_eq!(run.missing(), 0);
-        let short = ProgramRun { plan: Some(5), ..run };
-        assert_eq!(short.missing(), 1, "a result the plan promised never came");
+        }
     }
 
     #[test]
-    fn the_repository_known_list_parses_and_matches_by_version_prefix() {
-        let k =
-            KnownResults::load(&crate::base::layout::Repo::locate().root.join("tests/kselftest-known.toml")).unwrap();
-        let custom = KnownResults {
-            known: vec![KnownResult {
-                test: "hid_bpf.test_x".into(),
-                kernels: vec!["7.3".into()],
-                cells: vec!["*".into()],
-                reason: "r".into(),
-            }],
-        };
-        assert!(custom.find("hid_bpf.test_x", "7.3.4", "llvm").is_some());
-        assert!(custom.find("hid_bpf.test_x", "7.30.1", "llvm").is_none());
-        assert!(custom.find("hid_bpf.test_x", "6.12.117", "gcc").is_none());
-        let _ = k;
+    fn a_run_with_a_missing_plan_a_bad_exit_or_only_skips_fails_its_run_row() {
+        let known = KnownResults::default();
+        let pass = || vec![KtapResult { name: "hid_bpf.a".into(), outcome: Outcome::Pass }];
+        assert!(judge(&run_of(pass(), Some(1), Some(true)), &known).ok());
+        for run in [
+            run_of(pass(), None, Some(true)),
+            run_of(pass(), Some(1), Some(false)),
+            run_of(pass(), Some(2), Some(true)),
+            run_of(
+                vec![KtapResult { name: "hid_bpf.a".into(), outcome: Outcome::Skip("no".into()) }],
+                Some(1),
+                Some(true),
+            ),
+        ] {
+            let j = judge(&run, &known);
+            assert!(!j.ok());
+            assert_eq!(j.rows.last().unwrap(), &("kselftest::hid_bpf.(run)".to_string(), Cell::Fail));
+        }
+    }
+
+    #[test]
+    fn the_repository_known_list_parses() {
+        KnownResults::load(&crate::base::layout::Repo::locate().root.join("tests/kselftest-known.toml")).unwrap();
     }
 }

@@ -11,10 +11,13 @@ use crate::catalogue::scenarios::{Entry, Loaded};
 use crate::judge::console;
 use crate::judge::decide::{self, RunContext};
 use crate::judge::guest::GuestReport;
+use crate::judge::known::{self, Known};
+use crate::judge::symbolize;
+use crate::judge::title::CrashReport;
 use crate::judge::verdict::{FailureKind, Verdict};
 use crate::kernel::build::BuiltKernel;
 use crate::kernel::spec::Target;
-use crate::results::report::RunReport;
+use crate::results::report::{Crash, RunReport};
 use crate::run::bless::bless;
 use crate::run::prepare::{prepare, Prepared};
 use crate::run::suite::Suite;
@@ -72,12 +75,20 @@ pub fn run(suite: &Suite, target: &Target, entry: &Entry) -> Result<RunReport> {
             judgement.verdict = Verdict::Fail { kind: FailureKind::Check, class: None, reason: e.to_string() };
         }
     }
-    let known = suite.known.classify(&entry.row(), &cell.name, &source.version, &judgement.verdict);
+    let seen = known::seen_in(&judgement.verdict, &judgement.crashes, &guest.failed_check_values());
+    // Known kernel bugs are the catalogue's: a user's scenario never is one.
+    let known = if entry.from_catalogue {
+        suite.known.classify(&entry.row(), &cell.name, &source.label, &judgement.verdict, &seen)
+    } else {
+        Known::None
+    };
+    let crashes = symbolized(&judgement.crashes, &booted.console_text, &kernel, &source.root);
     let report = RunReport {
         known,
         test: entry.test_name(&label),
         kernel: target.kernel.clone(),
         kernel_version: source.version.clone(),
+        kernel_source: source.label.clone(),
         cell: cell.name.clone(),
         scenario: scenario.name.clone(),
         summary: scenario.summary.clone(),
@@ -92,12 +103,33 @@ pub fn run(suite: &Suite, target: &Target, entry: &Entry) -> Result<RunReport> {
         guest,
         console_tail: console::tail(&booted.console_text, 40),
         splat: judgement.splat,
+        crashes,
     };
     let _ = write_atomic(
         &run_dir.join("report.json"),
         serde_json::to_string_pretty(&report).unwrap_or_default().as_bytes(),
     );
     Ok(report)
+}
+
+/// The run's kernel reports, each symbolized with the tree's own
+/// decode_stacktrace.sh (file:line per frame, inlined frames); a report
+/// that could not be symbolized says why instead.
+fn symbolized(crashes: &[CrashReport], console: &str, kernel: &BuiltKernel, tree: &Path) -> Vec<Crash> {
+    let build_dir = kernel.vmlinux.parent().unwrap_or(&kernel.dir);
+    let tools = symbolize::Tools::for_make_vars(&kernel.cell.make);
+    crashes
+        .iter()
+        .map(|c| {
+            let mut out = Crash::of(c);
+            out.symbolized =
+                match symbolize::symbolize_console(console, c.lines.clone(), build_dir, tree, tools.clone()) {
+                    Ok(s) => s.lines,
+                    Err(e) => vec![e.to_string()],
+                };
+            out
+        })
+        .collect()
 }
 
 /// A test's guest files: the template initramfs (the agent and the cell's
@@ -135,8 +167,11 @@ fn guest_files(
 }
 
 /// Start the test's VM: restored from the kernel's snapshot (made on
-/// first use) unless HIDVM_SNAPSHOT=off, cold otherwise, and cold when a
-/// restore fails (saying so in the report).
+/// first use) unless HIDVM_SNAPSHOT=off, cold otherwise. A restore that
+/// fails keeps what its guest printed (`console-restore.log`): a kernel
+/// report there is the test's result, and no cold boot hides it; only a
+/// restore that failed cleanly falls back to a cold boot, and the report
+/// says so.
 #[allow(clippy::too_many_arguments)]
 fn boot_test(
     suite: &Suite,
@@ -150,18 +185,33 @@ fn boot_test(
 ) -> Result<(boot::BootResult, String)> {
     let mut from = "cold boot".to_string();
     if snapshot::enabled() {
-        let snap = boot::snapshot_for(&suite.cache, qemu, image, &fs, accel)?;
-        match boot::boot_restored(qemu, image, &snap, own_files, accel, deadline, run_dir)? {
-            Ok(booted) => return Ok((booted, format!("snapshot {}", snap.key))),
-            Err(why) => {
-                crate::base::output::note(format!(
-                    "{}: restoring snapshot {} failed ({why}); booting cold",
-                    run_dir.display(),
-                    snap.key
-                ));
-                from = format!("cold boot (restoring snapshot {} failed: {why})", snap.key);
-            }
+        let generation = suite.generation.load(std::sync::atomic::Ordering::SeqCst);
+        let snap = boot::snapshot_for(&suite.cache, qemu, image, &fs, accel, generation)?;
+        let booted = boot::boot_restored(qemu, image, &snap, own_files, accel, deadline, run_dir)?;
+        let Some(why) = booted.outcome.restore_failed.clone() else {
+            return Ok((booted, format!("snapshot {}", snap.key)));
+        };
+        let kept = run_dir.join("console-restore.log");
+        let _ = std::fs::rename(run_dir.join("console.log"), &kept);
+        let own = boot::restored_part(&booted.console_text).unwrap_or_default();
+        if let Some(s) = console::find_splats(own).first() {
+            // The restored guest ran far enough to break: that is the result.
+            crate::base::output::note(format!(
+                "{}: restoring snapshot {} failed ({why}) after the guest printed a kernel report ({}): not booting cold",
+                run_dir.display(),
+                snap.key,
+                s.line
+            ));
+            let _ = std::fs::copy(&kept, run_dir.join("console.log"));
+            return Ok((booted, format!("snapshot {} (the restore failed: {why})", snap.key)));
         }
+        crate::base::output::note(format!(
+            "{}: restoring snapshot {} failed ({why}); booting cold (its console: {})",
+            run_dir.display(),
+            snap.key,
+            kept.display()
+        ));
+        from = format!("cold boot (restoring snapshot {} failed: {why}; its console: console-restore.log)", snap.key);
     }
     for (path, mode, data) in own_files {
         fs.file(path, *mode, data.clone());

@@ -23,6 +23,16 @@ pub enum RoundEnd {
 }
 
 impl RoundEnd {
+    /// As a results record's `rounds` says it.
+    pub fn status(self) -> crate::results::records::Status {
+        use crate::results::records::Status;
+        match self {
+            RoundEnd::Pass => Status::Pass,
+            RoundEnd::Known => Status::Known,
+            RoundEnd::Fail => Status::Fail,
+        }
+    }
+
     pub fn of(r: &crate::Result<RunReport>) -> RoundEnd {
         match r {
             Ok(rep) if rep.verdict.passed() => RoundEnd::Pass,

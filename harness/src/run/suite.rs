@@ -66,6 +66,9 @@ pub struct Suite {
     /// Expectation files blessed in this command: file -> (target, content),
     /// so two targets that disagree are caught instead of overwriting.
     pub blessed: std::sync::Mutex<BTreeMap<PathBuf, (String, String)>>,
+    /// Which snapshot template tests start from: 0, the shared one; N, a
+    /// template booted afresh for round N of `vm-test --repeat`.
+    pub generation: std::sync::atomic::AtomicU32,
 }
 
 /// `HIDVM_CELLS=gcc,llvm-debug` style selection: every name must exist.
@@ -120,6 +123,7 @@ impl Suite {
             opts,
             sources: Default::default(),
             blessed: Default::default(),
+            generation: Default::default(),
         })
     }
 
@@ -139,6 +143,7 @@ impl Suite {
             sources: Default::default(),
             series: self.series.clone(),
             blessed: Default::default(),
+            generation: Default::default(),
         }
     }
 
@@ -159,6 +164,11 @@ impl Suite {
                     None => KernelSource::for_spec(&spec::load(&self.repo.kernels_file())?[0], &self.cache)?,
                 };
                 s.version = image.version.clone();
+                // Not the tree's kernel: known bugs of that tree never apply.
+                let meta = std::fs::metadata(&image.boot_image).ok();
+                let stamp = format!("{}:{:?}", image.boot_image.display(), meta.map(|m| (m.len(), m.modified().ok())));
+                let hash = &crate::base::layout::sha256_parts([stamp.as_bytes()])[..8];
+                s.label = format!("prebuilt:{}@{hash}", image.version);
                 s
             }
             None => KernelSource::for_spec(spec, &self.cache)?,

@@ -109,21 +109,25 @@ fn run_vm(
 
 /// The snapshot a test on `image` starts from: booted with `template_fs`
 /// (the agent and the cell's modules, no job) and frozen, or found cached.
+/// `generation`: 0 for the shared template, N for a fresh one (see
+/// [`Template::generation`]).
 pub fn snapshot_for(
     cache: &Path,
     qemu: &Path,
     image: &Path,
     template_fs: &Initramfs,
     accel: Accel,
+    generation: u32,
 ) -> Result<Snapshot> {
     let build = |p: &VmPaths| features(image, accel, p, true);
-    snapshot::ensure(cache, &Template { qemu, image, initramfs: template_fs, accel, features: &build })
+    snapshot::ensure(cache, &Template { qemu, image, initramfs: template_fs, accel, features: &build, generation })
 }
 
 /// Run one test from `snap`: its job and fixtures (`files`: guest path,
-/// mode, bytes) are delivered once the frozen guest runs again. `Err`
-/// only when the restore itself failed (the guest never ran the job):
-/// the caller then boots cold.
+/// mode, bytes) are delivered once the frozen guest runs again. When the
+/// restore itself failed, the outcome says why (`restore_failed`) and the
+/// console holds what the restored guest printed before it: the caller
+/// judges that before booting cold.
 pub fn boot_restored(
     qemu: &Path,
     image: &Path,
@@ -132,7 +136,7 @@ pub fn boot_restored(
     accel: Accel,
     deadline: Duration,
     dir: &Path,
-) -> Result<std::result::Result<BootResult, String>> {
+) -> Result<BootResult> {
     let sockets = socket_dir()?;
     let paths = run_paths(dir, sockets.path(), snap.initrd());
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
@@ -149,11 +153,7 @@ pub fn boot_restored(
     };
     let boot_log = std::fs::read_to_string(snap.boot_console()).unwrap_or_default();
     let before = format!("{boot_log}[hidvm: guest frozen here as snapshot {}{RESTORED}\n", snap.key);
-    let booted = run_vm(qemu, features(image, accel, &paths, true), &paths, deadline, dir, Some(restore), &before)?;
-    if let Some(why) = &booted.outcome.restore_failed {
-        return Ok(Err(why.clone()));
-    }
-    Ok(Ok(booted))
+    run_vm(qemu, features(image, accel, &paths, true), &paths, deadline, dir, Some(restore), &before)
 }
 
 /// Ends the line a restored guest's console log carries between the
@@ -286,6 +286,50 @@ mod tests {
         assert_eq!(store.forget().unwrap(), 1);
         store.select("QEMU emulator version 7.2", probe).unwrap();
         assert_eq!(runs(&count), 2);
+    }
+
+    /// A stand-in QEMU for a restore that goes wrong: it opens the console
+    /// socket, prints a kernel report on it, and exits 1 without ever
+    /// opening the monitor.
+    fn dying_qemu(dir: &Path) -> PathBuf {
+        let script = dir.join("qemu-dies");
+        std::fs::write(
+            &script,
+            r#"#!/usr/bin/env python3
+import socket, sys, re
+path = next(re.search(r"path=([^,]+),server=on,wait=on", a).group(1) for a in sys.argv if "wait=on" in a)
+s = socket.socket(socket.AF_UNIX); s.bind(path); s.listen(1)
+c, _ = s.accept()
+c.sendall(b"[    9.000000] BUG: kernel NULL pointer dereference, address: 0000000000000008\n")
+c.close()
+sys.exit(1)
+"#,
+        )
+        .unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        script
+    }
+
+    #[test]
+    fn a_restore_whose_qemu_exits_fails_at_once_and_keeps_its_console() {
+        let d = tempfile::tempdir().unwrap();
+        let qemu = dying_qemu(d.path());
+        let snap = Snapshot { key: "k".into(), dir: d.path().join("snap") };
+        std::fs::create_dir_all(&snap.dir).unwrap();
+        std::fs::write(snap.boot_console(), "[    1.0] boot log\n").unwrap();
+        std::fs::write(snap.state(), "").unwrap();
+        let run = d.path().join("run");
+        std::fs::create_dir_all(&run).unwrap();
+        let started = std::time::Instant::now();
+        let booted =
+            boot_restored(&qemu, Path::new("/vmlinux"), &snap, &[], Accel::Tcg, Duration::from_secs(60), &run).unwrap();
+        let why = booted.outcome.restore_failed.clone().expect("the restore failed");
+        assert!(why.contains("QEMU exited while restoring"), "{why}");
+        assert!(started.elapsed() < Duration::from_secs(10), "noticed at once, not after the answer timeout");
+        // What the restored guest printed is kept, after the template's boot log.
+        let own = restored_part(&booted.console_text).unwrap_or_default();
+        assert!(own.contains("BUG: kernel NULL pointer dereference"), "{}", booted.console_text);
+        assert!(booted.console_text.starts_with("[    1.0] boot log"));
     }
 
     #[test]

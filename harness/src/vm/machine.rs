@@ -101,7 +101,12 @@ impl Vm {
         let mut _delivery = None;
         let mut first_answer = None;
         if let (Some(restore), Some(qmp)) = (&self.restore, &self.qmp_socket) {
-            match restore.start(qmp) {
+            let exited = || match handle.try_wait() {
+                Ok(Some(out)) => Some(format!("exit status {}", out.status)),
+                Ok(None) => None,
+                Err(e) => Some(format!("waiting for it: {e}")),
+            };
+            match restore.start(qmp, &exited) {
                 Ok(stream) => {
                     // start() returns once the guest answered.
                     first_answer = Some(started.elapsed());

@@ -63,6 +63,10 @@ pub struct Template<'a> {
     pub initramfs: &'a Initramfs,
     pub accel: Accel,
     pub features: &'a dyn Fn(&VmPaths) -> Vec<Box<dyn Feature>>,
+    /// 0: the template every run shares. N > 0: a template of its own,
+    /// booted afresh (`vm-test --repeat` samples a new boot each round:
+    /// timing, memory layout, seeds), removed with [`remove`].
+    pub generation: u32,
 }
 
 /// A frozen guest in the cache.
@@ -104,6 +108,8 @@ pub fn key(t: &Template, initramfs_bytes: &[u8]) -> String {
     let image = file_identity(t.image);
     let accel = t.accel.name();
     let version = env!("CARGO_PKG_VERSION");
+    // Generation 0 adds nothing, so its key is what it always was.
+    let generation = if t.generation == 0 { String::new() } else { format!("generation {}", t.generation) };
     sha256_parts([
         qemu.as_slice(),
         image.as_slice(),
@@ -111,8 +117,25 @@ pub fn key(t: &Template, initramfs_bytes: &[u8]) -> String {
         args.as_bytes(),
         accel.as_bytes(),
         version.as_bytes(),
+        generation.as_bytes(),
     ])[..16]
         .to_string()
+}
+
+/// Remove snapshot `key` from the cache (a `--repeat` round's own
+/// template, once the round is over).
+pub fn remove(cache: &Path, key: &str) -> std::io::Result<()> {
+    if key.is_empty() || key.contains('/') || key.starts_with('.') {
+        return Ok(());
+    }
+    let root = cache.join("snapshots");
+    let _lock = FileLock::acquire(&root.join(format!("{key}.lock")), Mode::Exclusive, &format!("snapshot {key}"))?;
+    match std::fs::remove_dir_all(root.join(key)) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let _ = std::fs::remove_file(root.join(format!("{key}.lock")));
+    Ok(())
 }
 
 /// The snapshot for `t`, made now if the cache does not have it. Several
@@ -251,14 +274,27 @@ impl Restore {
     /// Load the state into the waiting QEMU (`-incoming defer`), run it,
     /// send the delivery and wait for the guest's first answer. The
     /// returned stream must stay open until the VM ends.
-    pub fn start(&self, qmp_socket: &Path) -> std::result::Result<UnixStream, String> {
+    /// `exited`: whether QEMU has ended (and how): a QEMU that exits while
+    /// the state loads or the guest starts fails the restore at once, with
+    /// its status, instead of after the answer timeout.
+    pub fn start(
+        &self,
+        qmp_socket: &Path,
+        exited: &dyn Fn() -> Option<String>,
+    ) -> std::result::Result<UnixStream, String> {
         let until = Instant::now() + RESTORE_ANSWER;
+        let gone = || exited().map(|how| format!("QEMU exited while restoring the snapshot ({how})"));
         // QEMU opens the monitor after the console (which waits for us).
         let mut qmp = loop {
             match Qmp::connect(qmp_socket) {
                 Ok(q) => break q,
                 Err(e) if Instant::now() > until => return Err(format!("QMP {}: {e}", qmp_socket.display())),
-                Err(_) => std::thread::sleep(Duration::from_millis(2)),
+                Err(_) => {
+                    if let Some(why) = gone() {
+                        return Err(why);
+                    }
+                    std::thread::sleep(Duration::from_millis(2))
+                }
             }
         };
         qmp.execute("migrate-incoming", json!({ "uri": format!("exec:cat {}", shell_quote(&self.state)?) }))
@@ -266,7 +302,12 @@ impl Restore {
         loop {
             let v = qmp.execute("query-status", json!({})).map_err(|e| format!("QMP query-status: {e}"))?;
             match v["return"]["status"].as_str() {
-                Some("inmigrate") if Instant::now() < until => std::thread::sleep(Duration::from_millis(2)),
+                Some("inmigrate") if Instant::now() < until => {
+                    if let Some(why) = gone() {
+                        return Err(why);
+                    }
+                    std::thread::sleep(Duration::from_millis(2))
+                }
                 Some("paused" | "postmigrate") => break,
                 Some("running") => break,
                 other => return Err(format!("after loading the snapshot QEMU is {other:?}")),
@@ -278,6 +319,9 @@ impl Restore {
         loop {
             if std::fs::metadata(&self.results).map(|m| m.len() > 0).unwrap_or(false) {
                 return Ok(delivery);
+            }
+            if let Some(why) = gone() {
+                return Err(why);
             }
             if Instant::now() > until {
                 return Err(format!("the restored guest did not answer within {} s", RESTORE_ANSWER.as_secs()));
@@ -308,13 +352,13 @@ mod tests {
                 Box::new(DeliveryPort { socket: p.delivery_socket.clone() }),
             ]
         };
-        let t = Template { qemu, image: &image, initramfs: &fs, accel: Accel::Tcg, features: &features };
+        let t = Template { qemu, image: &image, initramfs: &fs, accel: Accel::Tcg, features: &features, generation: 0 };
         let base = key(&t, &fs.to_bytes().unwrap());
         assert_eq!(base, key(&t, &fs.to_bytes().unwrap()), "the key is stable");
         let agent2 = Initramfs::with_agent(b"agent v2");
         assert_ne!(base, key(&t, &agent2.to_bytes().unwrap()), "a rebuilt agent");
         assert_ne!(base, key(&Template { accel: Accel::Kvm, ..t }, &fs.to_bytes().unwrap()), "another accelerator");
-        let t = Template { qemu, image: &image, initramfs: &fs, accel: Accel::Tcg, features: &features };
+        let t = Template { qemu, image: &image, initramfs: &fs, accel: Accel::Tcg, features: &features, generation: 0 };
         std::thread::sleep(Duration::from_millis(10));
         std::fs::write(&image, b"kernel, rebuilt").unwrap();
         assert_ne!(base, key(&t, &fs.to_bytes().unwrap()), "a rebuilt kernel");
