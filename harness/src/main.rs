@@ -58,11 +58,15 @@ enum Command {
     /// the default cells; print the scenario x cell matrix. Paths inside a
     /// scenario (programs, recordings, descriptors) are relative to it.
     Test(cli::test::Args),
-    /// Run one test, e.g. `6.12-gcc::mouse_invert_y_close_link`.
+    /// Run one test, e.g. `6.12-gcc::mouse_invert_y_close_link`, or a
+    /// scenario file of yours (or a directory of them) on every selected
+    /// kernel x cell, each with its full step log.
     Run(cli::run::Args),
-    /// List test names (kernel-cell x scenario); skipped tests say why.
+    /// List test names (kernel-cell x scenario) of the catalogue, or of
+    /// the scenario files or directories given; skipped tests say why.
     List(cli::list::Args),
-    /// Validate kernels, cells, fragments, scenarios and fixtures without booting.
+    /// Validate kernels, cells, fragments, scenarios and fixtures without
+    /// booting (the catalogue's, or the scenario files or directories given).
     Check(cli::check::Args),
     /// Build the kernel's own HID selftests (tools/testing/selftests/hid:
     /// hid_bpf, hidraw) for every kernel x cell, run them in the same VMs,
@@ -81,7 +85,8 @@ enum Command {
     Doctor,
     /// Boot a kernel with an interactive busybox shell on this terminal
     /// (bpffs and debugfs mounted, the programs in /hidvm/fixtures, the
-    /// named scenario's devices created); `exit` ends the VM.
+    /// scenario's devices created: a file of yours or a catalogue name);
+    /// `exit` ends the VM.
     Shell(cli::shell::Args),
     /// Print the Debian packages hidvm needs (for setup scripts).
     Packages,

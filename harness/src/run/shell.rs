@@ -92,14 +92,13 @@ pub fn run(
     Ok(status.code().unwrap_or(1))
 }
 
-/// The devices, programs and header directories of the named scenario,
-/// or (without one) no device and every catalogue program.
+/// The devices, programs and header directories of the named scenario
+/// (a catalogue name or a path to a scenario file), or (without one) no
+/// device and every catalogue program.
 fn programs(suite: &Suite, target: &Target, scenario: Option<&str>) -> Result<Programs> {
     match scenario {
         Some(name) => {
-            let entry = suite.catalogue()?.into_iter().find(|e| e.name == name).ok_or_else(|| {
-                Error::Other(format!("no scenario named `{name}`; `hidvm list` shows them (without the target prefix)"))
-            })?;
+            let entry = suite.scenario(name)?;
             let loaded = suite.load(&entry, &target.kernel)?;
             Ok((loaded.devices, loaded.fixtures, loaded.bpf_include))
         }
