@@ -88,6 +88,10 @@ enum Command {
     /// scenario's devices created: a file of yours or a catalogue name);
     /// `exit` ends the VM.
     Shell(cli::shell::Args),
+    /// Print a HID-BPF program's HID_BPF_CONFIG entries; with a recording
+    /// or a scenario, which of its devices match and, in a VM per matching
+    /// device, what the program's probe answers and prints.
+    Inspect(cli::inspect::Args),
     /// Print the Debian packages hidvm needs (for setup scripts).
     Packages,
     /// Fetch (or refresh) the kernel sources of this run's kernels that
@@ -115,13 +119,23 @@ fn main() -> ExitCode {
     }
     let cli = Cli::parse();
     hidvm::base::output::init();
-    match dispatch(cli) {
+    match choose_repo().and_then(|_| dispatch(cli)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::from(e.exit_status())
         }
     }
+}
+
+/// What `harness/build.rs` packed for an installed hidvm (data and the
+/// guest agent; empty in a checkout build, which uses its checkout).
+static BUNDLE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/bundle.bin"));
+
+/// Where the data is: HIDVM_REPO, the checkout around the current
+/// directory, or (installed) the bundle; else the checkout built from.
+fn choose_repo() -> hidvm::Result<()> {
+    hidvm::base::layout::Repo::choose(Some((BUNDLE, env!("HIDVM_BUNDLE_SHA256")))).map(|_| ())
 }
 
 /// The run's suite from the global flags, then the subcommand.
@@ -150,6 +164,7 @@ fn dispatch(cli: Cli) -> hidvm::Result<ExitCode> {
         Command::Summary(a) => cli::summary::run(&suite, a),
         Command::CacheKey(a) => cli::cache_key::run(&suite, a),
         Command::Shell(a) => cli::shell::run(&suite, a),
+        Command::Inspect(a) => cli::inspect::run(&suite, a),
         Command::Doctor => cli::doctor::run(&suite),
         Command::Fetch => cli::fetch::run(&suite),
         Command::Accel(a) => cli::accel::run(&suite, a),
