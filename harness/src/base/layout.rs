@@ -93,6 +93,10 @@ impl Repo {
     pub fn fixtures_dir(&self) -> PathBuf {
         self.root.join("bpf-fixtures")
     }
+    /// hidvm's own patch series (`--patches NAME`).
+    pub fn patches_dir(&self) -> PathBuf {
+        self.root.join("patches")
+    }
     pub fn scenarios_dir(&self) -> PathBuf {
         self.root.join("tests/scenarios")
     }

@@ -108,7 +108,7 @@ impl Suite {
             None => (all_cells, cells),
         };
         let run_kernels = run_kernels(&opts, &all_kernels, user_tree.is_some())?;
-        let series = opts.patches.as_deref().map(Series::load).transpose()?;
+        let series = opts.patches.as_deref().map(|p| Series::load(&own_series(&repo, p))).transpose()?;
         Ok(Suite {
             series,
             repo,
@@ -261,6 +261,21 @@ impl Suite {
     }
 }
 
+/// `--patches NAME` (or `patches/NAME`) where no such path exists here:
+/// one of hidvm's own series, in the repository's `patches/` (an installed
+/// hidvm carries them).
+fn own_series(repo: &Repo, p: &std::path::Path) -> PathBuf {
+    if p.exists() {
+        return p.to_path_buf();
+    }
+    let own = repo.patches_dir().join(p.strip_prefix("patches").unwrap_or(p));
+    if own.exists() {
+        own
+    } else {
+        p.to_path_buf()
+    }
+}
+
 /// The cells HIDVM_CELLS names (each must exist), else those run by default.
 fn run_cells(all_cells: &[KernelCell]) -> Result<Vec<KernelCell>> {
     let mut cells = all_cells.to_vec();
@@ -317,4 +332,18 @@ fn run_kernels(opts: &Options, all_kernels: &[KernelSpec], user_tree: bool) -> R
         None => run_kernels.retain(|k| k.default_run),
     }
     Ok(run_kernels)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hidvm_s_own_series_are_found_by_name_from_anywhere() {
+        let repo = Repo::locate();
+        let name = std::path::Path::new("hid-bpf-progs-logical-minimum");
+        assert_eq!(own_series(&repo, name), repo.patches_dir().join(name));
+        let elsewhere = std::path::Path::new("/nowhere/series");
+        assert_eq!(own_series(&repo, elsewhere), elsewhere);
+    }
 }
