@@ -37,7 +37,7 @@ const MAGIC: &[u8; 8] = b"HIDVMB1\n";
 const AGENT_PATH: &str = "libexec/hidvm-agent";
 
 fn main() {
-    for var in ["HIDVM_BUNDLE", "HIDVM_BUNDLE_AGENT"] {
+    for var in ["HIDVM_BUNDLE", "HIDVM_BUNDLE_AGENT", "HIDVM_AGENT_TARGET_DIR"] {
         println!("cargo:rerun-if-env-changed={var}");
     }
     println!("cargo:rerun-if-changed=build.rs");
@@ -105,13 +105,17 @@ fn agent(root: &Path, out_dir: &Path) -> Vec<u8> {
     if let Some(p) = std::env::var_os("HIDVM_BUNDLE_AGENT") {
         return std::fs::read(&p).unwrap_or_else(|e| panic!("HIDVM_BUNDLE_AGENT={}: {e}", Path::new(&p).display()));
     }
-    // The target directory's `guest/`, where a checkout's hidvm builds the
+    // HIDVM_AGENT_TARGET_DIR (the install test shares the checkout's), else
+    // the target directory's `guest/`, where a checkout's hidvm builds the
     // agent at run time (`vm::agent`): either finds the other's build.
-    let target_dir = out_dir
-        .ancestors()
-        .find(|d| d.join("CACHEDIR.TAG").is_file())
-        .map(|t| t.join("guest"))
-        .unwrap_or_else(|| out_dir.join("agent-target"));
+    let target_dir = match std::env::var_os("HIDVM_AGENT_TARGET_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => out_dir
+            .ancestors()
+            .find(|d| d.join("CACHEDIR.TAG").is_file())
+            .map(|t| t.join("guest"))
+            .unwrap_or_else(|| out_dir.join("agent-target")),
+    };
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let env_or = |var: &str, default: &str| std::env::var_os(var).unwrap_or_else(|| default.into());
     let out = Command::new(cargo)

@@ -11,12 +11,18 @@
 //! boots VMs and is ignored by default:
 //! `flock /work/machine.lock cargo nextest run -p hidvm --test install --run-ignored all`.
 //! The build goes to `target/install-test` (its own target directory, so
-//! the checkout's release build is never rebuilt with the bundle on).
+//! the checkout's release build is never rebuilt with the bundle on); the
+//! agent to `target/guest`, shared with the checkout's own agent build.
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn checkout() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// The checkout's target directory (CARGO_TARGET_DIR, as hidvm reads it).
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| checkout().join("target"))
 }
 
 /// The working tree's files as git knows them (tracked, and new ones not
@@ -53,7 +59,10 @@ fn install(work: &Path) -> PathBuf {
         .arg("--root")
         .arg(work.join("root"))
         .current_dir(work)
-        .env("CARGO_TARGET_DIR", checkout().join("target/install-test"))
+        .env("CARGO_TARGET_DIR", target_dir().join("install-test"))
+        // The agent's dependencies are those the checkout's agent build
+        // (`make test` builds it first) already compiled.
+        .env("HIDVM_AGENT_TARGET_DIR", target_dir().join("guest"))
         .env_remove("HIDVM_REPO")
         .env_remove("HIDVM_BUNDLE")
         .env_remove("HIDVM_BUNDLE_AGENT")
