@@ -261,7 +261,8 @@ fn probe_in_vm(
     let entry = scenarios::entries_for_paths(&[file], &suite.defined_cells)?.remove(0);
     let report = one_test::run(suite, target, &entry)?;
     println!("probe on {target} (Linux {}), {label} \"{}\":", report.kernel_version, def.name);
-    let Some(step) = report.guest.steps.first() else {
+    // Step 0 created the device; step 1 is the attach.
+    let Some(step) = report.guest.steps.iter().find(|s| s.index == 1) else {
         println!("  no answer from the guest: {}", report.render().lines().next().unwrap_or_default());
         return Ok(false);
     };
