@@ -1,6 +1,6 @@
 //! `hidvm shell`: an interactive busybox shell on the console, for poking
 //! at a kernel by hand. The scenario's devices (if any) are created first
-//! and its leading attach steps done (programs matched, probed and
+//! and its attach steps done (programs matched, probed and
 //! attached); devices and links stay alive while the shell runs; the
 //! fixtures are in /hidvm/fixtures. When the shell exits, the VM ends.
 use crate::device::Device;
@@ -76,7 +76,7 @@ pub fn run(
     GuestMsg::Done { passed: true, summary: format!("shell exited: {status}") }
 }
 
-/// The scenario's leading attach steps, each said on the console with
+/// The scenario's attach steps (the host chose them), each said on the console with
 /// what went wrong (a failed one leaves the shell without that link).
 fn attach_all(runner: &mut Runner, attach: &[Attach], say: &dyn Fn(&str)) {
     if !attach.is_empty() {

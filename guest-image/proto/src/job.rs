@@ -68,7 +68,7 @@ pub enum JobMode {
         cwd: String,
     },
     /// `hidvm shell`: create these devices, attach the programs of these
-    /// attach steps (a scenario's leading ones), then run an interactive
+    /// attach steps (a scenario's, before its first release), then run an interactive
     /// shell (busybox) on the console until it exits.
     Shell {
         devices: BTreeMap<String, DeviceDef>,

@@ -3,7 +3,8 @@
 //! (the agent does that in every VM), the programs are in /hidvm/fixtures
 //! (the named scenario's, or every catalogue fixture), the agent is /init,
 //! and with a scenario (a file of yours or a catalogue name) its devices
-//! exist and its leading attach steps are done: its programs attached. `exit` (or Ctrl-D)
+//! exist and its attach steps before its first release are done: its
+//! programs attached. `exit` (or Ctrl-D)
 //! ends the VM; QEMU dies with hidvm, so nothing is left behind.
 use crate::base::error::{Error, Result};
 use crate::base::layout::new_run_dir;
@@ -95,8 +96,8 @@ pub fn run(
     Ok(status.code().unwrap_or(1))
 }
 
-/// The devices, programs, header directories and leading attach steps
-/// (those expected to succeed) of the named scenario (a catalogue name or
+/// The devices, programs, header directories and attach steps (those
+/// expected to succeed, before the first release) of the named scenario (a catalogue name or
 /// a path to a scenario file), or (without one) no device and every
 /// catalogue program, attached nowhere.
 fn programs(suite: &Suite, target: &Target, scenario: Option<&str>) -> Result<Programs> {
@@ -108,12 +109,11 @@ fn programs(suite: &Suite, target: &Target, scenario: Option<&str>) -> Result<Pr
                 .scenario
                 .steps
                 .iter()
-                .map_while(|s| match s {
-                    Step::Attach(a) => Some(a),
+                .take_while(|s| !matches!(s, Step::Release(_)))
+                .filter_map(|s| match s {
+                    Step::Attach(a) if a.expect_error.is_none() => Some(a.clone()),
                     _ => None,
                 })
-                .filter(|a| a.expect_error.is_none())
-                .cloned()
                 .collect();
             Ok(Programs { devices: loaded.devices, refs: loaded.fixtures, bpf_include: loaded.bpf_include, attach })
         }
