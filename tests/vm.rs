@@ -133,8 +133,115 @@ fn main() -> std::process::ExitCode {
             snapshot_isolation(&suite)
         })
     };
-    let trials = trials.chain([snapshot]).collect();
+    let trials = trials.chain([snapshot]).chain(masking_trials(&suite)).collect();
     libtest_mimic::run(&args, trials).exit_code()
+}
+
+/// A race that provokes a WARNING through lkdtm while reports flood an
+/// attached program: a crash that is no known kernel bug's.
+const LKDTM_RACE: &str = r#"summary = "a racer provokes WARN() while another floods reports through a program"
+[[device]]
+id = "mouse"
+model = "boot_mouse"
+[[step]]
+op = "race"
+iterations = 1
+[[step.before]]
+op = "attach"
+link = "invert"
+fixture = "boot_mouse_invert_y"
+device = "mouse"
+[[step.racer]]
+op = "inject"
+device = "mouse"
+report = "00 05 03 00"
+repeat = true
+[[step.racer]]
+op = "lkdtm"
+crash = "WARNING"
+"#;
+
+/// `LKDTM_RACE` as a scenario file named `row.toml`, outside the repository.
+fn lkdtm_race_named(suite: &Suite, row: &str) -> Result<(tempfile::TempDir, scenarios::Entry), Failed> {
+    let dir = tempfile::Builder::new().prefix("hidvm-masking-").tempdir().map_err(|e| Failed::from(e.to_string()))?;
+    let path = dir.path().join(format!("{row}.toml"));
+    std::fs::write(&path, LKDTM_RACE).map_err(|e| Failed::from(e.to_string()))?;
+    let entry = scenarios::entries_for_paths(&[path], &suite.defined_cells)
+        .map_err(|e| Failed::from(format!("error: {e}")))?
+        .remove(0);
+    Ok((dir, entry))
+}
+
+/// Each way a known kernel bug could mask another failure, tried for real:
+/// a different crash in a known row, and a user's scenario that shares a
+/// known row's name. (A patched tree is another kernel: `known::` unit
+/// tests; the opt-in trial below builds one.)
+fn masking_trials(suite: &Arc<Suite>) -> Vec<Trial> {
+    let (s1, s2) = (suite.clone(), suite.clone());
+    vec![
+        Trial::test("masking::a_different_crash_in_a_known_row_fails", move || {
+            // Named like the catalogue's known SRCU race and treated as the
+            // catalogue's: its WARNING is not that entry's page fault.
+            let target = plan::default_targets(&s1).into_iter().next().ok_or("no default target")?;
+            let (_dir, mut entry) = lkdtm_race_named(&s1, "race_destroy_vs_output_report")?;
+            entry.from_catalogue = true;
+            let report = one_test::run(&s1, &target, &entry).map_err(|e| Failed::from(format!("error: {e}")))?;
+            let text = report.render();
+            if !matches!(report.known, hidvm::judge::known::Known::Mismatch(..)) || report.acceptable() {
+                return Err(format!("a different crash in a known row must fail as not the known bug:\n{text}").into());
+            }
+            if !text.contains("NOT the known kernel bug") || !text.contains("WARNING in lkdtm_WARNING") {
+                return Err(format!("the report must name the entry and what was seen:\n{text}").into());
+            }
+            Ok(())
+        }),
+        Trial::test("masking::a_users_scenario_named_like_a_known_row_is_never_known", move || {
+            let target = plan::default_targets(&s2).into_iter().next().ok_or("no default target")?;
+            let (_dir, entry) = lkdtm_race_named(&s2, "race_attach_vs_destroy")?;
+            let report = one_test::run(&s2, &target, &entry).map_err(|e| Failed::from(format!("error: {e}")))?;
+            if report.known != hidvm::judge::known::Known::None || report.acceptable() {
+                return Err(format!("a user's scenario must never be a known kernel bug:\n{}", report.render()).into());
+            }
+            Ok(())
+        }),
+        Trial::test("masking::a_known_row_on_a_patched_tree_is_not_known", patched_tree_is_another_kernel)
+            .with_ignored_flag(true),
+    ]
+}
+
+/// The catalogue's race_attach_vs_destroy (KNOWN on the stock kernels) on
+/// the first kernel with a series that changes nothing but a comment: the
+/// tree is another kernel, so its crash is a failure, not KNOWN. Builds a
+/// kernel: opt-in (`--run-ignored only -E 'test(masking::)'`).
+fn patched_tree_is_another_kernel() -> Result<(), Failed> {
+    let err = |e: hidvm::Error| Failed::from(format!("error: {e}"));
+    let dir = tempfile::Builder::new().prefix("hidvm-series-").tempdir().map_err(|e| Failed::from(e.to_string()))?;
+    std::fs::write(
+        dir.path().join("0001-comment.patch"),
+        "From: hidvm <hidvm@example.org>\nSubject: [PATCH] HID: bpf: a comment\n\n---\n\
+         diff --git a/drivers/hid/bpf/hid_bpf_dispatch.c b/drivers/hid/bpf/hid_bpf_dispatch.c\n\
+         --- a/drivers/hid/bpf/hid_bpf_dispatch.c\n+++ b/drivers/hid/bpf/hid_bpf_dispatch.c\n\
+         @@ -1,3 +1,4 @@\n // SPDX-License-Identifier: GPL-2.0-only\n+/* hidvm: a series that changes nothing but this line */\n \n /*\n",
+    )
+    .map_err(|e| Failed::from(e.to_string()))?;
+    let patched = Suite::new(Options { patches: Some(dir.path().to_path_buf()), ..Options::default() }).map_err(err)?;
+    let target = plan::default_targets(&patched).into_iter().next().ok_or("no default target")?;
+    let entry = patched
+        .catalogue()
+        .map_err(err)?
+        .into_iter()
+        .find(|e| e.name == "race_attach_vs_destroy")
+        .ok_or("no race_attach_vs_destroy in the catalogue")?;
+    let report = one_test::run(&patched, &target, &entry).map_err(err)?;
+    if report.known != hidvm::judge::known::Known::None || report.verdict.passed() {
+        return Err(format!(
+            "on {} the known entry must not apply and the race must fail:\n{}",
+            report.kernel_source,
+            report.render()
+        )
+        .into());
+    }
+    Ok(())
 }
 
 /// One trial per scenario x target of the catalogue (skipped ones
