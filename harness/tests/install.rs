@@ -9,7 +9,7 @@
 //! VM; nextest runs it alone: it builds hidvm in release, the first time
 //! ~3-5 min on 2 cores). `an_installed_hidvm_tests_scenarios_from_elsewhere`
 //! boots VMs and is ignored by default:
-//! `flock /work/machine.lock cargo nextest run -p hidvm --test install --run-ignored all`.
+//! `cargo nextest run -p hidvm --test install --run-ignored all`.
 //! The build goes to `target/install-test` (its own target directory, so
 //! the checkout's release build is never rebuilt with the bundle on); the
 //! agent to `target/guest`, shared with the checkout's own agent build.
@@ -131,7 +131,7 @@ fn an_installed_hidvm_checks_scenarios_from_elsewhere() {
 }
 
 #[test]
-#[ignore = "boots VMs: run under the machine lock with --run-ignored"]
+#[ignore = "boots VMs: run it with --run-ignored"]
 fn an_installed_hidvm_tests_scenarios_from_elsewhere() {
     let work = tempfile::Builder::new().prefix("hidvm-install-").tempdir().unwrap();
     let bin = install(work.path());
