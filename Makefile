@@ -4,6 +4,9 @@
 #                  kernel cell, print the scenario x cell matrix
 #   make test      set up, build, run the whole test suite with nextest
 #                  (what .ci/run does)
+#   make install   install hidvm (with its data and guest agent) into
+#                  ~/.cargo/bin, usable from any directory; PREFIX=<dir>
+#                  installs into <dir>/bin
 #
 # KERNEL_SRC=<dir>  build a kernel tree of your own (>= 6.11) instead of
 #                   Debian's linux-source-6.12 (same as HIDVM_KERNEL_SRC).
@@ -14,7 +17,7 @@ ifneq ($(KERNEL_SRC),)
 export HIDVM_KERNEL_SRC := $(KERNEL_SRC)
 endif
 
-.PHONY: setup build vm-test test check bench clean-runs
+.PHONY: setup build vm-test test check bench clean-runs install
 
 # Packages, then the kernel sources of other Debian suites (linux-source-7.3).
 setup:
@@ -41,3 +44,8 @@ bench: setup
 
 clean-runs:
 	rm -rf target/hidvm/runs
+
+# The binary carries hidvm's data and the guest agent (harness/build.rs;
+# HIDVM_BUNDLE=1 is also what harness/.cargo/config.toml sets for it).
+install:
+	HIDVM_BUNDLE=1 $(CARGO) install --locked --path harness $(if $(PREFIX),--root $(PREFIX))

@@ -122,7 +122,9 @@ fn main() -> std::process::ExitCode {
     let kselftests = kselftest_trials(&suite);
     let shell = {
         let suite = suite.clone();
-        Trial::test("shell::a_typed_command_answers_and_exit_leaves_no_qemu", move || shell_trial(suite))
+        Trial::test("shell::your_scenario_attached_a_typed_command_answers_and_exit_leaves_no_qemu", move || {
+            shell_trial(suite)
+        })
     };
     let trials = trials.into_iter().chain(example_trials(&suite)).chain(per_kernel).chain(kselftests).chain([shell]);
     let snapshot = {
@@ -473,16 +475,20 @@ fn read_until(master: &mut std::fs::File, seen: &mut Vec<u8>, text: &str, deadli
     false
 }
 
-/// `hidvm shell` through a pseudo-terminal, as a person uses it: the
-/// prompt comes, a typed command answers, `exit` ends the VM and leaves no
-/// QEMU process behind.
+/// `hidvm shell my/acme_wheel.toml` through a pseudo-terminal, as a
+/// program's author uses it, from a copy of the example outside the
+/// repository: the device is created and the program attached before the
+/// prompt comes, a typed command answers, `exit` ends the VM and leaves
+/// no QEMU process behind.
 fn shell_trial(suite: Arc<Suite>) -> Result<(), Failed> {
     use std::io::Write;
     let target = plan::default_targets(&suite).into_iter().next().ok_or_else(|| Failed::from("no target selected"))?;
     let (mut master, slave) = open_pty().map_err(|e| Failed::from(format!("pty: {e}")))?;
+    let example = example_copy(&suite, None)?;
+    let scenario = example.path().join("acme_wheel.toml").display().to_string();
     let s = suite.clone();
     let t = target.clone();
-    let vm = std::thread::spawn(move || hidvm::run::shell::run(&s, &t, Some("mouse_swap_buttons"), Some(slave)));
+    let vm = std::thread::spawn(move || hidvm::run::shell::run(&s, &t, Some(&scenario), Some(slave)));
     let mut seen = Vec::new();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
     let transcript = |seen: &[u8]| {
@@ -491,8 +497,12 @@ fn shell_trial(suite: Arc<Suite>) -> Result<(), Failed> {
     if !read_until(&mut master, &mut seen, "hidvm# ", deadline) {
         return Err(format!("no shell prompt; the terminal showed:\n{}", transcript(&seen)).into());
     }
+    let attached = "Acme__Wheel-Mouse.bpf.c to mouse as link `acme`: attached";
+    if !String::from_utf8_lossy(&seen).contains(attached) {
+        return Err(format!("the program was not attached; the terminal showed:\n{}", transcript(&seen)).into());
+    }
     master
-        .write_all(b"cat /sys/bus/hid/devices/*/uevent | grep -c HID_NAME=boot_mouse; echo answer-$((6*7))\r")
+        .write_all(b"cat /sys/bus/hid/devices/*/uevent | grep -c 'HID_NAME=Acme Wheel Mouse'; echo answer-$((6*7))\r")
         .map_err(|e| Failed::from(e.to_string()))?;
     if !read_until(&mut master, &mut seen, "answer-42", deadline) {
         return Err(format!("the typed command did not answer; the terminal showed:\n{}", transcript(&seen)).into());

@@ -58,11 +58,15 @@ enum Command {
     /// the default cells; print the scenario x cell matrix. Paths inside a
     /// scenario (programs, recordings, descriptors) are relative to it.
     Test(cli::test::Args),
-    /// Run one test, e.g. `6.12-gcc::mouse_invert_y_close_link`.
+    /// Run one test, e.g. `6.12-gcc::mouse_invert_y_close_link`, or a
+    /// scenario file of yours (or a directory of them) on every selected
+    /// kernel x cell, each with its full step log.
     Run(cli::run::Args),
-    /// List test names (kernel-cell x scenario); skipped tests say why.
+    /// List test names (kernel-cell x scenario) of the catalogue, or of
+    /// the scenario files or directories given; skipped tests say why.
     List(cli::list::Args),
-    /// Validate kernels, cells, fragments, scenarios and fixtures without booting.
+    /// Validate kernels, cells, fragments, scenarios and fixtures without
+    /// booting (the catalogue's, or the scenario files or directories given).
     Check(cli::check::Args),
     /// Build the kernel's own HID selftests (tools/testing/selftests/hid:
     /// hid_bpf, hidraw) for every kernel x cell, run them in the same VMs,
@@ -81,8 +85,13 @@ enum Command {
     Doctor,
     /// Boot a kernel with an interactive busybox shell on this terminal
     /// (bpffs and debugfs mounted, the programs in /hidvm/fixtures, the
-    /// named scenario's devices created); `exit` ends the VM.
+    /// scenario's devices created: a file of yours or a catalogue name);
+    /// `exit` ends the VM.
     Shell(cli::shell::Args),
+    /// Print a HID-BPF program's HID_BPF_CONFIG entries; with a recording
+    /// or a scenario, which of its devices match and, in a VM per matching
+    /// device, what the program's probe answers and prints.
+    Inspect(cli::inspect::Args),
     /// Print the Debian packages hidvm needs (for setup scripts).
     Packages,
     /// Fetch (or refresh) the kernel sources of this run's kernels that
@@ -110,13 +119,23 @@ fn main() -> ExitCode {
     }
     let cli = Cli::parse();
     hidvm::base::output::init();
-    match dispatch(cli) {
+    match choose_repo().and_then(|_| dispatch(cli)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::from(e.exit_status())
         }
     }
+}
+
+/// What `harness/build.rs` packed for an installed hidvm (data and the
+/// guest agent; empty in a checkout build, which uses its checkout).
+static BUNDLE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/bundle.bin"));
+
+/// Where the data is: HIDVM_REPO, the checkout around the current
+/// directory, or (installed) the bundle; else the checkout built from.
+fn choose_repo() -> hidvm::Result<()> {
+    hidvm::base::layout::Repo::choose(Some((BUNDLE, env!("HIDVM_BUNDLE_SHA256")))).map(|_| ())
 }
 
 /// The run's suite from the global flags, then the subcommand.
@@ -145,6 +164,7 @@ fn dispatch(cli: Cli) -> hidvm::Result<ExitCode> {
         Command::Summary(a) => cli::summary::run(&suite, a),
         Command::CacheKey(a) => cli::cache_key::run(&suite, a),
         Command::Shell(a) => cli::shell::run(&suite, a),
+        Command::Inspect(a) => cli::inspect::run(&suite, a),
         Command::Doctor => cli::doctor::run(&suite),
         Command::Fetch => cli::fetch::run(&suite),
         Command::Accel(a) => cli::accel::run(&suite, a),

@@ -63,7 +63,7 @@ fn main() {
                     })
                 }
                 JobMode::Command { argv, cwd } => command::run(&argv, &cwd),
-                JobMode::Shell { devices, banner } => shell::run(devices, &banner),
+                JobMode::Shell { devices, banner, attach, fixtures } => shell::run(devices, &banner, &attach, fixtures),
             }
         }
         Err(e) => GuestMsg::Done { passed: false, summary: format!("no job ({JOB_PATH}): {e}") },

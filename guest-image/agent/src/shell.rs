@@ -1,16 +1,24 @@
 //! `hidvm shell`: an interactive busybox shell on the console, for poking
 //! at a kernel by hand. The scenario's devices (if any) are created first
-//! and stay alive while the shell runs; the fixtures are in
-//! /hidvm/fixtures. When the shell exits, the VM ends.
+//! and its attach steps done (programs matched, probed and
+//! attached); devices and links stay alive while the shell runs; the
+//! fixtures are in /hidvm/fixtures. When the shell exits, the VM ends.
 use crate::device::Device;
+use crate::state::Runner;
 use hidvm_proto::job::BUSYBOX_PATH;
-use hidvm_proto::{DeviceDef, GuestMsg};
+use hidvm_proto::steps::Attach;
+use hidvm_proto::{DeviceDef, GuestFixture, GuestMsg};
 use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
 
 const CONSOLE: &str = "/dev/ttyS0";
 
-pub fn run(defs: BTreeMap<String, DeviceDef>, banner: &[String]) -> GuestMsg {
+pub fn run(
+    defs: BTreeMap<String, DeviceDef>,
+    banner: &[String],
+    attach: &[Attach],
+    fixtures: BTreeMap<String, GuestFixture>,
+) -> GuestMsg {
     let fail = |summary: String| GuestMsg::Done { passed: false, summary };
     // The applets (sh, ls, cat, …) as links to busybox.
     let installed = Command::new(BUSYBOX_PATH).args(["--install", "-s", "/bin"]).status();
@@ -25,17 +33,19 @@ pub fn run(defs: BTreeMap<String, DeviceDef>, banner: &[String]) -> GuestMsg {
         use std::io::Write;
         let _ = (&console).write_all(format!("{line}\r\n").as_bytes());
     };
-    // Held until the shell exits: dropping a device destroys it.
-    let mut devices = Vec::new();
+    // Held until the shell exits: dropping a device destroys it, dropping
+    // a link releases it.
+    let mut runner = Runner::new(defs.clone(), fixtures, BTreeMap::new(), false);
     for (index, (id, def)) in defs.iter().enumerate() {
         match Device::create(id, def, index) {
             Ok(d) => {
                 say(&format!("hidvm shell: device {}", d.describe()));
-                devices.push(d);
+                runner.devices.insert(id.clone(), d);
             }
             Err(e) => say(&format!("hidvm shell: device {id} could not be created: {e}")),
         }
     }
+    attach_all(&mut runner, attach, &say);
     for line in banner {
         say(line);
     }
@@ -59,6 +69,29 @@ pub fn run(defs: BTreeMap<String, DeviceDef>, banner: &[String]) -> GuestMsg {
         Ok(s) => s,
         Err(e) => return fail(format!("running /bin/sh: {e}")),
     };
-    drop(devices);
+    // Links before devices, as a well-behaved user releases them.
+    runner.links.clear();
+    runner.objects.clear();
+    drop(runner);
     GuestMsg::Done { passed: true, summary: format!("shell exited: {status}") }
+}
+
+/// The scenario's attach steps (the host chose them), each said on the console with
+/// what went wrong (a failed one leaves the shell without that link).
+fn attach_all(runner: &mut Runner, attach: &[Attach], say: &dyn Fn(&str)) {
+    if !attach.is_empty() {
+        crate::bpf::install_logger();
+    }
+    for a in attach {
+        let o = crate::steps::links::attach(runner, a);
+        let fixture = a.fixture.as_deref().unwrap_or("?");
+        let what = format!("{fixture} to {} as link `{}`", a.device.as_deref().unwrap_or("?"), a.link);
+        say(&format!("hidvm shell: attach {what}: {}", if o.ok() { "attached" } else { "FAILED" }));
+        for c in o.checks.iter().filter(|c| !c.ok()) {
+            say(&format!("hidvm shell:   {}: {}", c.what, c.comparison()));
+        }
+        for n in o.notes.iter().chain(o.error.iter()) {
+            say(&format!("hidvm shell:   {n}"));
+        }
+    }
 }

@@ -67,12 +67,18 @@ pub enum JobMode {
         /// The working directory (the programs look for files next to them).
         cwd: String,
     },
-    /// `hidvm shell`: create these devices, then run an interactive shell
-    /// (busybox) on the console until it exits.
+    /// `hidvm shell`: create these devices, attach the programs of these
+    /// attach steps (a scenario's, before its first release), then run an interactive
+    /// shell (busybox) on the console until it exits.
     Shell {
         devices: BTreeMap<String, DeviceDef>,
         /// Banner lines shown before the prompt (kernel, fixtures, devices).
         banner: Vec<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        attach: Vec<crate::steps::Attach>,
+        /// The programs the attach steps name.
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        fixtures: BTreeMap<String, GuestFixture>,
     },
 }
 

@@ -1,17 +1,18 @@
-//! Where things live: the repository (fixtures, scenarios, fragments) and
-//! the cache (kernel trees, builds, probes) that survives between runs.
+//! Where things live: the repository data (fixtures, scenarios, fragments:
+//! a checkout's, or those an installed hidvm carries) and the cache
+//! (kernel trees, builds, probes) that survives between runs.
+use crate::base::bundle;
 use crate::base::error::{Error, Result};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
-/// The repository root. The harness is a developer tool run from its own
-/// checkout, so the compile-time location is the right default;
-/// `HIDVM_REPO` overrides it (e.g. for a relocated checkout).
-pub fn repo_root() -> PathBuf {
-    if let Some(p) = std::env::var_os("HIDVM_REPO") {
-        return PathBuf::from(p);
-    }
+/// The checkout this hidvm was built from (a checkout build's data).
+fn built_from() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("harness/ has a parent").to_path_buf()
 }
+
+/// The repository `choose` settled on, for the rest of the process.
+static CHOSEN: OnceLock<Repo> = OnceLock::new();
 
 /// `HIDVM_CACHE_DIR`, else `$XDG_CACHE_HOME/hidvm`, else `~/.cache/hidvm`.
 /// Outside the clone on purpose: a fresh clone on the same machine reuses
@@ -30,11 +31,55 @@ pub fn cache_root() -> PathBuf {
 #[derive(Clone, Debug)]
 pub struct Repo {
     pub root: PathBuf,
+    /// The data an installed hidvm carries, unpacked into the cache (no
+    /// sources: the agent is the bundled binary, runs go to the cache).
+    pub installed: bool,
 }
 
 impl Repo {
+    /// A checkout (or a tree laid out as one) at `root`.
+    pub fn checkout(root: impl Into<PathBuf>) -> Repo {
+        Repo { root: root.into(), installed: false }
+    }
+
+    /// Where this process finds its data, as the `hidvm` binary chose it
+    /// ([`Repo::choose`]); without a choice (the library's tests, the VM
+    /// suite), `HIDVM_REPO` or the checkout it was built from.
     pub fn locate() -> Repo {
-        Repo { root: repo_root() }
+        if let Some(r) = CHOSEN.get() {
+            return r.clone();
+        }
+        Repo::checkout(std::env::var_os("HIDVM_REPO").map(PathBuf::from).unwrap_or_else(built_from))
+    }
+
+    /// Decided once, at start: `HIDVM_REPO` if set; else, for an installed
+    /// hidvm (one that carries a bundle: `(bytes, sha256)`), the hidvm
+    /// checkout the current directory is in, or else its own data unpacked
+    /// into the cache; else (a checkout build) the checkout it was built
+    /// from, which must still be there.
+    pub fn choose(bundle: Option<(&[u8], &str)>) -> Result<Repo> {
+        let repo = match (std::env::var_os("HIDVM_REPO"), bundle.filter(|(b, _)| !b.is_empty())) {
+            (Some(p), _) => Repo::checkout(p),
+            (None, Some((bytes, sha256))) => {
+                let cwd = std::env::current_dir().ok();
+                match cwd.as_deref().and_then(bundle::checkout_around) {
+                    Some(root) => Repo::checkout(root),
+                    None => Repo { root: bundle::unpack(bytes, sha256, &cache_root())?, installed: true },
+                }
+            }
+            (None, None) => {
+                let root = built_from();
+                if !root.join("guest-image/kernels.toml").is_file() {
+                    return Err(Error::Other(format!(
+                        "this hidvm was built in a checkout ({}) that is gone, and carries no data of its own; install it with `cargo install --path harness` (or `make install`) from a checkout, or set HIDVM_REPO to one",
+                        root.display()
+                    )));
+                }
+                Repo::checkout(root)
+            }
+        };
+        let _ = CHOSEN.set(repo.clone());
+        Ok(CHOSEN.get().cloned().unwrap_or(repo))
     }
     pub fn fragments_dir(&self) -> PathBuf {
         self.root.join("guest-image/config")
@@ -47,6 +92,10 @@ impl Repo {
     }
     pub fn fixtures_dir(&self) -> PathBuf {
         self.root.join("bpf-fixtures")
+    }
+    /// hidvm's own patch series (`--patches NAME`).
+    pub fn patches_dir(&self) -> PathBuf {
+        self.root.join("patches")
     }
     pub fn scenarios_dir(&self) -> PathBuf {
         self.root.join("tests/scenarios")
@@ -61,9 +110,11 @@ impl Repo {
     /// Per-run artifacts (console logs, results): kept after the run so a
     /// failure can be inspected and CI can upload them. `HIDVM_RUNS_DIR`
     /// puts them elsewhere (e.g. next to your own scenarios).
+    /// An installed hidvm keeps them in the cache (`<cache>/runs`).
     pub fn runs_dir(&self) -> PathBuf {
         match std::env::var_os("HIDVM_RUNS_DIR").filter(|v| !v.is_empty()) {
             Some(dir) => PathBuf::from(dir),
+            None if self.installed => cache_root().join("runs"),
             None => self.target_dir().join("hidvm/runs"),
         }
     }

@@ -209,9 +209,15 @@ pub fn entries_for_paths(paths: &[PathBuf], cells: &[KernelCell]) -> Result<Vec<
         }
     }
     if out.is_empty() {
-        return Err(Error::Other("no scenario file given; `hidvm test <file.toml|dir>...`".into()));
+        return Err(Error::Other("no scenario file given; name scenario files or directories".into()));
     }
     Ok(out)
+}
+
+/// Whether a command-line argument names a scenario file or directory
+/// rather than a catalogue test: it has a `/`, ends in `.toml`, or exists.
+pub fn looks_like_path(arg: &str) -> bool {
+    arg.contains('/') || arg.ends_with(".toml") || Path::new(arg).exists()
 }
 
 fn entry(path: PathBuf, kind: Kind, cells: &[KernelCell]) -> Entry {
@@ -564,6 +570,13 @@ mod tests {
         assert!(entries[0].runs_on("gcc") && entries[0].runs_on("llvm"), "it still lists tests");
         let e = load(&Repo::locate(), &entries[0], LoadOptions::default()).unwrap_err().to_string();
         assert!(e.contains("unknown cell(s) `gcc-debgu`"), "{e}");
+    }
+
+    #[test]
+    fn command_line_paths_are_told_from_catalogue_names() {
+        assert!(looks_like_path("my/acme_wheel.toml") && looks_like_path("acme_wheel.toml"));
+        assert!(looks_like_path("./dir") && looks_like_path("/abs/dir"));
+        assert!(!looks_like_path("mouse_swap_buttons") && !looks_like_path("6.12-gcc::mouse_swap_buttons"));
     }
 
     #[test]

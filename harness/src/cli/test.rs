@@ -1,7 +1,6 @@
 //! `hidvm test PATH...`: the user's scenario files, and their matrix.
 use crate::cli::run_opts::RunOpts;
 use crate::cli::tests_exit;
-use hidvm::catalogue::scenarios;
 use hidvm::run::batch;
 use hidvm::run::suite::Suite;
 use std::path::PathBuf;
@@ -33,12 +32,8 @@ pub fn refuse_bless_under_ci() -> hidvm::Result<()> {
 }
 
 pub fn run(suite: &Suite, args: Args) -> hidvm::Result<ExitCode> {
-    let entries = scenarios::entries_for_paths(&args.paths, &suite.defined_cells)?;
+    let entries = suite.user_entries(&args.paths)?;
     // Malformed files stop everything before any build or boot.
-    for e in &entries {
-        for k in suite.kernels.iter().filter(|k| e.skip_reason(k).is_none()) {
-            suite.load(e, &k.name)?;
-        }
-    }
+    suite.load_each(&entries)?;
     Ok(tests_exit(batch::run(suite, entries, &args.run.batch(1))?))
 }

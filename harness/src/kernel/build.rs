@@ -639,7 +639,7 @@ mod tests {
         std::fs::write(root.join("guest-image/config/a.config"), "CONFIG_HID_BPF=y\n").unwrap();
         let source = KernelSource::user_tree(&src).unwrap();
         let bpftool = bpftool.display().to_string();
-        Fixture { cache: dir.path().join("cache"), repo: Repo { root }, source, bpftool, count, _dir: dir }
+        Fixture { cache: dir.path().join("cache"), repo: Repo::checkout(root), source, bpftool, count, _dir: dir }
     }
 
     fn cell() -> KernelCell {

@@ -1,6 +1,6 @@
 //! Every Debian package hidvm needs on the host: the tools' packages and
 //! the kernels' source packages (`hidvm packages`, `make setup`).
-use crate::base::layout::repo_root;
+use crate::base::layout::Repo;
 use crate::base::tools::{AGENT_BUILD, BPFTOOL, CLANG, GIT, KERNEL_BUILD, LIBBPF_HEADERS, PYTHON, QEMU, RSYNC};
 use crate::kernel::spec;
 
@@ -16,7 +16,7 @@ pub fn all_packages() -> Vec<String> {
         .map(|t| t.package.to_string())
         .collect();
     p.extend(["lld-19", "llvm-19", "debian-archive-keyring", "busybox-static"].map(String::from));
-    let kernels = spec::load(&repo_root().join("guest-image/kernels.toml")).unwrap_or_default();
+    let kernels = spec::load(&Repo::locate().kernels_file()).unwrap_or_default();
     p.extend(kernels.into_iter().filter(|k| k.fetch_from.is_none()).filter_map(|k| k.package));
     p.sort();
     p.dedup();
@@ -29,7 +29,7 @@ mod tests {
 
     #[test]
     fn setup_script_installs_exactly_the_packages_hidvm_checks_for() {
-        let script = std::fs::read_to_string(repo_root().join(".ci/setup")).unwrap();
+        let script = std::fs::read_to_string(Repo::locate().root.join(".ci/setup")).unwrap();
         let line = script.lines().find(|l| l.starts_with("PACKAGES=")).expect("PACKAGES= line");
         let mut listed: Vec<&str> = line.trim_start_matches("PACKAGES=").trim_matches('"').split_whitespace().collect();
         listed.sort();

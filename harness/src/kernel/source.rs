@@ -86,8 +86,7 @@ impl KernelSource {
         if let Some(dir) = Self::user_override(None) {
             return Self::user_tree(&dir);
         }
-        let kernels =
-            crate::kernel::spec::load(&crate::base::layout::Repo::locate().root.join("guest-image/kernels.toml"))?;
+        let kernels = crate::kernel::spec::load(&crate::base::layout::Repo::locate().kernels_file())?;
         Self::for_spec(&kernels[0], cache)
     }
 

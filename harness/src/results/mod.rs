@@ -1,6 +1,7 @@
 //! What runs found, for people and for machines.
 //!
 //! Bottom to top (a module imports only those above it in this list):
+//! * [`rdesc`]: report descriptors decoded item by item, and their diff;
 //! * [`report`]: one test run's report, rendered as a step log;
 //! * [`matrix`]: the scenario x target summary, compiler- and
 //!   kernel-dependent rows flagged;
@@ -11,6 +12,7 @@
 pub mod html;
 pub mod ktap;
 pub mod matrix;
+pub mod rdesc;
 pub mod records;
 pub mod report;
 pub mod summary;

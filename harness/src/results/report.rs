@@ -48,6 +48,10 @@ pub struct RunReport {
     pub splat: Vec<String>,
     /// Every kernel report that counted, titled as syzbot titles crashes.
     pub crashes: Vec<Crash>,
+    /// Step index -> the report descriptor of the device its descriptor
+    /// check is relative to ("original with 17=05"), to decode a failure.
+    #[serde(skip)]
+    pub originals: std::collections::BTreeMap<usize, Vec<u8>>,
 }
 
 /// Rounds of a race step, and those whose window the kernel saw open.
@@ -121,6 +125,20 @@ fn health_line(h: &Health) -> String {
 }
 
 impl RunReport {
+    /// A failed descriptor check, decoded item by item (when both sides
+    /// can be rebuilt).
+    fn decoded_descriptors(&self, step: usize, c: &hidvm_proto::Check) -> String {
+        let original = self.originals.get(&step).map(Vec::as_slice);
+        let Some((expected, seen)) = crate::results::rdesc::compared(&c.expected, &c.seen, original) else {
+            return String::new();
+        };
+        let mut out = String::from("             decoded, item by item:\n");
+        for l in crate::results::rdesc::explain(&expected, &seen) {
+            out.push_str(&format!("               {l}\n"));
+        }
+        out
+    }
+
     /// The race step's rounds and kernel-seen hits (None: no race step).
     pub fn race(&self) -> Option<RaceCount> {
         None
@@ -174,6 +192,9 @@ impl RunReport {
                     c.what,
                     c.comparison()
                 ));
+                if !c.ok() && c.what.starts_with("report descriptor") {
+                    out.push_str(&self.decoded_descriptors(s.index, c));
+                }
             }
             if s.checks.is_empty() && s.error.is_none() {
                 out.push_str("        FAIL the step checked nothing\n");

@@ -37,7 +37,7 @@ fn free_bytes(path: &Path) -> Option<u64> {
 const CACHE_NEEDS_GB: u64 = 8;
 
 pub fn check(suite: &Suite) -> Vec<Finding> {
-    let mut out = vec![host_tools()];
+    let mut out = vec![host_tools(suite.repo.installed)];
     out.extend(cell_tools(suite));
     out.push(nextest());
     out.extend(kernel_sources(suite));
@@ -46,10 +46,13 @@ pub fn check(suite: &Suite) -> Vec<Finding> {
     out
 }
 
-/// Every tool hidvm runs, with the packages of those missing.
-fn host_tools() -> Finding {
+/// Every tool hidvm runs, with the packages of those missing (an
+/// installed hidvm carries its agent: it builds none).
+fn host_tools(installed: bool) -> Finding {
     let mut tools_list: Vec<Tool<'static>> = tools::KERNEL_BUILD.to_vec();
-    tools_list.extend_from_slice(tools::AGENT_BUILD);
+    if !installed {
+        tools_list.extend_from_slice(tools::AGENT_BUILD);
+    }
     tools_list.extend([
         tools::QEMU,
         tools::CLANG,

@@ -12,12 +12,14 @@
 //! * [`batch`]: `vm-test` and `test`: build, prepare, rounds, matrix, results files;
 //! * [`kselftest`]: the kernel's own HID selftests;
 //! * [`shell`]: an interactive guest;
+//! * [`inspect`]: a program's HID_BPF_CONFIG, its matches and its probe's answers;
 //! * [`doctor`]: this machine checked;
 //! * [`robustness`], [`bench`]: the commands that print the README's numbers.
 pub mod batch;
 pub mod bench;
 pub mod bless;
 pub mod doctor;
+pub mod inspect;
 pub mod kselftest;
 pub mod one_test;
 pub mod plan;

@@ -25,7 +25,7 @@ use crate::vm::accel::Accel;
 use crate::vm::initramfs::Initramfs;
 use crate::vm::{agent, boot, snapshot};
 use hidvm_proto::job::{FIXTURE_DIR, MODULE_DIR};
-use hidvm_proto::{GuestFixture, Job, JobMode, JOB_PATH};
+use hidvm_proto::{DeviceDef, GuestFixture, Job, JobMode, Scenario, Step, JOB_PATH};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
@@ -46,6 +46,7 @@ pub fn run(suite: &Suite, target: &Target, entry: &Entry) -> Result<RunReport> {
     let GuestFiles { template, mut own, fixtures } = guest_files(&agent, &kernel, &objects)?;
     let deadline = vm_deadline(probe.accel, scenario.timeout_s);
     let nonce = nonce();
+    let originals = descriptor_originals(&scenario, &devices);
     let job = Job {
         cell: cell.name.clone(),
         nonce: nonce.clone(),
@@ -104,12 +105,25 @@ pub fn run(suite: &Suite, target: &Target, entry: &Entry) -> Result<RunReport> {
         console_tail: console::tail(&booted.console_text, 40),
         splat: judgement.splat,
         crashes,
+        originals,
     };
     let _ = write_atomic(
         &run_dir.join("report.json"),
         serde_json::to_string_pretty(&report).unwrap_or_default().as_bytes(),
     );
     Ok(report)
+}
+
+/// Step number -> the report descriptor of the device each `check_device`
+/// step with a descriptor expectation checks (what "original" means there).
+fn descriptor_originals(scenario: &Scenario, devices: &BTreeMap<String, DeviceDef>) -> BTreeMap<usize, Vec<u8>> {
+    let checked = |(i, s): (usize, &Step)| match s {
+        Step::CheckDevice(c) if c.descriptor.is_some() => {
+            devices.get(&c.device).map(|d| (i + 1, d.descriptor.0.clone()))
+        }
+        _ => None,
+    };
+    scenario.steps.iter().enumerate().filter_map(checked).collect()
 }
 
 /// The run's kernel reports, each symbolized with the tree's own

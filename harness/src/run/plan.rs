@@ -80,14 +80,5 @@ pub fn selected_targets(suite: &Suite, cells: &[String]) -> Result<Vec<Target>> 
 /// skip it (CLI use): the first malformed file stops the run before
 /// anything boots. Returns how many (entry, kernel) pairs loaded.
 pub fn load_all(suite: &Suite) -> Result<usize> {
-    let mut n = 0;
-    for e in suite.catalogue()? {
-        for k in &suite.kernels {
-            if e.skip_reason(k).is_none() {
-                suite.load(&e, &k.name)?;
-                n += 1;
-            }
-        }
-    }
-    Ok(n)
+    suite.load_each(&suite.catalogue()?)
 }

@@ -2,7 +2,9 @@
 //! on this terminal, for debugging by hand. bpffs and debugfs are mounted
 //! (the agent does that in every VM), the programs are in /hidvm/fixtures
 //! (the named scenario's, or every catalogue fixture), the agent is /init,
-//! and with `--scenario` that scenario's devices exist. `exit` (or Ctrl-D)
+//! and with a scenario (a file of yours or a catalogue name) its devices
+//! exist and its attach steps before its first release are done: its
+//! programs attached. `exit` (or Ctrl-D)
 //! ends the VM; QEMU dies with hidvm, so nothing is left behind.
 use crate::base::error::{Error, Result};
 use crate::base::layout::new_run_dir;
@@ -17,7 +19,8 @@ use crate::vm::feature::{
 };
 use crate::vm::initramfs::Initramfs;
 use hidvm_proto::job::{BUSYBOX_PATH, FIXTURE_DIR, MODULE_DIR};
-use hidvm_proto::{DeviceDef, Job, JobMode, JOB_PATH};
+use hidvm_proto::steps::Attach;
+use hidvm_proto::{DeviceDef, GuestFixture, Job, JobMode, Step, JOB_PATH};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -49,7 +52,7 @@ pub fn run(
     let qemu = tools::require(&tools::QEMU)?;
     let kernel = suite.kernel(target)?;
     let source = suite.source(&target.kernel)?;
-    let (devices, refs, bpf_include) = programs(suite, target, scenario)?;
+    let Programs { devices, refs, bpf_include, attach } = programs(suite, target, scenario)?;
     let ctx = fixtures::CompileContext {
         repo: &suite.repo,
         cache: &suite.cache,
@@ -65,7 +68,8 @@ pub fn run(
         crate::vm::boot::accelerator(&suite.cache, &qemu, &kernel.boot_image, &kernel.cell.name, &agent, &run_dir)?;
 
     let mut fs = Initramfs::with_agent(&agent);
-    let listed = add_files(&mut fs, &busybox, &objects, &kernel.modules)?;
+    let fixtures = add_files(&mut fs, &busybox, &objects, &kernel.modules)?;
+    let listed: Vec<&String> = fixtures.values().map(|f| &f.path).collect();
     let banner = vec![
         format!("hidvm shell on {target} (Linux {}), {}", source.version, probe.accel.name()),
         format!(
@@ -79,7 +83,7 @@ pub fn run(
         nonce: format!("shell-{}", std::process::id()),
         deadline_ms: 0,
         detectors: kernel.detectors()?,
-        mode: JobMode::Shell { devices, banner },
+        mode: JobMode::Shell { devices, banner, attach, fixtures },
     };
     fs.file(JOB_PATH, 0o644, serde_json::to_vec_pretty(&job).expect("job serializes"));
     let initrd = run_dir.join("initramfs.cpio");
@@ -92,16 +96,26 @@ pub fn run(
     Ok(status.code().unwrap_or(1))
 }
 
-/// The devices, programs and header directories of the named scenario,
-/// or (without one) no device and every catalogue program.
+/// The devices, programs, header directories and attach steps (those
+/// expected to succeed, before the first release) of the named scenario (a catalogue name or
+/// a path to a scenario file), or (without one) no device and every
+/// catalogue program, attached nowhere.
 fn programs(suite: &Suite, target: &Target, scenario: Option<&str>) -> Result<Programs> {
     match scenario {
         Some(name) => {
-            let entry = suite.catalogue()?.into_iter().find(|e| e.name == name).ok_or_else(|| {
-                Error::Other(format!("no scenario named `{name}`; `hidvm list` shows them (without the target prefix)"))
-            })?;
+            let entry = suite.scenario(name)?;
             let loaded = suite.load(&entry, &target.kernel)?;
-            Ok((loaded.devices, loaded.fixtures, loaded.bpf_include))
+            let attach = loaded
+                .scenario
+                .steps
+                .iter()
+                .take_while(|s| !matches!(s, Step::Release(_)))
+                .filter_map(|s| match s {
+                    Step::Attach(a) if a.expect_error.is_none() => Some(a.clone()),
+                    _ => None,
+                })
+                .collect();
+            Ok(Programs { devices: loaded.devices, refs: loaded.fixtures, bpf_include: loaded.bpf_include, attach })
         }
         None => {
             let dir = suite.repo.fixtures_dir();
@@ -112,35 +126,44 @@ fn programs(suite: &Suite, target: &Target, scenario: Option<&str>) -> Result<Pr
                     refs.insert(stem.to_string(), FixtureRef::Catalogue(stem.to_string()));
                 }
             }
-            Ok((BTreeMap::new(), refs, Vec::new()))
+            Ok(Programs { devices: BTreeMap::new(), refs, bpf_include: Vec::new(), attach: Vec::new() })
         }
     }
 }
 
-/// A shell's devices, programs (name -> where from) and header directories.
-type Programs = (BTreeMap<String, DeviceDef>, BTreeMap<String, FixtureRef>, Vec<PathBuf>);
+/// What a shell sets up: devices, programs (name -> where from), header
+/// directories, and the attach steps done before the prompt.
+struct Programs {
+    devices: BTreeMap<String, DeviceDef>,
+    refs: BTreeMap<String, FixtureRef>,
+    bpf_include: Vec<PathBuf>,
+    attach: Vec<Attach>,
+}
 
 /// Busybox, the compiled programs and the cell's modules into the
-/// initramfs; the programs' paths in the guest.
+/// initramfs; each program as the guest finds it (`/hidvm/fixtures/<name>.bpf.o`:
+/// a catalogue fixture's name, or the file's stem).
 fn add_files(
     fs: &mut Initramfs,
     busybox: &Path,
     objects: &BTreeMap<String, fixtures::Compiled>,
     modules: &[PathBuf],
-) -> Result<Vec<String>> {
+) -> Result<BTreeMap<String, GuestFixture>> {
     fs.add_host_file(BUSYBOX_PATH, 0o755, busybox).map_err(Error::io(format!("reading {}", busybox.display())))?;
-    let mut listed = Vec::new();
+    let mut out = BTreeMap::new();
     for (name, c) in objects {
-        let guest = format!("{FIXTURE_DIR}/{name}.bpf.o");
+        let plain = !name.contains('/') && !name.contains('.');
+        let stem = c.guest_name.split_once('-').map_or(c.guest_name.as_str(), |(_, s)| s);
+        let guest = if plain { format!("{FIXTURE_DIR}/{name}.bpf.o") } else { format!("{FIXTURE_DIR}/{stem}") };
         fs.add_host_file(&guest, 0o644, &c.object).map_err(Error::io(format!("reading {}", c.object.display())))?;
-        listed.push(guest);
+        out.insert(name.clone(), GuestFixture { path: guest, config: c.config.clone() });
     }
     for m in modules {
         let name = m.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         fs.add_host_file(&format!("{MODULE_DIR}/{name}"), 0o644, m)
             .map_err(Error::io(format!("reading {}", m.display())))?;
     }
-    Ok(listed)
+    Ok(out)
 }
 
 /// A shell VM: the terminal is its console.

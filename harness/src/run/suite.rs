@@ -108,7 +108,7 @@ impl Suite {
             None => (all_cells, cells),
         };
         let run_kernels = run_kernels(&opts, &all_kernels, user_tree.is_some())?;
-        let series = opts.patches.as_deref().map(Series::load).transpose()?;
+        let series = opts.patches.as_deref().map(|p| Series::load(&own_series(&repo, p))).transpose()?;
         Ok(Suite {
             series,
             repo,
@@ -210,11 +210,69 @@ impl Suite {
         scenarios::catalogue(&self.repo, &self.defined_cells)
     }
 
+    /// Scenario files named on the command line (each file, and every
+    /// `*.toml` of each directory): the user's own, never one of the
+    /// catalogue's known kernel bugs.
+    pub fn user_entries(&self, paths: &[PathBuf]) -> Result<Vec<Entry>> {
+        scenarios::entries_for_paths(paths, &self.defined_cells)
+    }
+
+    /// Load every entry on every kernel of the run that does not skip it:
+    /// a malformed file stops the command before anything builds or boots.
+    /// Returns how many (entry, kernel) pairs loaded.
+    pub fn load_each(&self, entries: &[Entry]) -> Result<usize> {
+        let mut n = 0;
+        for e in entries {
+            for k in self.kernels.iter().filter(|k| e.skip_reason(k).is_none()) {
+                self.load(e, &k.name)?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// One scenario, by a path to its file (`my/acme.toml`) or by its
+    /// catalogue name (`mouse_swap_buttons`, as `hidvm list` shows it
+    /// without the target prefix).
+    pub fn scenario(&self, name_or_path: &str) -> Result<Entry> {
+        if scenarios::looks_like_path(name_or_path) {
+            let path = PathBuf::from(name_or_path);
+            let mut found = self.user_entries(std::slice::from_ref(&path))?;
+            if found.len() != 1 {
+                return Err(Error::Other(format!(
+                    "{name_or_path} holds {} scenario files; name one of them",
+                    found.len()
+                )));
+            }
+            return Ok(found.remove(0));
+        }
+        self.catalogue()?.into_iter().find(|e| e.name == name_or_path).ok_or_else(|| {
+            Error::Other(format!(
+                "no scenario named `{name_or_path}`; `hidvm list` shows them (without the target prefix), or give a path to a scenario file"
+            ))
+        })
+    }
+
     /// `entry` loaded for `kernel` (whose tree `kernel:` programs come from;
     /// unpacked or fetched on first use).
     pub fn load(&self, entry: &Entry, kernel: &str) -> Result<Loaded> {
         let tree = self.source(kernel)?.root;
         scenarios::load(&self.repo, entry, LoadOptions { kernel_tree: Some(&tree), bless: self.opts.bless })
+    }
+}
+
+/// `--patches NAME` (or `patches/NAME`) where no such path exists here:
+/// one of hidvm's own series, in the repository's `patches/` (an installed
+/// hidvm carries them).
+fn own_series(repo: &Repo, p: &std::path::Path) -> PathBuf {
+    if p.exists() {
+        return p.to_path_buf();
+    }
+    let own = repo.patches_dir().join(p.strip_prefix("patches").unwrap_or(p));
+    if own.exists() {
+        own
+    } else {
+        p.to_path_buf()
     }
 }
 
@@ -274,4 +332,18 @@ fn run_kernels(opts: &Options, all_kernels: &[KernelSpec], user_tree: bool) -> R
         None => run_kernels.retain(|k| k.default_run),
     }
     Ok(run_kernels)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hidvm_s_own_series_are_found_by_name_from_anywhere() {
+        let repo = Repo::locate();
+        let name = std::path::Path::new("hid-bpf-progs-logical-minimum");
+        assert_eq!(own_series(&repo, name), repo.patches_dir().join(name));
+        let elsewhere = std::path::Path::new("/nowhere/series");
+        assert_eq!(own_series(&repo, elsewhere), elsewhere);
+    }
 }

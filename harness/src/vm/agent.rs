@@ -1,5 +1,6 @@
 //! The guest agent binary: built from guest-image/agent for the guest, as a
-//! static-pie glibc executable (no musl target on these machines).
+//! static-pie glibc executable (no musl target on these machines). An
+//! installed hidvm uses the one it carries (built by harness/build.rs).
 //!
 //! Built with its own target dir so host builds and the agent's static
 //! RUSTFLAGS never invalidate each other; cargo's own lock serialises
@@ -18,6 +19,14 @@ pub fn ensure(repo: &Repo) -> Result<PathBuf> {
     if let Some(p) = std::env::var_os("HIDVM_AGENT") {
         // Prebuilt agent (e.g. from CI artifacts); trusted as given.
         return Ok(PathBuf::from(p));
+    }
+    if repo.installed {
+        // An installed hidvm has no sources: it carries the agent it was built with.
+        let bin = repo.root.join(crate::base::bundle::AGENT_PATH);
+        return match bin.is_file() {
+            true => Ok(bin),
+            false => Err(Error::AgentBuild(format!("the installed agent {} is missing", bin.display()))),
+        };
     }
     let target_dir = repo.target_dir().join("guest");
     let bin = target_dir.join(TARGET).join("release/hidvm-agent");
@@ -100,7 +109,7 @@ mod tests {
         for f in ["Cargo.toml", "Cargo.lock", "guest-image/agent/src/main.rs", "guest-image/proto/src/lib.rs"] {
             std::fs::write(root.join(f), "x").unwrap();
         }
-        let repo = Repo { root: root.to_path_buf() };
+        let repo = Repo::checkout(root);
         let bin = root.join("agent-bin");
         assert!(!newer_than_sources(&bin, &repo), "no binary yet");
         std::thread::sleep(std::time::Duration::from_millis(20));
