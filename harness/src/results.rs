@@ -53,6 +53,12 @@ pub struct TestRecord {
     pub seconds: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run_dir: Option<PathBuf>,
+    /// Race steps: rounds whose window the kernel saw open, of rounds run
+    /// (summed over the scenario's race steps).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hits: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rounds: Option<u32>,
 }
 
 impl TestRecord {
@@ -71,6 +77,7 @@ impl TestRecord {
                 (status, Some(kind.to_string()), class.map(str::to_string), Some(reason.clone()))
             }
         };
+        let races = r.guest.steps.iter().filter_map(|s| s.race.as_ref());
         TestRecord {
             test: r.test.clone(),
             row: row.to_string(),
@@ -83,6 +90,8 @@ impl TestRecord {
             reason,
             seconds: Some(r.vm_seconds),
             run_dir: Some(r.run_dir.clone()),
+            hits: races.clone().map(|x| x.hits).reduce(|a, b| a + b),
+            rounds: races.map(|x| x.rounds).reduce(|a, b| a + b),
         }
     }
 
@@ -100,6 +109,8 @@ impl TestRecord {
             reason: Some(reason.to_string()),
             seconds: None,
             run_dir: None,
+            hits: None,
+            rounds: None,
         }
     }
 }

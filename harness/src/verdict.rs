@@ -558,6 +558,7 @@ mod tests {
             notes: vec![],
             error: None,
             observed: None,
+            race: None,
         })
         .to_line()
     }

@@ -273,6 +273,11 @@ impl Validator<'_, '_> {
             Step::Cycle(s) => {
                 need_device(&s.device)?;
                 hooks_of(&s.fixture)?;
+                for (field, why) in [("skip_match", &s.skip_match), ("skip_probe", &s.skip_probe)] {
+                    if why.as_deref().is_some_and(|w| w.trim().is_empty()) {
+                        return Err(format!("{at}: field `{field}`: say why the loader's check is skipped"));
+                    }
+                }
                 if s.count == 0 {
                     return Err(format!("{at}: field `count`: must be at least 1"));
                 }
@@ -499,6 +504,7 @@ impl Validator<'_, '_> {
         if r.racers.iter().all(|x| x.repeat) {
             return Err(format!("{at}: every racer repeats, so none would ever stop: give one without `repeat`"));
         }
+        r.windows().map_err(|e| format!("{at}: {e}"))?;
         let live_before = self.live.clone();
         let links_before: BTreeSet<String> = self.links.keys().cloned().collect();
         let pending_before = self.pending.len();
@@ -546,6 +552,17 @@ impl Validator<'_, '_> {
                 Err(format!("{at}: field `device`: unknown or destroyed device `{d}`"))
             }
         };
+        for (field, why) in [("skip_match", &x.skip_match), ("skip_probe", &x.skip_probe)] {
+            match why.as_deref() {
+                Some(_) if x.op != RacerOp::Attach => {
+                    return Err(format!("{at}: field `{field}`: only an attach racer matches and probes"))
+                }
+                Some(w) if w.trim().is_empty() => {
+                    return Err(format!("{at}: field `{field}`: say why the loader's check is skipped"))
+                }
+                _ => {}
+            }
+        }
         if x.repeat && matches!(x.op, RacerOp::Attach | RacerOp::Release | RacerOp::Destroy | RacerOp::Lkdtm) {
             return Err(format!("{at}: field `repeat`: only input, feature, output and LED racers repeat"));
         }
@@ -553,6 +570,13 @@ impl Validator<'_, '_> {
             RacerOp::Inject | RacerOp::SetFeature | RacerOp::WriteOutput => {
                 live_device(&device()?)?;
                 need("report", x.report.as_ref().is_some_and(|r| !r.0.is_empty()))?;
+            }
+            RacerOp::InjectBpf => {
+                live_device(&device()?)?;
+                need("report", x.report.as_ref().is_some_and(|r| !r.0.is_empty() && r.0.len() <= 64))
+                    .map_err(|_| format!("{at}: field `report`: 1 to 64 bytes"))?;
+                need("fixture", x.fixture.is_some())
+                    .map_err(|e| format!("{e} (a SEC(\"syscall\") program `inject`, e.g. inject_input_report)"))?;
             }
             RacerOp::GetFeature => {
                 live_device(&device()?)?;
