@@ -21,12 +21,14 @@ extern void hid_bpf_release_context(struct hid_bpf_ctx *ctx) __ksym;
 extern int hid_bpf_input_report(struct hid_bpf_ctx *ctx, enum hid_report_type type, __u8 *data,
 				const size_t buf__sz) __ksym;
 
-/* The agent's `InjectArgs` (guest-image/agent/src/steps/race.rs). */
+/* The agent's `InjectArgs` (guest-image/agent/src/steps/race.rs). The
+ * data comes first: the verifier lets a kfunc take the context's memory
+ * only at offset 0 ("dereference of modified ctx ptr" otherwise). */
 struct hidvm_inject_args {
+	__u8 data[64];
 	__u32 hid;
 	__u32 size;
 	__s32 retval;
-	__u8 data[64];
 };
 
 #define ENODEV 19

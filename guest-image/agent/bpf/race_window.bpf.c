@@ -8,6 +8,13 @@
  * which instance (tag), entry or exit, the kernel's monotonic clock, the
  * CPU and thread, and the device the call is about.
  *
+ * Records are ordered by a sequence number every instance takes from one
+ * shared counter with an atomic fetch-and-add: the order of those
+ * operations is the order in which they happened, whatever the kernel's
+ * clocksource (a guest that could not calibrate its TSC runs on jiffies,
+ * 4 ms ticks, and two calls in the same tick would look simultaneous by
+ * the clock). The clock is recorded too, for durations.
+ *
  * No kernel types are needed: the first argument is read with
  * bpf_get_func_arg() and the device is found by following `derefs` 64-bit
  * loads at the given offsets (computed by the agent from the kernel's BTF):
@@ -33,6 +40,7 @@ struct config {
 const volatile struct config cfg = {};
 
 struct record {
+	__u64 seq;
 	__u64 ts;
 	__u64 dev;
 	__u32 tag;
@@ -44,22 +52,25 @@ struct record {
 /* Both created by the agent once per race and shared by every instance. */
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 1 << 22);
+	__uint(max_entries, 1 << 24);
 } records SEC(".maps");
 
+/* [0]: records lost (ring buffer full); [1]: the sequence counter. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
+	__uint(max_entries, 2);
 	__type(key, __u32);
 	__type(value, __u64);
-} lost SEC(".maps");
+} counters SEC(".maps");
 
 static __always_inline int emit(void *ctx, __u32 exit)
 {
+	__u32 zero = 0, one = 1;
+	__u64 *counter = bpf_map_lookup_elem(&counters, &one);
+	__u64 seq = counter ? __sync_fetch_and_add(counter, 1) : 0;
 	__u64 now = bpf_ktime_get_ns();
 	__u64 dev = 0;
 	struct record *r;
-	__u32 zero = 0;
 	int i;
 
 	if (bpf_get_func_arg(ctx, 0, &dev))
@@ -72,13 +83,16 @@ static __always_inline int emit(void *ctx, __u32 exit)
 	}
 
 	r = bpf_ringbuf_reserve(&records, sizeof(*r), 0);
-	if (!r) {
-		__u64 *n = bpf_map_lookup_elem(&lost, &zero);
+	if (!r || !counter) {
+		__u64 *n = bpf_map_lookup_elem(&counters, &zero);
 
 		if (n)
 			__sync_fetch_and_add(n, 1);
+		if (r)
+			bpf_ringbuf_discard(r, 0);
 		return 0;
 	}
+	r->seq = seq;
 	r->ts = now;
 	r->dev = dev;
 	r->tag = cfg.tag;

@@ -25,10 +25,12 @@ use std::sync::{Arc, Mutex};
 
 static OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/race_window.bpf.o"));
 
-/// The shared ring buffer: 4 MiB, ~100 000 records (a flooding racer
-/// leaves two per program call and two per dispatcher call in a round).
-const RING_BYTES: u32 = 1 << 22;
-const RECORD_BYTES: usize = 32;
+/// The shared ring buffer: 16 MiB, ~350 000 records of 48 bytes with
+/// their header (a flooding racer leaves two per program call and two per
+/// dispatcher call: a hidraw write flood makes up to ~100 000 in a round
+/// of race_destroy_vs_output_report; 4 MiB lost records there).
+const RING_BYTES: u32 = 1 << 24;
+const RECORD_BYTES: usize = 40;
 const MAX_DEREFS: usize = 3;
 
 /// `struct config` of race_window.bpf.c (its only .rodata).
@@ -161,8 +163,8 @@ impl Tracer {
         opts.sz = std::mem::size_of::<libbpf_sys::bpf_map_create_opts>() as _;
         let records = MapHandle::create(MapType::RingBuf, Some("hidvm_race_rec"), 0, 0, RING_BYTES, &opts)
             .map_err(|e| format!("creating the tracer's ring buffer: {e:#}"))?;
-        let lost = MapHandle::create(MapType::Array, Some("hidvm_race_lost"), 4, 8, 1, &opts)
-            .map_err(|e| format!("creating the tracer's counter: {e:#}"))?;
+        let lost = MapHandle::create(MapType::Array, Some("hidvm_race_ctr"), 4, 8, 2, &opts)
+            .map_err(|e| format!("creating the tracer's counters: {e:#}"))?;
         let seen = Arc::new(Mutex::new(Vec::new()));
         let sink = Arc::clone(&seen);
         let mut builder = RingBufferBuilder::new();
@@ -240,8 +242,8 @@ impl Tracer {
             let name = m.name().to_string_lossy().into_owned();
             if name == "records" {
                 m.reuse_fd(self.records.as_fd()).map_err(|e| fail("reuse ring buffer", format!("{e:#}")))?;
-            } else if name == "lost" {
-                m.reuse_fd(self.lost.as_fd()).map_err(|e| fail("reuse counter", format!("{e:#}")))?;
+            } else if name == "counters" {
+                m.reuse_fd(self.lost.as_fd()).map_err(|e| fail("reuse counters", format!("{e:#}")))?;
             } else if name.ends_with(".rodata") {
                 let v = m.initial_value_mut().ok_or_else(|| fail("config", "no .rodata".into()))?;
                 if v.len() != std::mem::size_of::<Config>() {
@@ -293,12 +295,13 @@ fn parse(data: &[u8]) -> Option<Record> {
     let u64_at = |o: usize| u64::from_ne_bytes(data[o..o + 8].try_into().expect("8 bytes"));
     let u32_at = |o: usize| u32::from_ne_bytes(data[o..o + 4].try_into().expect("4 bytes"));
     Some(Record {
-        ts: u64_at(0),
-        dev: u64_at(8),
-        tag: u32_at(16),
-        exit: u32_at(20) != 0,
-        cpu: u32_at(24),
-        tid: u32_at(28),
+        seq: u64_at(0),
+        ts: u64_at(8),
+        dev: u64_at(16),
+        tag: u32_at(24),
+        exit: u32_at(28) != 0,
+        cpu: u32_at(32),
+        tid: u32_at(36),
     })
 }
 
@@ -309,14 +312,15 @@ mod tests {
     #[test]
     fn records_parse_as_the_program_writes_them() {
         let mut b = Vec::new();
+        b.extend(99u64.to_ne_bytes());
         b.extend(1234u64.to_ne_bytes());
         b.extend(0xffff_8880_dead_beefu64.to_ne_bytes());
         for v in [7u32, 1, 1, 4321] {
             b.extend(v.to_ne_bytes());
         }
         let r = parse(&b).unwrap();
-        assert_eq!(r, Record { ts: 1234, dev: 0xffff_8880_dead_beef, tag: 7, exit: true, cpu: 1, tid: 4321 });
-        assert!(parse(&b[..31]).is_none());
+        assert_eq!(r, Record { seq: 99, ts: 1234, dev: 0xffff_8880_dead_beef, tag: 7, exit: true, cpu: 1, tid: 4321 });
+        assert!(parse(&b[..39]).is_none());
         assert_eq!(std::mem::size_of::<Config>(), 24);
     }
 }

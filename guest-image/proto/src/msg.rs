@@ -93,6 +93,11 @@ pub struct RaceRecord {
     /// Entries without their exit (or exits without their entry).
     #[serde(default)]
     pub unpaired_records: u64,
+    /// The guest kernel's clocksource during the race: durations are in
+    /// its resolution (refined-jiffies: 4 ms ticks); overlaps are decided
+    /// on the records' order, not on the clock.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clocksource: Option<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]

@@ -220,7 +220,12 @@ pub struct Record {
     /// Which traced thing (the agent's tag).
     pub tag: u32,
     pub exit: bool,
-    /// bpf_ktime_get_ns(): CLOCK_MONOTONIC, the same on every CPU.
+    /// From one counter every record increments atomically: the order in
+    /// which the records were made, on any CPU. Overlaps are decided on
+    /// it, not on the clock (a guest whose TSC could not be calibrated
+    /// runs on jiffies, and calls in one tick would look simultaneous).
+    pub seq: u64,
+    /// bpf_ktime_get_ns(): CLOCK_MONOTONIC, for durations.
     pub ts: u64,
     /// The device the call is about (its struct hid_device pointer; 0 when
     /// the call had none, e.g. hid_bpf_reg before it found the device).
@@ -233,8 +238,11 @@ pub struct Record {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Interval {
     pub tag: u32,
+    /// Sequence numbers of its entry and exit records.
     pub start: u64,
     pub end: u64,
+    /// How long it took by the kernel's clock (ns).
+    pub ns: u64,
     pub dev: u64,
     pub tid: u32,
 }
@@ -254,7 +262,7 @@ pub struct Calls {
 /// inside).
 pub fn calls(records: &[Record]) -> Calls {
     let mut sorted = records.to_vec();
-    sorted.sort_by_key(|r| (r.ts, r.exit));
+    sorted.sort_by_key(|r| r.seq);
     let mut open: BTreeMap<(u32, u32), Vec<Record>> = BTreeMap::new();
     let mut out = Calls::default();
     for r in sorted {
@@ -266,8 +274,9 @@ pub fn calls(records: &[Record]) -> Calls {
         match stack.pop() {
             Some(e) => out.intervals.push(Interval {
                 tag: r.tag,
-                start: e.ts,
-                end: r.ts,
+                start: e.seq,
+                end: r.seq,
+                ns: r.ts.saturating_sub(e.ts),
                 dev: if e.dev != 0 { e.dev } else { r.dev },
                 tid: r.tid,
             }),
@@ -317,8 +326,9 @@ mod tests {
     use super::*;
     use crate::steps::Racer;
 
-    fn rec(tag: u32, exit: bool, ts: u64, dev: u64, tid: u32) -> Record {
-        Record { tag, exit, ts, dev, cpu: 0, tid }
+    /// A record whose sequence number is `seq` (and its clock 10x that).
+    fn rec(tag: u32, exit: bool, seq: u64, dev: u64, tid: u32) -> Record {
+        Record { tag, exit, seq, ts: 10 * seq, dev, cpu: 0, tid }
     }
 
     fn race(racers: &[(RacerOp, bool)], window: Option<&[&str]>) -> Race {
@@ -349,6 +359,21 @@ mod tests {
         assert_eq!(c.unpaired, 0);
         let spans: Vec<(u64, u64, u32)> = c.intervals.iter().map(|i| (i.start, i.end, i.tid)).collect();
         assert_eq!(spans, vec![(10, 30, 100), (12, 20, 200), (13, 14, 100)]);
+        assert_eq!(c.intervals[0].ns, 200);
+    }
+
+    #[test]
+    fn order_is_the_sequence_not_the_clock() {
+        // On a jiffies clock every record of a tick has the same time: the
+        // sequence still says which call was inside which.
+        let tick = |tag, exit, seq, tid| Record { tag, exit, seq, ts: 4_000_000, dev: 7, cpu: 0, tid };
+        let c = calls(&[tick(1, false, 1, 1), tick(2, false, 2, 2), tick(2, true, 3, 2), tick(1, true, 4, 1)]);
+        let known: DeviceKnown = [(1, true), (2, true)].into();
+        assert!(overlap(&c.intervals, &[1].into(), &[2].into(), &known).is_some());
+        // One after the other in the same tick: no overlap.
+        let c = calls(&[tick(1, false, 1, 1), tick(1, true, 2, 1), tick(2, false, 3, 2), tick(2, true, 4, 2)]);
+        assert!(overlap(&c.intervals, &[1].into(), &[2].into(), &known).is_none());
+        assert_eq!(c.intervals[0].ns, 0);
     }
 
     #[test]
@@ -373,7 +398,7 @@ mod tests {
     fn overlap_needs_both_sides_in_flight_at_once() {
         let known: DeviceKnown = [(1, true), (2, true)].into();
         let (a, b) = ([1].into(), [2].into());
-        let iv = |tag, start, end| Interval { tag, start, end, dev: 7, tid: 0 };
+        let iv = |tag, start, end| Interval { tag, start, end, ns: 0, dev: 7, tid: 0 };
         // Program ran wholly inside the release.
         assert!(overlap(&[iv(1, 10, 100), iv(2, 50, 60)], &a, &b, &known).is_some());
         // Started before, ended inside.
@@ -391,7 +416,7 @@ mod tests {
     fn overlap_is_per_device() {
         let known: DeviceKnown = [(1, true), (2, true), (3, false)].into();
         let (a, b) = ([1].into(), [2].into());
-        let iv = |tag, dev| Interval { tag, start: 10, end: 20, dev, tid: 0 };
+        let iv = |tag, dev| Interval { tag, start: 10, end: 20, ns: 0, dev, tid: 0 };
         assert!(overlap(&[iv(1, 7), iv(2, 8)], &a, &b, &known).is_none(), "different devices");
         assert!(overlap(&[iv(1, 7), iv(2, 7)], &a, &b, &known).is_some());
         // A call that reached no device (hid_bpf_reg failing before it

@@ -107,6 +107,11 @@ struct Tracing {
     unpaired: u64,
     /// The first round that hit, and the evidence.
     first_hit: Option<String>,
+    /// Per hook the windows name: rounds in which no loaded program
+    /// implemented it (nothing to trace: such a round cannot hit).
+    no_program: BTreeMap<Hook, u32>,
+    /// Per traced thing: how long each of its calls took (ns).
+    durations: BTreeMap<Traced, Vec<u64>>,
 }
 
 impl Tracing {
@@ -126,7 +131,18 @@ impl Tracing {
             }
         }
         let n = 1 + usize::from(windows.dispatcher.is_some());
-        Ok(Tracing { tracer, btf, windows, hooks, programs: 0, hits: vec![0; n], unpaired: 0, first_hit: None })
+        Ok(Tracing {
+            tracer,
+            btf,
+            windows,
+            hooks,
+            programs: 0,
+            hits: vec![0; n],
+            unpaired: 0,
+            first_hit: None,
+            no_program: BTreeMap::new(),
+            durations: BTreeMap::new(),
+        })
     }
 
     fn windows(&self) -> Vec<&Window> {
@@ -140,12 +156,19 @@ impl Tracing {
         if self.hooks.is_empty() {
             return Ok(());
         }
+        let mut found = BTreeSet::new();
         for object in objects {
             for prog in object.progs() {
                 let Some(hook) = self.btf.hook_of(&prog).filter(|h| self.hooks.contains(h)) else { continue };
                 let name = prog.name().to_string_lossy().into_owned();
                 self.tracer.trace_program(&self.btf, prog.as_fd(), &name, hook)?;
                 self.programs += 1;
+                found.insert(hook);
+            }
+        }
+        for h in &self.hooks {
+            if !found.contains(h) {
+                *self.no_program.entry(*h).or_default() += 1;
             }
         }
         Ok(())
@@ -157,6 +180,11 @@ impl Tracing {
         self.tracer.end_round();
         let calls = hidvm_proto::window::calls(&records?);
         self.unpaired += calls.unpaired as u64;
+        for c in &calls.intervals {
+            if let Some(t) = self.tracer.what.get(&c.tag) {
+                self.durations.entry(t.clone()).or_default().push(c.ns);
+            }
+        }
         let tags = |side: &hidvm_proto::window::Side| -> BTreeSet<u32> {
             self.tracer.what.iter().filter(|(_, t)| side.0.contains(t)).map(|(tag, _)| *tag).collect()
         };
@@ -170,14 +198,17 @@ impl Tracing {
                 if i == 0 {
                     let what = |tag: u32| self.tracer.what.get(&tag).map(|t| t.to_string()).unwrap_or_default();
                     evidence = Some(format!(
-                        "round {round}: {} ran {:.3} ms (thread {}) while {} ran {:.3} ms (thread {}), overlapping {:.3} ms",
+                        "round {round}: {} (thread {}, {:.3} ms, records {}..{}) and {} (thread {}, {:.3} ms, records {}..{}) were in flight together",
                         what(a.tag),
-                        (a.end - a.start) as f64 / 1e6,
                         a.tid,
+                        a.ns as f64 / 1e6,
+                        a.start,
+                        a.end,
                         what(b.tag),
-                        (b.end - b.start) as f64 / 1e6,
                         b.tid,
-                        (a.end.min(b.end) - a.start.max(b.start)) as f64 / 1e6,
+                        b.ns as f64 / 1e6,
+                        b.start,
+                        b.end,
                     ));
                 }
             }
@@ -186,6 +217,24 @@ impl Tracing {
             self.first_hit = evidence;
         }
         Ok(())
+    }
+
+    /// How many calls of each traced thing the kernel made during the
+    /// racers, and how long they took.
+    fn call_notes(&mut self) -> Vec<String> {
+        let ms = |ns: u64| ns as f64 / 1e6;
+        self.durations
+            .iter_mut()
+            .map(|(t, d)| {
+                d.sort_unstable();
+                format!(
+                    "{t}: {} calls during the racers, {:.3} ms median, {:.3} ms at most",
+                    d.len(),
+                    ms(d[d.len() / 2]),
+                    ms(d[d.len() - 1])
+                )
+            })
+            .collect()
     }
 
     /// What was traced, for the report.
@@ -262,7 +311,7 @@ pub fn race(r: &mut Runner, s: &Race) -> Outcome {
     o.expect_eq("race rounds completed (before, racers, after)", s.iterations, rounds);
     let per_round = elapsed.as_secs_f64() * 1000.0 / f64::from(rounds.max(1));
     let lost = tracing.tracer.lost();
-    let windows = tracing.windows();
+    let windows: Vec<Window> = tracing.windows().into_iter().cloned().collect();
     let hits = tracing.hits[0];
     // A race that stopped at a failed round has failed already; its hit
     // count would only repeat that.
@@ -293,6 +342,14 @@ pub fn race(r: &mut Runner, s: &Race) -> Outcome {
             }
         }
     }
+    for (h, n) in &tracing.no_program {
+        if *n >= rounds && rounds > 0 {
+            // Nothing to trace in any round: "zero hits" would be a lie.
+            o.push(untraced(format!("no program the agent loaded implements {h} (the window names it)")));
+        } else {
+            o.note(format!("{n} rounds had no program implementing {h} to trace"));
+        }
+    }
     for (w, n) in windows.iter().zip(&tracing.hits).skip(1) {
         o.note(format!(
             "dispatcher window {w}: open in {n} of {rounds} rounds (the dispatcher ran, not necessarily the program)"
@@ -300,6 +357,17 @@ pub fn race(r: &mut Runner, s: &Race) -> Outcome {
     }
     if let Some(e) = &tracing.first_hit {
         o.note(format!("first kernel overlap: {e}"));
+    }
+    let clocksource = std::fs::read_to_string("/sys/devices/system/clocksource/clocksource0/current_clocksource")
+        .ok()
+        .map(|c| c.trim().to_string());
+    let clock = clocksource.as_deref().unwrap_or("unknown");
+    o.note(format!(
+        "kernel clocksource {clock}: call durations are in its resolution{}; overlaps are decided on the records' order (one atomic counter), not on the clock",
+        if clock.contains("jiffies") { " (4 ms ticks: the TSC could not be used)" } else { "" }
+    ));
+    for n in tracing.call_notes() {
+        o.note(n);
     }
     o.note(format!(
         "racers' syscalls overlapped in userspace time in {user_overlaps} of {rounds} rounds (not evidence: a syscall may wait on a lock the other side holds)"
@@ -319,6 +387,7 @@ pub fn race(r: &mut Runner, s: &Race) -> Outcome {
         ms_per_round: (per_round * 10.0).round() / 10.0,
         lost_records: lost.as_ref().copied().unwrap_or(0),
         unpaired_records: tracing.unpaired,
+        clocksource: clocksource.clone(),
     }));
     for (x, t) in s.racers.iter().zip(&tallies) {
         let errors = t.errors.iter().map(|(e, n)| format!("{n} {e}")).collect::<Vec<_>>().join(", ");
@@ -600,17 +669,17 @@ fn prepare(r: &mut Runner, x: &Racer, injectors: &mut BTreeMap<String, Object>, 
 /// `struct hidvm_inject_args` of bpf-fixtures/inject_input_report.bpf.c.
 #[repr(C)]
 struct InjectArgs {
+    data: [u8; 64],
     hid: u32,
     size: u32,
     retval: i32,
-    data: [u8; 64],
 }
 
 /// One report through hid_bpf_input_report(): BPF_PROG_TEST_RUN of the
 /// injector with the device's hid_id; the errno it returned, if any.
 fn inject_bpf(prog: &OwnedFd, hid: u32, report: &[u8]) -> Option<i32> {
     let n = report.len().min(64);
-    let mut args = InjectArgs { hid, size: n as u32, retval: 0, data: [0; 64] };
+    let mut args = InjectArgs { data: [0; 64], hid, size: n as u32, retval: 0 };
     args.data[..n].copy_from_slice(&report[..n]);
     // SAFETY: zeroed is valid for this plain C struct; sz is set below.
     let mut opts: libbpf_rs::libbpf_sys::bpf_test_run_opts = unsafe { std::mem::zeroed() };
