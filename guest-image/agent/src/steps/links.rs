@@ -496,3 +496,44 @@ fn expect_report(d: &mut crate::device::Device, report: &HexBytes, want: &HexByt
         Err(hidvm_proto::expect::ReportExpect::show(&seen))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hidvm_proto::DeviceMatch;
+
+    /// A sysfs device directory holding only a modalias.
+    fn device(modalias: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("hidvm-links-test-{}-{modalias}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("modalias"), format!("{modalias}\n")).unwrap();
+        dir
+    }
+
+    fn fixture(group: u16) -> GuestFixture {
+        GuestFixture {
+            path: "x.bpf.o".into(),
+            config: vec![DeviceMatch { bus: 3, group, vendor: 0x1d6b, product: 0x0101 }],
+        }
+    }
+
+    #[test]
+    fn every_path_matches_the_device_or_says_why_not() {
+        let generic = device("hid:b0003g0001v00001D6Bp00000101");
+        let mut o = Outcome::default();
+        assert!(match_or_skip(&fixture(1), 4, Some(&generic), None, &mut o).is_ok());
+        assert!(o.notes[0].contains("matches the device"), "{:?}", o.notes);
+        // The group only the kernel knows excludes it.
+        let e = match_or_skip(&fixture(2), 4, Some(&generic), None, &mut o).unwrap_err();
+        assert_eq!(e.seen(), "match: none");
+        // Skipped: with the scenario's reason, never silently.
+        let mut o = Outcome::default();
+        assert!(match_or_skip(&fixture(2), 4, Some(&generic), Some("the table is wrong"), &mut o).is_ok());
+        assert_eq!(o.notes, ["HID_BPF_CONFIG not matched: the table is wrong"]);
+        // A hid_id no device has: nothing to match, and a note says so.
+        let mut o = Outcome::default();
+        assert!(match_or_skip(&fixture(2), 4242, None, None, &mut o).is_ok());
+        assert!(o.notes[0].contains("no device has hid_id 4242"), "{:?}", o.notes);
+        let _ = std::fs::remove_dir_all(generic);
+    }
+}
