@@ -63,7 +63,7 @@ const CRATES: &[CrateSpec] = &[
         layers: &[
             Layer { rank: 0, name: "guest", owns: &["wait", "budget", "channel", "init"] },
             Layer { rank: 1, name: "devices", owns: &["uhid", "hidraw", "input", "device"] },
-            Layer { rank: 1, name: "bpf", owns: &["bpf", "holder", "health"] },
+            Layer { rank: 1, name: "bpf", owns: &["bpf", "holder", "health", "tracer"] },
             Layer { rank: 2, name: "state", owns: &["state"] },
             Layer { rank: 3, name: "steps", owns: &["steps"] },
             Layer { rank: 4, name: "jobs", owns: &["run", "command", "shell", "snapshot"] },

@@ -41,6 +41,31 @@ fn take_log() -> Vec<String> {
     log[log.len().saturating_sub(20)..].iter().map(|(_, m)| m.clone()).collect()
 }
 
+/// libbpf's warnings since the last look (its debug lines are dropped).
+pub fn take_libbpf_warnings() -> Vec<String> {
+    let log = std::mem::take(&mut *LIBBPF_LOG.lock().unwrap_or_else(|e| e.into_inner()));
+    log.into_iter().filter(|(l, _)| *l != PrintLevel::Debug).map(|(_, m)| m).collect()
+}
+
+/// Load an object that is not a device program (no struct_ops map), e.g.
+/// the SEC("syscall") injector of the race step's `inject_bpf` racer.
+pub fn load_plain(path: &str) -> Result<Object, AttachError> {
+    take_log();
+    let open = ObjectBuilder::default().open_file(path).map_err(|e| refused(Stage::Open, format!("{path}: {e:#}")))?;
+    let ptr = open.take_ptr();
+    // SAFETY: `ptr` is the open object libbpf-rs owned until take_ptr().
+    let ret = unsafe { libbpf_sys::bpf_object__load(ptr.as_ptr()) };
+    if ret < 0 {
+        let err = os_error(Stage::Load, "bpf_object__load", -ret);
+        // SAFETY: nobody else owns `ptr` any more.
+        unsafe { libbpf_sys::bpf_object__close(ptr.as_ptr()) };
+        return Err(err);
+    }
+    take_log();
+    // SAFETY: a loaded object; Object takes ownership (closes it on drop).
+    Ok(unsafe { Object::from_ptr(ptr) })
+}
+
 /// Why a load or attach failed. `errno` is what the failing call returned
 /// (None when hidvm itself refused, e.g. no struct_ops map); `log` carries
 /// libbpf's output (the verifier log when the kernel rejected a program).

@@ -20,6 +20,7 @@ mod shell;
 mod snapshot;
 mod state;
 mod steps;
+mod tracer;
 mod uhid;
 mod wait;
 

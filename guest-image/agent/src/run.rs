@@ -110,7 +110,8 @@ fn report(index: usize, what: &str, t0: Instant, o: Outcome) {
         checks: o.checks,
         notes: o.notes,
         error: o.error,
-        observed: o.observed,
+        observed: o.observed.map(|b| *b),
+        race: o.race.map(|r| *r),
     };
     channel::kmsg(&format!("step {index}: {}", if msg.ok() { "ok" } else { "FAILED" }));
     channel::send(&GuestMsg::Step(msg));

@@ -5,7 +5,7 @@
 use crate::device::Device;
 use crate::holder::HeldLink;
 use hidvm_proto::msg::step_ok;
-use hidvm_proto::{Check, DeviceDef, GuestFixture, Observed, ReplayData};
+use hidvm_proto::{Check, DeviceDef, GuestFixture, Observed, RaceRecord, ReplayData};
 use libbpf_rs::{Link, Object};
 use std::collections::BTreeMap;
 use std::fmt::Display;
@@ -20,7 +20,9 @@ pub struct Outcome {
     pub notes: Vec<String>,
     pub error: Option<String>,
     /// What a replay step saw (for `--bless`).
-    pub observed: Option<Observed>,
+    pub observed: Option<Box<Observed>>,
+    /// What a race step measured (boxed: outcomes travel in Results).
+    pub race: Option<Box<RaceRecord>>,
 }
 
 impl Outcome {

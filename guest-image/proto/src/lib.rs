@@ -35,6 +35,7 @@ pub mod msg;
 pub mod scenario;
 pub mod steps;
 pub mod validate;
+pub mod window;
 
 pub use devices::{Bus, DeviceDef, DeviceModel};
 pub use errno::Errno;
@@ -42,6 +43,8 @@ pub use event::{EvdevEvent, KeyName};
 pub use expect::{ExpectedError, Stage};
 pub use hex::HexBytes;
 pub use job::{DeviceMatch, GuestFixture, Job, JobMode, ReplayData, JOB_PATH};
-pub use msg::{Check, GuestMsg, Health, Kmemleak, ObjectCounts, Observed, Reading, Rule, StepReport};
+pub use msg::{
+    Check, GuestMsg, Health, Kmemleak, ObjectCounts, Observed, RaceRecord, Reading, Rule, StepReport, WindowHits,
+};
 pub use scenario::{ExpectedFailure, Scenario};
 pub use steps::{Frame, Holder, Hook, LinkAfter, Race, Racer, RacerOp, ReleaseHow, Step};

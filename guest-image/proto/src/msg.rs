@@ -64,6 +64,48 @@ pub struct StepReport {
     /// `hidvm test --bless` to write.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed: Option<Observed>,
+    /// What a race step measured: rounds, and in how many the kernel saw
+    /// its window open (the check's number, structurally, for results).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub race: Option<RaceRecord>,
+}
+
+/// A race step's measurements (see `hidvm_proto::window`).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RaceRecord {
+    /// Rounds completed.
+    pub rounds: u32,
+    /// Rounds whose window the kernel saw open (the check's number).
+    pub hits: u32,
+    /// Every window measured, the check's first ("a x b"), with its hits.
+    pub windows: Vec<WindowHits>,
+    /// What was traced: kernel functions, and programs as
+    /// `program:<callback>` (with how many program instances were traced
+    /// over all rounds).
+    pub traced: Vec<String>,
+    /// Wall time per round (before, racers, after, tracing), milliseconds.
+    pub ms_per_round: f64,
+    /// Trace records the ring buffer had no room for (a round without a
+    /// hit that lost records is not evidence of a miss).
+    #[serde(default)]
+    pub lost_records: u64,
+    /// Entries without their exit (or exits without their entry).
+    #[serde(default)]
+    pub unpaired_records: u64,
+    /// The guest kernel's clocksource during the race: durations are in
+    /// its resolution (refined-jiffies: 4 ms ticks); overlaps are decided
+    /// on the records' order, not on the clock.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clocksource: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct WindowHits {
+    /// "hid_bpf_unreg x program:hid_device_event".
+    pub window: String,
+    pub hits: u32,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -292,6 +334,7 @@ mod tests {
             notes: vec![],
             error: error.map(String::from),
             observed: None,
+            race: None,
         };
         assert!(step(vec![Check::equal("a", 1, 1)], None).ok());
         assert!(!step(vec![], None).ok(), "zero checks is not a pass");

@@ -219,6 +219,12 @@ pub struct Cycle {
     pub report: HexBytes,
     pub rewritten: HexBytes,
     pub original: HexBytes,
+    /// As the attach step's: say why the program's HID_BPF_CONFIG is not
+    /// matched / its probe not run (both are, as udev-hid-bpf would).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skip_match: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skip_probe: Option<String>,
 }
 
 /// Inject the `E:` reports of a hid-recorder file, in order and without
@@ -297,14 +303,23 @@ impl fmt::Display for Frame {
 /// After the last round the kernel's BPF program/map/link counts must be
 /// back where they were before the first.
 ///
-/// The window counts as hit in a round when an operation of one racer was
-/// in flight (its syscall had started and not returned) when another
-/// racer's operation began; a race that hits it in fewer than `min_hits`
-/// rounds fails, so a scenario that never reaches its window cannot pass.
+/// A round hits its window when the kernel shows the two paths of the
+/// race overlapping: fentry/fexit on the functions and HID-BPF programs of
+/// each side of `window` (see [`crate::window`]) saw a call of one side in
+/// flight while a call of the other side was, on the same device. A race
+/// that hits in fewer than `min_hits` rounds fails, so a scenario that never
+/// reaches its window cannot pass.
 #[derive(Serialize, Deserialize, Clone, Debug)]
 #[serde(deny_unknown_fields)]
 pub struct Race {
     pub iterations: u32,
+    /// The window's two sides: kernel functions (in the kernel's BTF), or
+    /// `program` (the programs the racers reach) / `program:<hid_bpf_ops
+    /// callback>`. Default: the first one-shot racer's lifecycle function
+    /// (`hid_bpf_unreg` for release, `hid_bpf_destroy_device` for destroy,
+    /// `hid_bpf_reg` for attach) against what the other racers run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<Vec<String>>,
     /// Each one-shot racer waits a random 0..=jitter_us (on top of its
     /// delay_us) before its operation, anew every round; repeating racers
     /// start at once, so the one-shots land at varied points of their run.
@@ -330,6 +345,11 @@ fn one() -> u32 {
 pub enum RacerOp {
     /// UHID_INPUT2 of `report` into `device` (hid_device_event).
     Inject,
+    /// `report` into `device` through the HID-BPF kfunc
+    /// hid_bpf_input_report(), from `fixture`'s SEC("syscall") program
+    /// `inject` run with BPF_PROG_TEST_RUN (hid_device_event): unlike
+    /// UHID_INPUT2 it is not serialised against UHID_DESTROY by uhid's lock.
+    InjectBpf,
     /// HIDIOCGFEATURE of `report_id` (hid_hw_request).
     GetFeature,
     /// HIDIOCSFEATURE of `report` (hid_hw_request).
@@ -371,6 +391,12 @@ pub struct Racer {
     pub how: Option<ReleaseHow>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub crash: Option<String>,
+    /// Attach racers: as the attach step's, say why the program's
+    /// HID_BPF_CONFIG is not matched / its probe not run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skip_match: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skip_probe: Option<String>,
     /// Repeat the operation until every racer without `repeat` is done.
     #[serde(default, skip_serializing_if = "is_false")]
     pub repeat: bool,
@@ -545,6 +571,16 @@ impl Hook {
     }
 
     /// Which steps show that a program on this hook runs or stopped running.
+    /// The kernel function that runs this hook's programs.
+    pub fn dispatcher(self) -> &'static str {
+        match self {
+            Hook::DeviceEvent => "dispatch_hid_bpf_device_event",
+            Hook::RdescFixup => "call_hid_bpf_rdesc_fixup",
+            Hook::HwRequest => "dispatch_hid_bpf_raw_requests",
+            Hook::HwOutputReport => "dispatch_hid_bpf_output_report",
+        }
+    }
+
     pub fn proof(self) -> &'static str {
         match self {
             Hook::DeviceEvent => "an inject",
@@ -714,7 +750,7 @@ impl Step {
     }
 }
 
-pub(crate) fn snake(v: &impl fmt::Debug) -> String {
+pub fn snake(v: &impl fmt::Debug) -> String {
     let mut out = String::new();
     for (i, c) in format!("{v:?}").chars().enumerate() {
         if c.is_ascii_uppercase() && i > 0 {

@@ -165,6 +165,17 @@ impl<'r, 'a> Validator<'r, 'a> {
                 Err(format!("{at}: field `device`: unknown or destroyed device `{d}`"))
             }
         };
+        for (field, why) in [("skip_match", &x.skip_match), ("skip_probe", &x.skip_probe)] {
+            match why.as_deref() {
+                Some(_) if x.op != RacerOp::Attach => {
+                    return Err(format!("{at}: field `{field}`: only an attach racer matches and probes"))
+                }
+                Some(w) if w.trim().is_empty() => {
+                    return Err(format!("{at}: field `{field}`: say why the loader's check is skipped"))
+                }
+                _ => {}
+            }
+        }
         if x.repeat && matches!(x.op, RacerOp::Attach | RacerOp::Release | RacerOp::Destroy | RacerOp::Lkdtm) {
             return Err(format!("{at}: field `repeat`: only input, feature, output and LED racers repeat"));
         }
@@ -172,6 +183,13 @@ impl<'r, 'a> Validator<'r, 'a> {
             RacerOp::Inject | RacerOp::SetFeature | RacerOp::WriteOutput => {
                 live_device(&device()?)?;
                 need("report", x.report.as_ref().is_some_and(|r| !r.0.is_empty()))?;
+            }
+            RacerOp::InjectBpf => {
+                live_device(&device()?)?;
+                need("report", x.report.as_ref().is_some_and(|r| !r.0.is_empty() && r.0.len() <= 64))
+                    .map_err(|_| format!("{at}: field `report`: 1 to 64 bytes"))?;
+                need("fixture", x.fixture.is_some())
+                    .map_err(|e| format!("{e} (a SEC(\"syscall\") program `inject`, e.g. inject_input_report)"))?;
             }
             RacerOp::GetFeature => {
                 live_device(&device()?)?;
@@ -283,6 +301,11 @@ impl Validate for Cycle {
     fn validate(&self, v: &mut Validator<'_, '_>, _index: usize, at: &str) -> Result<(), String> {
         v.need_device(at, &self.device)?;
         v.hooks_of(at, &self.fixture)?;
+        for (field, why) in [("skip_match", &self.skip_match), ("skip_probe", &self.skip_probe)] {
+            if why.as_deref().is_some_and(|w| w.trim().is_empty()) {
+                return Err(format!("{at}: field `{field}`: say why the loader's check is skipped"));
+            }
+        }
         if self.count == 0 {
             return Err(format!("{at}: field `count`: must be at least 1"));
         }
@@ -506,6 +529,7 @@ impl Validate for Race {
         if self.racers.iter().all(|x| x.repeat) {
             return Err(format!("{at}: every racer repeats, so none would ever stop: give one without `repeat`"));
         }
+        self.windows().map_err(|e| format!("{at}: {e}"))?;
         let live_before = v.live.clone();
         let links_before: BTreeSet<String> = v.links.keys().cloned().collect();
         let pending_before = v.pending.len();

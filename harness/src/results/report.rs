@@ -139,9 +139,14 @@ impl RunReport {
         out
     }
 
-    /// The race step's rounds and kernel-seen hits (None: no race step).
+    /// The race steps' rounds and the rounds whose window the kernel saw
+    /// open, summed over the scenario's race steps (None: no race step).
     pub fn race(&self) -> Option<RaceCount> {
-        None
+        let races: Vec<_> = self.guest.steps.iter().filter_map(|s| s.race.as_ref()).collect();
+        (!races.is_empty()).then(|| RaceCount {
+            hits: races.iter().map(|r| r.hits).sum(),
+            rounds: races.iter().map(|r| r.rounds).sum(),
+        })
     }
 
     /// Passed, or failed exactly as a known kernel bug says it does.

@@ -118,7 +118,7 @@ pub fn run(suite: &Suite, entries: Vec<Entry>, opts: &BatchOptions) -> Result<bo
     crate::base::output::tests_done();
     let changes = known_changes(suite, &rounds);
 
-    let matrix = matrix_of(&targets, &work, &skipped, &rounds, &changes);
+    let matrix = matrix_of(&suite.known, &targets, &work, &skipped, &rounds, &changes);
     println!("\n{}", matrix.render());
     if opts.json.is_some() || opts.ktap.is_some() || opts.html.is_some() {
         let results = Results::new(records_of(suite, &work, &skipped, &rounds, &changes));
@@ -272,6 +272,7 @@ fn snapshot_keys(results: &[Result<RunReport>]) -> BTreeSet<String> {
 
 /// The scenario x target matrix: a test whose rounds varied shows how.
 fn matrix_of(
+    known: &known::KnownFailures,
     targets: &[Target],
     work: &[TestCase],
     skipped: &[TestCase],
@@ -295,6 +296,14 @@ fn matrix_of(
             continue;
         }
         match r {
+            // A known bug that shows only sometimes (a measured rate) and
+            // showed here says nothing about a compiler or a kernel.
+            Some(Ok(rep)) if matches!(rep.known, Known::Failed(i, _) if known.known[i].rate() != known::Rate::Always) =>
+            {
+                matrix.record(&row, &case.target, Ok(rep));
+                let text = format!("KNOWN ({})", rep.verdict.token());
+                matrix.record_known_by_chance(&row, &case.target, text);
+            }
             Some(Ok(rep)) => matrix.record(&row, &case.target, Ok(rep)),
             Some(Err(e)) => matrix.record(&row, &case.target, Err(&e.to_string())),
             None => {}

@@ -229,7 +229,7 @@ pub fn replay(r: &mut Runner, s: &Replay) -> Outcome {
             compare_lines(&mut o, "hidraw", want, &observed.hidraw);
         }
     }
-    o.observed = Some(observed);
+    o.observed = Some(Box::new(observed));
     o
 }
 

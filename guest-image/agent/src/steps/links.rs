@@ -32,13 +32,9 @@ pub fn attach(r: &mut Runner, s: &Attach) -> Outcome {
                 Ok(x) => x,
                 Err(o) => return o,
             };
-            let matched = match &s.skip_match {
-                Some(why) => {
-                    o.note(format!("HID_BPF_CONFIG not matched: {why}"));
-                    Ok(())
-                }
-                None => match_device(&fixture, s.device.as_deref().and(sysfs.as_deref()), &mut o),
-            };
+            // By hid_id too: the device with that hid_id is matched (and
+            // probed) like a named one.
+            let matched = match_or_skip(&fixture, hid_id, sysfs.as_deref(), s.skip_match.as_deref(), &mut o);
             let probe_on = match (&s.skip_probe, &sysfs) {
                 (Some(why), _) => {
                     o.note(format!("probe not run: {why}"));
@@ -85,6 +81,74 @@ pub fn attach(r: &mut Runner, s: &Attach) -> Outcome {
         }
     }
     o
+}
+
+/// udev-hid-bpf's order for one device, as every attach path uses it:
+/// match the program's HID_BPF_CONFIG, load it for `hid_id`, run its
+/// probe; a skipped check says why. Returns the object and its map.
+pub fn match_load_probe(
+    fixture: &GuestFixture,
+    hid_id: u32,
+    sysfs: Option<&Path>,
+    skip_match: Option<&str>,
+    skip_probe: Option<&str>,
+    o: &mut Outcome,
+) -> Result<(libbpf_rs::Object, String), bpf::AttachError> {
+    match_or_skip(fixture, hid_id, sysfs, skip_match, o)?;
+    let (object, map) = bpf::load(&fixture.path, hid_id, 0, None)?;
+    probe_or_skip(&object, hid_id, sysfs, skip_probe, o)?;
+    Ok((object, map))
+}
+
+/// Match HID_BPF_CONFIG against the device (`sysfs`), unless the scenario
+/// says why not; without a device (a hid_id nothing has) there is nothing
+/// to match, and a note says so.
+pub fn match_or_skip(
+    fixture: &GuestFixture,
+    hid_id: u32,
+    sysfs: Option<&Path>,
+    skip: Option<&str>,
+    o: &mut Outcome,
+) -> Result<(), bpf::AttachError> {
+    match (skip, sysfs) {
+        (Some(why), _) => {
+            o.note(format!("HID_BPF_CONFIG not matched: {why}"));
+            Ok(())
+        }
+        (None, None) => {
+            if !fixture.config.is_empty() {
+                o.note(format!("no device has hid_id {hid_id}: its HID_BPF_CONFIG could not be matched"));
+            }
+            Ok(())
+        }
+        (None, Some(p)) => match_device(fixture, Some(p), o),
+    }
+}
+
+/// Run the probe on the device (`sysfs`), unless the scenario says why not.
+pub fn probe_or_skip(
+    object: &libbpf_rs::Object,
+    hid_id: u32,
+    sysfs: Option<&Path>,
+    skip: Option<&str>,
+    o: &mut Outcome,
+) -> Result<(), bpf::AttachError> {
+    match (skip, sysfs) {
+        (Some(why), _) => {
+            o.note(format!("probe not run: {why}"));
+            Ok(())
+        }
+        (None, None) => {
+            o.note(format!("no device has hid_id {hid_id}: a probe, if the program has one, did not run"));
+            Ok(())
+        }
+        (None, Some(p)) => {
+            if let Some(note) = bpf::probe_device(object, hid_id, Some(p))? {
+                o.note(note);
+            }
+            Ok(())
+        }
+    }
 }
 
 /// A program with a HID_BPF_CONFIG table attaches only to a device one of
@@ -309,14 +373,22 @@ pub fn check_link_state(o: &mut Outcome, id: u32, after: LinkAfter) {
 /// kernel object counts must return to the baseline.
 pub fn cycle(r: &mut Runner, s: &Cycle) -> Outcome {
     let mut o = Outcome::default();
-    let hid_id = match r.device(&s.device) {
-        Ok(d) => d.hid_id,
+    let (hid_id, sysfs) = match r.device(&s.device) {
+        Ok(d) => (d.hid_id, d.sysfs.clone()),
         Err(o) => return o,
     };
-    let path = match r.fixture(&s.fixture) {
-        Ok(f) => f.path,
+    let fixture = match r.fixture(&s.fixture) {
+        Ok(f) => f,
         Err(o) => return o,
     };
+    let path = fixture.path.clone();
+    // Every load is matched and probed as udev-hid-bpf would: the device
+    // stays the same, so the match is made once; the probe runs after
+    // every load.
+    if let Err(e) = match_or_skip(&fixture, hid_id, Some(&sysfs), s.skip_match.as_deref(), &mut o) {
+        o.push(Check::equal(format!("{} {}", e.stage, s.fixture), "success", e.seen()).with_detail(e.message));
+        return o;
+    }
     let baseline = match bpf::object_counts() {
         Ok(b) => b,
         Err(e) => return Outcome::fail(format!("kernel object counts before the cycles: {e}")),
@@ -326,8 +398,23 @@ pub fn cycle(r: &mut Runner, s: &Cycle) -> Outcome {
     let mut completed = 0u64;
     for i in 1..=s.count {
         if reused.is_none() || s.fresh_objects {
-            match bpf::load(&path, hid_id, 0, None) {
+            let loaded = bpf::load(&path, hid_id, 0, None).and_then(|(obj, name)| {
+                let mut notes = Outcome::default();
+                probe_or_skip(&obj, hid_id, Some(&sysfs), s.skip_probe.as_deref(), &mut notes)?;
+                if i == 1 {
+                    o.notes.extend(notes.notes);
+                }
+                Ok((obj, name))
+            });
+            match loaded {
                 Ok(x) => reused = Some(x),
+                Err(e) if e.stage == Stage::Probe => {
+                    o.push(
+                        Check::equal(format!("iteration {i}: probe {}", s.fixture), "success", e.seen())
+                            .with_detail(e.message),
+                    );
+                    return o;
+                }
                 Err(e) => {
                     o.note(format!("iteration {i}: {}", e.message));
                     o.notes.extend(e.log);
@@ -392,5 +479,46 @@ fn expect_report(d: &mut crate::device::Device, report: &HexBytes, want: &HexByt
         Ok(())
     } else {
         Err(hidvm_proto::expect::ReportExpect::show(&seen))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hidvm_proto::DeviceMatch;
+
+    /// A sysfs device directory holding only a modalias.
+    fn device(modalias: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("hidvm-links-test-{}-{modalias}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("modalias"), format!("{modalias}\n")).unwrap();
+        dir
+    }
+
+    fn fixture(group: u16) -> GuestFixture {
+        GuestFixture {
+            path: "x.bpf.o".into(),
+            config: vec![DeviceMatch { bus: 3, group, vendor: 0x1d6b, product: 0x0101 }],
+        }
+    }
+
+    #[test]
+    fn every_path_matches_the_device_or_says_why_not() {
+        let generic = device("hid:b0003g0001v00001D6Bp00000101");
+        let mut o = Outcome::default();
+        assert!(match_or_skip(&fixture(1), 4, Some(&generic), None, &mut o).is_ok());
+        assert!(o.notes[0].contains("matches the device"), "{:?}", o.notes);
+        // The group only the kernel knows excludes it.
+        let e = match_or_skip(&fixture(2), 4, Some(&generic), None, &mut o).unwrap_err();
+        assert_eq!(e.seen(), "match: none");
+        // Skipped: with the scenario's reason, never silently.
+        let mut o = Outcome::default();
+        assert!(match_or_skip(&fixture(2), 4, Some(&generic), Some("the table is wrong"), &mut o).is_ok());
+        assert_eq!(o.notes, ["HID_BPF_CONFIG not matched: the table is wrong"]);
+        // A hid_id no device has: nothing to match, and a note says so.
+        let mut o = Outcome::default();
+        assert!(match_or_skip(&fixture(2), 4242, None, None, &mut o).is_ok());
+        assert!(o.notes[0].contains("no device has hid_id 4242"), "{:?}", o.notes);
+        let _ = std::fs::remove_dir_all(generic);
     }
 }

@@ -1,24 +1,27 @@
 //! Race steps: racers on their own threads, started together after a
 //! per-round random delay, for many rounds (see `hidvm_proto::Race`).
 //!
-//! Whether a round reached its window is measured from userspace: every
-//! racer operation is one syscall (UHID_INPUT2 write, HIDIOC[GS]FEATURE,
-//! hidraw write, evdev write, BPF_LINK_CREATE, close/BPF_LINK_DETACH,
-//! UHID_DESTROY), timed from start to return. A round hits its window when
-//! another racer's operation overlapped a one-shot racer's operation in
-//! time: the program-running syscall was in flight while the release,
-//! destroy or attach ran.
+//! Whether a round reached its window is measured in the kernel
+//! (`hidvm_proto::window`, `crate::tracer`): fentry/fexit on the window's
+//! functions and on the HID-BPF programs the racers reach record every call
+//! with the kernel's clock, and a round hits when a call of one side was in
+//! flight while a call of the other side was, on the same device. The
+//! racers' syscalls are still timed from userspace, and that overlap is
+//! noted beside the kernel's, but it proves nothing: a syscall can spend
+//! its time waiting for the lock the other side holds.
 use crate::bpf;
 use crate::device::Device;
 use crate::hidraw::Hidraw;
 use crate::input::EvdevSet;
 use crate::state::{LinkHandle, Outcome, Runner};
+use crate::tracer::{KernelBtf, Tracer};
 use crate::uhid::Injector;
 use hidvm_proto::steps::{Race, Racer, RacerOp};
-use hidvm_proto::Step;
-use hidvm_proto::{Check, ReleaseHow};
+use hidvm_proto::window::{Traced, Window, Windows};
+use hidvm_proto::{Check, Hook, RaceRecord, ReleaseHow, Step, WindowHits};
 use libbpf_rs::{Link, Object};
 use std::collections::{BTreeMap, BTreeSet};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
@@ -26,11 +29,16 @@ use std::time::{Duration, Instant};
 /// A racer, with what it needs taken out of the runner before the round.
 enum Action {
     Inject(Injector, Vec<u8>),
+    /// The injector program's fd, the device's hid_id, the report.
+    InjectBpf(OwnedFd, u32, Vec<u8>),
     GetFeature(Hidraw, u8),
     SetFeature(Hidraw, Vec<u8>),
     WriteOutput(Hidraw, Vec<u8>),
     SetLed(EvdevSet, u16),
-    Attach { object: Object, map: String },
+    Attach {
+        object: Object,
+        map: String,
+    },
     Release(LinkHandle, ReleaseHow),
     Destroy(Device),
     Lkdtm(String),
@@ -84,6 +92,174 @@ struct Tally {
     errors: BTreeMap<String, u64>,
 }
 
+/// The kernel side of a race step: what is traced, and the counts.
+struct Tracing {
+    tracer: Tracer,
+    btf: KernelBtf,
+    windows: Windows,
+    /// The program hooks either window names: their programs are traced
+    /// every round.
+    hooks: BTreeSet<Hook>,
+    /// How many program instances were traced, over all rounds.
+    programs: u64,
+    /// Per window (program window first): rounds it was seen open.
+    hits: Vec<u32>,
+    unpaired: u64,
+    /// The first round that hit, and the evidence.
+    first_hit: Option<String>,
+    /// Per hook the windows name: rounds in which no loaded program
+    /// implemented it (nothing to trace: such a round cannot hit).
+    no_program: BTreeMap<Hook, u32>,
+    /// Per traced thing: how long each of its calls took (ns).
+    durations: BTreeMap<Traced, Vec<u64>>,
+}
+
+impl Tracing {
+    /// Trace the windows' kernel functions for the whole race.
+    fn start(windows: Windows) -> Result<Tracing, String> {
+        let btf = KernelBtf::load()?;
+        let mut tracer = Tracer::new()?;
+        let mut hooks = BTreeSet::new();
+        for t in windows.traced() {
+            match t {
+                Traced::Function(name) => {
+                    tracer.trace_function(&btf, &name)?;
+                }
+                Traced::Program(h) => {
+                    hooks.insert(h);
+                }
+            }
+        }
+        let n = 1 + usize::from(windows.dispatcher.is_some());
+        Ok(Tracing {
+            tracer,
+            btf,
+            windows,
+            hooks,
+            programs: 0,
+            hits: vec![0; n],
+            unpaired: 0,
+            first_hit: None,
+            no_program: BTreeMap::new(),
+            durations: BTreeMap::new(),
+        })
+    }
+
+    fn windows(&self) -> Vec<&Window> {
+        std::iter::once(&self.windows.program).chain(self.windows.dispatcher.as_ref()).collect()
+    }
+
+    /// Trace, for this round, every struct_ops program of these objects
+    /// that implements a hook the windows name.
+    fn trace_programs(&mut self, objects: &[&Object]) -> Result<(), String> {
+        self.tracer.end_round();
+        if self.hooks.is_empty() {
+            return Ok(());
+        }
+        let mut found = BTreeSet::new();
+        for object in objects {
+            for prog in object.progs() {
+                let Some(hook) = self.btf.hook_of(&prog).filter(|h| self.hooks.contains(h)) else { continue };
+                let name = prog.name().to_string_lossy().into_owned();
+                self.tracer.trace_program(&self.btf, prog.as_fd(), &name, hook)?;
+                self.programs += 1;
+                found.insert(hook);
+            }
+        }
+        for h in &self.hooks {
+            if !found.contains(h) {
+                *self.no_program.entry(*h).or_default() += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Read the round's records; count the windows seen open.
+    fn end_round(&mut self, round: u32) -> Result<(), String> {
+        let records = self.tracer.drain();
+        self.tracer.end_round();
+        let calls = hidvm_proto::window::calls(&records?);
+        self.unpaired += calls.unpaired as u64;
+        for c in &calls.intervals {
+            if let Some(t) = self.tracer.what.get(&c.tag) {
+                self.durations.entry(t.clone()).or_default().push(c.ns);
+            }
+        }
+        let tags = |side: &hidvm_proto::window::Side| -> BTreeSet<u32> {
+            self.tracer.what.iter().filter(|(_, t)| side.0.contains(t)).map(|(tag, _)| *tag).collect()
+        };
+        let mut evidence = None;
+        let windows: Vec<Window> = self.windows().into_iter().cloned().collect();
+        for (i, w) in windows.iter().enumerate() {
+            let seen =
+                hidvm_proto::window::overlap(&calls.intervals, &tags(&w.a), &tags(&w.b), &self.tracer.device_known);
+            if let Some((a, b)) = seen {
+                self.hits[i] += 1;
+                if i == 0 {
+                    let what = |tag: u32| self.tracer.what.get(&tag).map(|t| t.to_string()).unwrap_or_default();
+                    evidence = Some(format!(
+                        "round {round}: {} (thread {}, {:.3} ms, records {}..{}) and {} (thread {}, {:.3} ms, records {}..{}) were in flight together",
+                        what(a.tag),
+                        a.tid,
+                        a.ns as f64 / 1e6,
+                        a.start,
+                        a.end,
+                        what(b.tag),
+                        b.tid,
+                        b.ns as f64 / 1e6,
+                        b.start,
+                        b.end,
+                    ));
+                }
+            }
+        }
+        if self.first_hit.is_none() {
+            self.first_hit = evidence;
+        }
+        Ok(())
+    }
+
+    /// How many calls of each traced thing the kernel made during the
+    /// racers, and how long they took.
+    fn call_notes(&mut self) -> Vec<String> {
+        let ms = |ns: u64| ns as f64 / 1e6;
+        self.durations
+            .iter_mut()
+            .map(|(t, d)| {
+                d.sort_unstable();
+                format!(
+                    "{t}: {} calls during the racers, {:.3} ms median, {:.3} ms at most",
+                    d.len(),
+                    ms(d[d.len() / 2]),
+                    ms(d[d.len() - 1])
+                )
+            })
+            .collect()
+    }
+
+    /// What was traced, for the report.
+    fn traced(&self) -> Vec<String> {
+        self.windows
+            .traced()
+            .into_iter()
+            .map(|t| match t {
+                Traced::Program(_) => format!("{t} ({} program instances over the rounds)", self.programs_of(&t)),
+                Traced::Function(_) => t.to_string(),
+            })
+            .collect()
+    }
+
+    fn programs_of(&self, t: &Traced) -> usize {
+        self.tracer.what.values().filter(|w| *w == t).count()
+    }
+}
+
+/// A failure to trace is "could not look": a failed check, never a race
+/// that saw nothing.
+fn untraced(what: String) -> Check {
+    Check::equal("trace the race window in the kernel (fentry/fexit)", "traced", what)
+}
+
 /// How a race runs its `before` and `after` steps: the agent's step
 /// dispatcher, passed in (it is the module that calls this one).
 pub type RunStep = fn(&mut Runner, &Step) -> Outcome;
@@ -94,45 +270,129 @@ pub fn race(r: &mut Runner, s: &Race, run_step: RunStep) -> Outcome {
         Ok(b) => b,
         Err(e) => return Outcome::fail(format!("kernel object counts before the race: {e}")),
     };
+    let windows = match s.windows() {
+        Ok(w) => w,
+        Err(e) => return Outcome::fail(format!("the race's window: {e}")),
+    };
+    let mut tracing = match Tracing::start(windows) {
+        Ok(t) => t,
+        Err(e) => {
+            o.push(untraced(e));
+            return o;
+        }
+    };
     let mut rng = Rng::seeded();
     o.note(format!("jitter seed {:#x}", rng.0));
     let mut tallies: Vec<Tally> = s.racers.iter().map(|_| Tally::default()).collect();
     let mut destroyed: Vec<String> = Vec::new();
-    let (mut hits, mut rounds) = (0u32, 0u32);
+    let mut injectors: BTreeMap<String, Object> = BTreeMap::new();
+    let (mut user_overlaps, mut rounds) = (0u32, 0u32);
+    let mut failed = false;
     let t0 = Instant::now();
     for round in 1..=s.iterations {
-        match one_round(r, s, round, &mut rng, &mut destroyed, &mut tallies, run_step) {
-            Ok(hit) => {
-                hits += u32::from(hit);
+        let mut ctx = RoundCtx { round, rng: &mut rng, destroyed: &mut destroyed, tallies: &mut tallies, run_step };
+        match one_round(r, s, &mut ctx, &mut tracing, &mut injectors) {
+            Ok(user) => {
+                user_overlaps += u32::from(user);
                 rounds += 1;
             }
-            Err(failed) => {
+            Err(round_failed) => {
                 o.note(format!("round {round} failed"));
-                o.absorb(failed);
+                o.absorb(round_failed);
+                failed = true;
                 break;
             }
         }
     }
     let elapsed = t0.elapsed();
+    tracing.tracer.end_round();
+    drop(injectors);
     // Devices the last round destroyed are created again: the scenario
     // continues with the devices it declared.
     if let Err(e) = recreate(r, &mut destroyed, s.iterations + 1) {
         o.error.get_or_insert(e);
     }
     o.expect_eq("race rounds completed (before, racers, after)", s.iterations, rounds);
-    o.push(
-        Check::at_least(
-            "race rounds in which another racer's operation overlapped a one-shot racer's",
-            s.min_hits.into(),
-            hits.into(),
-        )
-        .with_detail(format!(
-            "{hits} of {rounds} rounds ({:.0}%), {} ms in all, {:.1} ms per round",
+    let per_round = elapsed.as_secs_f64() * 1000.0 / f64::from(rounds.max(1));
+    let lost = tracing.tracer.lost();
+    let windows: Vec<Window> = tracing.windows().into_iter().cloned().collect();
+    let hits = tracing.hits[0];
+    // A race that stopped at a failed round has failed already; its hit
+    // count would only repeat that.
+    if !failed {
+        let mut detail = format!(
+            "{hits} of {rounds} rounds ({:.0}%), {} ms in all, {per_round:.1} ms per round",
             100.0 * f64::from(hits) / f64::from(rounds.max(1)),
             elapsed.as_millis(),
-            elapsed.as_secs_f64() * 1000.0 / f64::from(rounds.max(1))
-        )),
-    );
+        );
+        if let Ok(n @ 1..) = lost {
+            detail.push_str(&format!(
+                "; {n} trace records lost (ring buffer full): a round without a hit may have had one"
+            ));
+        }
+        match &lost {
+            Ok(_) => {
+                o.push(
+                    Check::at_least(
+                        format!("race rounds whose window the kernel saw overlap ({})", windows[0]),
+                        s.min_hits.into(),
+                        hits.into(),
+                    )
+                    .with_detail(detail),
+                );
+            }
+            Err(e) => {
+                o.push(untraced(e.clone()));
+            }
+        }
+    }
+    for (h, n) in &tracing.no_program {
+        if *n >= rounds && rounds > 0 {
+            // Nothing to trace in any round: "zero hits" would be a lie.
+            o.push(untraced(format!("no program the agent loaded implements {h} (the window names it)")));
+        } else {
+            o.note(format!("{n} rounds had no program implementing {h} to trace"));
+        }
+    }
+    for (w, n) in windows.iter().zip(&tracing.hits).skip(1) {
+        o.note(format!(
+            "dispatcher window {w}: open in {n} of {rounds} rounds (the dispatcher ran, not necessarily the program)"
+        ));
+    }
+    if let Some(e) = &tracing.first_hit {
+        o.note(format!("first kernel overlap: {e}"));
+    }
+    let clocksource = std::fs::read_to_string("/sys/devices/system/clocksource/clocksource0/current_clocksource")
+        .ok()
+        .map(|c| c.trim().to_string());
+    let clock = clocksource.as_deref().unwrap_or("unknown");
+    o.note(format!(
+        "kernel clocksource {clock}: call durations are in its resolution{}; overlaps are decided on the records' order (one atomic counter), not on the clock",
+        if clock.contains("jiffies") { " (4 ms ticks: the TSC could not be used)" } else { "" }
+    ));
+    for n in tracing.call_notes() {
+        o.note(n);
+    }
+    o.note(format!(
+        "racers' syscalls overlapped in userspace time in {user_overlaps} of {rounds} rounds (not evidence: a syscall may wait on a lock the other side holds)"
+    ));
+    if tracing.unpaired > 0 {
+        o.note(format!("{} trace records without their entry or exit", tracing.unpaired));
+    }
+    o.race = Some(Box::new(RaceRecord {
+        rounds,
+        hits,
+        windows: windows
+            .iter()
+            .zip(&tracing.hits)
+            .map(|(w, n)| WindowHits { window: w.to_string(), hits: *n })
+            .collect(),
+        traced: tracing.traced(),
+        ms_per_round: (per_round * 10.0).round() / 10.0,
+        lost_records: lost.as_ref().copied().unwrap_or(0),
+        unpaired_records: tracing.unpaired,
+        clocksource: clocksource.clone(),
+    }));
     for (x, t) in s.racers.iter().zip(&tallies) {
         let errors = t.errors.iter().map(|(e, n)| format!("{n} {e}")).collect::<Vec<_>>().join(", ");
         o.note(format!(
@@ -142,6 +402,7 @@ pub fn race(r: &mut Runner, s: &Race, run_step: RunStep) -> Outcome {
             if errors.is_empty() { String::new() } else { format!(", failed: {errors}") }
         ));
     }
+    drop(tracing);
     let mut after = bpf::object_counts();
     crate::wait::poll_until(Duration::from_secs(2), Duration::from_millis(5), || {
         after = bpf::object_counts();
@@ -155,55 +416,61 @@ pub fn race(r: &mut Runner, s: &Race, run_step: RunStep) -> Outcome {
     o
 }
 
-/// One round; Ok(whether the window was hit), or the failed sub-step.
+/// What a round needs from the whole race.
+struct RoundCtx<'a> {
+    round: u32,
+    rng: &'a mut Rng,
+    destroyed: &'a mut Vec<String>,
+    tallies: &'a mut [Tally],
+    /// The agent's step dispatcher, for the `before` and `after` steps.
+    run_step: RunStep,
+}
+
+/// One round; Ok(whether the racers' syscalls overlapped in userspace
+/// time), or the failed sub-step. The kernel's view goes to `tracing`.
 fn one_round(
     r: &mut Runner,
     s: &Race,
-    round: u32,
-    rng: &mut Rng,
-    destroyed: &mut Vec<String>,
-    tallies: &mut [Tally],
-    run_step: RunStep,
+    ctx: &mut RoundCtx<'_>,
+    tracing: &mut Tracing,
+    injectors: &mut BTreeMap<String, Object>,
 ) -> Result<bool, Outcome> {
-    recreate(r, destroyed, round).map_err(Outcome::fail)?;
+    let round = ctx.round;
+    recreate(r, ctx.destroyed, round).map_err(Outcome::fail)?;
     let links_before: BTreeSet<String> = r.links.keys().cloned().collect();
     let objects_before = r.objects.len();
-    run_steps(r, &s.before, round, "before", run_step)?;
+    run_steps(r, &s.before, round, "before", ctx.run_step)?;
 
     let mut actions = Vec::new();
-    for x in &s.racers {
-        actions.push(prepare(r, x).map_err(|e| Outcome::fail(format!("round {round}: {}: {e}", x.describe())))?);
+    for (j, x) in s.racers.iter().enumerate() {
+        let at = format!("round {round}, racer {} ({})", j + 1, hidvm_proto::steps::snake(&x.op));
+        actions.push(prepare(r, x, injectors, &at)?);
     }
+    // The programs the racers can reach: those of the objects the agent
+    // holds, and those an attach racer is about to attach.
+    let mut objects: Vec<&Object> = r.objects.iter().collect();
+    objects.extend(actions.iter().filter_map(|a| match a {
+        Action::Attach { object, .. } => Some(object),
+        _ => None,
+    }));
+    tracing
+        .trace_programs(&objects)
+        .map_err(|e| Outcome { checks: vec![untraced(format!("round {round}: {e}"))], ..Outcome::default() })?;
+    // Records of the `before` steps are not the racers'.
+    tracing.tracer.drain().map_err(|e| Outcome::fail(format!("round {round}: {e}")))?;
     // Repeating racers start at once; one-shot racers land at a random
     // point of their run (and of each other's).
     let delays: Vec<u64> =
-        s.racers.iter().map(|x| x.delay_us + if x.repeat { 0 } else { rng.below(s.jitter_us) }).collect();
+        s.racers.iter().map(|x| x.delay_us + if x.repeat { 0 } else { ctx.rng.below(s.jitter_us) }).collect();
     let one_shots = s.racers.iter().filter(|x| !x.repeat).count();
     let results = run_racers(actions, s, &delays, one_shots);
 
-    let hit = count(s, &results, tallies);
-    keep_what_racers_left(r, s, results, destroyed);
-    settle_devices(r, s, round)?;
-    run_steps(r, &s.after, round, "after", run_step)?;
-    // Links the round made and did not release are closed, and the
-    // objects it loaded freed: every round starts from the same kernel state.
-    let made: Vec<String> = r.links.keys().filter(|k| !links_before.contains(*k)).cloned().collect();
-    for k in made {
-        r.links.remove(&k);
-    }
-    r.objects.truncate(objects_before);
-    Ok(hit)
-}
-
-/// Each racer's operations and errors into its tally; whether a one-shot
-/// racer's operation overlapped another racer's (the window was hit).
-fn count(s: &Race, results: &[RacerResult], tallies: &mut [Tally]) -> bool {
     let mut hit = false;
-    for (i, (x, res)) in s.racers.iter().zip(results).enumerate() {
-        tallies[i].ops += res.ops.len() as u64;
+    for (i, (x, res)) in s.racers.iter().zip(&results).enumerate() {
+        ctx.tallies[i].ops += res.ops.len() as u64;
         for op in &res.ops {
             if let Some(e) = op.errno {
-                *tallies[i].errors.entry(hidvm_proto::Errno(e).to_string()).or_default() += 1;
+                *ctx.tallies[i].errors.entry(hidvm_proto::Errno(e).to_string()).or_default() += 1;
             }
         }
         if !x.repeat {
@@ -212,11 +479,7 @@ fn count(s: &Race, results: &[RacerResult], tallies: &mut [Tally]) -> bool {
             });
         }
     }
-    hit
-}
-
-/// What the racers left: made links, destroyed devices.
-fn keep_what_racers_left(r: &mut Runner, s: &Race, results: Vec<RacerResult>, destroyed: &mut Vec<String>) {
+    // What the racers left: made links, destroyed devices.
     for (x, res) in s.racers.iter().zip(results) {
         match x.op {
             RacerOp::Attach => {
@@ -238,14 +501,10 @@ fn keep_what_racers_left(r: &mut Runner, s: &Race, results: Vec<RacerResult>, de
                     );
                 }
             }
-            RacerOp::Destroy => destroyed.extend(x.device.clone()),
+            RacerOp::Destroy => ctx.destroyed.extend(x.device.clone()),
             _ => {}
         }
     }
-}
-
-/// The devices after the racers, ready for the `after` steps.
-fn settle_devices(r: &mut Runner, s: &Race, round: u32) -> Result<(), Outcome> {
     // The racers' own reports are not compared: drop them, so the `after`
     // steps see only theirs. A flood overruns the evdev client's buffer
     // (SYN_DROPPED, then a state resync on the next read): a fresh client
@@ -261,12 +520,25 @@ fn settle_devices(r: &mut Runner, s: &Race, round: u32) -> Result<(), Outcome> {
             return Err(Outcome::fail(format!("round {round}: reopening {}'s evdev node: {e}", d.vdev.id)));
         }
     }
+    // The racers and what they set off (LED work items) are done: what
+    // did the kernel see?
+    tracing
+        .end_round(round)
+        .map_err(|e| Outcome { checks: vec![untraced(format!("round {round}: {e}"))], ..Outcome::default() })?;
     let mut refreshed = Outcome::default();
     r.refresh_devices(&mut refreshed);
     if let Some(e) = refreshed.error {
         return Err(Outcome::fail(format!("round {round}: after the racers: {e}")));
     }
-    Ok(())
+    run_steps(r, &s.after, round, "after", ctx.run_step)?;
+    // Links the round made and did not release are closed, and the
+    // objects it loaded freed: every round starts from the same kernel state.
+    let made: Vec<String> = r.links.keys().filter(|k| !links_before.contains(*k)).cloned().collect();
+    for k in made {
+        r.links.remove(&k);
+    }
+    r.objects.truncate(objects_before);
+    Ok(hit)
 }
 
 /// `before`/`after` steps of one round: a failing one fails the race with
@@ -300,54 +572,134 @@ fn recreate(r: &mut Runner, destroyed: &mut Vec<String>, generation: u32) -> Res
     Ok(())
 }
 
-fn prepare(r: &mut Runner, x: &Racer) -> Result<Action, String> {
-    let dev = |r: &mut Runner| -> Result<std::path::PathBuf, String> {
-        let id = x.device.as_deref().ok_or("no device")?;
-        r.devices.get(id).map(|d| d.sysfs.clone()).ok_or_else(|| format!("device `{id}` does not exist"))
+/// Take what a racer needs out of the runner. An attach racer's program
+/// is matched against the device, loaded and probed here, as the attach
+/// step does (udev-hid-bpf's order): only BPF_LINK_CREATE races.
+fn prepare(r: &mut Runner, x: &Racer, injectors: &mut BTreeMap<String, Object>, at: &str) -> Result<Action, Outcome> {
+    let fail = |e: String| Outcome::fail(format!("{at}: {e}"));
+    let dev = |r: &mut Runner| -> Result<std::path::PathBuf, Outcome> {
+        let id = x.device.as_deref().ok_or_else(|| fail("no device".into()))?;
+        r.devices.get(id).map(|d| d.sysfs.clone()).ok_or_else(|| fail(format!("device `{id}` does not exist")))
     };
     let wait = crate::budget::node_wait();
     Ok(match x.op {
         RacerOp::Inject => {
-            let id = x.device.as_deref().ok_or("no device")?;
-            let d = r.devices.get(id).ok_or_else(|| format!("device `{id}` does not exist"))?;
+            let id = x.device.as_deref().ok_or_else(|| fail("no device".into()))?;
+            let d = r.devices.get(id).ok_or_else(|| fail(format!("device `{id}` does not exist")))?;
             Action::Inject(d.vdev.injector(), x.report.clone().unwrap_or_default().0)
         }
+        RacerOp::InjectBpf => {
+            let id = x.device.as_deref().ok_or_else(|| fail("no device".into()))?;
+            let hid_id =
+                r.devices.get(id).map(|d| d.hid_id).ok_or_else(|| fail(format!("device `{id}` does not exist")))?;
+            let name = x.fixture.clone().unwrap_or_default();
+            if !injectors.contains_key(&name) {
+                // Loaded once per race: the device is named by hid_id at
+                // run time, so a recreated device needs no new object.
+                let fixture = r.fixture(&name).map_err(|o| fail(o.first_problem()))?;
+                let object = bpf::load_plain(&fixture.path).map_err(|e| {
+                    let mut o = Outcome::default();
+                    o.push(
+                        Check::equal(format!("{at}: {} {name}", e.stage), "success", e.seen()).with_detail(e.message),
+                    );
+                    o.notes.extend(e.log);
+                    o
+                })?;
+                injectors.insert(name.clone(), object);
+            }
+            let object = &injectors[&name];
+            let prog = object
+                .progs()
+                .find(|p| p.name().to_str() == Some("inject"))
+                .ok_or_else(|| fail(format!("{name} has no SEC(\"syscall\") program `inject`")))?;
+            let fd = prog.as_fd().try_clone_to_owned().map_err(|e| fail(format!("dup of the injector's fd: {e}")))?;
+            Action::InjectBpf(fd, hid_id, x.report.clone().unwrap_or_default().0)
+        }
         // Own fds: the racer's reads and writes never touch the step's.
-        RacerOp::GetFeature => Action::GetFeature(Hidraw::open(&dev(r)?, wait)?, x.report_id.unwrap_or(0)),
+        RacerOp::GetFeature => {
+            Action::GetFeature(Hidraw::open(&dev(r)?, wait).map_err(fail)?, x.report_id.unwrap_or(0))
+        }
         RacerOp::SetFeature => {
-            Action::SetFeature(Hidraw::open(&dev(r)?, wait)?, x.report.clone().unwrap_or_default().0)
+            Action::SetFeature(Hidraw::open(&dev(r)?, wait).map_err(fail)?, x.report.clone().unwrap_or_default().0)
         }
         RacerOp::WriteOutput => {
-            Action::WriteOutput(Hidraw::open(&dev(r)?, wait)?, x.report.clone().unwrap_or_default().0)
+            Action::WriteOutput(Hidraw::open(&dev(r)?, wait).map_err(fail)?, x.report.clone().unwrap_or_default().0)
         }
         RacerOp::SetLed => {
-            let code = hidvm_proto::event::led_code(x.led.as_deref().unwrap_or(""))?;
-            Action::SetLed(EvdevSet::open(&dev(r)?, wait)?, code)
+            let code = hidvm_proto::event::led_code(x.led.as_deref().unwrap_or("")).map_err(fail)?;
+            Action::SetLed(EvdevSet::open(&dev(r)?, wait).map_err(fail)?, code)
         }
         RacerOp::Attach => {
-            let id = x.device.as_deref().ok_or("no device")?;
+            let id = x.device.as_deref().ok_or_else(|| fail("no device".into()))?;
             let (hid_id, sysfs) = r
                 .devices
                 .get(id)
                 .map(|d| (d.hid_id, d.sysfs.clone()))
-                .ok_or_else(|| format!("device `{id}` does not exist"))?;
-            let fixture = r.fixture(x.fixture.as_deref().unwrap_or("")).map_err(|o| o.first_problem())?;
-            // Loaded and probed before the round: only the attach races.
-            let (object, map) = bpf::load(&fixture.path, hid_id, 0, None).map_err(|e| e.message)?;
-            bpf::probe_device(&object, hid_id, Some(&sysfs)).map_err(|e| e.message)?;
-            Action::Attach { object, map }
+                .ok_or_else(|| fail(format!("device `{id}` does not exist")))?;
+            let name = x.fixture.as_deref().unwrap_or("");
+            let fixture = r.fixture(name).map_err(|o| fail(o.first_problem()))?;
+            let mut o = Outcome::default();
+            let loaded = super::links::match_load_probe(
+                &fixture,
+                hid_id,
+                Some(&sysfs),
+                x.skip_match.as_deref(),
+                x.skip_probe.as_deref(),
+                &mut o,
+            );
+            match loaded {
+                Ok((object, map)) => Action::Attach { object, map },
+                Err(e) => {
+                    // As the attach step reports it: the stage leads.
+                    o.push(
+                        Check::equal(format!("{at}: {} {name}", e.stage), "success", e.seen()).with_detail(e.message),
+                    );
+                    o.notes.extend(e.log);
+                    return Err(o);
+                }
+            }
         }
         RacerOp::Release => {
-            let name = x.link.as_deref().ok_or("no link")?;
-            let h = r.links.remove(name).ok_or_else(|| format!("link `{name}` is not attached"))?;
+            let name = x.link.as_deref().ok_or_else(|| fail("no link".into()))?;
+            let h = r.links.remove(name).ok_or_else(|| fail(format!("link `{name}` is not attached")))?;
             Action::Release(h, x.how.unwrap_or(ReleaseHow::Close))
         }
         RacerOp::Destroy => {
-            let id = x.device.as_deref().ok_or("no device")?;
-            Action::Destroy(r.devices.remove(id).ok_or_else(|| format!("device `{id}` does not exist"))?)
+            let id = x.device.as_deref().ok_or_else(|| fail("no device".into()))?;
+            Action::Destroy(r.devices.remove(id).ok_or_else(|| fail(format!("device `{id}` does not exist")))?)
         }
         RacerOp::Lkdtm => Action::Lkdtm(x.crash.clone().unwrap_or_default()),
     })
+}
+
+/// `struct hidvm_inject_args` of bpf-fixtures/inject_input_report.bpf.c.
+#[repr(C)]
+struct InjectArgs {
+    data: [u8; 64],
+    hid: u32,
+    size: u32,
+    retval: i32,
+}
+
+/// One report through hid_bpf_input_report(): BPF_PROG_TEST_RUN of the
+/// injector with the device's hid_id; the errno it returned, if any.
+fn inject_bpf(prog: &OwnedFd, hid: u32, report: &[u8]) -> Option<i32> {
+    let n = report.len().min(64);
+    let mut args = InjectArgs { data: [0; 64], hid, size: n as u32, retval: 0 };
+    args.data[..n].copy_from_slice(&report[..n]);
+    // SAFETY: zeroed is valid for this plain C struct; sz is set below.
+    let mut opts: libbpf_rs::libbpf_sys::bpf_test_run_opts = unsafe { std::mem::zeroed() };
+    opts.sz = std::mem::size_of::<libbpf_rs::libbpf_sys::bpf_test_run_opts>() as _;
+    opts.ctx_in = (&mut args as *mut InjectArgs).cast_const().cast();
+    opts.ctx_size_in = std::mem::size_of::<InjectArgs>() as u32;
+    // SAFETY: ctx_in points at `args` for the call; the kernel copies the
+    // context back into that buffer (syscall programs use ctx_in only).
+    let ret = unsafe { libbpf_rs::libbpf_sys::bpf_prog_test_run_opts(prog.as_raw_fd(), &mut opts) };
+    if ret < 0 {
+        Some(-ret)
+    } else {
+        args.retval.checked_neg().filter(|e| *e > 0)
+    }
 }
 
 fn errno_of(e: &std::io::Error) -> i32 {
@@ -383,9 +735,6 @@ fn run_racers(actions: Vec<Action>, s: &Race, delays: &[u64], one_shots: usize) 
     })
 }
 
-/// One racer's operation(s), each timed. One arm per action, each short;
-/// the match is kept whole (83 lines) because every arm uses the timing
-/// closure and fills the one result.
 fn run_one(action: Action, repeat: bool, remaining: &AtomicUsize, epoch: &Instant) -> RacerResult {
     let ns = |t: Instant| t.duration_since(*epoch).as_nanos() as u64;
     let mut ops = Vec::new();
@@ -398,6 +747,12 @@ fn run_one(action: Action, repeat: bool, remaining: &AtomicUsize, epoch: &Instan
     match action {
         Action::Inject(injector, report) => loop {
             timed(&mut || injector.inject(&report).err().map(|e| errno_of(&e)));
+            if !repeat || remaining.load(Ordering::SeqCst) == 0 {
+                break;
+            }
+        },
+        Action::InjectBpf(fd, hid, report) => loop {
+            timed(&mut || inject_bpf(&fd, hid, &report));
             if !repeat || remaining.load(Ordering::SeqCst) == 0 {
                 break;
             }

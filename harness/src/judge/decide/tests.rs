@@ -42,8 +42,17 @@ fn vm(timed_out: bool) -> VmOutcome {
 }
 
 fn step(index: usize, checks: Vec<Check>) -> String {
-    GuestMsg::Step(StepReport { index, what: "x".into(), ms: 0, checks, notes: vec![], error: None, observed: None })
-        .to_line()
+    GuestMsg::Step(StepReport {
+        index,
+        what: "x".into(),
+        ms: 0,
+        checks,
+        notes: vec![],
+        error: None,
+        observed: None,
+        race: None,
+    })
+    .to_line()
 }
 
 fn health(h: Health) -> String {

@@ -50,47 +50,36 @@ pub struct RecordExtras {
     pub accel: Option<String>,
 }
 
-/// Today's best source for each extra field.
+/// Each extra field from the record itself, where the record carries it
+/// (results files written before a field existed fall back to what the
+/// run directory says).
 pub fn extras_of(r: &TestRecord) -> RecordExtras {
     let files = r.run_dir.as_deref().map(|d| RunFiles::read(d, r.status != Status::Pass)).unwrap_or_default();
     RecordExtras {
-        rounds: rounds_of(r),
-        race: race_of(r),
+        rounds: r.rounds.iter().map(|s| cell_status(*s)).collect(),
+        race: r.race.map(|c| RaceHits { hits: c.hits, rounds: c.rounds }),
         checks: files.checks,
-        crash_title: crash_title_of(r),
-        started_from: files.started_from,
-        source: source_of(r),
+        crash_title: r.crashes.first().cloned().or_else(|| crash_title_of(r)),
+        started_from: r.started_from.clone().or(files.started_from),
+        source: r.kernel_source.clone().or_else(|| r.kernel_version.as_ref().map(|v| format!("Linux {v}"))),
         accel: files.accel,
     }
 }
 
-/// Per-round outcomes: not in today's records (only their tally is, in the
-/// reason of a varied test), so none.
-fn rounds_of(_r: &TestRecord) -> Vec<CellStatus> {
-    Vec::new()
-}
-
-/// Rows whose name says race (`race_attach_vs_destroy`): hits are the runs
-/// that ended as the known kernel bug, from a `--repeat` tally when there is
-/// one, else this one run.
-fn race_of(r: &TestRecord) -> Option<RaceHits> {
-    let name = r.row.rsplit("::").next().unwrap_or(&r.row);
-    if !name.starts_with("race_") {
-        return None;
-    }
-    if let Some((pass, known, fail)) = r.reason.as_deref().and_then(tally_of) {
-        return Some(RaceHits { hits: known as u32, rounds: (pass + known + fail) as u32 });
-    }
-    match r.status {
-        Status::Known => Some(RaceHits { hits: 1, rounds: 1 }),
-        Status::Pass | Status::Fail => Some(RaceHits { hits: 0, rounds: 1 }),
-        _ => None,
+/// A round's status as a cell shows it.
+fn cell_status(s: Status) -> CellStatus {
+    match s {
+        Status::Pass => CellStatus::Pass,
+        Status::Fail => CellStatus::Fail,
+        Status::Known => CellStatus::Known,
+        Status::Skip => CellStatus::Skip,
+        Status::Error => CellStatus::Error,
+        Status::Flaky => CellStatus::Flaky,
     }
 }
 
-/// A kernel crash's or splat's headline: what the verdict quotes from the
-/// console (`bug during step 4 (…), console line 812: BUG: kernel NULL
-/// pointer dereference, address: …`).
+/// For records without crash titles: the console line quoted in a
+/// kernel-crash or kernel-splat reason.
 fn crash_title_of(r: &TestRecord) -> Option<String> {
     let kind = r.kind.as_deref()?;
     if kind != "kernel-crash" && kind != "kernel-splat" {
@@ -101,10 +90,6 @@ fn crash_title_of(r: &TestRecord) -> Option<String> {
     let title = after.and_then(|a| a.split_once(": ").map(|(_, t)| t)).unwrap_or(reason);
     let title = title.split(" (then: ").next().unwrap_or(title);
     Some(title.lines().next().unwrap_or_default().trim().to_string())
-}
-
-fn source_of(r: &TestRecord) -> Option<String> {
-    r.kernel_version.as_ref().map(|v| format!("Linux {v}"))
 }
 
 /// `--repeat`'s tally line (`20 runs: 17 passed, 3 failed as a known kernel
@@ -286,9 +271,11 @@ fn target_of_label(label: &str) -> Target {
 /// rounds and passed in the others), which takes no side.
 fn record_in_matrix(m: &mut Matrix, r: &TestRecord, x: &RecordExtras) -> bool {
     let t = r.target();
+    // A known bug that shows only sometimes (a measured rate, or known in
+    // some rounds and passing in others) says nothing about a compiler.
+    let sometimes = r.known.as_ref().is_some_and(|k| k.rate != "always");
     let chance = r.status == Status::Known
-        && (x.race.is_some_and(|h| h.hits > 0 && h.hits < h.rounds)
-            || (x.rounds.contains(&CellStatus::Known) && x.rounds.contains(&CellStatus::Pass)));
+        && (sometimes || (x.rounds.contains(&CellStatus::Known) && x.rounds.contains(&CellStatus::Pass)));
     match r.status {
         Status::Pass => m.record_text(&r.row, &t, "pass".into(), true),
         Status::Known if chance => m.record_known_by_chance(&r.row, &t, "KNOWN".into()),

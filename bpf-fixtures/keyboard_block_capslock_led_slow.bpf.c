@@ -1,0 +1,37 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * keyboard_block_capslock_led for races: the same filter (an output report
+ * lighting Caps Lock is refused with EPERM), after spinning a while
+ * (hidvm_spin). LED changes reach the program from the input layer's work
+ * item, a few dozen times a round at most: a program that returns at once
+ * is almost never in flight when a release or UHID_DESTROY comes.
+ */
+#include "hidvm_fixture.h"
+
+#define LED_CAPSLOCK 0x02
+
+SEC("struct_ops/hid_hw_output_report")
+int BPF_PROG(block_capslock_led_slow, struct hid_bpf_ctx *hctx, __u64 source)
+{
+	__u8 *data;
+	__u8 leds;
+
+	hidvm_spin(50000);
+	data = hid_bpf_get_data(hctx, 0, 2);
+	if (data && data[0] == 0) {
+		leds = data[1];
+	} else {
+		data = hid_bpf_get_data(hctx, 0, 1);
+		if (!data)
+			return 0;
+		leds = data[0];
+	}
+	if (leds & LED_CAPSLOCK)
+		return -EPERM;
+	return 0;
+}
+
+SEC(".struct_ops.link")
+struct hid_bpf_ops keyboard_block_capslock_led_slow = {
+	.hid_hw_output_report = (void *)block_capslock_led_slow,
+};
