@@ -74,22 +74,42 @@ impl GuestReport {
         out
     }
 
-    /// Every failed check as known-bug signatures name it: (`step N:
-    /// <what>`, what it saw); a step's error is (`step N: error`, the error),
-    /// a failed step without checks (`step N: no check`, "").
-    pub fn failed_check_values(&self) -> Vec<(String, String)> {
+    /// Every failed check as known-bug signatures name it: `step N:
+    /// <what>`, what it saw and the check's detail (a verifier's log, for
+    /// a load); a step's error is `step N: error` with the error, a failed
+    /// step without checks `step N: no check`.
+    pub fn failed_check_values(&self) -> Vec<FailedCheck> {
         let mut out = Vec::new();
         for s in self.steps.iter().filter(|s| !s.ok()) {
             if let Some(e) = &s.error {
-                out.push((format!("step {}: error", s.index), e.clone()));
+                out.push(FailedCheck::new(format!("step {}: error", s.index), e.clone(), ""));
             } else if s.checks.is_empty() {
-                out.push((format!("step {}: no check", s.index), String::new()));
+                out.push(FailedCheck::new(format!("step {}: no check", s.index), "", ""));
             }
             for c in s.checks.iter().filter(|c| !c.ok()) {
-                out.push((format!("step {}: {}", s.index, c.what), c.seen.clone()));
+                let detail = c.detail.clone().unwrap_or_default();
+                out.push(FailedCheck::new(format!("step {}: {}", s.index, c.what), c.seen.clone(), detail));
             }
         }
         out
+    }
+}
+
+/// A failed check as a known bug's signature is matched against it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FailedCheck {
+    /// `step N: <what>`.
+    pub check: String,
+    /// What the check saw (compared whole by a signature's `seen`).
+    pub seen: String,
+    /// The check's context, e.g. the verifier's log of a rejected load;
+    /// a signature's `seen_contains` looks in `seen` and here.
+    pub detail: String,
+}
+
+impl FailedCheck {
+    pub fn new(check: impl Into<String>, seen: impl Into<String>, detail: impl Into<String>) -> FailedCheck {
+        FailedCheck { check: check.into(), seen: seen.into(), detail: detail.into() }
     }
 }
 

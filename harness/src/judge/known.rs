@@ -18,6 +18,7 @@
 //! was seen ([`Known::Mismatch`]). Entries never apply to a user's own
 //! scenarios (`hidvm test`), even with the same row name.
 use crate::base::error::{toml_error, Error, Result};
+use crate::judge::guest::FailedCheck;
 use crate::judge::title::CrashReport;
 use crate::judge::verdict::{FailureKind, Verdict};
 use serde::Deserialize;
@@ -96,8 +97,8 @@ pub struct Signature {
 pub enum Seen {
     /// A kernel report on the console.
     Report { ends_as: &'static str, title: String, stack: Vec<String> },
-    /// A failed check: `step N: <what>` and what it saw.
-    Check { check: String, seen: String },
+    /// A failed check: `step N: <what>`, what it saw and its detail.
+    Check { check: String, seen: String, detail: String },
     /// Anything no signature can name: a timeout, a leak, a could-not-look.
     Other { token: String, reason: String },
 }
@@ -109,7 +110,12 @@ impl std::fmt::Display for Seen {
                 let head: Vec<&str> = stack.iter().take(6).map(String::as_str).collect();
                 write!(f, "{ends_as}: \"{title}\" (stack: {})", head.join(" <- "))
             }
-            Seen::Check { check, seen } => write!(f, "check-failed: {check}: saw {}", shorten(seen, 160)),
+            Seen::Check { check, seen, detail } if detail.is_empty() => {
+                write!(f, "check-failed: {check}: saw {}", shorten(seen, 160))
+            }
+            Seen::Check { check, seen, detail } => {
+                write!(f, "check-failed: {check}: saw {} ({})", shorten(seen, 160), shorten(detail, 160))
+            }
             Seen::Other { token, reason } => write!(f, "{token}: {}", shorten(reason, 160)),
         }
     }
@@ -163,11 +169,16 @@ impl Signature {
                     && self.title.as_deref() == Some(title.as_str())
                     && self.stack.iter().all(|f| stack.iter().any(|s| s == crate::judge::title::strip_suffixes(f)))
             }
-            Seen::Check { check, seen } => {
+            Seen::Check { check, seen, detail } => {
+                // A rejected load says "load: EACCES"; the verifier's
+                // reason (which access, which line) is in the detail.
                 self.ends_as == "check-failed"
                     && self.check.as_deref() == Some(check.as_str())
                     && self.seen.as_ref().is_none_or(|want| want == seen)
-                    && self.seen_contains.iter().all(|part| seen.contains(part.as_str()))
+                    && self
+                        .seen_contains
+                        .iter()
+                        .all(|part| seen.contains(part.as_str()) || detail.contains(part.as_str()))
             }
             Seen::Other { .. } => false,
         }
@@ -278,7 +289,7 @@ impl Known {
 
 /// What went wrong in a run: its verdict, the kernel reports that counted
 /// and its failed checks (`step N: <what>`, seen).
-pub fn seen_in(verdict: &Verdict, crashes: &[CrashReport], failed_checks: &[(String, String)]) -> Vec<Seen> {
+pub fn seen_in(verdict: &Verdict, crashes: &[CrashReport], failed_checks: &[FailedCheck]) -> Vec<Seen> {
     let Verdict::Fail { kind, reason, .. } = verdict else { return Vec::new() };
     match kind {
         FailureKind::KernelCrash | FailureKind::KernelSplat if !crashes.is_empty() => crashes
@@ -291,9 +302,10 @@ pub fn seen_in(verdict: &Verdict, crashes: &[CrashReport], failed_checks: &[(Str
                 Seen::Report { ends_as, title: c.title.clone(), stack: c.stack.clone() }
             })
             .collect(),
-        FailureKind::Check if !failed_checks.is_empty() => {
-            failed_checks.iter().map(|(check, seen)| Seen::Check { check: check.clone(), seen: seen.clone() }).collect()
-        }
+        FailureKind::Check if !failed_checks.is_empty() => failed_checks
+            .iter()
+            .map(|c| Seen::Check { check: c.check.clone(), seen: c.seen.clone(), detail: c.detail.clone() })
+            .collect(),
         _ => vec![Seen::Other { token: verdict.token(), reason: reason.clone() }],
     }
 }

@@ -1,4 +1,5 @@
 use super::*;
+use crate::judge::guest::FailedCheck;
 use crate::judge::title::parse_report;
 
 const ENTRY: &str = r#"
@@ -129,8 +130,7 @@ fn entries_apply_only_to_the_kernels_they_name_exactly() {
 fn a_check_signature_names_the_check_and_what_it_saw() {
     let l = list();
     let v = Verdict::Fail { kind: FailureKind::Check, class: None, reason: "r".into() };
-    let typo =
-        ("step 8: report descriptor (sysfs)".to_string(), "05 01 09 07 a1 01 85 03 25 00 25 01 05 0d".to_string());
+    let typo = FailedCheck::new("step 8: report descriptor (sysfs)", "05 01 09 07 a1 01 85 03 25 00 25 01 05 0d", "");
     let k = l.classify(
         "progs::Huion__Dial-2",
         "gcc",
@@ -140,8 +140,8 @@ fn a_check_signature_names_the_check_and_what_it_saw() {
     );
     assert!(matches!(k, Known::Failed(1, _)), "{k:?}");
     // Another byte wrong, another check failing, or a second failed check: not known.
-    let other_bytes = (typo.0.clone(), "05 01 09 07 a1 01 85 03 15 00 26 01".to_string());
-    let other_check = ("step 9: evdev /dev/input/event0".to_string(), typo.1.clone());
+    let other_bytes = FailedCheck::new(typo.check.clone(), "05 01 09 07 a1 01 85 03 15 00 26 01", "");
+    let other_check = FailedCheck::new("step 9: evdev /dev/input/event0", typo.seen.clone(), "");
     for checks in [vec![other_bytes], vec![other_check.clone()], vec![typo, other_check]] {
         let k = l.classify("progs::Huion__Dial-2", "gcc", "7.3.4-1~bpo13+1", &v, &seen_in(&v, &[], &checks));
         assert!(matches!(k, Known::Mismatch(..)), "{checks:?}: {k:?}");
@@ -205,4 +205,23 @@ fn a_race_that_crashes_far_more_often_than_recorded_is_a_change() {
 #[test]
 fn the_repository_list_is_valid() {
     KnownFailures::load(&crate::base::layout::Repo::locate().root.join("tests/known-failures.toml")).unwrap();
+}
+
+#[test]
+fn seen_contains_looks_in_a_checks_detail_too() {
+    // A rejected load saw "load: EACCES"; the verifier's reason is the detail.
+    let l = KnownFailures::load(&crate::base::layout::Repo::locate().root.join("tests/known-failures.toml")).unwrap();
+    let v = Verdict::Fail { kind: FailureKind::Check, class: None, reason: "r".into() };
+    let check = "step 5: load Generic__touchpad.hidvm.bpf.c";
+    let rejected = FailedCheck::new(
+        check,
+        "load: EACCES",
+        "the verifier rejected it: invalid access to map value, value_size=1024 off=1024 size=1; At: probe @ hid_bpf_helpers.h:431:20",
+    );
+    let k = l.classify("progs::Generic__touchpad", "llvm", "7.3.4-1~bpo13+1", &v, &seen_in(&v, &[], &[rejected]));
+    assert!(matches!(k, Known::Failed(..)), "{k:?}");
+    // Another rejection of the same load (another line) is not the known bug.
+    let other = FailedCheck::new(check, "load: EACCES", "the verifier rejected it: R1 invalid mem access 'scalar'");
+    let k = l.classify("progs::Generic__touchpad", "llvm", "7.3.4-1~bpo13+1", &v, &seen_in(&v, &[], &[other]));
+    assert!(matches!(k, Known::Mismatch(..)), "{k:?}");
 }
