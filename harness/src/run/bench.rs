@@ -105,10 +105,12 @@ fn single_vm(suite: &Suite, targets: &[Target], runs: usize) -> Result<()> {
     let mut accel_line = None;
     let mut time_one = |target: &Target, label: &str| -> Result<()> {
         let (mut vm, mut total, mut answer) = (Vec::new(), Vec::new(), Vec::new());
+        let mut phases = Vec::new();
         for _ in 0..runs {
             let t = Instant::now();
             let r = one_test::run(suite, target, first)?;
             total.push(t.elapsed());
+            phases.push(r.phases.clone());
             vm.push(Duration::from_secs_f64(r.vm_seconds));
             answer.extend(r.first_answer_seconds.map(Duration::from_secs_f64));
             accel_line.get_or_insert_with(|| format!("accelerator {} ({})", r.accel.name(), r.accel_reason));
@@ -125,6 +127,7 @@ fn single_vm(suite: &Suite, targets: &[Target], runs: usize) -> Result<()> {
         println!("guest time to the agent's first line  {t:<10} {label:<9} {}", Stats(answer).line());
         println!("one VM ({}), QEMU wall  {t:<10} {label:<9} {}", first.name, Stats(vm).line());
         println!("one test end to end                   {t:<10} {label:<9} {}", Stats(total).line());
+        println!("  where it goes ({t} {label}, medians): {}", breakdown(&phases));
         Ok(())
     };
     for target in targets {
@@ -139,6 +142,21 @@ fn single_vm(suite: &Suite, targets: &[Target], runs: usize) -> Result<()> {
     }
     println!("{runs} per timing; {}", accel_line.unwrap_or_default());
     Ok(())
+}
+
+/// Each phase's median over runs, in order: `what 0.123 s | …`.
+fn breakdown(runs: &[Vec<crate::base::timeline::Phase>]) -> String {
+    let Some(first) = runs.first() else { return "-".into() };
+    first
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let mut v: Vec<f64> = runs.iter().filter_map(|r| r.get(i)).map(|q| q.seconds).collect();
+            v.sort_by(|a, b| a.total_cmp(b));
+            format!("{} {:.3} s", p.what, v[v.len() / 2])
+        })
+        .collect::<Vec<_>>()
+        .join(" | ")
 }
 
 /// A kernel's warm catalogue: (kernel, its first target, wall seconds per

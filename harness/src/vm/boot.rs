@@ -342,6 +342,7 @@ sys.exit(1)
             restore_failed: None,
             stuck_after_verdict: false,
             first_answer: None,
+            phases: Vec::new(),
         };
         assert_eq!(probe_failure_reason(&outcome, ""), "QEMU under KVM: KVM internal error. Suberror: 1");
         let msr =

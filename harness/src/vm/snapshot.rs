@@ -11,6 +11,7 @@
 use crate::base::error::{Error, Result};
 use crate::base::layout::sha256_parts;
 use crate::base::lock::{FileLock, Mode};
+use crate::base::timeline::Timeline;
 use crate::vm::accel::Accel;
 use crate::vm::feature::Feature;
 use crate::vm::initramfs::Initramfs;
@@ -281,6 +282,7 @@ impl Restore {
         &self,
         qmp_socket: &Path,
         exited: &dyn Fn() -> Option<String>,
+        timeline: &mut Timeline,
     ) -> std::result::Result<UnixStream, String> {
         let until = Instant::now() + RESTORE_ANSWER;
         let gone = || exited().map(|how| format!("QEMU exited while restoring the snapshot ({how})"));
@@ -313,9 +315,11 @@ impl Restore {
                 other => return Err(format!("after loading the snapshot QEMU is {other:?}")),
             }
         }
+        timeline.mark("snapshot load");
         let mut delivery = connect_until(&self.delivery_socket, until)?;
         qmp.execute("cont", json!({})).map_err(|e| format!("QMP cont: {e}"))?;
         delivery.write_all(&self.delivery).map_err(|e| format!("sending the delivery: {e}"))?;
+        timeline.mark("resume and delivery");
         loop {
             if std::fs::metadata(&self.results).map(|m| m.len() > 0).unwrap_or(false) {
                 return Ok(delivery);
