@@ -8,6 +8,7 @@
 //! * [`bless`]: `--bless`, replay expectations written;
 //! * [`one_test`]: one scenario on one target, end to end;
 //! * [`pool`]: many tests at once;
+//! * [`pipeline`]: kernels built one at a time while the ready targets' tests run;
 //! * [`repeat`]: how a test's rounds ended, and flaky tests;
 //! * [`batch`]: `vm-test` and `test`: build, prepare, rounds, matrix, results files;
 //! * [`kselftest`]: the kernel's own HID selftests;
@@ -20,6 +21,7 @@ pub mod bless;
 pub mod doctor;
 pub mod kselftest;
 pub mod one_test;
+pub mod pipeline;
 pub mod plan;
 pub mod pool;
 pub mod prepare;

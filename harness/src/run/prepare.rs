@@ -9,6 +9,7 @@ use crate::kernel::build::BuiltKernel;
 use crate::kernel::cell::{self, KernelCell};
 use crate::kernel::source::KernelSource;
 use crate::kernel::spec::Target;
+use crate::run::plan::TestCase;
 use crate::run::suite::Suite;
 use crate::vm::agent;
 use std::collections::BTreeMap;
@@ -42,6 +43,19 @@ pub fn prepare(suite: &Suite, target: &Target, entry: &Entry) -> Result<Prepared
     let objects = fixtures::compile(&ctx, &loaded.fixtures)?;
     check_device_tables(entry, &loaded.scenario, &loaded.devices, &objects)?;
     Ok(Prepared { loaded, cell, kernel, objects, source })
+}
+
+/// Load and check every test's scenario against its kernel's tree (no
+/// kernel needed), each (scenario, kernel) once: the bad input that can be
+/// found without a kernel is found before anything is built or booted.
+pub fn check_inputs(suite: &Suite, work: &[TestCase]) -> Result<()> {
+    let mut seen = std::collections::BTreeSet::new();
+    for case in work {
+        if seen.insert((case.target.kernel.clone(), case.entry.path.clone(), case.entry.name.clone())) {
+            suite.load(&case.entry, &case.target.kernel)?;
+        }
+    }
+    Ok(())
 }
 
 /// Build (or find cached) the kernels of `targets`, and the guest agent,
