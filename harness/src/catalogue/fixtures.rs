@@ -393,8 +393,23 @@ fn compile_one(name: &str, src: &Path, flags: &[&str], includes: &[PathBuf], obj
 /// section `.hid_bpf_config`, one struct per HID_DEVICE(bus, group, vid,
 /// pid) whose members are pointers to arrays whose element counts are the
 /// values (`__uint(name, val)` is `int (*name)[val]`). Empty when the
-/// program has no table.
+/// program has no table. Read once per process for each object file
+/// (path, size, modification time): every test of a program asks.
 pub fn device_table(bpftool: &Path, object: &Path) -> std::result::Result<Vec<DeviceMatch>, String> {
+    type Memo = std::sync::Mutex<BTreeMap<String, Vec<DeviceMatch>>>;
+    static MEMO: std::sync::OnceLock<Memo> = std::sync::OnceLock::new();
+    let stamp = std::fs::metadata(object).ok().map(|m| (m.len(), m.modified().ok()));
+    let key = format!("{} {} {stamp:?}", bpftool.display(), object.display());
+    let memo = MEMO.get_or_init(Default::default);
+    if let Some(table) = memo.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        return Ok(table.clone());
+    }
+    let table = read_device_table(bpftool, object)?;
+    memo.lock().unwrap_or_else(|e| e.into_inner()).insert(key, table.clone());
+    Ok(table)
+}
+
+fn read_device_table(bpftool: &Path, object: &Path) -> std::result::Result<Vec<DeviceMatch>, String> {
     let out = duct::cmd!(bpftool, "btf", "dump", "file", object, "-j")
         .stdout_capture()
         .stderr_capture()
