@@ -15,6 +15,7 @@ pub struct Tool<'a> {
 
 pub const QEMU: Tool<'static> = Tool { name: "qemu-system-x86_64", what: "emulator", package: "qemu-system-x86" };
 pub const CLANG: Tool<'static> = Tool { name: "clang-19", what: "BPF compiler", package: "clang-19" };
+pub const LLVM_STRIP: Tool<'static> = Tool { name: "llvm-strip-19", what: "BPF object stripper", package: "llvm-19" };
 pub const BPFTOOL: Tool<'static> = Tool { name: "bpftool", what: "BTF dumper", package: "bpftool" };
 pub const XZ: Tool<'static> =
     Tool { name: "xz", what: "decompressor for the Debian kernel tarball", package: "xz-utils" };

@@ -207,6 +207,7 @@ pub fn compile(ctx: &CompileContext<'_>, refs: &BTreeMap<String, FixtureRef>) ->
     let bpftool = tools::require(&tools::BPFTOOL)?;
     let clang_version = if refs.values().any(|r| !matches!(r, FixtureRef::Object(_))) {
         tools::require(&tools::CLANG)?;
+        tools::require(&tools::LLVM_STRIP)?;
         tools::require(&tools::LIBBPF_HEADERS)?;
         tools::require(&tools::PYTHON)?;
         tools::version_line(tools::CLANG.name, &["--version"])?
@@ -273,7 +274,8 @@ fn compile_source(ctx: &CompileContext<'_>, r: &FixtureRef, src: &Path, clang_ve
     header_dirs.extend(src.parent().map(Path::to_path_buf));
     let headers = read_headers(&header_dirs)?;
     let include_list: Vec<String> = includes.iter().map(|p| p.display().to_string()).collect();
-    let mut parts: Vec<&[u8]> = vec![&text, ctx.kernel.record.vmlinux_h_sha256.as_bytes(), clang_version.as_bytes()];
+    let mut parts: Vec<&[u8]> =
+        vec![&text, ctx.kernel.record.vmlinux_h_sha256.as_bytes(), clang_version.as_bytes(), b"llvm-strip -g"];
     parts.extend(flags.iter().map(|f| f.as_bytes()));
     parts.extend(include_list.iter().map(|i| i.as_bytes()));
     parts.extend(headers.iter().map(|h| h.as_slice()));
@@ -385,7 +387,29 @@ fn compile_one(name: &str, src: &Path, flags: &[&str], includes: &[PathBuf], obj
         let _ = std::fs::remove_dir(dir); // only succeeds when empty
         return Err(Error::FixtureCompile { fixture: name.to_string(), message });
     }
+    strip_dwarf(name, tmp.path())?;
     tmp.persist(obj).map_err(|e| Error::io(format!("storing {}", obj.display()))(e.error))?;
+    Ok(())
+}
+
+/// Drop the object's DWARF (`llvm-strip -g`, as the kernel's BPF
+/// selftests do): libbpf and the kernel read only its BTF and BTF.ext
+/// (types, CO-RE relocations, line info), which stay. A catalogue program
+/// goes from ~440 KB to ~4 KB, and every test delivers its programs to the
+/// guest over a serial port and has libbpf parse them.
+fn strip_dwarf(name: &str, object: &Path) -> Result<()> {
+    let out = duct::cmd!(tools::LLVM_STRIP.name, "-g", object)
+        .stdout_capture()
+        .stderr_capture()
+        .unchecked()
+        .run()
+        .map_err(Error::io("running llvm-strip-19"))?;
+    if !out.status.success() {
+        return Err(Error::FixtureCompile {
+            fixture: name.to_string(),
+            message: format!("llvm-strip -g: {}", String::from_utf8_lossy(&out.stderr).trim()),
+        });
+    }
     Ok(())
 }
 

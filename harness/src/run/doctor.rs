@@ -53,6 +53,7 @@ fn host_tools() -> Finding {
     tools_list.extend([
         tools::QEMU,
         tools::CLANG,
+        tools::LLVM_STRIP,
         tools::BPFTOOL,
         tools::LIBBPF_HEADERS,
         tools::RSYNC,
