@@ -133,7 +133,16 @@ fn is_prog_area(line: &str) -> bool {
 /// printed into a disabled event whenever that work item ran late — on a
 /// loaded host, most of the time (CI lost the probe's lines). Writing the
 /// `enable` file also grows the buffer from its 7 KB boot size.
+///
+/// Done once per boot: a snapshot template does it before it is frozen
+/// (a restored guest then starts with it done, and its buffer empty:
+/// nothing runs a BPF program while the template waits), saving each
+/// restored test the ~60 ms TCG spends on the reset's RCU grace period and
+/// on patching the tracepoint in.
 pub fn clear_trace() {
+    if TRACE_READY.swap(true, std::sync::atomic::Ordering::SeqCst) {
+        return;
+    }
     let clock = "/sys/kernel/tracing/trace_clock";
     if let Err(e) = std::fs::write(clock, "global") {
         crate::channel::kmsg(&format!("cannot select the global trace clock in {clock}: {e}"));
@@ -144,6 +153,8 @@ pub fn clear_trace() {
 }
 
 const PRINTK_EVENT: &str = "/sys/kernel/tracing/events/bpf_trace/bpf_trace_printk/enable";
+/// Whether [`clear_trace`] ran in this boot.
+static TRACE_READY: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 /// Why the trace may be incomplete, shown as its first line.
 static TRACE_SETUP: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
