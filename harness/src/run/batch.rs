@@ -1,7 +1,9 @@
-//! A batch of tests (`hidvm vm-test`, `hidvm test`): the kernels built,
-//! every test prepared (so bad input fails before any VM boots), the tests
-//! run in rounds, and what they found: the matrix, the results files, and
-//! the known failures and allow-list entries this run did not need.
+//! A batch of tests (`hidvm vm-test`, `hidvm test`): every test's scenario
+//! checked and the ready targets' programs compiled (so bad input fails
+//! before any VM boots), the tests run in rounds, the first one pipelined
+//! with the kernel builds it needs (`run::pipeline`), and what they found:
+//! the matrix, the results files, and the known failures and allow-list
+//! entries this run did not need.
 use crate::base::error::{Error, Result};
 use crate::catalogue::scenarios::Entry;
 use crate::judge::known::{self, Known};

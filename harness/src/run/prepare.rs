@@ -1,7 +1,9 @@
 //! Everything before booting: the kernels built, each test's scenario
 //! loaded and its programs compiled and matched to their devices. Commands
-//! do this for every test first, so bad input is reported before any VM
-//! boots.
+//! check every test's scenario first (no kernel needed), so bad input is
+//! reported before anything is built or booted; a batch compiles the
+//! programs of the targets whose kernel is there before any VM boots too
+//! (see `run::batch`).
 use crate::base::error::{Error, Result};
 use crate::catalogue::fixtures;
 use crate::catalogue::scenarios::{Entry, Loaded};
@@ -26,8 +28,6 @@ pub struct Prepared {
 
 /// Everything a run needs before booting: the scenario loaded, the
 /// kernel built, its programs compiled and matched to their devices.
-/// Commands call this for every test first, so bad input is reported
-/// before any VM boots.
 pub fn prepare(suite: &Suite, target: &Target, entry: &Entry) -> Result<Prepared> {
     let loaded = suite.load(entry, &target.kernel)?;
     let cell = cell::find(&suite.all_cells, &target.cell)?.clone();
