@@ -12,13 +12,14 @@
 //! own bugs, its device programs); the LLVM builds, the longest, run while
 //! the gcc targets' tests take what the build leaves of the cores.
 //!
-//! **Sharing the cores.** The builder thread runs at nice 10
-//! (`HIDVM_BUILD_NICE`; Linux keeps the nice value per thread, and make and
-//! every compiler it starts inherit it): a VM gets a core when its guest
-//! wants one (guests are timed, and race scenarios need their CPUs), and
-//! the build takes what the VMs leave, which is much (a guest spends a
-//! good part of its time waiting). One kernel build at a time, as always
-//! (the machine-wide build slot).
+//! **Sharing the cores.** A build that runs while tests run does so at
+//! nice 10 (`HIDVM_BUILD_NICE`; Linux keeps the nice value per thread, and
+//! make and every compiler it starts inherit it): a VM gets a core when its
+//! guest wants one (guests are timed, and race scenarios need their CPUs),
+//! and the build takes what the VMs leave, which is much (a guest spends a
+//! good part of its time waiting). The first build, with no test running
+//! yet, keeps its priority. One kernel build at a time, as always (the
+//! machine-wide build slot).
 //!
 //! **Order of tests.** Longest first, as measured in this checkout's last
 //! run of each test (`latest/report.json`), so a long race does not start
@@ -158,9 +159,7 @@ pub fn run(
             });
         }
         let builder = s.spawn(|| {
-            lower_priority();
-            // The agent builds beside the first kernel (its cargo inherits
-            // the nice value too).
+            // The agent builds beside the first kernel.
             let agent = s.spawn(|| agent::ensure(&suite.repo));
             let r = build_all(suite, targets, agent, &push);
             queue.close();
@@ -194,8 +193,24 @@ fn build_all(
         agent_ready()?;
         targets.ready.iter().for_each(push);
     }
-    for t in &targets.to_build {
-        let k = suite.kernel(t)?;
+    for (i, t) in targets.to_build.iter().enumerate() {
+        // Tests are running from the second build on (or from the first,
+        // with targets ready): build in a thread of lower priority (a
+        // thread's nice value can be lowered, never raised again). A build
+        // no test waits beside keeps its priority: other work on the
+        // machine must not starve the first verdict.
+        let k = if i > 0 || !targets.ready.is_empty() {
+            std::thread::scope(|s| {
+                s.spawn(|| {
+                    lower_priority();
+                    suite.kernel(t)
+                })
+                .join()
+                .unwrap_or_else(|_| Err(Error::Other(format!("building {t}: the build thread panicked"))))
+            })?
+        } else {
+            suite.kernel(t)?
+        };
         crate::base::output::note(format!(
             "hidvm: {t}: {} ({}); its tests start now",
             if k.built_now { "built" } else { "cached" },
