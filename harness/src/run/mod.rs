@@ -14,9 +14,13 @@
 //! * [`kselftest`]: the kernel's own HID selftests;
 //! * [`shell`]: an interactive guest;
 //! * [`doctor`]: this machine checked;
+//! * [`bench_cold`]: a fresh clone's `make vm-test`, and kernels rebuilt after a point release;
+//! * [`bench_goals`]: the speed goals beside what was measured;
 //! * [`robustness`], [`bench`]: the commands that print the README's numbers.
 pub mod batch;
 pub mod bench;
+pub mod bench_cold;
+pub mod bench_goals;
 pub mod bless;
 pub mod doctor;
 pub mod kselftest;
