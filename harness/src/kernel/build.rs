@@ -243,6 +243,18 @@ impl<'a> KernelBuilder<'a> {
         sha256_parts(parts)
     }
 
+    /// The cell's kernel if the cache holds it; nothing is built (a
+    /// pipelined `vm-test` runs these targets' tests at once).
+    pub fn cached(&self, cell: &KernelCell) -> Result<Option<BuiltKernel>> {
+        let dir = self.cell_dir(cell);
+        let fragments = self.fragments(cell)?;
+        let (key, _) = self.key_of(cell, &fragments)?;
+        let what = format!("kernel cell {}", cell.name);
+        let lease =
+            FileLock::acquire(&dir.join("lock"), Mode::Shared, &what).map_err(Error::io("kernel cache lock"))?;
+        Ok(fresh_record(&dir, cell, &key).map(|record| self.built(cell, &dir, record, false, lease)))
+    }
+
     /// The cell's kernel, built if the cache does not hold it yet.
     pub fn ensure(&self, cell: &KernelCell) -> Result<BuiltKernel> {
         let dir = self.cell_dir(cell);
@@ -684,6 +696,17 @@ mod tests {
         assert!(!k.built_now);
         assert_eq!(builds(&f), 1);
         assert!(k.vmlinux_h.exists());
+    }
+
+    #[test]
+    fn cached_finds_a_built_kernel_and_never_builds() {
+        let f = fixture();
+        assert!(builder(&f).cached(&cell()).unwrap().is_none(), "nothing built yet");
+        assert_eq!(builds(&f), 0, "asking did not build");
+        drop(builder(&f).ensure(&cell()).unwrap());
+        let k = builder(&f).cached(&cell()).unwrap().expect("now cached");
+        assert!(!k.built_now);
+        assert_eq!(builds(&f), 1);
     }
 
     #[test]

@@ -37,6 +37,9 @@ pub struct RunReport {
     /// From starting QEMU to the agent's first line.
     #[serde(default)]
     pub first_answer_seconds: Option<f64>,
+    /// Where the test's time went, host and VM, in order.
+    #[serde(default)]
+    pub phases: Vec<crate::base::timeline::Phase>,
     pub run_dir: PathBuf,
     #[serde(skip)]
     pub guest: GuestReport,

@@ -1,7 +1,9 @@
-//! A batch of tests (`hidvm vm-test`, `hidvm test`): the kernels built,
-//! every test prepared (so bad input fails before any VM boots), the tests
-//! run in rounds, and what they found: the matrix, the results files, and
-//! the known failures and allow-list entries this run did not need.
+//! A batch of tests (`hidvm vm-test`, `hidvm test`): every test's scenario
+//! checked and the ready targets' programs compiled (so bad input fails
+//! before any VM boots), the tests run in rounds, the first one pipelined
+//! with the kernel builds it needs (`run::pipeline`), and what they found:
+//! the matrix, the results files, and the known failures and allow-list
+//! entries this run did not need.
 use crate::base::error::{Error, Result};
 use crate::catalogue::scenarios::Entry;
 use crate::judge::known::{self, Known};
@@ -10,9 +12,10 @@ use crate::results::ktap;
 use crate::results::matrix::Matrix;
 use crate::results::records::{Results, Status, TestRecord};
 use crate::results::report::RunReport;
+use crate::run::pipeline::{self, Targets};
 use crate::run::plan::{self, TestCase};
-use crate::run::pool::{default_vms, run_parallel};
-use crate::run::prepare::{build_targets, prepare};
+use crate::run::pool::default_vms;
+use crate::run::prepare::{check_inputs, prepare};
 use crate::run::repeat::{RoundEnd, Summary, Tally};
 use crate::run::suite::Suite;
 use std::collections::{BTreeMap, BTreeSet};
@@ -95,26 +98,24 @@ pub fn run(suite: &Suite, entries: Vec<Entry>, opts: &BatchOptions) -> Result<bo
     let repeat = opts.repeat.max(1);
     let targets = plan::selected_targets(suite, &opts.cells)?;
     let (work, skipped) = split_work(suite, entries, &targets, opts.filter.as_deref())?;
-    // Only the targets some test runs on are built.
-    let used: Vec<Target> = targets.iter().filter(|t| work.iter().any(|c| &c.target == *t)).cloned().collect();
-    build_targets(suite, &used)?;
-    let preparing = crate::base::output::start(crate::base::output::Phase::Work {
-        what: &format!("preparing {} tests (loading, compiling and matching programs)", work.len()),
-    });
-    for case in &work {
-        prepare(suite, &case.target, &case.entry)?;
-    }
-    preparing.finish("ready");
+    let ready = ready_targets(suite, &targets, &work)?;
     let jobs = opts.jobs.unwrap_or_else(default_vms).max(1);
     crate::base::output::note(format!(
-        "hidvm: running {} tests ({} skipped), {jobs} VMs at a time{}",
+        "hidvm: running {} tests ({} skipped), {jobs} VMs at a time{}{}",
         work.len(),
         skipped.len(),
-        if repeat > 1 { format!(", {repeat} times") } else { String::new() }
+        if repeat > 1 { format!(", {repeat} times") } else { String::new() },
+        match ready.to_build.len() {
+            0 => String::new(),
+            n => format!(
+                "; {n} kernel(s) to build first ({}), each target's tests starting once its kernel is built",
+                ready.to_build.iter().map(|t| t.label()).collect::<Vec<_>>().join(", ")
+            ),
+        }
     ));
     crate::base::output::tests_started(work.len() * repeat);
     let started = std::time::Instant::now();
-    let rounds = run_rounds(suite, &work, jobs, repeat, opts.verbose);
+    let rounds = run_rounds(suite, &work, ready, jobs, repeat, opts.verbose)?;
     crate::base::output::tests_done();
     let changes = known_changes(suite, &rounds);
 
@@ -200,8 +201,48 @@ fn split_work(
     Ok((work, skipped))
 }
 
-/// Every test of `work` `repeat` times, each round in full before the next.
-fn run_rounds(suite: &Suite, work: &[TestCase], jobs: usize, repeat: usize, verbose: bool) -> Rounds {
+/// Bad input fails before any VM boots: every test's scenario is loaded
+/// and checked (no kernel needed), and on each target whose kernel is
+/// already there (cached or prebuilt) its programs are compiled and
+/// matched to their devices. A target still to build has its programs
+/// compiled by its first tests; a program that does not compile fails
+/// those tests with the compiler's message.
+fn ready_targets(suite: &Suite, targets: &[Target], work: &[TestCase]) -> Result<Targets> {
+    check_inputs(suite, work)?;
+    let mut ready = Vec::new();
+    let mut to_build = Vec::new();
+    // Only the targets some test runs on are built.
+    for t in targets.iter().filter(|t| work.iter().any(|c| &c.target == *t)) {
+        match suite.cached_kernel(t)? {
+            Some(_) => ready.push(t.clone()),
+            None => to_build.push(t.clone()),
+        }
+    }
+    let cases: Vec<&TestCase> = work.iter().filter(|c| ready.contains(&c.target)).collect();
+    if !cases.is_empty() {
+        let preparing = crate::base::output::start(crate::base::output::Phase::Work {
+            what: &format!("preparing {} tests (compiling and matching programs)", cases.len()),
+        });
+        for case in cases {
+            prepare(suite, &case.target, &case.entry)?;
+        }
+        preparing.finish("ready");
+    }
+    let cells: Vec<String> = suite.all_cells.iter().map(|c| c.name.clone()).collect();
+    let kernels: Vec<String> = suite.all_kernels.iter().map(|k| k.name.clone()).collect();
+    Ok(Targets { ready, to_build: pipeline::build_order(to_build, &cells, &kernels) })
+}
+
+/// Every test of `work` `repeat` times, each round in full before the
+/// next; the first round builds the kernels `targets` still needs.
+fn run_rounds(
+    suite: &Suite,
+    work: &[TestCase],
+    mut targets: Targets,
+    jobs: usize,
+    repeat: usize,
+    verbose: bool,
+) -> Result<Rounds> {
     let mut rounds = Rounds {
         tallies: vec![Tally::default(); work.len()],
         last: Vec::new(),
@@ -216,7 +257,7 @@ fn run_rounds(suite: &Suite, work: &[TestCase], jobs: usize, repeat: usize, verb
         // booted afresh: N rounds sample N boots, not one boot N times.
         let generation = if repeat > 1 { round as u32 } else { 0 };
         suite.generation.store(generation, std::sync::atomic::Ordering::SeqCst);
-        let results = run_parallel(suite, work, jobs, |case, r| match r {
+        let results = pipeline::run(suite, work, &targets, jobs, |case, r| match r {
             Ok(rep) if rep.verdict.passed() && !verbose => crate::base::output::test_finished(
                 true,
                 &format!("  pass  {} ({:.1} s)", rep.test, rep.vm_seconds),
@@ -224,7 +265,9 @@ fn run_rounds(suite: &Suite, work: &[TestCase], jobs: usize, repeat: usize, verb
             ),
             Ok(rep) => crate::base::output::test_finished(rep.acceptable(), &rep.test, Some(&rep.render())),
             Err(e) => crate::base::output::test_finished(false, &format!("  ERROR {}: {e}", case.name()), None),
-        });
+        })?;
+        // Built now: later rounds start every target at once.
+        targets.ready.append(&mut targets.to_build);
         let mut round_tally = Tally::default();
         for (i, r) in results.iter().enumerate() {
             let end = RoundEnd::of(r);
@@ -257,7 +300,7 @@ fn run_rounds(suite: &Suite, work: &[TestCase], jobs: usize, repeat: usize, verb
         rounds.last = results.into_iter().map(Some).collect();
     }
     suite.generation.store(0, std::sync::atomic::Ordering::SeqCst);
-    rounds
+    Ok(rounds)
 }
 
 /// The snapshots a round's tests started from.

@@ -56,6 +56,7 @@ fn host_tools(installed: bool) -> Finding {
     tools_list.extend([
         tools::QEMU,
         tools::CLANG,
+        tools::LLVM_STRIP,
         tools::BPFTOOL,
         tools::LIBBPF_HEADERS,
         tools::RSYNC,

@@ -205,6 +205,19 @@ impl Suite {
         builder.ensure(cell)
     }
 
+    /// `target`'s kernel if it is ready without a build: cached, or a
+    /// prebuilt image.
+    pub fn cached_kernel(&self, target: &Target) -> Result<Option<BuiltKernel>> {
+        if self.spec(&target.kernel)?.image.is_some() {
+            return self.kernel(target).map(Some);
+        }
+        let cell = cell::find(&self.all_cells, &target.cell)?;
+        let source = self.source(&target.kernel)?;
+        KernelBuilder::new(&self.repo, &self.cache, &source)
+            .with_user_fragments(&self.opts.config_fragments)?
+            .cached(cell)
+    }
+
     /// The repository's catalogue (scenarios and self-tests).
     pub fn catalogue(&self) -> Result<Vec<Entry>> {
         scenarios::catalogue(&self.repo, &self.defined_cells)

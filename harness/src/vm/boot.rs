@@ -5,7 +5,7 @@ use crate::base::tools;
 use crate::vm::accel::{self, Accel, ProbeFailure, ProbeRecord, ProbeStore};
 use crate::vm::feature::{
     Console, DeliveryPort, ExitOnReboot, ExtraKernelArgs, Feature, Initramfs as InitrdFeature, Kernel, MicroVm,
-    PanicEndsVm, QmpMonitor, ReliableTsc, ResultPort,
+    PanicEndsVm, QmpMonitor, RamFile, ReliableTsc, ResultPort,
 };
 use crate::vm::initramfs::Initramfs;
 use crate::vm::machine::{Vm, VmOutcome};
@@ -26,7 +26,7 @@ pub struct BootResult {
 /// snapshot templates and their restored copies.
 fn features(image: &Path, accel: Accel, paths: &VmPaths, template: bool) -> Vec<Box<dyn Feature>> {
     let mut f: Vec<Box<dyn Feature>> = vec![
-        Box::new(MicroVm { memory_mib: 512, cpus: 2 }),
+        Box::new(MicroVm { memory_mib: MEMORY_MIB, cpus: 2 }),
         Box::new(accel),
         Box::new(Kernel { image: image.to_path_buf() }),
         Box::new(InitrdFeature { cpio: paths.initrd.clone() }),
@@ -40,15 +40,22 @@ fn features(image: &Path, accel: Accel, paths: &VmPaths, template: bool) -> Vec<
     ];
     if template {
         f.push(Box::new(DeliveryPort { socket: paths.delivery_socket.clone() }));
+        f.push(Box::new(RamFile { path: paths.ram.clone(), memory_mib: MEMORY_MIB, share: paths.ram_shared }));
     }
     f
 }
 
+/// Guest memory.
+const MEMORY_MIB: u32 = 512;
+
 /// This run's paths: files in `dir`, sockets in `sockets` (unix socket
 /// paths are limited to 108 bytes, so those live in /tmp).
-fn run_paths(dir: &Path, sockets: &Path, initrd: PathBuf) -> VmPaths {
+fn run_paths(dir: &Path, sockets: &Path, initrd: PathBuf, ram: PathBuf) -> VmPaths {
     VmPaths {
         initrd,
+        ram,
+        // Only a template writes its RAM file; a test's view is private.
+        ram_shared: false,
         console_socket: sockets.join("console"),
         qmp_socket: sockets.join("qmp"),
         results: dir.join("results.jsonl"),
@@ -70,7 +77,7 @@ pub fn boot(
     dir: &Path,
 ) -> Result<BootResult> {
     let sockets = socket_dir()?;
-    let paths = run_paths(dir, sockets.path(), dir.join("initramfs.cpio"));
+    let paths = run_paths(dir, sockets.path(), dir.join("initramfs.cpio"), PathBuf::new());
     let bytes = fs.to_bytes().map_err(Error::io("assembling the initramfs"))?;
     std::fs::write(&paths.initrd, bytes).map_err(Error::io(format!("writing {}", paths.initrd.display())))?;
     run_vm(qemu, features(image, accel, &paths, false), &paths, deadline, dir, None, "")
@@ -138,7 +145,7 @@ pub fn boot_restored(
     dir: &Path,
 ) -> Result<BootResult> {
     let sockets = socket_dir()?;
-    let paths = run_paths(dir, sockets.path(), snap.initrd());
+    let paths = run_paths(dir, sockets.path(), snap.initrd(), snap.ram());
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     let mut entropy = vec![0u8; 32];
     std::fs::File::open("/dev/urandom")
@@ -342,6 +349,7 @@ sys.exit(1)
             restore_failed: None,
             stuck_after_verdict: false,
             first_answer: None,
+            phases: Vec::new(),
         };
         assert_eq!(probe_failure_reason(&outcome, ""), "QEMU under KVM: KVM internal error. Suberror: 1");
         let msr =

@@ -39,6 +39,39 @@ impl Feature for MicroVm {
     }
 }
 
+/// Guest RAM in a file instead of anonymous memory: a snapshot template
+/// writes its RAM into the file (`share=on`), and every test restored from
+/// it maps that file privately (`share=off`: copy-on-write, the file never
+/// changes), so a restore reads no RAM at all and a test faults in only the
+/// pages it touches. Migration skips the file's RAM (`x-ignore-shared`);
+/// the state file holds only the devices. The size must be the VM's `-m`.
+#[derive(Debug, Clone)]
+pub struct RamFile {
+    pub path: PathBuf,
+    pub memory_mib: u32,
+    /// The template's own RAM (written); false: a private copy-on-write view.
+    pub share: bool,
+}
+
+/// The RAM block migration skips when it is shared.
+pub const RAM_BACKEND: &str = "hidvm-ram";
+
+impl Feature for RamFile {
+    fn qemu_args(&self) -> Vec<String> {
+        vec![
+            "-object".into(),
+            format!(
+                "memory-backend-file,id={RAM_BACKEND},size={}M,mem-path={},share={}",
+                self.memory_mib,
+                self.path.display(),
+                if self.share { "on" } else { "off" }
+            ),
+            "-machine".into(),
+            format!("memory-backend={RAM_BACKEND}"),
+        ]
+    }
+}
+
 /// The kernel image: an uncompressed vmlinux (PVH entry) or a bzImage.
 #[derive(Debug, Clone)]
 pub struct Kernel {
