@@ -7,6 +7,7 @@ pub mod cache_key;
 pub mod check;
 pub mod doctor;
 pub mod fetch;
+pub mod kernels;
 pub mod list;
 pub mod packages;
 pub mod robustness;

@@ -108,33 +108,27 @@ fn nextest() -> Finding {
 
 /// Each kernel's source package: installed, or fetched from its suite.
 fn kernel_sources(suite: &Suite) -> Vec<Finding> {
+    use crate::kernel::debian::{find, installed_tarball, Found};
     let mut out = Vec::new();
-    for k in &suite.kernels {
+    for k in suite.kernels.iter().filter(|k| k.tree.is_none() && k.image.is_none()) {
         let what = format!("kernel {}", k.name);
-        match (&k.package, &k.fetch_from) {
-            (Some(p), None) => {
-                let t = format!("/usr/src/{p}.tar.xz");
-                out.push(if Path::new(&t).exists() {
-                    ok(&what, t)
-                } else {
-                    bad(&what, format!("{t} is missing: `sudo apt-get install {p}` (or `make setup`)"))
-                });
-            }
-            (Some(p), Some(suite_name)) => {
-                let record = suite.cache.join("debian").join(format!("{p}.fetched"));
-                out.push(if record.exists() {
-                    ok(&what, format!("{p} fetched from Debian {suite_name}"))
-                } else {
-                    bad(
-                        &what,
-                        format!(
-                            "{p} is not fetched yet: run `make setup` (or `hidvm fetch`); a run would fetch it first"
-                        ),
-                    )
-                });
-            }
-            _ => out.push(ok(&what, k.summary.clone())),
-        }
+        let Some(pin) = suite.pins.get(&k.name) else {
+            out.push(bad(&what, "not in guest-image/kernels.lock: run `hidvm kernels --update`"));
+            continue;
+        };
+        let installed = k.installed.then(|| installed_tarball(&pin.package));
+        out.push(match find(&suite.cache, pin, installed.as_deref()) {
+            Ok(Found::Cached(p)) => ok(&what, format!("{} {} cached: {}", pin.package, pin.version, p.display())),
+            Ok(Found::Installed(p)) => ok(&what, format!("{} {} installed: {}", pin.package, pin.version, p.display())),
+            Ok(Found::Missing) => bad(
+                &what,
+                format!(
+                    "{} {} (locked) is not here yet: run `make setup` (or `hidvm fetch`); a run would fetch it first",
+                    pin.package, pin.version
+                ),
+            ),
+            Err(e) => bad(&what, e.to_string()),
+        });
     }
     out
 }
