@@ -94,6 +94,7 @@ fn known_changes(suite: &Suite, rounds: &Rounds) -> Changes {
 pub fn run(suite: &Suite, entries: Vec<Entry>, opts: &BatchOptions) -> Result<bool> {
     let repeat = opts.repeat.max(1);
     let targets = plan::selected_targets(suite, &opts.cells)?;
+    check_baseline(suite)?;
     let (work, skipped) = split_work(suite, entries, &targets, opts.filter.as_deref())?;
     // Only the targets some test runs on are built.
     let used: Vec<Target> = targets.iter().filter(|t| work.iter().any(|c| &c.target == *t)).cloned().collect();
@@ -118,7 +119,7 @@ pub fn run(suite: &Suite, entries: Vec<Entry>, opts: &BatchOptions) -> Result<bo
     crate::base::output::tests_done();
     let changes = known_changes(suite, &rounds);
 
-    let matrix = matrix_of(&targets, &work, &skipped, &rounds, &changes);
+    let matrix = matrix_of(suite, &targets, &work, &skipped, &rounds, &changes);
     println!("\n{}", matrix.render());
     if opts.json.is_some() || opts.ktap.is_some() || opts.html.is_some() {
         let results = Results::new(records_of(suite, &work, &skipped, &rounds, &changes));
@@ -130,7 +131,7 @@ pub fn run(suite: &Suite, entries: Vec<Entry>, opts: &BatchOptions) -> Result<bo
         }
         if let Some(p) = &opts.html {
             let labels: Vec<String> = targets.iter().map(|t| t.label()).collect();
-            crate::results::html::write_report(&results, p, &labels)?;
+            crate::results::html::write_report(&results, p, &labels, suite.opts.baseline.as_deref())?;
         }
     }
     print_findings(suite, &targets, &work, &rounds, repeat);
@@ -270,8 +271,20 @@ fn snapshot_keys(results: &[Result<RunReport>]) -> BTreeSet<String> {
         .collect()
 }
 
+/// `--baseline` names one of the run's kernels.
+fn check_baseline(suite: &Suite) -> Result<()> {
+    match &suite.opts.baseline {
+        Some(b) if !suite.kernels.iter().any(|k| &k.name == b) => Err(Error::Other(format!(
+            "--baseline {b}: not one of this run's kernels ({}); name it in --kernels too",
+            suite.kernels.iter().map(|k| k.name.as_str()).collect::<Vec<_>>().join(", ")
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// The scenario x target matrix: a test whose rounds varied shows how.
 fn matrix_of(
+    suite: &Suite,
     targets: &[Target],
     work: &[TestCase],
     skipped: &[TestCase],
@@ -279,6 +292,13 @@ fn matrix_of(
     changes: &Changes,
 ) -> Matrix {
     let mut matrix = Matrix::new(targets.to_vec());
+    matrix.baseline = suite.opts.baseline.clone();
+    for t in targets {
+        if let Ok(s) = suite.source(&t.kernel) {
+            let text = if s.label == s.description { s.label } else { format!("{} = {}", s.label, s.description) };
+            matrix.sources.insert(t.kernel.clone(), text);
+        }
+    }
     for (i, (case, r)) in work.iter().zip(&rounds.last).enumerate() {
         let row = case.entry.row();
         let t = &rounds.tallies[i];
@@ -298,6 +318,11 @@ fn matrix_of(
             Some(Ok(rep)) => matrix.record(&row, &case.target, Ok(rep)),
             Some(Err(e)) => matrix.record(&row, &case.target, Err(&e.to_string())),
             None => {}
+        }
+        // One hit of a race known to hit sometimes says nothing about a kernel.
+        let measured = rounds.entries[i].is_some_and(|e| suite.known.known[e].rate() != known::Rate::Always);
+        if t.known > 0 && t.rounds() == 1 && measured {
+            matrix.mark_rare(&row, &case.target);
         }
     }
     for case in skipped {

@@ -23,6 +23,9 @@ pub struct Context<'a> {
     pub expected_targets: Vec<String>,
     /// An earlier run: rows whose outcome changed are flagged.
     pub baseline: Option<&'a Results>,
+    /// The kernel the others are held against (`--baseline 6.12`): rows
+    /// whose outcome on another kernel differs from its are flagged.
+    pub baseline_kernel: Option<String>,
     /// The directory the HTML file is written to: links to run files are
     /// relative to it (absolute when not given, or nothing is shared).
     pub link_dir: Option<PathBuf>,
@@ -104,7 +107,7 @@ fn crash_title_of(r: &TestRecord) -> Option<String> {
 }
 
 fn source_of(r: &TestRecord) -> Option<String> {
-    r.kernel_version.as_ref().map(|v| format!("Linux {v}"))
+    r.kernel_source.clone().or_else(|| r.kernel_version.as_ref().map(|v| format!("Linux {v}")))
 }
 
 /// `--repeat`'s tally line (`20 runs: 17 passed, 3 failed as a known kernel
@@ -200,6 +203,7 @@ pub fn from_results_with(results: &Results, ctx: &Context, extras: impl Fn(&Test
     let mut rows: Vec<Row> = Vec::new();
     let mut index: BTreeMap<String, usize> = BTreeMap::new();
     let mut matrix = Matrix::new(present.clone());
+    matrix.baseline = ctx.baseline_kernel.clone();
     for r in &results.records {
         let x = extras(r);
         let col = targets.iter().position(|t| *t == r.target()).expect("every record's target is a column");
@@ -232,6 +236,9 @@ pub fn from_results_with(results: &Results, ctx: &Context, extras: impl Fn(&Test
         }
         if !d.between_kernels.is_empty() {
             row.flags.push(Flag { kind: FlagKind::KernelDependent, on: d.between_kernels });
+        }
+        if !d.from_baseline.is_empty() {
+            row.flags.push(Flag { kind: FlagKind::DiffersFromBaseline, on: d.from_baseline });
         }
         if let Some(base) = ctx.baseline {
             let changed: Vec<String> = present
@@ -296,6 +303,7 @@ fn record_in_matrix(m: &mut Matrix, r: &TestRecord, x: &RecordExtras) -> bool {
         Status::Skip => m.record_skip(&r.row, &t, r.reason.as_deref().unwrap_or_default()),
         Status::Fail | Status::Error | Status::Flaky => m.record_text(&r.row, &t, "FAIL".into(), false),
     }
+    m.note_record(r);
     chance
 }
 
