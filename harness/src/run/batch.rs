@@ -156,11 +156,7 @@ fn unbootable(targets: &[Target], work: &[TestCase], rounds: &Rounds) -> Option<
             .filter(|(c, _)| &c.target == t)
             .filter_map(|(_, r)| r.as_ref().and_then(|r| r.as_ref().ok()))
             .collect();
-        let silent = |r: &&RunReport| {
-            matches!(&r.verdict, crate::judge::verdict::Verdict::Fail { kind, .. } if *kind == crate::judge::verdict::FailureKind::NoAnswer)
-                && r.guest.hello.is_none()
-        };
-        if !runs.is_empty() && runs.iter().all(silent) {
+        if !runs.is_empty() && runs.iter().all(|r| r.never_answered()) {
             return Some(format!(
                 "{t}: the kernel did not boot to the guest agent in any of its {} tests (first: {}/console.log)",
                 runs.len(),
