@@ -66,11 +66,12 @@ fn cold_builds(suite: &Suite, targets: &[Target]) -> Result<()> {
         let t = Instant::now();
         let k = cold_suite.kernel(target)?;
         println!(
-            "cold build {:<10} {:>6.0} s  (tinyconfig + fragments, make -j{}, from an empty O= dir; {})",
+            "cold build {:<10} {:>6.0} s  (tinyconfig + fragments, make -j{}, from an empty O= dir; {}{})",
             target.label(),
             t.elapsed().as_secs_f64(),
             crate::base::host::cores(),
-            k.record.compiler
+            k.record.compiler,
+            k.record.ccache.map(|s| format!("; empty {}", s.describe())).unwrap_or_default()
         );
     }
     Ok(())

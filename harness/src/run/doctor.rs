@@ -32,6 +32,23 @@ fn free_bytes(path: &Path) -> Option<u64> {
     Some(s.f_bavail * s.f_frsize)
 }
 
+/// ccache for kernel builds: optional, so its absence says what it costs.
+fn compiler_cache(suite: &Suite) -> Finding {
+    match crate::kernel::ccache::Ccache::for_cache(&suite.cache) {
+        Some(c) => ok(
+            "compiler cache",
+            format!("ccache in {} (at most {}; HIDVM_CCACHE=0 turns it off)", c.dir.display(), crate::kernel::ccache::MAX_SIZE),
+        ),
+        None if std::env::var("HIDVM_CCACHE").is_ok_and(|v| v == "0" || v == "off") => {
+            ok("compiler cache", "off (HIDVM_CCACHE=0)")
+        }
+        None => bad(
+            "compiler cache",
+            "ccache is not installed: every kernel rebuild compiles everything (`sudo apt-get install ccache`, or `make setup`)",
+        ),
+    }
+}
+
 /// What a cold run needs in the cache: four kernels (~0.5 GB each), two
 /// unpacked trees (1.7 GB each), the 7.3 tarball.
 const CACHE_NEEDS_GB: u64 = 8;
@@ -41,6 +58,7 @@ pub fn check(suite: &Suite) -> Vec<Finding> {
     out.extend(cell_tools(suite));
     out.push(nextest());
     out.extend(kernel_sources(suite));
+    out.push(compiler_cache(suite));
     out.push(kvm(suite));
     out.push(cache_space(suite));
     out
