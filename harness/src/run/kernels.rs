@@ -167,3 +167,48 @@ pub fn fetch(suite: &Suite, index: &dyn Index) -> Result<Vec<String>> {
     }
     Ok(lines)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernel::debian::fake::FakeIndex;
+
+    const KERNELS: &str = "suites = [\"trixie\", \"trixie-backports\"]\n\
+        [[kernel]]\nname = \"7.3\"\nsummary = \"s\"\npackage = \"linux-source-7.3\"\nsuite = \"trixie-backports\"\n\
+        [[kernel]]\nname = \"newest\"\nsummary = \"s\"\nnewest = true\n";
+
+    /// `hidvm kernels --update`: each kernel moves to what its suite has
+    /// now, `newest` to the highest series of all suites; a package the
+    /// suite dropped keeps its pin and says so.
+    #[test]
+    fn update_moves_each_pin_and_newest_follows_debian() {
+        let d = tempfile::tempdir().unwrap();
+        let file = d.path().join("kernels.toml");
+        std::fs::write(&file, KERNELS).unwrap();
+        let mut index = FakeIndex::default();
+        index.add("trixie", "linux-source-6.12", "6.12.60-1", "6.12");
+        index.add("trixie-backports", "linux-source-7.3", "7.3.4-1~bpo13+1", "7.3.4");
+        let (pins, changes) = update(d.path(), &file, &Pins::default(), &index).unwrap();
+        assert_eq!(pins.get("7.3").unwrap().version, "7.3.4-1~bpo13+1");
+        assert_eq!(pins.get("newest").unwrap().package, "linux-source-7.3");
+        assert!(matches!(changes[0].1, Change::Moved { from: None, .. }));
+        index.add("trixie-backports", "linux-source-7.3", "7.3.5-1~bpo13+1", "7.3.5");
+        let (pins, changes) = update(d.path(), &file, &pins, &index).unwrap();
+        assert_eq!(
+            changes[0].1.describe("7.3"),
+            "kernel 7.3: linux-source-7.3 7.3.4-1~bpo13+1 -> linux-source-7.3 7.3.5-1~bpo13+1 (trixie-backports)"
+        );
+        let (same, _) = update(d.path(), &file, &pins, &index).unwrap();
+        assert_eq!(same, pins, "nothing new: nothing moves");
+        // Debian moves on to 7.4 and drops 7.3.
+        index.suites.get_mut("trixie-backports").unwrap().clear();
+        index.add("trixie-backports", "linux-source-7.4", "7.4.1-1~bpo13+1", "7.4.1");
+        let (moved, changes) = update(d.path(), &file, &pins, &index).unwrap();
+        assert_eq!(moved.get("7.3"), pins.get("7.3"), "kept: it works while it is cached");
+        assert!(changes[0]
+            .1
+            .describe("7.3")
+            .contains("linux-source-7.3 is no longer in trixie-backports: kept at 7.3.5-1~bpo13+1"));
+        assert_eq!(moved.get("newest").unwrap().package, "linux-source-7.4");
+    }
+}
