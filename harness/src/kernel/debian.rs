@@ -436,9 +436,17 @@ fn extract(cache: &Path, pin: &Pin, deb: &Path) -> Result<PathBuf> {
     Ok(tarball)
 }
 
-/// A pin for `package`'s newest version in `suite` (fetched into the
-/// cache: the tarball's SHA256 is known only from the tarball).
-pub fn pin_newest(cache: &Path, name: &str, suite: &str, package: &str, index: &dyn Index) -> Result<Option<Pin>> {
+/// A pin for `package`'s newest version in `suite`: its tarball's SHA256
+/// is known only from the tarball, so it is fetched into the cache unless
+/// it is there, or `installed` (the host's tarball) is that version.
+pub fn pin_newest(
+    cache: &Path,
+    name: &str,
+    suite: &str,
+    package: &str,
+    installed: Option<&Path>,
+    index: &dyn Index,
+) -> Result<Option<Pin>> {
     index.refresh(suite).map_err(|why| Error::KernelSource {
         path: PathBuf::from(format!("{package} ({suite})")),
         problem: format!("cannot read Debian {suite}'s index ({why}); check network access to {}", mirror(suite)),
@@ -453,7 +461,12 @@ pub fn pin_newest(cache: &Path, name: &str, suite: &str, package: &str, index: &
         tarball_sha256: String::new(),
     };
     let cached = cached_tarball(cache, package, &pin.version);
-    let tarball = if cached.exists() { cached } else { fetch(cache, &pin, index)? };
+    let host = installed.filter(|p| p.exists() && installed_version(package).as_deref() == Some(&pin.version));
+    let tarball = match host {
+        _ if cached.exists() => cached,
+        Some(p) => p.to_path_buf(),
+        None => fetch(cache, &pin, index)?,
+    };
     pin.tarball_sha256 = sha256_of(cache, &tarball)?;
     Ok(Some(pin))
 }
@@ -719,7 +732,7 @@ mod tests {
         index.add("trixie-backports", "linux-source-all", "1", "d");
         let (package, entry) = newest_source(&index, "trixie-backports").unwrap();
         assert_eq!((package.as_str(), entry.version.as_str()), ("linux-source-7.10", "7.10.2-1~bpo13+1"));
-        let pin = pin_newest(cache.path(), "newest", "trixie-backports", &package, &index).unwrap().unwrap();
+        let pin = pin_newest(cache.path(), "newest", "trixie-backports", &package, None, &index).unwrap().unwrap();
         assert_eq!(pin.tarball_sha256, sha(b"c"));
         assert_eq!(
             find(cache.path(), &pin, None).unwrap(),

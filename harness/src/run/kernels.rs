@@ -93,12 +93,13 @@ pub fn update(
         let old = pins.get(&k.name).cloned();
         let found = if k.newest {
             newest_of(&suites, index)?
-                .map(|(s, package)| debian::pin_newest(cache, &k.name, &s, &package, index))
+                .map(|(s, package)| debian::pin_newest(cache, &k.name, &s, &package, None, index))
                 .transpose()?
                 .flatten()
         } else {
             let (s, package) = (k.suite.clone().unwrap_or_default(), k.package.clone().unwrap_or_default());
-            debian::pin_newest(cache, &k.name, &s, &package, index)?
+            let installed = k.installed.then(|| debian::installed_tarball(&package));
+            debian::pin_newest(cache, &k.name, &s, &package, installed.as_deref(), index)?
         };
         let change = match found {
             Some(p) if old.as_ref() == Some(&p) => Change::Same(p),
