@@ -378,32 +378,30 @@ fn download(cache: &Path, pin: &Pin, index: &dyn Index, deb: &Path) -> Result<()
 /// The one line for a pinned version nobody has: what the suite carries
 /// now, and what to do.
 fn gone(cache: &Path, pin: &Pin, index: &dyn Index, unreachable: Option<String>, now: Option<&IndexEntry>) -> Error {
-    let deb_dir = cache.join("debian");
     let put = format!(
-        "or put {} (SHA256 {}) into {} (snapshot.debian.org keeps every version: https://snapshot.debian.org/binary/{}/)",
+        "put {} (SHA256 {}) into {} (snapshot.debian.org keeps every version: https://snapshot.debian.org/binary/{}/)",
         pin.deb_name(),
         pin.deb_sha256,
-        deb_dir.display(),
+        cache.join("debian").display(),
         pin.package
     );
     let what = format!("kernel {}: {} {}", pin.name, pin.package, pin.version);
-    let text = match (unreachable, now) {
+    Error::Other(match (unreachable, now) {
         (Some(why), _) => format!(
-            "{what} is not cached and Debian {} cannot be reached ({why}): connect to the network and run `hidvm fetch`, {put}",
+            "{what} is not cached and Debian {} cannot be reached ({why}): connect to the network and run `hidvm fetch`, or {put}",
             pin.suite
         ),
         (None, Some(e)) => format!(
-            "{what} is no longer in {} (it now has {}) and is not cached: run `hidvm kernels --update` to move to {}, {put}",
+            "{what} is no longer in {} (it now has {}) and is not cached: run `hidvm kernels --update` to move to {}, or {put}",
             pin.suite, e.version, e.version
         ),
         (None, None) => {
             let other = newest_source(index, &pin.suite)
-                .map(|(p, e)| format!(" (its newest kernel source is {p} {}: `--kernels newest` builds it)", e.version))
+                .map(|(p, e)| format!(" (its newest kernel source is {p} {}: `hidvm kernels --update` moves `newest` there)", e.version))
                 .unwrap_or_default();
             format!("{what} is no longer in {}, which has no {} at all{other}, and is not cached: {put}", pin.suite, pin.package)
         }
-    };
-    Error::KernelSource { path: PathBuf::from(format!("{} ({})", pin.package, pin.suite)), problem: text }
+    })
 }
 
 fn bad(pin: &Pin, problem: String) -> Error {
@@ -694,7 +692,7 @@ mod tests {
         index.suites.clear();
         index.add("trixie-backports", "linux-source-7.4", "7.4.1-1~bpo13+1", "tree 7.4.1");
         let e = locate(cache.path(), &pin, None, &index).unwrap_err().to_string();
-        assert!(e.contains("which has no linux-source-7.3 at all (its newest kernel source is linux-source-7.4 7.4.1-1~bpo13+1: `--kernels newest` builds it)"), "{e}");
+        assert!(e.contains("which has no linux-source-7.3 at all (its newest kernel source is linux-source-7.4 7.4.1-1~bpo13+1: `hidvm kernels --update` moves `newest` there), and is not cached: put linux-source-7.3_7.3.4-1~bpo13+1_all.deb"), "{e}");
         index.offline = true;
         let e = locate(cache.path(), &pin, None, &index).unwrap_err().to_string();
         assert!(e.contains("is not cached and Debian trixie-backports cannot be reached"), "{e}");
