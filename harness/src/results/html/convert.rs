@@ -229,7 +229,23 @@ pub fn from_results_with(results: &Results, ctx: &Context, extras: impl Fn(&Test
         rows[i].cells[col] = cell;
     }
 
-    for row in &mut rows {
+    flag_rows(&mut rows, &matrix, results, ctx, &present);
+
+    Report {
+        title: if ctx.title.is_empty() { "hidvm report".into() } else { ctx.title.clone() },
+        generated_by: format!("hidvm {}", results.hidvm),
+        generated_at: ctx.generated_at.clone(),
+        targets: infos,
+        rows,
+        notes: ctx.notes.clone(),
+        html_link: ctx.html_link.clone(),
+    }
+}
+
+/// Each row's flags: where compilers, kernels or the baseline kernel
+/// disagree ([`Matrix::differences`]), and where an earlier run differs.
+fn flag_rows(rows: &mut [Row], matrix: &Matrix, results: &Results, ctx: &Context, present: &[Target]) {
+    for row in rows.iter_mut() {
         let d = matrix.differences(&row.name);
         if !d.between_compilers.is_empty() {
             row.flags.push(Flag { kind: FlagKind::CompilerDependent, on: d.between_compilers });
@@ -257,16 +273,6 @@ pub fn from_results_with(results: &Results, ctx: &Context, extras: impl Fn(&Test
                 row.flags.push(Flag { kind: FlagKind::DiffersFromBaseline, on: changed });
             }
         }
-    }
-
-    Report {
-        title: if ctx.title.is_empty() { "hidvm report".into() } else { ctx.title.clone() },
-        generated_by: format!("hidvm {}", results.hidvm),
-        generated_at: ctx.generated_at.clone(),
-        targets: infos,
-        rows,
-        notes: ctx.notes.clone(),
-        html_link: ctx.html_link.clone(),
     }
 }
 
