@@ -287,11 +287,6 @@ impl KernelSource {
         }
         Ok((src, Some(lock)))
     }
-
-    /// A short stable name for cache directories of this tree.
-    pub fn key(&self) -> String {
-        sha256_parts([self.root.to_string_lossy().as_bytes()])[..12].to_string()
-    }
 }
 
 /// The first 8 hex digits of the SHA-256 of `identity`.
