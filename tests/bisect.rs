@@ -69,7 +69,8 @@ fn make_history(origin: &Path, dir: &Path) -> Result<(String, Vec<(String, Strin
         return Err(failed("rsync", String::from_utf8_lossy(&out.stderr)));
     }
     git(dir, &["init", "-q", "-b", "demo"])?;
-    git(dir, &["add", "-A"])?;
+    // Debian's tarball ignores everything at its top level (.gitignore).
+    git(dir, &["add", "-A", "--force"])?;
     git(dir, &["commit", "-q", "-m", "base: the pinned 6.12 tree"])?;
     let base = git(dir, &["rev-parse", "HEAD"])?;
     let edits: [(&str, &str, &str); 6] = [
