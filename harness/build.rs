@@ -19,6 +19,7 @@ use std::process::Command;
 const DATA: &[&str] = &[
     "guest-image/cells.toml",
     "guest-image/kernels.toml",
+    "guest-image/kernels.lock",
     "guest-image/config",
     "bpf-fixtures",
     "tests/scenarios",

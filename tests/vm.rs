@@ -16,6 +16,9 @@
 //! author does (`hidvm test <dir>`), from a copy outside the repository:
 //! as written it must pass on every cell; with its rewrite broken, or its
 //! probe rejecting the device, it must fail with that precise message.
+#[path = "bisect.rs"]
+mod bisect;
+
 use hidvm::catalogue::scenarios;
 use hidvm::run::suite::{Options, Suite};
 use hidvm::run::{one_test, plan};
@@ -133,7 +136,7 @@ fn main() -> std::process::ExitCode {
             snapshot_isolation(&suite)
         })
     };
-    let trials = trials.chain([snapshot]).chain(masking_trials(&suite)).collect();
+    let trials = trials.chain([snapshot, bisect::trial(&suite)]).chain(masking_trials(&suite)).collect();
     libtest_mimic::run(&args, trials).exit_code()
 }
 

@@ -25,6 +25,8 @@ pub const RSYNC: Tool<'static> =
 pub const PYTHON: Tool<'static> =
     Tool { name: "python3", what: "script interpreter (libbpf headers)", package: "python3" };
 pub const GIT: Tool<'static> = Tool { name: "git", what: "patch applier", package: "git" };
+/// Wraps the kernel compilers (optional: builds run without it, slower).
+pub const CCACHE: Tool<'static> = Tool { name: "ccache", what: "compiler cache for kernel builds", package: "ccache" };
 pub const LIBBPF_HEADERS: Tool<'static> =
     Tool { name: "/usr/include/bpf/bpf_helpers.h", what: "libbpf BPF-side header", package: "libbpf-dev" };
 

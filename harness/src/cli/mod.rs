@@ -8,6 +8,7 @@ pub mod check;
 pub mod doctor;
 pub mod fetch;
 pub mod inspect;
+pub mod kernels;
 pub mod list;
 pub mod packages;
 pub mod robustness;

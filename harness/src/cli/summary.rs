@@ -35,9 +35,13 @@ pub fn run(suite: &Suite, args: Args) -> hidvm::Result<ExitCode> {
     let lacking = missing(&merged, &planned);
     let changes = known_changes(&merged);
     let changed: Vec<usize> = changes.iter().map(|(e, _)| *e).collect();
-    let matrix = matrix_with(&merged, &lacking, &changed);
+    let baseline = suite.opts.baseline.as_deref();
+    if let Some(b) = baseline.filter(|b| !merged.records.iter().any(|r| &r.kernel == b)) {
+        return Err(hidvm::Error::Other(format!("--baseline {b}: no record of the results files is of kernel {b}")));
+    }
+    let matrix = matrix_with(&merged, &lacking, &changed, baseline);
     if let Some(p) = &args.html {
-        hidvm::results::html::write_report(&merged, p, &args.expect)?;
+        hidvm::results::html::write_report(&merged, p, &args.expect, baseline)?;
     }
     println!("{}", matrix.render());
     let mut problems = describe_missing(&planned, &lacking);

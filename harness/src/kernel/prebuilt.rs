@@ -82,8 +82,10 @@ pub fn prepare(repo: &Repo, cache: &Path, image: &PrebuiltImage, header_tree: &P
         cell: cell.name.clone(),
         request_key: key.clone(),
         kernel_version: image.version.clone(),
+        kernel_source: String::new(),
         source_root: image.boot_image.clone(),
         source_identity: identity,
+        source_base: None,
         compiler: kconfig::parse(&image.config_text)
             .get("CONFIG_CC_VERSION_TEXT")
             .cloned()
@@ -97,6 +99,7 @@ pub fn prepare(repo: &Repo, cache: &Path, image: &PrebuiltImage, header_tree: &P
         vmlinux_mtime_ns: 0,
         vmlinux_h_sha256: sha256_parts([h.as_slice()]),
         build_seconds: 0.0,
+        ccache: None,
     };
     Ok(BuiltKernel::from_parts(cell, dir, vmlinux, image.boot_image.clone(), vmlinux_h, record, lease))
 }

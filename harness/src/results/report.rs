@@ -152,6 +152,13 @@ impl RunReport {
         })
     }
 
+    /// The guest never answered and its agent never said hello: the kernel
+    /// did not boot to the agent, which says nothing about the test.
+    pub fn never_answered(&self) -> bool {
+        matches!(&self.verdict, Verdict::Fail { kind, .. } if *kind == crate::judge::verdict::FailureKind::NoAnswer)
+            && self.guest.hello.is_none()
+    }
+
     /// Passed, or failed exactly as a known kernel bug says it does.
     pub fn acceptable(&self) -> bool {
         self.verdict.passed() || matches!(self.known, Known::Failed(..))

@@ -97,6 +97,7 @@ fn known_changes(suite: &Suite, rounds: &Rounds) -> Changes {
 pub fn run(suite: &Suite, entries: Vec<Entry>, opts: &BatchOptions) -> Result<bool> {
     let repeat = opts.repeat.max(1);
     let targets = plan::selected_targets(suite, &opts.cells)?;
+    check_baseline(suite)?;
     let (work, skipped) = split_work(suite, entries, &targets, opts.filter.as_deref())?;
     let ready = ready_targets(suite, &targets, &work)?;
     let jobs = opts.jobs.unwrap_or_else(default_vms).max(1);
@@ -119,7 +120,7 @@ pub fn run(suite: &Suite, entries: Vec<Entry>, opts: &BatchOptions) -> Result<bo
     crate::base::output::tests_done();
     let changes = known_changes(suite, &rounds);
 
-    let matrix = matrix_of(&suite.known, &targets, &work, &skipped, &rounds, &changes);
+    let matrix = matrix_of(suite, &targets, &work, &skipped, &rounds, &changes);
     println!("\n{}", matrix.render());
     if opts.json.is_some() || opts.ktap.is_some() || opts.html.is_some() {
         let results = Results::new(records_of(suite, &work, &skipped, &rounds, &changes));
@@ -131,7 +132,7 @@ pub fn run(suite: &Suite, entries: Vec<Entry>, opts: &BatchOptions) -> Result<bo
         }
         if let Some(p) = &opts.html {
             let labels: Vec<String> = targets.iter().map(|t| t.label()).collect();
-            crate::results::html::write_report(&results, p, &labels)?;
+            crate::results::html::write_report(&results, p, &labels, suite.opts.baseline.as_deref())?;
         }
     }
     print_findings(suite, &targets, &work, &rounds, repeat);
@@ -156,11 +157,7 @@ fn unbootable(targets: &[Target], work: &[TestCase], rounds: &Rounds) -> Option<
             .filter(|(c, _)| &c.target == t)
             .filter_map(|(_, r)| r.as_ref().and_then(|r| r.as_ref().ok()))
             .collect();
-        let silent = |r: &&RunReport| {
-            matches!(&r.verdict, crate::judge::verdict::Verdict::Fail { kind, .. } if *kind == crate::judge::verdict::FailureKind::NoAnswer)
-                && r.guest.hello.is_none()
-        };
-        if !runs.is_empty() && runs.iter().all(silent) {
+        if !runs.is_empty() && runs.iter().all(|r| r.never_answered()) {
             return Some(format!(
                 "{t}: the kernel did not boot to the guest agent in any of its {} tests (first: {}/console.log)",
                 runs.len(),
@@ -313,9 +310,20 @@ fn snapshot_keys(results: &[Result<RunReport>]) -> BTreeSet<String> {
         .collect()
 }
 
+/// `--baseline` names one of the run's kernels.
+fn check_baseline(suite: &Suite) -> Result<()> {
+    match &suite.opts.baseline {
+        Some(b) if !suite.kernels.iter().any(|k| &k.name == b) => Err(Error::Other(format!(
+            "--baseline {b}: not one of this run's kernels ({}); name it in --kernels too",
+            suite.kernels.iter().map(|k| k.name.as_str()).collect::<Vec<_>>().join(", ")
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// The scenario x target matrix: a test whose rounds varied shows how.
 fn matrix_of(
-    known: &known::KnownFailures,
+    suite: &Suite,
     targets: &[Target],
     work: &[TestCase],
     skipped: &[TestCase],
@@ -323,6 +331,13 @@ fn matrix_of(
     changes: &Changes,
 ) -> Matrix {
     let mut matrix = Matrix::new(targets.to_vec());
+    matrix.baseline = suite.opts.baseline.clone();
+    for t in targets {
+        if let Ok(s) = suite.source(&t.kernel) {
+            let text = if s.label == s.description { s.label } else { format!("{} = {}", s.label, s.description) };
+            matrix.sources.insert(t.kernel.clone(), text);
+        }
+    }
     for (i, (case, r)) in work.iter().zip(&rounds.last).enumerate() {
         let row = case.entry.row();
         let t = &rounds.tallies[i];
@@ -341,7 +356,7 @@ fn matrix_of(
         match r {
             // A known bug that shows only sometimes (a measured rate) and
             // showed here says nothing about a compiler or a kernel.
-            Some(Ok(rep)) if matches!(rep.known, Known::Failed(i, _) if known.known[i].rate() != known::Rate::Always) =>
+            Some(Ok(rep)) if matches!(rep.known, Known::Failed(i, _) if suite.known.known[i].rate() != known::Rate::Always) =>
             {
                 matrix.record(&row, &case.target, Ok(rep));
                 let text = format!("KNOWN ({})", rep.verdict.token());
@@ -350,6 +365,11 @@ fn matrix_of(
             Some(Ok(rep)) => matrix.record(&row, &case.target, Ok(rep)),
             Some(Err(e)) => matrix.record(&row, &case.target, Err(&e.to_string())),
             None => {}
+        }
+        // One hit of a race known to hit sometimes says nothing about a kernel.
+        let measured = rounds.entries[i].is_some_and(|e| suite.known.known[e].rate() != known::Rate::Always);
+        if t.known > 0 && t.rounds() == 1 && measured {
+            matrix.mark_rare(&row, &case.target);
         }
     }
     for case in skipped {

@@ -190,7 +190,7 @@ pub fn point_release_rebuild(suite: &Suite, targets: &[Target], dir: &Path) -> R
         let patch = dir.join(format!("point-release-{k}.patch"));
         std::fs::create_dir_all(dir).map_err(Error::io(format!("creating {}", dir.display())))?;
         std::fs::write(&patch, version_bump(&source.root)?).map_err(Error::io("writing the version bump"))?;
-        sources.insert(k.to_string(), source.with_patches(&Series::load(&patch)?, dir)?);
+        sources.insert(k.to_string(), source.with_patches(&Series::load(&patch)?)?);
     }
     for t in targets {
         let cell = cell::find(&suite.all_cells, &t.cell)?;

@@ -3,6 +3,7 @@
 //!
 //! Bottom to top (a module imports only those above it in this list):
 //! * [`suite`]: the run's kernels and cells, kernel trees and builds, the catalogue;
+//! * [`kernels`]: `hidvm kernels` and `hidvm fetch`: exact sources and the lock;
 //! * [`plan`]: targets x catalogue entries, with skip reasons;
 //! * [`prepare`]: kernels built and tests prepared before anything boots;
 //! * [`bless`]: `--bless`, replay expectations written;
@@ -25,6 +26,7 @@ pub mod bench_goals;
 pub mod bless;
 pub mod doctor;
 pub mod inspect;
+pub mod kernels;
 pub mod kselftest;
 pub mod one_test;
 pub mod pipeline;

@@ -138,6 +138,8 @@ fn descriptor_originals(scenario: &Scenario, devices: &BTreeMap<String, DeviceDe
 /// that could not be symbolized says why instead.
 fn symbolized(crashes: &[CrashReport], console: &str, kernel: &BuiltKernel, tree: &Path) -> Vec<Crash> {
     let build_dir = kernel.vmlinux.parent().unwrap_or(&kernel.dir);
+    // Its debug info names files as the compiler saw the tree.
+    let tree = kernel.source_base.as_deref().unwrap_or(tree);
     let tools = symbolize::Tools::for_make_vars(&kernel.cell.make);
     crashes
         .iter()

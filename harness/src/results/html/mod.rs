@@ -24,17 +24,20 @@ pub use render::{byte_diff, render_html, ByteCmp};
 
 /// Write the HTML report of `results` to `path` (links to run files
 /// relative to its directory); `expected_targets` (`6.12-gcc`) without a
-/// record are reported missing.
+/// record are reported missing; rows whose outcome differs from the
+/// `baseline` kernel's are flagged.
 pub fn write_report(
     results: &crate::results::records::Results,
     path: &std::path::Path,
     expected_targets: &[String],
+    baseline: Option<&str>,
 ) -> crate::Result<()> {
     let path = std::path::absolute(path).map_err(crate::Error::io(format!("resolving {}", path.display())))?;
     let ctx = Context {
         title: "hidvm report".into(),
         generated_at: Some(utc_now()),
         expected_targets: expected_targets.to_vec(),
+        baseline_kernel: baseline.map(str::to_string),
         link_dir: path.parent().map(std::path::Path::to_path_buf),
         ..Default::default()
     };
