@@ -4,6 +4,9 @@
 //! * `build/`      the `O=` directory, reused for incremental builds;
 //! * `build.log`   everything make printed;
 //! * `vmlinux.h`   the cell's BTF as C (for fixtures);
+//! * `modules/`    `make modules_install` of a kernel with modules
+//!   (`lib/modules/<release>/`, stripped; no depmod: the host may not
+//!   have it, the guest runs the image's);
 //! * `record.json` what was built (source identity, fragments, compiler,
 //!   resolved-config hash), written last and atomically: a build killed
 //!   halfway has no record and is redone;
@@ -24,7 +27,10 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// Bump when the build recipe changes in a way the key cannot see.
-const RECIPE_VERSION: &str = "hidvm-kbuild-1";
+const RECIPE_VERSION: &str = "hidvm-kbuild-2";
+/// The fragment of the hid-tools pytest suite (`hidvm hid-tools`): merged
+/// into every cell, but not required of a prebuilt kernel.
+pub const HIDTOOLS_FRAGMENT: &str = "hid-tools.config";
 /// The base every cell's fragments are merged onto.
 const BASE_CONFIG: &str = "tinyconfig";
 
@@ -42,6 +48,10 @@ pub struct BuildRecord {
     pub vmlinux_mtime_ns: i128,
     pub vmlinux_h_sha256: String,
     pub build_seconds: f64,
+    /// The kernel release whose modules `make modules_install` put under
+    /// `modules/lib/modules/` (None: the config has no modules).
+    #[serde(default)]
+    pub modules_release: Option<String>,
 }
 
 impl BuildRecord {
@@ -68,6 +78,9 @@ pub struct BuiltKernel {
     pub vmlinux_h: PathBuf,
     /// The cell's modules (cells.toml `modules`), built.
     pub modules: Vec<PathBuf>,
+    /// Every module installed (`lib/modules/<release>/`, no depmod files),
+    /// if the kernel has modules: what the hid-tools suite modprobes.
+    pub modules_tree: Option<PathBuf>,
     pub record: BuildRecord,
     /// Whether this call ran a build (false: served from the cache).
     pub built_now: bool,
@@ -110,6 +123,7 @@ impl BuiltKernel {
             boot_image,
             vmlinux_h,
             modules: vec![],
+            modules_tree: None,
             record,
             built_now: false,
             _lease: lease,
@@ -294,6 +308,7 @@ impl<'a> KernelBuilder<'a> {
             boot_image: dir.join("build").join(cell.boot.path_in_build()),
             vmlinux_h: dir.join("vmlinux.h"),
             modules: cell.modules.iter().map(|m| dir.join("build").join(m)).collect(),
+            modules_tree: record.modules_release.as_ref().map(|r| dir.join("modules/lib/modules").join(r)),
             record,
             built_now,
             _lease: lease,
@@ -351,7 +366,9 @@ impl<'a> KernelBuilder<'a> {
             log_path: &log_path,
         };
         let (fragments, resolved_text) = self.configure(&step, cell, dir, fragments)?;
-        self.compile(&step, cell)?;
+        let with_modules = kconfig::parse(&resolved_text).get("CONFIG_MODULES") == Some(&Some("y".into()));
+        self.compile(&step, cell, with_modules)?;
+        let modules_release = if with_modules { Some(install_modules(&step, dir)?) } else { None };
         let vmlinux = obj.join("vmlinux");
         let btf = self.dump_btf(&step, &vmlinux)?;
         write_atomic(&dir.join("vmlinux.h"), &btf).map_err(Error::io("writing vmlinux.h"))?;
@@ -370,6 +387,7 @@ impl<'a> KernelBuilder<'a> {
             vmlinux_mtime_ns,
             vmlinux_h_sha256: sha256_parts([btf.as_slice()]),
             build_seconds: started.elapsed().as_secs_f64(),
+            modules_release,
         };
         write_atomic(&record_path, serde_json::to_string_pretty(&record).expect("record serializes").as_bytes())
             .map_err(Error::io("writing the build record"))?;
@@ -439,13 +457,13 @@ impl<'a> KernelBuilder<'a> {
         Ok((fragments, resolved_text))
     }
 
-    /// vmlinux, the boot image if it is another, and the cell's modules.
-    fn compile(&self, step: &Step<'_>, cell: &KernelCell) -> Result<()> {
+    /// vmlinux, the boot image if it is another, and the modules.
+    fn compile(&self, step: &Step<'_>, cell: &KernelCell, with_modules: bool) -> Result<()> {
         let mut targets = vec![format!("-j{}", self.jobs), "vmlinux".to_string()];
         if cell.boot.make_target() != "vmlinux" {
             targets.push(cell.boot.make_target().to_string());
         }
-        if !cell.modules.is_empty() {
+        if with_modules || !cell.modules.is_empty() {
             targets.push("modules".to_string());
         }
         step.make(&targets)?;
@@ -482,6 +500,34 @@ impl<'a> KernelBuilder<'a> {
     }
 }
 
+/// `make modules_install` into `<dir>/modules`, stripped, without depmod
+/// (the host may have no kmod; the guest runs the image's depmod): the
+/// kernel release it installed.
+fn install_modules(step: &Step<'_>, dir: &Path) -> Result<String> {
+    let root = dir.join("modules");
+    let _ = std::fs::remove_dir_all(&root);
+    step.make(&[
+        format!("INSTALL_MOD_PATH={}", root.display()),
+        "INSTALL_MOD_STRIP=1".into(),
+        "DEPMOD=true".into(),
+        "modules_install".into(),
+    ])?;
+    let release = std::fs::read_to_string(step.obj.join("include/config/kernel.release"))
+        .map_err(Error::io("reading include/config/kernel.release"))?
+        .trim()
+        .to_string();
+    if !root.join("lib/modules").join(&release).is_dir() {
+        return Err(Error::KernelBuild {
+            cell: step.cell.to_string(),
+            step: "make modules_install".into(),
+            status: "0".into(),
+            tail: format!("no {}/lib/modules/{release} after modules_install", root.display()),
+            log: step.log_path.to_path_buf(),
+        });
+    }
+    Ok(release)
+}
+
 /// The record in `dir` if it matches `key` and the files it describes are
 /// still the ones it describes, boot image included (every path that hands
 /// out a kernel goes through here).
@@ -492,6 +538,9 @@ fn fresh_record(dir: &Path, cell: &KernelCell, key: &str) -> Option<BuildRecord>
         return None;
     }
     if cell.modules.iter().any(|m| !dir.join("build").join(m).is_file()) {
+        return None;
+    }
+    if record.modules_release.as_ref().is_some_and(|r| !dir.join("modules/lib/modules").join(r).is_dir()) {
         return None;
     }
     let (size, mtime) = file_stamp(&dir.join("build/vmlinux")).ok()?;
