@@ -1,7 +1,9 @@
 //! Every Debian package hidvm needs on the host: the tools' packages and
 //! the kernels' source packages (`hidvm packages`, `make setup`).
 use crate::base::layout::repo_root;
-use crate::base::tools::{AGENT_BUILD, BPFTOOL, CLANG, GIT, KERNEL_BUILD, LIBBPF_HEADERS, PYTHON, QEMU, RSYNC};
+use crate::base::tools::{
+    AGENT_BUILD, BPFTOOL, CLANG, GIT, KERNEL_BUILD, LIBBPF_HEADERS, MKFS_EROFS, MMDEBSTRAP, PYTHON, QEMU, RSYNC,
+};
 use crate::kernel::spec;
 
 /// Every package hidvm needs on a Debian/Ubuntu host (used by `make setup`):
@@ -12,7 +14,7 @@ pub fn all_packages() -> Vec<String> {
     let mut p: Vec<String> = KERNEL_BUILD
         .iter()
         .chain(AGENT_BUILD)
-        .chain([QEMU, CLANG, BPFTOOL, LIBBPF_HEADERS, RSYNC, GIT, PYTHON].iter())
+        .chain([QEMU, CLANG, BPFTOOL, LIBBPF_HEADERS, RSYNC, GIT, PYTHON, MMDEBSTRAP, MKFS_EROFS].iter())
         .map(|t| t.package.to_string())
         .collect();
     p.extend(["lld-19", "llvm-19", "debian-archive-keyring", "busybox-static"].map(String::from));
