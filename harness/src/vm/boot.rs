@@ -69,11 +69,37 @@ pub fn boot(
     deadline: Duration,
     dir: &Path,
 ) -> Result<BootResult> {
+    boot_with(qemu, image, fs, accel, deadline, dir, Vec::new())
+}
+
+/// [`boot`] with more features: `extra` replaces a default feature of the
+/// same kind (a [`MicroVm`] with more memory) or adds one (a disk).
+pub fn boot_with(
+    qemu: &Path,
+    image: &Path,
+    fs: &Initramfs,
+    accel: Accel,
+    deadline: Duration,
+    dir: &Path,
+    extra: Vec<Box<dyn Feature>>,
+) -> Result<BootResult> {
     let sockets = socket_dir()?;
     let paths = run_paths(dir, sockets.path(), dir.join("initramfs.cpio"));
     let bytes = fs.to_bytes().map_err(Error::io("assembling the initramfs"))?;
     std::fs::write(&paths.initrd, bytes).map_err(Error::io(format!("writing {}", paths.initrd.display())))?;
-    run_vm(qemu, features(image, accel, &paths, false), &paths, deadline, dir, None, "")
+    let mut f = features(image, accel, &paths, false);
+    for e in extra {
+        let kind = feature_kind(e.as_ref());
+        f.retain(|d| feature_kind(d.as_ref()) != kind);
+        f.push(e);
+    }
+    run_vm(qemu, f, &paths, deadline, dir, None, "")
+}
+
+/// A feature's type name (`MicroVm { memory_mib: 512, .. }` -> `MicroVm`).
+fn feature_kind(f: &dyn Feature) -> String {
+    let debug = format!("{f:?}");
+    debug.split(|c: char| !c.is_alphanumeric() && c != '_').next().unwrap_or_default().to_string()
 }
 
 fn run_vm(
