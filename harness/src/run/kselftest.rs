@@ -211,7 +211,7 @@ pub fn run(suite: &Suite, target: &Target, built: &Built, program: &str) -> Resu
 
 /// The run itself: it ended in time with a verdict, from this run's guest
 /// (nonce), on the cell's kernel (banner), on a legible channel.
-fn run_problems(
+pub fn run_problems(
     report: &crate::judge::guest::GuestReport,
     nonce: &str,
     banner: &str,

@@ -11,6 +11,7 @@
 //! * [`repeat`]: how a test's rounds ended, and flaky tests;
 //! * [`batch`]: `vm-test` and `test`: build, prepare, rounds, matrix, results files;
 //! * [`kselftest`]: the kernel's own HID selftests;
+//! * [`hidtools`]: the kernel's hid-tools pytest suite;
 //! * [`shell`]: an interactive guest;
 //! * [`doctor`]: this machine checked;
 //! * [`robustness`], [`bench`]: the commands that print the README's numbers.
@@ -18,6 +19,7 @@ pub mod batch;
 pub mod bench;
 pub mod bless;
 pub mod doctor;
+pub mod hidtools;
 pub mod kselftest;
 pub mod one_test;
 pub mod plan;
