@@ -40,11 +40,13 @@ pub fn stream(mut cmd: Command) -> Result<ExitStatus, String> {
     let pid = child?.id() as i32;
     let (done_tx, done_rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        for line in BufReader::new(reader).lines() {
-            match line {
-                Ok(line) => crate::channel::send(&GuestMsg::Output { line }),
-                Err(_) => break,
-            }
+        // Bytes, not lines of UTF-8: one stray byte must not end the stream.
+        let mut reader = BufReader::new(reader);
+        let mut buf = Vec::new();
+        while matches!(reader.read_until(b'\n', &mut buf), Ok(n) if n > 0) {
+            let line = String::from_utf8_lossy(&buf).trim_end_matches(['\n', '\r']).to_string();
+            crate::channel::send(&GuestMsg::Output { line });
+            buf.clear();
         }
         let _ = done_tx.send(());
     });
