@@ -61,20 +61,9 @@ fn socket_dir() -> Result<tempfile::TempDir> {
 }
 
 /// Boot `image` with initramfs `fs`; console and results land in `dir`.
+/// `extra` replaces a default feature of the same kind (a [`MicroVm`] with
+/// more memory) or adds one (a disk).
 pub fn boot(
-    qemu: &Path,
-    image: &Path,
-    fs: &Initramfs,
-    accel: Accel,
-    deadline: Duration,
-    dir: &Path,
-) -> Result<BootResult> {
-    boot_with(qemu, image, fs, accel, deadline, dir, Vec::new())
-}
-
-/// [`boot`] with more features: `extra` replaces a default feature of the
-/// same kind (a [`MicroVm`] with more memory) or adds one (a disk).
-pub fn boot_with(
     qemu: &Path,
     image: &Path,
     fs: &Initramfs,
@@ -227,8 +216,8 @@ pub fn probe_kvm(
         mode: JobMode::Probe,
     };
     fs.file(JOB_PATH, 0o644, serde_json::to_vec(&job).expect("job serializes"));
-    let booted =
-        boot(qemu, image, &fs, Accel::Kvm, accel::PROBE_DEADLINE, dir).map_err(|e| before_qemu(e.to_string()))?;
+    let booted = boot(qemu, image, &fs, Accel::Kvm, accel::PROBE_DEADLINE, dir, Vec::new())
+        .map_err(|e| before_qemu(e.to_string()))?;
     let answered = booted
         .results_text
         .lines()
@@ -356,6 +345,14 @@ sys.exit(1)
         let own = restored_part(&booted.console_text).unwrap_or_default();
         assert!(own.contains("BUG: kernel NULL pointer dereference"), "{}", booted.console_text);
         assert!(booted.console_text.starts_with("[    1.0] boot log"));
+    }
+
+    #[test]
+    fn an_extra_feature_replaces_the_default_of_its_kind() {
+        let big: Box<dyn Feature> = Box::new(MicroVm { memory_mib: 2048, cpus: 2 });
+        assert_eq!(feature_kind(big.as_ref()), "MicroVm");
+        assert_eq!(feature_kind(&ReliableTsc), "ReliableTsc");
+        assert_eq!(feature_kind(&Accel::Tcg), "Tcg", "an enum's kind is its variant: never equal to a struct's");
     }
 
     #[test]

@@ -111,7 +111,7 @@ pub fn run(suite: &Suite, p: &Prepared, image: &Path, spec: &Spec) -> Result<Ses
         Box::new(ReadOnlyDisk { image: image.to_path_buf() }),
         Box::new(DevKmsg),
     ];
-    let booted = boot::boot_with(&qemu, &k.boot_image, &fs, probe.accel, deadline, &run_dir, extra)?;
+    let booted = boot::boot(&qemu, &k.boot_image, &fs, probe.accel, deadline, &run_dir, extra)?;
     let report = GuestReport::parse(&booted.results_text);
     let _ = std::fs::write(run_dir.join("output.txt"), report.output.join("\n") + "\n");
     let (splats, _) = suite.allow.filter(&p.target.cell, console::find_splats(&booted.console_text));
