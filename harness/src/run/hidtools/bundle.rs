@@ -65,6 +65,8 @@ pub fn prepare(suite: &Suite, target: &Target) -> Result<Prepared> {
 }
 
 /// Every file under `dir` (recursively, no `__pycache__`) at `guest`.
+/// Symbolic links are left out: `modules_install` links `build` to the
+/// whole build directory.
 fn add_dir(files: &mut Vec<(String, u32, Vec<u8>)>, dir: &Path, guest: &str) -> Result<()> {
     let rd = std::fs::read_dir(dir).map_err(Error::io(format!("reading {}", dir.display())))?;
     let mut entries: Vec<_> = rd.flatten().collect();
@@ -72,11 +74,12 @@ fn add_dir(files: &mut Vec<(String, u32, Vec<u8>)>, dir: &Path, guest: &str) -> 
     for e in entries {
         let name = e.file_name().to_string_lossy().into_owned();
         let path = e.path();
-        if path.is_dir() {
+        let kind = e.file_type().map_err(Error::io(format!("reading {}", path.display())))?;
+        if kind.is_dir() {
             if name != "__pycache__" {
                 add_dir(files, &path, &format!("{guest}/{name}"))?;
             }
-        } else if path.is_file() {
+        } else if kind.is_file() {
             let data = std::fs::read(&path).map_err(Error::io(format!("reading {}", path.display())))?;
             files.push((format!("{guest}/{name}"), 0o644, data));
         }
@@ -122,4 +125,23 @@ fn add_programs(
         }
     }
     Ok(notes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bundle_takes_files_not_links_nor_bytecode() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join("kernel/drivers/hid")).unwrap();
+        std::fs::write(d.path().join("kernel/drivers/hid/wacom.ko"), b"ko").unwrap();
+        std::fs::create_dir_all(d.path().join("__pycache__")).unwrap();
+        std::fs::write(d.path().join("__pycache__/x.pyc"), b"pyc").unwrap();
+        std::os::unix::fs::symlink("/", d.path().join("build")).unwrap();
+        let mut files = Vec::new();
+        add_dir(&mut files, d.path(), "/m").unwrap();
+        let names: Vec<&str> = files.iter().map(|(p, _, _)| p.as_str()).collect();
+        assert_eq!(names, ["/m/kernel/drivers/hid/wacom.ko"]);
+    }
 }
