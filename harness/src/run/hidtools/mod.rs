@@ -346,6 +346,11 @@ mod tests {
     }
 
     #[test]
+    fn the_repository_known_list_parses() {
+        KnownResults::load(&crate::base::layout::Repo::locate().root.join(KNOWN_FILE)).unwrap();
+    }
+
+    #[test]
     fn the_default_selection_is_the_subset_and_unmatched_selections_are_named() {
         let sel = Selection::default();
         assert_eq!(sel.prefixes().len(), SUBSET.len());
