@@ -234,6 +234,8 @@ pub fn judge(
     for res in run.results {
         let entry = known.find(&res.name, kernel_label, cell);
         let cell_of = match (&res.outcome, entry) {
+            // A wildcard entry names many tests; most of them pass.
+            (Outcome::Pass, Some(k)) if k.test.ends_with('*') => Cell::Pass,
             (Outcome::Pass, Some(k)) => {
                 j.notes.push(format!(
                     "known result of {} did not happen on {kernel_label} ({cell}): it passed; remove the entry once it keeps passing ({})",
