@@ -46,10 +46,15 @@ pub fn prepare(suite: &Suite, target: &Target) -> Result<Prepared> {
     }
     let mut files = Vec::new();
     add_dir(&mut files, &tests, &format!("{BUNDLE_DIR}/tree/{SUITE_DIR}/tests"))?;
-    let notes = add_programs(suite, &kernel, &source.root, &mut files)?;
-    if let Some(tree) = &kernel.modules_tree {
-        let release = tree.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        add_dir(&mut files, tree, &format!("{BUNDLE_DIR}/modules/lib/modules/{release}"))?;
+    let mut notes = add_programs(suite, &kernel, &source.root, &mut files)?;
+    match &kernel.modules_tree {
+        Some(tree) => {
+            let release = tree.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            add_dir(&mut files, tree, &format!("{BUNDLE_DIR}/modules/lib/modules/{release}"))?;
+        }
+        None => notes.push(format!(
+            "{target}: the kernel has no modules tree (a prebuilt kernel?): the suite's driver tests will fail with \"module … could not be loaded\" unless their drivers are built in"
+        )),
     }
     let plugin = suite.repo.root.join(crate::vm::userspace::RECIPE_DIR).join(crate::vm::userspace::PLUGIN);
     let text = std::fs::read(&plugin).map_err(Error::io(format!("reading {}", plugin.display())))?;
