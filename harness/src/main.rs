@@ -81,6 +81,11 @@ enum Command {
     /// hid_bpf, hidraw) for every kernel x cell, run them in the same VMs,
     /// print each KTAP result in a test x target matrix and the cost per test.
     Selftests(cli::selftests::Args),
+    /// The kernel's hid-tools pytest suite (tools/testing/selftests/hid/tests)
+    /// on every kernel x cell, in VMs with a Debian userspace (`hidvm
+    /// userspace`) and hidvm's udev-hid-bpf: one row per pytest test. By
+    /// default the subset `make vm-test` runs; `--all` for every test.
+    HidTools(cli::hid_tools::Args),
     /// Merge results files (`--json`, or HIDVM_RESULTS_JSONL lines) of
     /// several runs or CI jobs into one scenario x target matrix, with
     /// compiler- and kernel-dependent rows flagged; exits 100 if a test failed.
@@ -103,6 +108,11 @@ enum Command {
     Inspect(cli::inspect::Args),
     /// Print the Debian packages hidvm needs (for setup scripts).
     Packages,
+    /// Build the guest userspace of `hidvm hid-tools` and `hidvm shell`
+    /// (Debian python3, pytest, hid-tools, udev, bpftool as a read-only
+    /// erofs image) into the cache if it is missing. Part of `make setup`;
+    /// needs root and the network once.
+    Userspace,
     /// Fetch the Debian kernel sources of this run's kernels, exactly as
     /// guest-image/kernels.lock pins them, into the cache (an installed one
     /// is used if it is the locked one). Part of `make setup`; runs then
@@ -176,6 +186,7 @@ fn dispatch(cli: Cli) -> hidvm::Result<ExitCode> {
     match cli.command {
         Command::Packages => cli::packages::run(),
         Command::Selftests(a) => cli::selftests::run(&suite, a),
+        Command::HidTools(a) => cli::hid_tools::run(&suite, a),
         Command::Summary(a) => cli::summary::run(&suite, a),
         Command::CacheKey(a) => cli::cache_key::run(&suite, a),
         Command::Shell(a) => cli::shell::run(&suite, a),
@@ -183,6 +194,7 @@ fn dispatch(cli: Cli) -> hidvm::Result<ExitCode> {
         Command::Doctor => cli::doctor::run(&suite),
         Command::Fetch => cli::fetch::run(&suite),
         Command::Kernels(a) => cli::kernels::run(&suite, a),
+        Command::Userspace => cli::userspace::run(&suite),
         Command::Accel(a) => cli::accel::run(&suite, a),
         Command::List(a) => cli::list::run(&suite, a),
         Command::Check(a) => cli::check::run(&suite, a),

@@ -27,6 +27,11 @@ pub const PYTHON: Tool<'static> =
 pub const GIT: Tool<'static> = Tool { name: "git", what: "patch applier", package: "git" };
 /// Wraps the kernel compilers (optional: builds run without it, slower).
 pub const CCACHE: Tool<'static> = Tool { name: "ccache", what: "compiler cache for kernel builds", package: "ccache" };
+/// The hid-tools userspace image (`hidvm userspace`).
+pub const MMDEBSTRAP: Tool<'static> =
+    Tool { name: "mmdebstrap", what: "Debian root filesystem builder (hid-tools userspace)", package: "mmdebstrap" };
+pub const MKFS_EROFS: Tool<'static> =
+    Tool { name: "mkfs.erofs", what: "erofs image builder (hid-tools userspace)", package: "erofs-utils" };
 pub const LIBBPF_HEADERS: Tool<'static> =
     Tool { name: "/usr/include/bpf/bpf_helpers.h", what: "libbpf BPF-side header", package: "libbpf-dev" };
 

@@ -10,7 +10,10 @@
 //!   which lets [`crate::kernel::ccache`] hit across workspaces);
 //! * `build.log`, everything make printed; `fragments/`, as merged;
 //! * `out/<key>/`, one per kernel built (per request key): `vmlinux`, the
-//!   boot image, the modules, `.config`, `vmlinux.h` (the BTF as C, for
+//!   boot image, the cell's modules, `.config`, `modules/` (`make
+//!   modules_install` of a kernel with modules: `lib/modules/<release>/`,
+//!   stripped, no depmod: the host may not have it, the guest runs the
+//!   image's), `vmlinux.h` (the BTF as C, for
 //!   fixtures) and `record.json` (source identity, fragments, compiler,
 //!   resolved-config hash), made in a temporary directory and renamed
 //!   into place when complete; so two kernels of one tree exist side by
@@ -36,6 +39,9 @@ use std::time::Instant;
 const RECIPE_VERSION: &str = "hidvm-kbuild-2";
 /// Built kernels kept per cell directory (besides those in use).
 pub const KEEP_OUTPUTS: usize = 4;
+/// The fragment of the hid-tools pytest suite (`hidvm hid-tools`): merged
+/// into every cell, but not required of a prebuilt kernel.
+pub const HIDTOOLS_FRAGMENT: &str = "hid-tools.config";
 /// The base every cell's fragments are merged onto.
 const BASE_CONFIG: &str = "tinyconfig";
 
@@ -62,6 +68,10 @@ pub struct BuildRecord {
     /// What ccache did in this build (none: built without it).
     #[serde(default)]
     pub ccache: Option<crate::kernel::ccache::Stats>,
+    /// The kernel release whose modules `make modules_install` put under
+    /// `modules/lib/modules/` (None: the config has no modules).
+    #[serde(default)]
+    pub modules_release: Option<String>,
 }
 
 /// A built kernel, leased: while this value lives, no other process can
@@ -80,6 +90,9 @@ pub struct BuiltKernel {
     /// The tree's path as the compiler saw it (its debug info's file names
     /// start with it), if not the source's root.
     pub source_base: Option<PathBuf>,
+    /// Every module installed (`lib/modules/<release>/`, no depmod files),
+    /// if the kernel has modules: what the hid-tools suite modprobes.
+    pub modules_tree: Option<PathBuf>,
     pub record: BuildRecord,
     /// Whether this call ran a build (false: served from the cache).
     pub built_now: bool,
@@ -126,6 +139,7 @@ impl BuiltKernel {
             config_file: dir.join("build/.config"),
             source_base: None,
             dir,
+            modules_tree: None,
             record,
             built_now: false,
             _lease: lease,
@@ -338,6 +352,7 @@ impl<'a> KernelBuilder<'a> {
             modules: cell.modules.iter().map(|m| out.join(m)).collect(),
             config_file: out.join(".config"),
             source_base: record.source_base.clone(),
+            modules_tree: record.modules_release.as_ref().map(|r| out.join("modules/lib/modules").join(r)),
             record,
             built_now,
             _lease: lease,
@@ -389,7 +404,10 @@ impl<'a> KernelBuilder<'a> {
         let env = ccache.as_ref().map(|c| c.env()).unwrap_or_default();
         let step = Step { cell: &cell.name, src: &tree, obj: &obj, make_args, env, log: &log, log_path: &log_path };
         let (fragments, resolved_text) = self.configure(&step, cell, dir, fragments)?;
-        self.compile(&step, cell)?;
+        let with_modules = kconfig::parse(&resolved_text).get("CONFIG_MODULES") == Some(&Some("y".into()));
+        self.compile(&step, cell, with_modules)?;
+        let modules = dir.join("modules");
+        let modules_release = if with_modules { Some(install_modules(&step, &modules)?) } else { None };
         let btf = self.dump_btf(&step, &obj.join("vmlinux"))?;
         let stats = ccache.as_ref().zip(before).map(|(c, b)| c.stats().since(b));
         let record = BuildRecord {
@@ -408,8 +426,10 @@ impl<'a> KernelBuilder<'a> {
             vmlinux_h_sha256: sha256_parts([btf.as_slice()]),
             build_seconds: started.elapsed().as_secs_f64(),
             ccache: stats,
+            modules_release,
         };
-        let record = publish(&obj, out, cell, &btf, record)?;
+        let installed = record.modules_release.is_some().then_some(modules.as_path());
+        let record = publish(&obj, out, cell, &btf, installed, record)?;
         if let Some(p) = progress {
             p.finish(&match stats {
                 Some(s) => format!("built ({})", s.describe()),
@@ -479,13 +499,13 @@ impl<'a> KernelBuilder<'a> {
         Ok((fragments, resolved_text))
     }
 
-    /// vmlinux, the boot image if it is another, and the cell's modules.
-    fn compile(&self, step: &Step<'_>, cell: &KernelCell) -> Result<()> {
+    /// vmlinux, the boot image if it is another, and the modules.
+    fn compile(&self, step: &Step<'_>, cell: &KernelCell, with_modules: bool) -> Result<()> {
         let mut targets = vec![format!("-j{}", self.jobs), "vmlinux".to_string()];
         if cell.boot.make_target() != "vmlinux" {
             targets.push(cell.boot.make_target().to_string());
         }
-        if !cell.modules.is_empty() {
+        if with_modules || !cell.modules.is_empty() {
             targets.push("modules".to_string());
         }
         step.make(&targets)?;
@@ -522,6 +542,33 @@ impl<'a> KernelBuilder<'a> {
     }
 }
 
+/// `make modules_install` into `root` (moved into the output by [`publish`]), stripped, without depmod
+/// (the host may have no kmod; the guest runs the image's depmod): the
+/// kernel release it installed.
+fn install_modules(step: &Step<'_>, root: &Path) -> Result<String> {
+    let _ = std::fs::remove_dir_all(root);
+    step.make(&[
+        format!("INSTALL_MOD_PATH={}", root.display()),
+        "INSTALL_MOD_STRIP=1".into(),
+        "DEPMOD=true".into(),
+        "modules_install".into(),
+    ])?;
+    let release = std::fs::read_to_string(step.obj.join("include/config/kernel.release"))
+        .map_err(Error::io("reading include/config/kernel.release"))?
+        .trim()
+        .to_string();
+    if !root.join("lib/modules").join(&release).is_dir() {
+        return Err(Error::KernelBuild {
+            cell: step.cell.to_string(),
+            step: "make modules_install".into(),
+            status: "0".into(),
+            tail: format!("no {}/lib/modules/{release} after modules_install", root.display()),
+            log: step.log_path.to_path_buf(),
+        });
+    }
+    Ok(release)
+}
+
 /// The record in `out` if it matches `key` and the files it describes are
 /// still the ones it describes, boot image included (every path that hands
 /// out a kernel goes through here).
@@ -532,6 +579,9 @@ fn fresh_record(out: &Path, cell: &KernelCell, key: &str) -> Option<BuildRecord>
         return None;
     }
     if cell.modules.iter().any(|m| !out.join(m).is_file()) || !out.join(".config").is_file() {
+        return None;
+    }
+    if record.modules_release.as_ref().is_some_and(|r| !out.join("modules/lib/modules").join(r).is_dir()) {
         return None;
     }
     let (size, mtime) = file_stamp(&out.join("vmlinux")).ok()?;
@@ -546,7 +596,14 @@ fn fresh_record(out: &Path, cell: &KernelCell, key: &str) -> Option<BuildRecord>
 /// the modules, .config) and `btf` into `out`, with the record last, by
 /// way of a temporary directory renamed into place. A stale `out` (its
 /// files no longer what its record says) is replaced.
-fn publish(obj: &Path, out: &Path, cell: &KernelCell, btf: &[u8], mut record: BuildRecord) -> Result<BuildRecord> {
+fn publish(
+    obj: &Path,
+    out: &Path,
+    cell: &KernelCell,
+    btf: &[u8],
+    modules: Option<&Path>,
+    mut record: BuildRecord,
+) -> Result<BuildRecord> {
     let parent = out.parent().expect("out has a parent");
     std::fs::create_dir_all(parent).map_err(Error::io(format!("creating {}", parent.display())))?;
     let tmp = tempfile::Builder::new().prefix(".new-").tempdir_in(parent).map_err(Error::io("temporary output dir"))?;
@@ -558,6 +615,10 @@ fn publish(obj: &Path, out: &Path, cell: &KernelCell, btf: &[u8], mut record: Bu
             std::fs::create_dir_all(d).map_err(Error::io(format!("creating {}", d.display())))?;
         }
         std::fs::copy(&from, &to).map_err(Error::io(format!("copying {} to {}", from.display(), to.display())))?;
+    }
+    if let Some(m) = modules {
+        let to = tmp.path().join("modules");
+        std::fs::rename(m, &to).map_err(Error::io(format!("moving {} to {}", m.display(), to.display())))?;
     }
     write_atomic(&tmp.path().join("vmlinux.h"), btf).map_err(Error::io("writing vmlinux.h"))?;
     (record.vmlinux_size, record.vmlinux_mtime_ns) =

@@ -2,7 +2,8 @@
 //! the kernels' source packages (`hidvm packages`, `make setup`).
 use crate::base::layout::Repo;
 use crate::base::tools::{
-    AGENT_BUILD, BPFTOOL, CCACHE, CLANG, GIT, KERNEL_BUILD, LIBBPF_HEADERS, LLVM_STRIP, PYTHON, QEMU, RSYNC,
+    AGENT_BUILD, BPFTOOL, CCACHE, CLANG, GIT, KERNEL_BUILD, LIBBPF_HEADERS, LLVM_STRIP, MKFS_EROFS, MMDEBSTRAP, PYTHON,
+    QEMU, RSYNC,
 };
 use crate::kernel::spec;
 
@@ -14,7 +15,10 @@ pub fn all_packages() -> Vec<String> {
     let mut p: Vec<String> = KERNEL_BUILD
         .iter()
         .chain(AGENT_BUILD)
-        .chain([QEMU, CLANG, LLVM_STRIP, BPFTOOL, LIBBPF_HEADERS, RSYNC, GIT, PYTHON, CCACHE].iter())
+        .chain(
+            [QEMU, CLANG, LLVM_STRIP, BPFTOOL, LIBBPF_HEADERS, RSYNC, GIT, PYTHON, CCACHE, MMDEBSTRAP, MKFS_EROFS]
+                .iter(),
+        )
         .map(|t| t.package.to_string())
         .collect();
     p.extend(["lld-19", "llvm-19", "debian-archive-keyring", "busybox-static"].map(String::from));

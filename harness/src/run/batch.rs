@@ -8,7 +8,7 @@ use crate::base::error::{Error, Result};
 use crate::catalogue::scenarios::Entry;
 use crate::judge::known::{self, Known};
 use crate::kernel::spec::Target;
-use crate::results::ktap;
+use crate::results::files::Outputs;
 use crate::results::matrix::Matrix;
 use crate::results::records::{Results, Status, TestRecord};
 use crate::results::report::RunReport;
@@ -19,7 +19,6 @@ use crate::run::prepare::{check_inputs, prepare};
 use crate::run::repeat::{RoundEnd, Summary, Tally};
 use crate::run::suite::Suite;
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
 
 /// What a batch runs and where its results go.
 #[derive(Clone, Debug, Default)]
@@ -32,10 +31,8 @@ pub struct BatchOptions {
     pub jobs: Option<usize>,
     /// Print every test's step log, not only failures.
     pub verbose: bool,
-    pub json: Option<PathBuf>,
-    pub ktap: Option<PathBuf>,
-    /// The HTML report (`results::html`).
-    pub html: Option<PathBuf>,
+    /// Results files (`--json`, `--ktap`, `--junit`, `--html`).
+    pub outputs: Outputs,
     /// Rounds (at least one).
     pub repeat: usize,
 }
@@ -92,9 +89,44 @@ fn known_changes(suite: &Suite, rounds: &Rounds) -> Changes {
 }
 
 /// Run `entries` on the run's kernels x the chosen cells, print the matrix
-/// and what the batch found; true if every test passed (or failed as a
-/// known kernel bug says).
+/// and what the batch found, write the results files; true if every test
+/// passed (or failed as a known kernel bug says).
 pub fn run(suite: &Suite, entries: Vec<Entry>, opts: &BatchOptions) -> Result<bool> {
+    let batch = run_batch(suite, entries, opts)?;
+    batch.finish(&opts.outputs, Vec::new())
+}
+
+/// What a batch found, before its results files are written.
+pub struct Batch {
+    /// Every test passed (or failed as a known kernel bug says).
+    pub ok: bool,
+    pub records: Vec<TestRecord>,
+    /// The targets' labels.
+    pub targets: Vec<String>,
+    /// A target whose kernel never booted to the agent, and why.
+    pub unbootable: Option<String>,
+    /// `--baseline KERNEL`: the HTML report flags rows that differ from it.
+    pub baseline: Option<String>,
+}
+
+impl Batch {
+    /// Write the results files with `more` records (another suite's run
+    /// alongside); then a kernel that never booted is the error it is.
+    pub fn finish(self, outputs: &Outputs, more: Vec<TestRecord>) -> Result<bool> {
+        if outputs.any() {
+            let mut records = self.records;
+            records.extend(more);
+            outputs.write(&Results::new(records), &self.targets, self.baseline.as_deref())?;
+        }
+        if let Some(why) = self.unbootable {
+            return Err(Error::KernelDidNotBoot(why));
+        }
+        Ok(self.ok)
+    }
+}
+
+/// [`run`] without writing the results files.
+pub fn run_batch(suite: &Suite, entries: Vec<Entry>, opts: &BatchOptions) -> Result<Batch> {
     let repeat = opts.repeat.max(1);
     let targets = plan::selected_targets(suite, &opts.cells)?;
     check_baseline(suite)?;
@@ -122,28 +154,19 @@ pub fn run(suite: &Suite, entries: Vec<Entry>, opts: &BatchOptions) -> Result<bo
 
     let matrix = matrix_of(suite, &targets, &work, &skipped, &rounds, &changes);
     println!("\n{}", matrix.render());
-    if opts.json.is_some() || opts.ktap.is_some() || opts.html.is_some() {
-        let results = Results::new(records_of(suite, &work, &skipped, &rounds, &changes));
-        if let Some(p) = &opts.json {
-            results.write_json(p)?;
-        }
-        if let Some(p) = &opts.ktap {
-            ktap::write(&results, p)?;
-        }
-        if let Some(p) = &opts.html {
-            let labels: Vec<String> = targets.iter().map(|t| t.label()).collect();
-            crate::results::html::write_report(&results, p, &labels, suite.opts.baseline.as_deref())?;
-        }
-    }
+    let records = records_of(suite, &work, &skipped, &rounds, &changes);
     print_findings(suite, &targets, &work, &rounds, repeat);
     for why in changes.values() {
         println!("{why}");
     }
     println!("wall time {:.1} s", started.elapsed().as_secs_f64());
-    if let Some(why) = unbootable(&targets, &work, &rounds) {
-        return Err(Error::KernelDidNotBoot(why));
-    }
-    Ok(matrix.all_passed())
+    Ok(Batch {
+        ok: matrix.all_passed(),
+        records,
+        targets: targets.iter().map(|t| t.label()).collect(),
+        unbootable: unbootable(&targets, &work, &rounds),
+        baseline: suite.opts.baseline.clone(),
+    })
 }
 
 /// A target on which no test's guest ever answered: its kernel does not

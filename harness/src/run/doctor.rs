@@ -62,7 +62,16 @@ pub fn check(suite: &Suite) -> Vec<Finding> {
     out.push(compiler_cache(suite));
     out.push(kvm(suite));
     out.push(cache_space(suite));
+    out.push(userspace(suite));
     out
+}
+
+/// The hid-tools userspace image (`make setup` builds it).
+fn userspace(suite: &Suite) -> Finding {
+    match crate::vm::userspace::find(&suite.repo, &suite.cache) {
+        Ok(p) => ok("hid-tools userspace", p.display().to_string()),
+        Err(e) => bad("hid-tools userspace", e.to_string()),
+    }
 }
 
 /// Every tool hidvm runs, with the packages of those missing (an
@@ -81,6 +90,8 @@ fn host_tools(installed: bool) -> Finding {
         tools::RSYNC,
         tools::GIT,
         tools::PYTHON,
+        tools::MMDEBSTRAP,
+        tools::MKFS_EROFS,
     ]);
     let missing: Vec<&Tool<'_>> = tools_list.iter().filter(|t| tools::find(t).is_none()).collect();
     if missing.is_empty() {

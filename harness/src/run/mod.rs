@@ -13,6 +13,7 @@
 //! * [`repeat`]: how a test's rounds ended, and flaky tests;
 //! * [`batch`]: `vm-test` and `test`: build, prepare, rounds, matrix, results files;
 //! * [`kselftest`]: the kernel's own HID selftests;
+//! * [`hidtools`]: the kernel's hid-tools pytest suite;
 //! * [`shell`]: an interactive guest;
 //! * [`inspect`]: a program's HID_BPF_CONFIG, its matches and its probe's answers;
 //! * [`doctor`]: this machine checked;
@@ -25,6 +26,7 @@ pub mod bench_cold;
 pub mod bench_goals;
 pub mod bless;
 pub mod doctor;
+pub mod hidtools;
 pub mod inspect;
 pub mod kernels;
 pub mod kselftest;

@@ -239,7 +239,7 @@ fn boot_test(
     for (path, mode, data) in own_files {
         fs.file(path, *mode, data.clone());
     }
-    Ok((boot::boot(qemu, image, &fs, accel, deadline, run_dir)?, from))
+    Ok((boot::boot(qemu, image, &fs, accel, deadline, run_dir, Vec::new())?, from))
 }
 
 /// A value no other run has: the guest echoes it, so results written by

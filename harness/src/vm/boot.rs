@@ -68,6 +68,8 @@ fn socket_dir() -> Result<tempfile::TempDir> {
 }
 
 /// Boot `image` with initramfs `fs`; console and results land in `dir`.
+/// `extra` replaces a default feature of the same kind (a [`MicroVm`] with
+/// more memory) or adds one (a disk).
 pub fn boot(
     qemu: &Path,
     image: &Path,
@@ -75,12 +77,25 @@ pub fn boot(
     accel: Accel,
     deadline: Duration,
     dir: &Path,
+    extra: Vec<Box<dyn Feature>>,
 ) -> Result<BootResult> {
     let sockets = socket_dir()?;
     let paths = run_paths(dir, sockets.path(), dir.join("initramfs.cpio"), PathBuf::new());
     let bytes = fs.to_bytes().map_err(Error::io("assembling the initramfs"))?;
     std::fs::write(&paths.initrd, bytes).map_err(Error::io(format!("writing {}", paths.initrd.display())))?;
-    run_vm(qemu, features(image, accel, &paths, false), &paths, deadline, dir, None, "")
+    let mut f = features(image, accel, &paths, false);
+    for e in extra {
+        let kind = feature_kind(e.as_ref());
+        f.retain(|d| feature_kind(d.as_ref()) != kind);
+        f.push(e);
+    }
+    run_vm(qemu, f, &paths, deadline, dir, None, "")
+}
+
+/// A feature's type name (`MicroVm { memory_mib: 512, .. }` -> `MicroVm`).
+fn feature_kind(f: &dyn Feature) -> String {
+    let debug = format!("{f:?}");
+    debug.split(|c: char| !c.is_alphanumeric() && c != '_').next().unwrap_or_default().to_string()
 }
 
 fn run_vm(
@@ -208,8 +223,8 @@ pub fn probe_kvm(
         mode: JobMode::Probe,
     };
     fs.file(JOB_PATH, 0o644, serde_json::to_vec(&job).expect("job serializes"));
-    let booted =
-        boot(qemu, image, &fs, Accel::Kvm, accel::PROBE_DEADLINE, dir).map_err(|e| before_qemu(e.to_string()))?;
+    let booted = boot(qemu, image, &fs, Accel::Kvm, accel::PROBE_DEADLINE, dir, Vec::new())
+        .map_err(|e| before_qemu(e.to_string()))?;
     let answered = booted
         .results_text
         .lines()
@@ -337,6 +352,14 @@ sys.exit(1)
         let own = restored_part(&booted.console_text).unwrap_or_default();
         assert!(own.contains("BUG: kernel NULL pointer dereference"), "{}", booted.console_text);
         assert!(booted.console_text.starts_with("[    1.0] boot log"));
+    }
+
+    #[test]
+    fn an_extra_feature_replaces_the_default_of_its_kind() {
+        let big: Box<dyn Feature> = Box::new(MicroVm { memory_mib: 2048, cpus: 2 });
+        assert_eq!(feature_kind(big.as_ref()), "MicroVm");
+        assert_eq!(feature_kind(&ReliableTsc), "ReliableTsc");
+        assert_eq!(feature_kind(&Accel::Tcg), "Tcg", "an enum's kind is its variant: never equal to a struct's");
     }
 
     #[test]

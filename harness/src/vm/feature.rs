@@ -202,6 +202,42 @@ impl Feature for DeliveryPort {
     }
 }
 
+/// A read-only disk image on virtio-blk (virtio-mmio on microvm, which
+/// names the device on the kernel command line itself): the hid-tools
+/// userspace, `/dev/vda` in the guest. QEMU opens it read-only with a
+/// shared lock, so every VM of a run can have the same file.
+#[derive(Debug, Clone)]
+pub struct ReadOnlyDisk {
+    pub image: PathBuf,
+}
+
+impl Feature for ReadOnlyDisk {
+    fn qemu_args(&self) -> Vec<String> {
+        vec![
+            "-drive".into(),
+            format!("id=hidvm-disk,file={},format=raw,if=none,readonly=on", self.image.display()),
+            "-device".into(),
+            "virtio-blk-device,drive=hidvm-disk".into(),
+        ]
+    }
+}
+
+/// `printk.devkmsg=on`: userspace may write to /dev/kmsg without the
+/// default rate limit, which dropped most of the hid-tools plugin's test
+/// markers (96 of 117 in one module) and with them the attribution of a
+/// kernel report to its test.
+#[derive(Debug, Clone)]
+pub struct DevKmsg;
+
+impl Feature for DevKmsg {
+    fn qemu_args(&self) -> Vec<String> {
+        Vec::new()
+    }
+    fn kernel_args(&self) -> Vec<String> {
+        vec!["printk.devkmsg=on".into()]
+    }
+}
+
 /// `tsc=reliable`: no clocksource watchdog on the TSC. Under a loaded TCG
 /// host the watchdog's reference (jiffies) lags, it declared the TSC
 /// unstable in the middle of scenarios and switched clocksource under
@@ -260,6 +296,8 @@ mod tests {
         assert_eq!(r.kernel_args(), vec!["hidvm.results=/dev/ttyS1"]);
         assert!(Console { socket: "/tmp/c".into() }.qemu_args().contains(&"chardev:console".to_string()));
         assert!(ExitOnReboot.kernel_args().contains(&"reboot=t".to_string()));
+        let disk = ReadOnlyDisk { image: "/c/u.erofs".into() }.qemu_args().join(" ");
+        assert!(disk.contains("file=/c/u.erofs,format=raw,if=none,readonly=on") && disk.contains("virtio-blk-device"));
     }
 }
 
