@@ -52,18 +52,7 @@ pub fn take_libbpf_warnings() -> Vec<String> {
 pub fn load_plain(path: &str) -> Result<Object, AttachError> {
     take_log();
     let open = ObjectBuilder::default().open_file(path).map_err(|e| refused(Stage::Open, format!("{path}: {e:#}")))?;
-    let ptr = open.take_ptr();
-    // SAFETY: `ptr` is the open object libbpf-rs owned until take_ptr().
-    let ret = unsafe { libbpf_sys::bpf_object__load(ptr.as_ptr()) };
-    if ret < 0 {
-        let err = os_error(Stage::Load, "bpf_object__load", -ret);
-        // SAFETY: nobody else owns `ptr` any more.
-        unsafe { libbpf_sys::bpf_object__close(ptr.as_ptr()) };
-        return Err(err);
-    }
-    take_log();
-    // SAFETY: a loaded object; Object takes ownership (closes it on drop).
-    Ok(unsafe { Object::from_ptr(ptr) })
+    load_opened(open)
 }
 
 /// Why a load or attach failed. `errno` is what the failing call returned
