@@ -18,6 +18,10 @@ pub fn run(args: &[String], broken_remove: bool) -> GuestMsg {
         Ok(notes) => notes.iter().for_each(|n| crate::channel::kmsg(n)),
         Err(e) => return fail(format!("assembling the userspace: {e}")),
     }
+    match userspace::load_hid_drivers() {
+        Ok(note) => crate::channel::kmsg(&note),
+        Err(e) => return fail(e),
+    }
     let taint_before = health::taint();
     let bpf_objects_before = health::objects();
     let prog_memory = health::ProgMemory::baseline();

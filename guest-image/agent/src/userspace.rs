@@ -104,6 +104,44 @@ fn depmod() -> Result<String, String> {
     Ok("depmod -a: modules.dep written".into())
 }
 
+/// Load every HID driver the kernel has as a module (`kernel/drivers/hid/`
+/// of the bundle's modules: hid-multitouch, wacom, hid-sony, …) before the
+/// suite creates a device. The suite's own config builds them in; as
+/// modules (so hidvm's scenarios keep binding hid-generic) a device would
+/// first bind hid-generic and rebind when udevd loads its driver, and the
+/// suite's wait for "bound twice" after an rdesc-fixup program loads would
+/// then end before the program's own rebind.
+pub fn load_hid_drivers() -> Result<String, String> {
+    let releases = std::fs::read_dir(format!("{BUNDLE_DIR}/modules/lib/modules"))
+        .map_err(|e| format!("reading the bundle's modules: {e}"))?;
+    let mut names: Vec<String> = Vec::new();
+    for release in releases.flatten() {
+        let dir = release.path().join("kernel/drivers/hid");
+        for f in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let name = f.file_name().to_string_lossy().to_string();
+            if let Some(stem) = name.strip_suffix(".ko").or_else(|| name.strip_suffix(".ko.xz")) {
+                names.push(stem.to_string());
+            }
+        }
+    }
+    if names.is_empty() {
+        return Ok("no HID driver modules to load".into());
+    }
+    names.sort();
+    let mut args = vec!["-a"];
+    args.extend(names.iter().map(String::as_str));
+    let out = chrooted("/", "/usr/sbin/modprobe", &args).output().map_err(|e| format!("running modprobe: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "modprobe -a {} failed ({}): {}",
+            names.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(format!("HID drivers loaded as the suite's config has them built in: {}", names.join(" ")))
+}
+
 /// `program args` run inside the userspace, in `cwd`, with a clean
 /// environment (PATH, HOME, LANG; callers add their own).
 pub fn chrooted(cwd: &str, program: &str, args: &[&str]) -> Command {
