@@ -27,6 +27,8 @@ pub struct Context<'a> {
     /// relative to it (absolute when not given, or nothing is shared).
     pub link_dir: Option<PathBuf>,
     pub notes: Vec<String>,
+    /// What is wrong with the run besides its cells ([`super::Report::problems`]).
+    pub problems: Vec<String>,
     /// Where the HTML report will be (for the Markdown summary).
     pub html_link: Option<String>,
 }
@@ -244,6 +246,7 @@ pub fn from_results_with(results: &Results, ctx: &Context, extras: impl Fn(&Test
         targets: infos,
         rows,
         notes: ctx.notes.clone(),
+        problems: ctx.problems.clone(),
         html_link: ctx.html_link.clone(),
     }
 }

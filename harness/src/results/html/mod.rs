@@ -30,12 +30,24 @@ pub fn write_report(
     path: &std::path::Path,
     expected_targets: &[String],
 ) -> crate::Result<()> {
+    write_report_with(results, path, expected_targets, &[])
+}
+
+/// [`write_report`], with what is wrong with the run besides its cells
+/// ([`Report::problems`]).
+pub fn write_report_with(
+    results: &crate::results::records::Results,
+    path: &std::path::Path,
+    expected_targets: &[String],
+    problems: &[String],
+) -> crate::Result<()> {
     let path = std::path::absolute(path).map_err(crate::Error::io(format!("resolving {}", path.display())))?;
     let ctx = Context {
         title: "hidvm report".into(),
         generated_at: Some(utc_now()),
         expected_targets: expected_targets.to_vec(),
         link_dir: path.parent().map(std::path::Path::to_path_buf),
+        problems: problems.to_vec(),
         ..Default::default()
     };
     let html = render_html(&from_results(results, &ctx));

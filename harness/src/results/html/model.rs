@@ -241,6 +241,10 @@ pub struct Report {
     /// In the order results came (the catalogue's); the renderers group them.
     pub rows: Vec<Row>,
     pub notes: Vec<String>,
+    /// What is wrong with the run besides its cells (a planned target short
+    /// of tests, a known bug seen far more often than recorded): each one
+    /// fails the run and is said first.
+    pub problems: Vec<String>,
     /// Where the HTML report is, for the Markdown summary (else a placeholder).
     pub html_link: Option<String>,
 }
