@@ -538,3 +538,22 @@ fn a_run_problem_fails_the_step_summary_and_comes_first() {
     let html = render_html(&report);
     assert!(html.contains("<b>Problem:</b> 6.12-llvm: 1 of 2 planned tests") && !html.contains("all good"), "{html}");
 }
+
+#[test]
+fn a_cells_own_test_is_not_a_lost_result_when_the_results_are_complete() {
+    // As vm-test writes it: an llvm-only self-test has no gcc record.
+    let records = vec![
+        rec("6.12-gcc", "a", Status::Pass, None),
+        rec("6.12-llvm", "a", Status::Pass, None),
+        rec("6.12-llvm", "selftest::llvm_only", Status::Pass, None),
+    ];
+    let partial = from_results(&Results::new(records.clone()), &Context::default());
+    assert_eq!(partial.counts().lost, 1, "without a plan, an absent cell is lost");
+    let report = from_results(&Results::new(records), &Context { complete: true, ..Default::default() });
+    let c = report.counts();
+    assert_eq!((c.lost, c.tests, c.skipped), (0, 3, 0), "{c:?}");
+    assert!(c.all_good());
+    assert_eq!(report.rows[1].cells[0].status, CellStatus::NotHere);
+    assert!(render_markdown_summary(&report).starts_with("## ✔ "));
+    assert!(render_html(&report).contains("all good"));
+}

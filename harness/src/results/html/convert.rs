@@ -27,6 +27,11 @@ pub struct Context<'a> {
     /// relative to it (absolute when not given, or nothing is shared).
     pub link_dir: Option<PathBuf>,
     pub notes: Vec<String>,
+    /// The results hold every test planned on each target that reported
+    /// (skips included), as `vm-test` and `test` write them: a test absent
+    /// on such a target is not one of its tests (a cell's own self-test), not
+    /// a lost result.
+    pub complete: bool,
     /// What is wrong with the run besides its cells ([`super::Report::problems`]).
     pub problems: Vec<String>,
     /// Where the HTML report will be (for the Markdown summary).
@@ -210,6 +215,18 @@ pub fn from_results_with(results: &Results, ctx: &Context, extras: impl Fn(&Test
             ));
         }
         rows[i].cells[col] = cell;
+    }
+
+    if ctx.complete {
+        for row in &mut rows {
+            for (cell, t) in row.cells.iter_mut().zip(&infos) {
+                if cell.status == CellStatus::Missing && !t.missing {
+                    let mut c = Cell::new(CellStatus::NotHere, "n/a");
+                    c.reason = Some("not a test of this target (another cell's own test)".into());
+                    *cell = c;
+                }
+            }
+        }
     }
 
     for row in &mut rows {

@@ -22,15 +22,16 @@ pub use markdown::{render_markdown_summary, REPORT_LINK_PLACEHOLDER};
 pub use model::*;
 pub use render::{byte_diff, render_html, ByteCmp};
 
-/// Write the HTML report of `results` to `path` (links to run files
-/// relative to its directory); `expected_targets` (`6.12-gcc`) without a
-/// record are reported missing.
+/// Write the HTML report of `results`, a run's own records (every planned
+/// test, skips included: [`Context::complete`]), to `path` (links to run
+/// files relative to its directory); `expected_targets` (`6.12-gcc`)
+/// without a record are reported missing.
 pub fn write_report(
     results: &crate::results::records::Results,
     path: &std::path::Path,
     expected_targets: &[String],
 ) -> crate::Result<()> {
-    write_report_with(results, path, expected_targets, &[])
+    write_report_with(results, path, expected_targets, true, &[])
 }
 
 /// [`write_report`], with what is wrong with the run besides its cells
@@ -39,6 +40,7 @@ pub fn write_report_with(
     results: &crate::results::records::Results,
     path: &std::path::Path,
     expected_targets: &[String],
+    complete: bool,
     problems: &[String],
 ) -> crate::Result<()> {
     let path = std::path::absolute(path).map_err(crate::Error::io(format!("resolving {}", path.display())))?;
@@ -48,6 +50,7 @@ pub fn write_report_with(
         expected_targets: expected_targets.to_vec(),
         link_dir: path.parent().map(std::path::Path::to_path_buf),
         problems: problems.to_vec(),
+        complete,
         ..Default::default()
     };
     let html = render_html(&from_results(results, &ctx));
