@@ -21,10 +21,12 @@ endif
 
 .PHONY: setup build vm-test test check bench clean-runs install lint
 
-# Packages, then the kernel sources of other Debian suites (linux-source-7.3).
+# Packages, the kernel sources of other Debian suites (linux-source-7.3),
+# and the hid-tools userspace image (Debian + PyPI, built once, cached).
 setup:
 	@.ci/setup
 	$(HIDVM) fetch
+	$(HIDVM) userspace
 
 build: setup
 	$(HIDVM) build

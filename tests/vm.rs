@@ -16,6 +16,9 @@
 //! author does (`hidvm test <dir>`), from a copy outside the repository:
 //! as written it must pass on every cell; with its rewrite broken, or its
 //! probe rejecting the device, it must fail with that precise message.
+#[path = "bisect.rs"]
+mod bisect;
+
 use hidvm::catalogue::scenarios;
 use hidvm::run::suite::{Options, Suite};
 use hidvm::run::{one_test, plan};
@@ -133,8 +136,98 @@ fn main() -> std::process::ExitCode {
             snapshot_isolation(&suite)
         })
     };
-    let trials = trials.chain([snapshot]).chain(masking_trials(&suite)).collect();
+    let trials = trials
+        .chain([snapshot, bisect::trial(&suite)])
+        .chain(masking_trials(&suite))
+        .chain(hidtools_trials(&suite))
+        .collect();
     libtest_mimic::run(&args, trials).exit_code()
+}
+
+/// The kernel's hid-tools pytest suite: one trial per target and module or
+/// class of the subset `make vm-test` runs (`hidtools::6.12-gcc::test_mouse.py`),
+/// each appending its tests' records to HIDVM_RESULTS_JSONL; the whole
+/// suite per target, opt-in (`--run-ignored only -E 'test(/^hidtools::.*::all$/)'`);
+/// and the self-test of udev-hid-bpf's remove check. The list is fixed
+/// data: listing never boots, builds or collects, and a class the tree no
+/// longer has fails its trial loudly.
+fn hidtools_trials(suite: &Arc<Suite>) -> Vec<Trial> {
+    use hidvm::run::hidtools::{self, Selection, SUBSET};
+    let err = |e: hidvm::Error| Failed::from(format!("error: {e}"));
+    let mut trials = Vec::new();
+    for target in plan::default_targets(suite) {
+        for selection in SUBSET {
+            let (suite, target) = (suite.clone(), target.clone());
+            trials.push(Trial::test(format!("hidtools::{}::{selection}", target.label()), move || {
+                let run = hidtools::run_one(&suite, &target, selection, false).map_err(err)?;
+                hidtools_verdict(std::slice::from_ref(&run), &[target])
+            }));
+        }
+        let (s, t) = (suite.clone(), target.clone());
+        trials.push(
+            Trial::test(format!("hidtools::{}::all", target.label()), move || {
+                let sel = Selection { all: true, ..Default::default() };
+                let runs =
+                    hidtools::run(&s, std::slice::from_ref(&t), &sel, hidvm::run::pool::default_vms()).map_err(err)?;
+                hidtools_verdict(&runs, &[t])
+            })
+            .with_ignored_flag(true),
+        );
+    }
+    let s = suite.clone();
+    trials.push(Trial::test("selftest::hidtools::a_remove_that_leaves_the_program_attached_fails", move || {
+        broken_remove_is_caught(&s)
+    }));
+    trials
+}
+
+/// Print the matrix, append every record, pass only if everything did.
+fn hidtools_verdict(
+    runs: &[hidvm::run::hidtools::TargetRun],
+    targets: &[hidvm::kernel::spec::Target],
+) -> Result<(), Failed> {
+    use hidvm::results::records::append_to_env_file;
+    let ok = hidvm::run::hidtools::report::print(targets, runs);
+    for r in hidvm::run::hidtools::report::records(runs) {
+        append_to_env_file(&r).map_err(|e| Failed::from(format!("error: {e}")))?;
+    }
+    let failures: Vec<String> = runs.iter().flat_map(|r| r.judged.failures.clone()).collect();
+    if ok && failures.is_empty() {
+        Ok(())
+    } else {
+        Err(failures.join("\n").into())
+    }
+}
+
+/// `udev-hid-bpf remove` made to leave the links pinned (the job's
+/// `broken_remove`) on the FR-TEC Raptor Mach 2 class: every test that
+/// loaded the program must fail in its teardown, saying the link is still
+/// in the kernel. Were the remove's check gone, they would pass, and so
+/// would fail this trial.
+fn broken_remove_is_caught(suite: &Suite) -> Result<(), Failed> {
+    use hidvm::judge::tap::Cell;
+    let target = plan::default_targets(suite).into_iter().next().ok_or("no default target")?;
+    let class = hidvm::run::hidtools::HID_BPF_CLASSES[3];
+    let run =
+        hidvm::run::hidtools::run_one(suite, &target, class, true).map_err(|e| Failed::from(format!("error: {e}")))?;
+    let rows = &run.judged.rows;
+    let caught = |r: &&hidvm::run::hidtools::outcome::TestRow| {
+        r.cell == Cell::Fail
+            && r.reason.as_deref().is_some_and(|w| w.contains("teardown failed") && w.contains("still in the kernel"))
+    };
+    let ran: Vec<_> = rows.iter().filter(|r| !matches!(r.cell, Cell::Skip(_))).collect();
+    let missed: Vec<String> =
+        ran.iter().filter(|r| !caught(r)).map(|r| format!("{}: {:?} {:?}", r.id, r.cell, r.reason)).collect();
+    if ran.is_empty() || !missed.is_empty() || run.judged.run_ok {
+        return Err(format!(
+            "with a remove that leaves the program attached, every test of {class} must fail in its teardown (link still in the kernel) and the run with them; {} of {} ran, not caught: {}",
+            ran.len(),
+            rows.len(),
+            missed.join("; ")
+        )
+        .into());
+    }
+    Ok(())
 }
 
 /// The catalogue's `race_attach_vs_destroy`: it crashes its kernel in
@@ -506,6 +599,19 @@ fn shell_trial(suite: Arc<Suite>) -> Result<(), Failed> {
         .map_err(|e| Failed::from(e.to_string()))?;
     if !read_until(&mut master, &mut seen, "answer-42", deadline) {
         return Err(format!("the typed command did not answer; the terminal showed:\n{}", transcript(&seen)).into());
+    }
+    // The hid-tools userspace (built by `make setup`): hid-tools' tools and bpftool.
+    master
+        .write_all(b"hid-decode --help >/dev/null && hid-recorder --help >/dev/null && echo decode-$((2*3)); bpftool version >/dev/null && echo bpftool-$((3*3))\r")
+        .map_err(|e| Failed::from(e.to_string()))?;
+    if !read_until(&mut master, &mut seen, "bpftool-9", deadline)
+        || !String::from_utf8_lossy(&seen).contains("decode-6")
+    {
+        return Err(format!(
+            "hid-decode, hid-recorder or bpftool did not run in the shell; the terminal showed:\n{}",
+            transcript(&seen)
+        )
+        .into());
     }
     master.write_all(b"exit\r").map_err(|e| Failed::from(e.to_string()))?;
     let code = vm

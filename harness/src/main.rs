@@ -22,10 +22,19 @@ struct Cli {
     /// named `tree-<cell>::...`.
     #[arg(long, global = true, value_name = "DIR")]
     kernel_src: Option<PathBuf>,
-    /// Kernels to run on, by name (`--kernels 7.3` or `--kernels 6.12,7.3`);
-    /// default: HIDVM_KERNELS, else every kernel run by default.
+    /// Kernels to run on, each a column (`--kernels 6.12,7.3`): a kernel of
+    /// guest-image/kernels.toml, `tree` (--kernel-src), `prebuilt`
+    /// (--kernel), or any of them with a patch series, `6.12+NAME` (NAME a
+    /// directory or mbox under patches/, or a path; the column is named
+    /// with `_` for `-`); default: HIDVM_KERNELS, else every kernel run by default.
     #[arg(long, global = true, value_name = "NAMES", value_delimiter = ',')]
     kernels: Vec<String>,
+    /// The kernel the others are compared with (`--baseline 6.12`): the
+    /// matrix flags every row whose outcome on another kernel differs from
+    /// this one's on the same cell (pass, known, failure; a crash by its
+    /// title); default: HIDVM_BASELINE.
+    #[arg(long, global = true, value_name = "KERNEL")]
+    baseline: Option<String>,
     /// A kconfig fragment of your own, merged after hidvm's and checked the
     /// same way (repeatable); default: HIDVM_CONFIG_FRAGMENT (comma-separated).
     #[arg(long = "config-fragment", global = true, value_name = "FILE")]
@@ -72,6 +81,11 @@ enum Command {
     /// hid_bpf, hidraw) for every kernel x cell, run them in the same VMs,
     /// print each KTAP result in a test x target matrix and the cost per test.
     Selftests(cli::selftests::Args),
+    /// The kernel's hid-tools pytest suite (tools/testing/selftests/hid/tests)
+    /// on every kernel x cell, in VMs with a Debian userspace (`hidvm
+    /// userspace`) and hidvm's udev-hid-bpf: one row per pytest test. By
+    /// default the subset `make vm-test` runs; `--all` for every test.
+    HidTools(cli::hid_tools::Args),
     /// Merge results files (`--json`, or HIDVM_RESULTS_JSONL lines) of
     /// several runs or CI jobs into one scenario x target matrix, with
     /// compiler- and kernel-dependent rows flagged; exits 100 if a test failed.
@@ -94,10 +108,20 @@ enum Command {
     Inspect(cli::inspect::Args),
     /// Print the Debian packages hidvm needs (for setup scripts).
     Packages,
-    /// Fetch (or refresh) the kernel sources of this run's kernels that
-    /// come from other Debian suites, into the cache; check the installed
-    /// ones. Part of `make setup`; runs then need no network.
+    /// Build the guest userspace of `hidvm hid-tools` and `hidvm shell`
+    /// (Debian python3, pytest, hid-tools, udev, bpftool as a read-only
+    /// erofs image) into the cache if it is missing. Part of `make setup`;
+    /// needs root and the network once.
+    Userspace,
+    /// Fetch the Debian kernel sources of this run's kernels, exactly as
+    /// guest-image/kernels.lock pins them, into the cache (an installed one
+    /// is used if it is the locked one). Part of `make setup`; runs then
+    /// need no network.
     Fetch,
+    /// Every kernel: its exact source label, what guest-image/kernels.lock
+    /// says, and where its source is; `--update` moves the lock to what
+    /// Debian's suites carry now.
+    Kernels(cli::kernels::Args),
     /// Show the accelerator this host uses (the KVM probe result,
     /// remembered until the host reboots).
     Accel(cli::accel::Args),
@@ -151,6 +175,7 @@ fn dispatch(cli: Cli) -> hidvm::Result<ExitCode> {
     let suite = Suite::new(Options {
         kernel_src: cli.kernel_src,
         kernels: cli.kernels,
+        baseline: cli.baseline,
         config_fragments: cli.config_fragments,
         patches: cli.patches,
         prebuilt: cli.prebuilt,
@@ -161,12 +186,15 @@ fn dispatch(cli: Cli) -> hidvm::Result<ExitCode> {
     match cli.command {
         Command::Packages => cli::packages::run(),
         Command::Selftests(a) => cli::selftests::run(&suite, a),
+        Command::HidTools(a) => cli::hid_tools::run(&suite, a),
         Command::Summary(a) => cli::summary::run(&suite, a),
         Command::CacheKey(a) => cli::cache_key::run(&suite, a),
         Command::Shell(a) => cli::shell::run(&suite, a),
         Command::Inspect(a) => cli::inspect::run(&suite, a),
         Command::Doctor => cli::doctor::run(&suite),
         Command::Fetch => cli::fetch::run(&suite),
+        Command::Kernels(a) => cli::kernels::run(&suite, a),
+        Command::Userspace => cli::userspace::run(&suite),
         Command::Accel(a) => cli::accel::run(&suite, a),
         Command::List(a) => cli::list::run(&suite, a),
         Command::Check(a) => cli::check::run(&suite, a),

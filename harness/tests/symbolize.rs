@@ -7,7 +7,8 @@
 //!   killed), the errors, the cache.
 //! * `real_*_or_skipped_loudly`: decode a 20-frame report made of real
 //!   functions and call sites of a kernel hidvm built (the newest
-//!   `~/.cache/hidvm/kernels/<cell>-*/` with a `record.json`), with that
+//!   `~/.cache/hidvm/kbuild/*/<cell>/out/*/` or, as older hidvm left
+//!   them, `~/.cache/hidvm/kernels/<cell>-*/`, with a `record.json`), with that
 //!   cell's tools: every frame gets a file:line and inlined frames show.
 //!   Without such a kernel they pass after saying on stderr why they did
 //!   not run.
@@ -268,29 +269,21 @@ fn built_kernels(llvm: bool) -> Result<Vec<Built>, String> {
     let cells = hidvm::kernel::cell::load(&repo.cells_file()).map_err(|e| e.to_string())?;
     let kernels = hidvm::base::layout::cache_root().join("kernels");
     let mut found = Vec::new();
-    for entry in std::fs::read_dir(&kernels).map_err(|e| format!("{}: {e}", kernels.display()))?.flatten() {
-        let Ok(text) = std::fs::read_to_string(entry.path().join("record.json")) else { continue };
+    for (record_dir, build) in build_dirs() {
+        let Ok(text) = std::fs::read_to_string(record_dir.join("record.json")) else { continue };
         let Ok(record) = serde_json::from_str::<serde_json::Value>(&text) else { continue };
         let field = |k: &str| record[k].as_str().unwrap_or_default().to_string();
         let Some(cell) = cells.iter().find(|c| c.name == field("cell")) else { continue };
         let tools = Tools::for_make_vars(&cell.make);
-        let vmlinux = entry.path().join("build/vmlinux");
+        let vmlinux = build.join("vmlinux");
+        // The tree as the compiler saw it (a workspace's build tree).
+        let tree = Some(field("source_base")).filter(|b| !b.is_empty()).unwrap_or_else(|| field("source_root"));
         if matches!(tools, Tools::Llvm(_)) != llvm || !vmlinux.exists() {
             continue;
         }
         let mtime = std::fs::metadata(&vmlinux).and_then(|m| m.modified()).ok();
         let version: String = field("kernel_version").split('.').take(2).collect::<Vec<_>>().join(".");
-        found.push((
-            version,
-            mtime,
-            (
-                entry.path().join("build"),
-                PathBuf::from(field("source_root")),
-                tools,
-                cell.name.clone(),
-                field("kernel_version"),
-            ),
-        ));
+        found.push((version, mtime, (build, PathBuf::from(tree), tools, cell.name.clone(), field("kernel_version"))));
     }
     found.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
     let mut newest: Vec<Built> = Vec::new();
@@ -307,6 +300,23 @@ fn built_kernels(llvm: bool) -> Result<Vec<Built>, String> {
         ));
     }
     Ok(newest)
+}
+
+/// (directory with record.json, directory with vmlinux) of every finished
+/// build: `kbuild/*/<cell>/out/<key>/` and the older `kernels/<cell>-*/`.
+fn build_dirs() -> Vec<(PathBuf, PathBuf)> {
+    let root = hidvm::base::layout::cache_root();
+    let list = |d: &Path| -> Vec<PathBuf> {
+        std::fs::read_dir(d).into_iter().flatten().flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect()
+    };
+    let mut out: Vec<(PathBuf, PathBuf)> =
+        list(&root.join("kernels")).into_iter().map(|d| (d.clone(), d.join("build"))).collect();
+    for ws in list(&root.join("kbuild")) {
+        for cell in list(&ws) {
+            out.extend(list(&cell.join("out")).into_iter().map(|d| (d.clone(), d)));
+        }
+    }
+    out
 }
 
 /// Symbols of vmlinux: name -> (address, size), with binutils' nm (reads

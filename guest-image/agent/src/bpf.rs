@@ -52,18 +52,7 @@ pub fn take_libbpf_warnings() -> Vec<String> {
 pub fn load_plain(path: &str) -> Result<Object, AttachError> {
     take_log();
     let open = ObjectBuilder::default().open_file(path).map_err(|e| refused(Stage::Open, format!("{path}: {e:#}")))?;
-    let ptr = open.take_ptr();
-    // SAFETY: `ptr` is the open object libbpf-rs owned until take_ptr().
-    let ret = unsafe { libbpf_sys::bpf_object__load(ptr.as_ptr()) };
-    if ret < 0 {
-        let err = os_error(Stage::Load, "bpf_object__load", -ret);
-        // SAFETY: nobody else owns `ptr` any more.
-        unsafe { libbpf_sys::bpf_object__close(ptr.as_ptr()) };
-        return Err(err);
-    }
-    take_log();
-    // SAFETY: a loaded object; Object takes ownership (closes it on drop).
-    Ok(unsafe { Object::from_ptr(ptr) })
+    load_opened(open)
 }
 
 /// Why a load or attach failed. `errno` is what the failing call returned
@@ -154,8 +143,35 @@ pub fn load(path: &str, hid_id: u32, flags: u32, map: Option<&str>) -> Result<(O
             m.set_autocreate(false).map_err(|e| refused(Stage::Open, format!("{e:#}")))?;
         }
     }
-    // bpf_object__load returns the kernel's -errno; on failure the object
-    // is closed here (libbpf-rs would have done the same in its Drop).
+    Ok((load_opened(open)?, chosen))
+}
+
+/// Open `path` and load it for the device `hid_id` as udev-hid-bpf does:
+/// hid_id into every struct_ops map, all of them loaded. Returns the
+/// object and its struct_ops maps' names.
+pub fn load_for_device(path: &str, hid_id: u32) -> Result<(Object, Vec<String>), AttachError> {
+    take_log();
+    let mut open =
+        ObjectBuilder::default().open_file(path).map_err(|e| refused(Stage::Open, format!("{path}: {e:#}")))?;
+    let mut names = Vec::new();
+    for mut m in open.maps_mut().filter(|m| m.map_type() == MapType::StructOps) {
+        let name = m.name().to_string_lossy().into_owned();
+        let value = m
+            .initial_value_mut()
+            .ok_or_else(|| refused(Stage::Open, format!("struct_ops map {name} has no initial value")))?;
+        value[0..4].copy_from_slice(&hid_id.to_ne_bytes());
+        names.push(name);
+    }
+    if names.is_empty() {
+        return Err(refused(Stage::Open, format!("{path} has no struct_ops map (no HID_BPF_OPS)")));
+    }
+    Ok((load_opened(open)?, names))
+}
+
+/// Load an opened object: bpf_object__load returns the kernel's -errno; on
+/// failure the object is closed here (libbpf-rs would have done the same
+/// in its Drop).
+fn load_opened(open: libbpf_rs::OpenObject) -> Result<Object, AttachError> {
     let ptr = open.take_ptr();
     // SAFETY: `ptr` is the open object libbpf-rs owned until take_ptr().
     let ret = unsafe { libbpf_sys::bpf_object__load(ptr.as_ptr()) };
@@ -168,7 +184,7 @@ pub fn load(path: &str, hid_id: u32, flags: u32, map: Option<&str>) -> Result<(O
     // SAFETY: a loaded object; Object takes ownership (closes it on drop).
     let object = unsafe { Object::from_ptr(ptr) };
     take_log();
-    Ok((object, chosen))
+    Ok(object)
 }
 
 /// Attach the (loaded) struct_ops map `map_name` of `object`: one bpf_link.

@@ -15,6 +15,8 @@ mod hidraw;
 mod holder;
 mod init;
 mod input;
+mod loader;
+mod pytest;
 mod run;
 mod shell;
 mod snapshot;
@@ -22,14 +24,22 @@ mod state;
 mod steps;
 mod tracer;
 mod uhid;
+mod userspace;
 mod wait;
 
 use hidvm_proto::{GuestMsg, Job, JobMode, JOB_PATH};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    if args.get(1).map(String::as_str) == Some(holder::HELPER_ARG) {
-        holder::helper_main(&args[2..]);
+    // The same binary is the link holder, the chroot helper and, called by
+    // that name inside the hid-tools userspace, udev-hid-bpf.
+    if args.first().and_then(|a| a.rsplit('/').next()) == Some(hidvm_proto::job::UDEV_HID_BPF) {
+        loader::main(&args[1..]);
+    }
+    match args.get(1).map(String::as_str) {
+        Some(holder::HELPER_ARG) => holder::helper_main(&args[2..]),
+        Some(userspace::CHROOT_ARG) => userspace::chroot_exec_main(&args[2..]),
+        _ => {}
     }
     // Everything after this point reports through the channel; a panic is
     // turned into a failed verdict so the host sees why, not only a timeout.
@@ -64,7 +74,10 @@ fn main() {
                     })
                 }
                 JobMode::Command { argv, cwd } => command::run(&argv, &cwd),
-                JobMode::Shell { devices, banner, attach, fixtures } => shell::run(devices, &banner, &attach, fixtures),
+                JobMode::Shell { devices, banner, attach, fixtures, userspace } => {
+                    shell::run(devices, &banner, &attach, fixtures, userspace)
+                }
+                JobMode::Pytest { args, broken_remove } => pytest::run(&args, broken_remove),
             }
         }
         Err(e) => GuestMsg::Done { passed: false, summary: format!("no job ({JOB_PATH}): {e}") },

@@ -31,6 +31,7 @@ pub fn run_scenario(job: ScenarioJob<'_>) -> GuestMsg {
     let leak_watch = LeakWatch::start();
     let taint_before = health::taint();
     let objects_before = health::objects();
+    let prog_memory = health::ProgMemory::baseline();
 
     let t0 = Instant::now();
     let setup = create_devices(&mut runner, scenario);
@@ -81,9 +82,9 @@ pub fn run_scenario(job: ScenarioJob<'_>) -> GuestMsg {
     // Programs, maps and links are freed from RCU callbacks and work items
     // after their last reference goes: wait for that before the final
     // health checks, so a splat in deferred cleanup lands inside the run.
-    let objects_after = health::wait_objects(&objects_before);
+    let (objects_after, settled) = health::wait_objects(&objects_before, &prog_memory);
     let teardown_done = Instant::now();
-    channel::kmsg("teardown done");
+    channel::kmsg(&format!("teardown done ({settled})"));
     let kmemleak = leak_watch.finish(teardown_done);
     if detectors.kmemleak && kmemleak == Kmemleak::NotBuilt {
         channel::kmsg("kmemleak: the cell's config has it, but /sys/kernel/debug/kmemleak is missing");

@@ -3,6 +3,9 @@
 //! and its attach steps done (programs matched, probed and
 //! attached); devices and links stay alive while the shell runs; the
 //! fixtures are in /hidvm/fixtures. When the shell exits, the VM ends.
+//! With the hid-tools userspace attached the shell is bash inside it
+//! (hid-tools' hid-recorder, hid-replay and hid-decode, bpftool, python3,
+//! the kernel's modules, the fixtures in /hidvm/fixtures there too).
 use crate::device::Device;
 use crate::state::Runner;
 use hidvm_proto::job::BUSYBOX_PATH;
@@ -18,6 +21,7 @@ pub fn run(
     banner: &[String],
     attach: &[Attach],
     fixtures: BTreeMap<String, GuestFixture>,
+    userspace: bool,
 ) -> GuestMsg {
     let fail = |summary: String| GuestMsg::Done { passed: false, summary };
     // The applets (sh, ls, cat, …) as links to busybox.
@@ -49,6 +53,15 @@ pub fn run(
     for line in banner {
         say(line);
     }
+    if userspace {
+        match crate::userspace::mount_all(true) {
+            Ok(notes) => notes.iter().for_each(|n| say(&format!("hidvm shell: {n}"))),
+            Err(e) => return fail(format!("assembling the userspace: {e}")),
+        }
+        if let Err(e) = crate::userspace::expose(hidvm_proto::job::FIXTURE_DIR, hidvm_proto::job::FIXTURE_DIR) {
+            say(&format!("hidvm shell: the programs are not in the userspace: {e}"));
+        }
+    }
     let dup = |f: &std::fs::File| f.try_clone().map(Stdio::from);
     let (Ok(i), Ok(o), Ok(e)) = (dup(&console), dup(&console), dup(&console)) else {
         return fail("duplicating the console fd".into());
@@ -58,13 +71,18 @@ pub fn run(
     // Not a pre_exec closure: std's fork path fails in these guests with
     // EAFNOSUPPORT, its posix_spawn path works.
     let mut cmd = Command::new("/bin/setsid");
-    cmd.args(["-c", "/bin/sh"])
-        .env("PS1", "hidvm# ")
-        .env("PATH", "/bin:/sbin:/usr/bin:/usr/sbin")
-        .env("HOME", "/")
-        .stdin(i)
-        .stdout(o)
-        .stderr(e);
+    if userspace {
+        let root = crate::userspace::ROOT;
+        cmd.args(["-c", "/init", crate::userspace::CHROOT_ARG, root, "/root", "/bin/bash", "--norc", "-i"])
+            .env_clear()
+            .env("PATH", crate::userspace::PATH)
+            .env("HOME", "/root")
+            .env("TERM", "vt100")
+            .env("LANG", "C.UTF-8");
+    } else {
+        cmd.args(["-c", "/bin/sh"]).env("PATH", "/bin:/sbin:/usr/bin:/usr/sbin").env("HOME", "/");
+    }
+    cmd.env("PS1", "hidvm# ").stdin(i).stdout(o).stderr(e);
     let status = match cmd.spawn().and_then(|mut c| c.wait()) {
         Ok(s) => s,
         Err(e) => return fail(format!("running /bin/sh: {e}")),

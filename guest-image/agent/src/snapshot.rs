@@ -21,6 +21,8 @@ pub fn is_template() -> bool {
 pub fn await_delivery() -> Result<(), String> {
     let port = find_port(Duration::from_secs(20))?;
     settle_clocksource();
+    // What every scenario sets up first, done once here for all of them.
+    crate::health::clear_trace();
     let file = std::fs::File::open(&port).map_err(|e| format!("opening {port}: {e}"))?;
     channel::send(&GuestMsg::AwaitingDelivery);
     channel::flush();

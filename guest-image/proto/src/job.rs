@@ -79,8 +79,40 @@ pub enum JobMode {
         /// The programs the attach steps name.
         #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
         fixtures: BTreeMap<String, GuestFixture>,
+        /// The hid-tools userspace is attached ([`USERSPACE_DISK`]) with its
+        /// bundle: the shell is bash inside it (hid-tools, bpftool, …).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        userspace: bool,
+    },
+    /// The kernel's hid-tools pytest suite (`hidvm hid-tools`): the
+    /// userspace image ([`USERSPACE_DISK`]) under an overlay, the bundle
+    /// ([`BUNDLE_DIR`]) laid over it, pytest run chrooted as PID 1's child
+    /// with its lines streamed as `Output`; then the health report. `passed`
+    /// in Done is pytest's exit status 0.
+    Pytest {
+        /// pytest's arguments (after `python3 -m pytest` and hidvm's own).
+        args: Vec<String>,
+        /// Self-test: `udev-hid-bpf remove` leaves the links pinned (its
+        /// checks still run, and must fail the test).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        broken_remove: bool,
     },
 }
+
+/// The read-only disk holding the hid-tools userspace (erofs).
+pub const USERSPACE_DISK: &str = "/dev/vda";
+/// Where the host puts the per-kernel bundle in the initramfs: `tree/`
+/// (the tree's `tools/testing/selftests/hid/tests` and its compiled
+/// `drivers/hid/bpf/progs/*.bpf.o`), `modules/` (`lib/modules/<release>/`
+/// as `make modules_install` wrote it), `python/` (the pytest plugin).
+/// Inside the userspace it is `/hidvm`.
+pub const BUNDLE_DIR: &str = "/hidvm/bundle";
+/// pytest's working directory inside the userspace.
+pub const PYTEST_DIR: &str = "/hidvm/tree/tools/testing/selftests/hid";
+/// The loader's name: the agent binary run under it is udev-hid-bpf.
+pub const UDEV_HID_BPF: &str = "udev-hid-bpf";
+/// Set (to 1) in pytest's environment by `broken_remove`.
+pub const BROKEN_REMOVE_ENV: &str = "HIDVM_UDEV_HID_BPF_BROKEN_REMOVE";
 
 /// Where `hidvm shell` puts busybox.
 pub const BUSYBOX_PATH: &str = "/bin/busybox";

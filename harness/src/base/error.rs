@@ -108,3 +108,32 @@ pub fn error_lines(text: &str, is_error: impl Fn(&str) -> bool) -> String {
         errors.join(" | ")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What `git bisect run` and CI script against: a kernel that cannot
+    /// be built or booted is 125 (skip the commit), nothing to run is 4,
+    /// hidvm itself failing is 1; a failed test is 100 (`cli::tests_exit`).
+    #[test]
+    fn each_error_ends_hidvm_with_its_exit_status() {
+        let build = Error::KernelBuild {
+            cell: "gcc".into(),
+            step: "make vmlinux".into(),
+            status: "2".into(),
+            tail: "error: expected ';'".into(),
+            log: "/c/build.log".into(),
+        };
+        assert_eq!(build.exit_status(), exit::KERNEL_UNUSABLE);
+        let dropped =
+            Error::ConfigDropped { cell: "gcc".into(), options: vec!["CONFIG_X".into()], config: "/c".into() };
+        assert_eq!(dropped.exit_status(), 125);
+        assert_eq!(Error::KernelDidNotBoot("no hello".into()).exit_status(), 125);
+        assert_eq!(Error::NoTests("nothing matched".into()).exit_status(), exit::NO_TESTS);
+        let source = Error::KernelSource { path: "/x".into(), problem: "no Makefile".into() };
+        assert_eq!(source.exit_status(), exit::COULD_NOT_RUN, "a bad tree is the user's input, not a commit to skip");
+        assert_eq!(Error::Other("bad flag".into()).exit_status(), 1);
+        assert_eq!(exit::TESTS_FAILED, 100);
+    }
+}

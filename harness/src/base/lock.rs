@@ -56,6 +56,17 @@ impl FileLock {
         Ok(lock)
     }
 
+    /// Take the lock if nobody holds it in a conflicting mode; `None` if
+    /// someone does.
+    pub fn try_acquire(path: &Path, mode: Mode) -> std::io::Result<Option<FileLock>> {
+        let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)?;
+        let op = match mode {
+            Mode::Shared => FlockOperation::NonBlockingLockShared,
+            Mode::Exclusive => FlockOperation::NonBlockingLockExclusive,
+        };
+        Ok(flock(&file, op).ok().map(|_| FileLock { file }))
+    }
+
     /// Turn an exclusive lock into a shared one (others may read, nobody
     /// may rebuild). flock does not promise atomicity here, so callers
     /// re-validate what they guard afterwards.

@@ -7,11 +7,13 @@
 //! * [`lock`]: file locks shared by concurrent test processes;
 //! * [`output`]: progress and notes on the terminal (the event stream);
 //! * [`tools`]: host tools and the apt packages that provide them;
-//! * [`host`]: this machine's cores.
+//! * [`host`]: this machine's cores;
+//! * [`timeline`]: where the time of one piece of work went.
 pub mod bundle;
 pub mod error;
 pub mod host;
 pub mod layout;
 pub mod lock;
 pub mod output;
+pub mod timeline;
 pub mod tools;

@@ -15,6 +15,7 @@ pub struct Tool<'a> {
 
 pub const QEMU: Tool<'static> = Tool { name: "qemu-system-x86_64", what: "emulator", package: "qemu-system-x86" };
 pub const CLANG: Tool<'static> = Tool { name: "clang-19", what: "BPF compiler", package: "clang-19" };
+pub const LLVM_STRIP: Tool<'static> = Tool { name: "llvm-strip-19", what: "BPF object stripper", package: "llvm-19" };
 pub const BPFTOOL: Tool<'static> = Tool { name: "bpftool", what: "BTF dumper", package: "bpftool" };
 pub const XZ: Tool<'static> =
     Tool { name: "xz", what: "decompressor for the Debian kernel tarball", package: "xz-utils" };
@@ -24,6 +25,13 @@ pub const RSYNC: Tool<'static> =
 pub const PYTHON: Tool<'static> =
     Tool { name: "python3", what: "script interpreter (libbpf headers)", package: "python3" };
 pub const GIT: Tool<'static> = Tool { name: "git", what: "patch applier", package: "git" };
+/// Wraps the kernel compilers (optional: builds run without it, slower).
+pub const CCACHE: Tool<'static> = Tool { name: "ccache", what: "compiler cache for kernel builds", package: "ccache" };
+/// The hid-tools userspace image (`hidvm userspace`).
+pub const MMDEBSTRAP: Tool<'static> =
+    Tool { name: "mmdebstrap", what: "Debian root filesystem builder (hid-tools userspace)", package: "mmdebstrap" };
+pub const MKFS_EROFS: Tool<'static> =
+    Tool { name: "mkfs.erofs", what: "erofs image builder (hid-tools userspace)", package: "erofs-utils" };
 pub const LIBBPF_HEADERS: Tool<'static> =
     Tool { name: "/usr/include/bpf/bpf_helpers.h", what: "libbpf BPF-side header", package: "libbpf-dev" };
 
@@ -83,8 +91,27 @@ fn missing(t: &Tool<'_>) -> Error {
     Error::MissingTool { tool: t.name.into(), what: t.what.into(), package: t.package.into() }
 }
 
-/// First line of `<cmd> --version`, which goes into cache keys.
+/// First line of `<cmd> --version`, which goes into cache keys. Asked
+/// once per process for each program file (path, size, modification
+/// time): every test looks its kernel and programs up in the cache, and a
+/// compiler's `--version` costs a process start each time.
 pub fn version_line(cmd: &str, args: &[&str]) -> Result<String> {
+    type Memo = std::sync::Mutex<std::collections::HashMap<String, String>>;
+    static MEMO: std::sync::OnceLock<Memo> = std::sync::OnceLock::new();
+    let program =
+        if cmd.contains('/') { Some(PathBuf::from(cmd)) } else { find(&Tool { name: cmd, what: "", package: "" }) };
+    let stamp = program.as_deref().and_then(|p| std::fs::metadata(p).ok()).map(|m| (m.len(), m.modified().ok()));
+    let key = format!("{cmd} {args:?} {program:?} {stamp:?}");
+    let memo = MEMO.get_or_init(Default::default);
+    if let Some(line) = memo.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        return Ok(line.clone());
+    }
+    let line = run_version(cmd, args)?;
+    memo.lock().unwrap_or_else(|e| e.into_inner()).insert(key, line.clone());
+    Ok(line)
+}
+
+fn run_version(cmd: &str, args: &[&str]) -> Result<String> {
     let out = duct::cmd(cmd, args)
         .stdout_capture()
         .stderr_capture()

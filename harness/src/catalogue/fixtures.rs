@@ -207,6 +207,7 @@ pub fn compile(ctx: &CompileContext<'_>, refs: &BTreeMap<String, FixtureRef>) ->
     let bpftool = tools::require(&tools::BPFTOOL)?;
     let clang_version = if refs.values().any(|r| !matches!(r, FixtureRef::Object(_))) {
         tools::require(&tools::CLANG)?;
+        tools::require(&tools::LLVM_STRIP)?;
         tools::require(&tools::LIBBPF_HEADERS)?;
         tools::require(&tools::PYTHON)?;
         tools::version_line(tools::CLANG.name, &["--version"])?
@@ -273,7 +274,8 @@ fn compile_source(ctx: &CompileContext<'_>, r: &FixtureRef, src: &Path, clang_ve
     header_dirs.extend(src.parent().map(Path::to_path_buf));
     let headers = read_headers(&header_dirs)?;
     let include_list: Vec<String> = includes.iter().map(|p| p.display().to_string()).collect();
-    let mut parts: Vec<&[u8]> = vec![&text, ctx.kernel.record.vmlinux_h_sha256.as_bytes(), clang_version.as_bytes()];
+    let mut parts: Vec<&[u8]> =
+        vec![&text, ctx.kernel.record.vmlinux_h_sha256.as_bytes(), clang_version.as_bytes(), b"llvm-strip -g"];
     parts.extend(flags.iter().map(|f| f.as_bytes()));
     parts.extend(include_list.iter().map(|i| i.as_bytes()));
     parts.extend(headers.iter().map(|h| h.as_slice()));
@@ -385,7 +387,29 @@ fn compile_one(name: &str, src: &Path, flags: &[&str], includes: &[PathBuf], obj
         let _ = std::fs::remove_dir(dir); // only succeeds when empty
         return Err(Error::FixtureCompile { fixture: name.to_string(), message });
     }
+    strip_dwarf(name, tmp.path())?;
     tmp.persist(obj).map_err(|e| Error::io(format!("storing {}", obj.display()))(e.error))?;
+    Ok(())
+}
+
+/// Drop the object's DWARF (`llvm-strip -g`, as the kernel's BPF
+/// selftests do): libbpf and the kernel read only its BTF and BTF.ext
+/// (types, CO-RE relocations, line info), which stay. A catalogue program
+/// goes from ~440 KB to ~4 KB, and every test delivers its programs to the
+/// guest over a serial port and has libbpf parse them.
+fn strip_dwarf(name: &str, object: &Path) -> Result<()> {
+    let out = duct::cmd!(tools::LLVM_STRIP.name, "-g", object)
+        .stdout_capture()
+        .stderr_capture()
+        .unchecked()
+        .run()
+        .map_err(Error::io("running llvm-strip-19"))?;
+    if !out.status.success() {
+        return Err(Error::FixtureCompile {
+            fixture: name.to_string(),
+            message: format!("llvm-strip -g: {}", String::from_utf8_lossy(&out.stderr).trim()),
+        });
+    }
     Ok(())
 }
 
@@ -393,8 +417,23 @@ fn compile_one(name: &str, src: &Path, flags: &[&str], includes: &[PathBuf], obj
 /// section `.hid_bpf_config`, one struct per HID_DEVICE(bus, group, vid,
 /// pid) whose members are pointers to arrays whose element counts are the
 /// values (`__uint(name, val)` is `int (*name)[val]`). Empty when the
-/// program has no table.
+/// program has no table. Read once per process for each object file
+/// (path, size, modification time): every test of a program asks.
 pub fn device_table(bpftool: &Path, object: &Path) -> std::result::Result<Vec<DeviceMatch>, String> {
+    type Memo = std::sync::Mutex<BTreeMap<String, Vec<DeviceMatch>>>;
+    static MEMO: std::sync::OnceLock<Memo> = std::sync::OnceLock::new();
+    let stamp = std::fs::metadata(object).ok().map(|m| (m.len(), m.modified().ok()));
+    let key = format!("{} {} {stamp:?}", bpftool.display(), object.display());
+    let memo = MEMO.get_or_init(Default::default);
+    if let Some(table) = memo.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        return Ok(table.clone());
+    }
+    let table = read_device_table(bpftool, object)?;
+    memo.lock().unwrap_or_else(|e| e.into_inner()).insert(key, table.clone());
+    Ok(table)
+}
+
+fn read_device_table(bpftool: &Path, object: &Path) -> std::result::Result<Vec<DeviceMatch>, String> {
     let out = duct::cmd!(bpftool, "btf", "dump", "file", object, "-j")
         .stdout_capture()
         .stderr_capture()

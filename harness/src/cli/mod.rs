@@ -7,7 +7,9 @@ pub mod cache_key;
 pub mod check;
 pub mod doctor;
 pub mod fetch;
+pub mod hid_tools;
 pub mod inspect;
+pub mod kernels;
 pub mod list;
 pub mod packages;
 pub mod robustness;
@@ -18,6 +20,7 @@ pub mod shell;
 pub mod summary;
 pub mod test;
 pub mod titles;
+pub mod userspace;
 pub mod vm_test;
 
 use hidvm::base::error::exit;

@@ -39,6 +39,14 @@ pub fn run(suite: &Suite, args: Args) -> hidvm::Result<ExitCode> {
     }
     let report = one_test::run(suite, &case.target, &case.entry)?;
     print!("{}", report.render());
+    // A kernel that never booted to the agent says nothing about the test:
+    // `git bisect run` skips such a commit (125), it does not call it bad.
+    if report.never_answered() {
+        return Err(hidvm::Error::KernelDidNotBoot(format!(
+            "{test}: the kernel did not boot to the guest agent (console: {}/console.log)",
+            report.run_dir.display()
+        )));
+    }
     // KNOWN is not a failure of the command, as everywhere else.
     Ok(tests_exit(report.acceptable()))
 }

@@ -43,14 +43,18 @@ pub fn run(suite: &Suite, args: Args) -> hidvm::Result<ExitCode> {
     let lacking = missing(&merged, &planned);
     let changes = known_changes(&merged);
     let changed: Vec<usize> = changes.iter().map(|(e, _)| *e).collect();
-    let matrix = matrix_with(&merged, &lacking, &changed);
+    let baseline = suite.opts.baseline.as_deref();
+    if let Some(b) = baseline.filter(|b| !merged.records.iter().any(|r| &r.kernel == b)) {
+        return Err(hidvm::Error::Other(format!("--baseline {b}: no record of the results files is of kernel {b}")));
+    }
+    let matrix = matrix_with(&merged, &lacking, &changed, baseline);
     let mut problems = describe_missing(&planned, &lacking);
     problems.extend(changes.iter().map(|(_, why)| why.clone()));
     // One run's own file holds every planned test; so do files held
     // against --expect, which names each one missing (`problems`).
     let complete = !args.expect.is_empty() || args.files.len() == 1;
     if let Some(p) = &args.html {
-        hidvm::results::html::write_report_with(&merged, p, &args.expect, complete, &problems)?;
+        hidvm::results::html::write_report_with(&merged, p, &args.expect, baseline, complete, &problems)?;
     }
     println!("{}", matrix.render());
     for p in &problems {
@@ -60,6 +64,7 @@ pub fn run(suite: &Suite, args: Args) -> hidvm::Result<ExitCode> {
         let ctx = Context {
             title: "hidvm".into(),
             expected_targets: args.expect.clone(),
+            baseline_kernel: baseline.map(str::to_string),
             problems: problems.clone(),
             complete,
             html_link: args.report_url.clone(),

@@ -1,8 +1,12 @@
-//! `hidvm vm-test`: the catalogue on every kernel x cell, and the matrix.
+//! `hidvm vm-test`: the catalogue on every kernel x cell, and the matrix;
+//! then the hid-tools suite's subset (`hidvm hid-tools`) on the same
+//! targets, in a matrix of its own, its rows in the same results files.
 use crate::cli::run_opts::RunOpts;
 use crate::cli::tests_exit;
 use hidvm::run::batch;
-use hidvm::run::plan::load_all;
+use hidvm::run::hidtools::{self, report, Selection};
+use hidvm::run::plan::{load_all, selected_targets};
+use hidvm::run::pool::default_vms;
 use hidvm::run::suite::Suite;
 use std::process::ExitCode;
 
@@ -13,11 +17,40 @@ pub struct Args {
     /// Run the whole suite this many times and report flaky tests.
     #[arg(long, default_value_t = 1)]
     repeat: usize,
+    /// Do not run the hid-tools subset after the catalogue (it is also
+    /// left out with --filter or --repeat, which select catalogue tests).
+    #[arg(long)]
+    without_hid_tools: bool,
 }
 
 pub fn run(suite: &Suite, args: Args) -> hidvm::Result<ExitCode> {
     // Malformed scenarios stop everything before any build or boot.
     load_all(suite)?;
     let entries = suite.catalogue()?;
-    Ok(tests_exit(batch::run(suite, entries, &args.run.batch(args.repeat.max(1)))?))
+    let opts = args.run.batch(args.repeat.max(1));
+    let with_hid_tools = !args.without_hid_tools && opts.filter.is_none() && opts.repeat == 1;
+    if with_hid_tools {
+        // Before minutes of catalogue: a missing image is one line now.
+        hidvm::vm::userspace::find(&suite.repo, &suite.cache)?;
+    }
+    let batch = batch::run_batch(suite, entries, &opts)?;
+    let (mut ok, mut more) = (true, Vec::new());
+    if with_hid_tools {
+        let targets = selected_targets(suite, &opts.cells)?;
+        let jobs = opts.jobs.unwrap_or_else(default_vms).max(1);
+        println!("\nhid-tools (the kernel's pytest suite; `hidvm hid-tools --all` runs all of it):");
+        match hidtools::run(suite, &targets, &Selection::default(), jobs) {
+            Ok(runs) => {
+                ok = report::print(&targets, &runs);
+                more = report::records(&runs);
+            }
+            Err(e) => {
+                // The catalogue's results are written all the same.
+                batch.finish(&opts.outputs, Vec::new())?;
+                return Err(e);
+            }
+        }
+    }
+    let catalogue_ok = batch.finish(&opts.outputs, more)?;
+    Ok(tests_exit(catalogue_ok && ok))
 }

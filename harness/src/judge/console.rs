@@ -100,6 +100,12 @@ pub fn find_splats(console: &str) -> Vec<Splat> {
     out
 }
 
+/// The hid-tools test (pytest node id) that was running when the kernel
+/// printed `splat`, if one was.
+pub fn pytest_test(splat: &Splat) -> Option<&str> {
+    splat.during.strip_prefix(DURING_PYTEST)
+}
+
 /// "[   12.345678] text" -> "text".
 pub fn strip_timestamp(line: &str) -> &str {
     let l = line.trim();
@@ -109,12 +115,24 @@ pub fn strip_timestamp(line: &str) -> &str {
     }
 }
 
+/// What a splat's `during` says when it came while the hid-tools test
+/// `<nodeid>` ran (see [`pytest_test`]).
+const DURING_PYTEST: &str = "during pytest test ";
+
 /// The agent writes "hidvm: step N: <what>" before and "hidvm: step N:
-/// ok|FAILED" after each step; the last marker before a line says what
-/// was running when the kernel printed it.
+/// ok|FAILED" after each step, and the hid-tools suite's pytest plugin
+/// "hidvm: pytest start <nodeid>" and "hidvm: pytest end <nodeid> …"
+/// around each test; the last marker before a line says what was running
+/// when the kernel printed it.
 fn during(before: &[&str]) -> String {
     for line in before.iter().rev() {
         let text = strip_timestamp(line);
+        if let Some(test) = text.strip_prefix("hidvm: pytest start ") {
+            return format!("{DURING_PYTEST}{test}");
+        }
+        if let Some(rest) = text.strip_prefix("hidvm: pytest end ") {
+            return format!("after pytest test {}", rest.split_whitespace().next().unwrap_or(rest));
+        }
         if let Some(rest) = text.strip_prefix("hidvm: ") {
             if rest.starts_with("scenario done") {
                 return "after the last step".into();
@@ -184,6 +202,20 @@ mod tests {
             find_splats("[ 0.5] BUG: kernel NULL pointer dereference")[0].during,
             "during boot, before the agent ran"
         );
+    }
+
+    #[test]
+    fn splats_are_attributed_to_the_running_pytest_test() {
+        let log = "[ 1.0] hidvm: pytest --tap-stream --udevd @/hidvm/shard.txt\n\
+                   [ 1.1] hidvm: pytest start tests/test_mouse.py::TestSimpleMouse::test_creation\n\
+                   [ 1.2] hidvm: udev-hid-bpf add 0003:0001:0002.0001 x.bpf.o: bpf_link [4] pinned\n\
+                   [ 1.3] WARNING: CPU: 0 PID: 1 at drivers/hid/hid-core.c:1 x+0x1/0x2\n\
+                   [ 1.4] hidvm: pytest end tests/test_mouse.py::TestSimpleMouse::test_creation taint=512 rss=1kB\n\
+                   [ 1.5] BUG: kernel NULL pointer dereference, address: 0000000000000008\n";
+        let s = find_splats(log);
+        assert_eq!(pytest_test(&s[0]), Some("tests/test_mouse.py::TestSimpleMouse::test_creation"));
+        assert_eq!(s[1].during, "after pytest test tests/test_mouse.py::TestSimpleMouse::test_creation");
+        assert_eq!(pytest_test(&s[1]), None);
     }
 
     #[test]

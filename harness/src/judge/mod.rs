@@ -10,12 +10,15 @@
 //! * [`title`]: syzbot-style crash titles and stacks (a bug's signature);
 //! * [`symbolize`]: a report's frames through the tree's decode_stacktrace.sh;
 //! * [`known`]: known kernel bugs a scenario shows on purpose;
-//! * [`tap`]: KTAP/TAP output of a test program, parsed and judged.
+//! * [`tap`]: KTAP/TAP output of a test program, parsed and judged;
+//! * [`pytest`]: a session of the hid-tools pytest suite (TAP and the
+//!   plugin's node ids, teardown failures, environment skips).
 pub mod allowlist;
 pub mod console;
 pub mod decide;
 pub mod guest;
 pub mod known;
+pub mod pytest;
 pub mod symbolize;
 pub mod tap;
 pub mod title;

@@ -70,6 +70,16 @@ pub fn parse(lines: &[String]) -> (Option<usize>, Vec<KtapResult>) {
             Some(d) if ok && d.to_ascii_uppercase().starts_with("XFAIL") => {
                 Outcome::XFail(d[5..].trim().trim_start_matches(':').trim().to_string())
             }
+            // TAP 13's TODO (pytest-tap's xfail): a `not ok` TODO failed as
+            // expected; an `ok` one passed unexpectedly, which is a pass.
+            Some(d) if d.to_ascii_uppercase().starts_with("TODO") => {
+                let why = d[4..].trim().trim_start_matches(':').trim().to_string();
+                if ok {
+                    Outcome::Pass
+                } else {
+                    Outcome::XFail(why)
+                }
+            }
             _ if ok => Outcome::Pass,
             Some(d) if !d.is_empty() => Outcome::Fail(d.to_string()),
             _ => Outcome::Fail(
@@ -91,7 +101,9 @@ pub fn parse(lines: &[String]) -> (Option<usize>, Vec<KtapResult>) {
 #[derive(Deserialize, Debug, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct KnownResult {
-    /// `hid_bpf.test_name`, `test_mouse.py::TestX::test_y`.
+    /// `hid_bpf.test_name`, `test_mouse.py::TestX::test_y`; a trailing `*`
+    /// matches every test whose name starts with what comes before it
+    /// (`test_tablet.py::TestXPPen_Artist24_28bd_093a::*`).
     pub test: String,
     /// Exact kernel source labels (`6.12.118-1`), as known kernel bugs name them.
     pub kernels: Vec<String>,
@@ -104,6 +116,17 @@ pub struct KnownResult {
     #[serde(default)]
     pub skips_with: Option<String>,
     pub reason: String,
+}
+
+impl KnownResult {
+    /// Whether the entry's `test` names `test` (exactly, or by its prefix
+    /// before a trailing `*`).
+    pub fn names(&self, test: &str) -> bool {
+        match self.test.strip_suffix('*') {
+            Some(prefix) => test.starts_with(prefix),
+            None => self.test == test,
+        }
+    }
 }
 
 #[derive(Deserialize, Debug, Default, Clone)]
@@ -132,6 +155,9 @@ impl KnownResults {
                     "needs exactly one of `fails_with` (text its failure shows) and `skips_with` (its skip reason)",
                 ));
             }
+            if e.test.strip_suffix('*').is_some_and(|p| p.len() < 8 || p.contains('*')) {
+                return Err(entry("a wildcard test name is a prefix of 8 characters or more and one trailing `*`"));
+            }
             if e.fails_with.as_deref().or(e.skips_with.as_deref()).is_some_and(|t| t.trim().len() < 8) {
                 return Err(entry("`fails_with`/`skips_with` must be a distinctive text (8 characters or more)"));
             }
@@ -147,7 +173,7 @@ impl KnownResults {
     /// The entry for `test` on this kernel and cell.
     pub fn find(&self, test: &str, kernel_label: &str, cell: &str) -> Option<&KnownResult> {
         self.known.iter().find(|k| {
-            k.test == test
+            k.names(test)
                 && k.cells.iter().any(|c| c == "*" || c == cell)
                 && k.kernels.iter().any(|v| v == kernel_label)
         })
@@ -208,6 +234,8 @@ pub fn judge(
     for res in run.results {
         let entry = known.find(&res.name, kernel_label, cell);
         let cell_of = match (&res.outcome, entry) {
+            // A wildcard entry names many tests; most of them pass.
+            (Outcome::Pass, Some(k)) if k.test.ends_with('*') => Cell::Pass,
             (Outcome::Pass, Some(k)) => {
                 j.notes.push(format!(
                     "known result of {} did not happen on {kernel_label} ({cell}): it passed; remove the entry once it keeps passing ({})",
@@ -381,6 +409,42 @@ reason = "r"
             |n| n.to_string(),
         );
         assert!(!j.ok());
+    }
+
+    #[test]
+    fn tap13_todo_is_an_expected_failure_or_an_unexpected_pass() {
+        let lines: Vec<String> = [
+            "1..3",
+            "not ok 1 tests/x.py::T.test_a # TODO expected failure: reason",
+            "ok 2 tests/x.py::T.test_b # TODO unexpected success: reason",
+            "not ok 3 tests/x.py::T.test_c",
+        ]
+        .map(String::from)
+        .to_vec();
+        let (plan, r) = parse(&lines);
+        assert_eq!(plan, Some(3));
+        assert_eq!(r[0].outcome, Outcome::XFail("expected failure: reason".into()));
+        assert_eq!(r[1].outcome, Outcome::Pass);
+        assert!(matches!(r[2].outcome, Outcome::Fail(_)));
+    }
+
+    #[test]
+    fn a_trailing_star_names_every_test_with_that_prefix() {
+        let known = KnownResults::parse(
+            "[[known]]\ntest = \"test_tablet.py::TestXPPen_Artist24_28bd_093a::*\"\nkernels = [\"6.12.118-1\"]\ncells = [\"*\"]\nskips_with = \"Device not compatible, missing\"\nreason = \"r\"\n",
+            "t",
+        )
+        .unwrap();
+        let k = known.find("test_tablet.py::TestXPPen_Artist24_28bd_093a::test_x[a-b]", "6.12.118-1", "gcc");
+        assert!(k.is_some());
+        assert!(known
+            .find("test_tablet.py::TestXPPen_ArtistPro16Gen2_28bd_095b::test_x", "6.12.118-1", "gcc")
+            .is_none());
+        // A wildcard must still say which tests it is about.
+        let bad = "[[known]]\ntest = \"test_*\"\nkernels = [\"6.12.118-1\"]\ncells = [\"*\"]\nskips_with = \"Device not compatible\"\nreason = \"r\"\n";
+        assert!(KnownResults::parse(bad, "t").unwrap_err().to_string().contains("wildcard"));
+        let inner = bad.replace("test_*", "test_tablet.py::*::test_x*");
+        assert!(KnownResults::parse(&inner, "t").unwrap_err().to_string().contains("wildcard"));
     }
 
     #[test]

@@ -1,14 +1,26 @@
 //! Per-cell kernel builds, cached.
 //!
-//! Layout under `<cache>/kernels/<cell>-<source key>/`:
-//! * `build/`      the `O=` directory, reused for incremental builds;
-//! * `build.log`   everything make printed;
-//! * `vmlinux.h`   the cell's BTF as C (for fixtures);
-//! * `record.json` what was built (source identity, fragments, compiler,
-//!   resolved-config hash), written last and atomically: a build killed
-//!   halfway has no record and is redone;
-//! * `lock`        flock: exclusive while building, shared while a VM boots
-//!   the kernel, so nothing rebuilds under a running test.
+//! Every tree has a workspace, `<cache>/kbuild/<name>/` ([`KernelSource`]);
+//! per cell (and set of user fragments) it holds `<cell>/`:
+//! * the `O=` directory, reused for incremental builds: `build/` for a
+//!   user's tree built from where it is, else `src/.hidvm-<cell>/` inside
+//!   the workspace's build tree (one per tree whatever its series, so a
+//!   `6.12` and a `6.12+fix` column, or the steps of a bisect, rebuild
+//!   only what differs; inside the tree, kbuild names sources relatively,
+//!   which lets [`crate::kernel::ccache`] hit across workspaces);
+//! * `build.log`, everything make printed; `fragments/`, as merged;
+//! * `out/<key>/`, one per kernel built (per request key): `vmlinux`, the
+//!   boot image, the cell's modules, `.config`, `modules/` (`make
+//!   modules_install` of a kernel with modules: `lib/modules/<release>/`,
+//!   stripped, no depmod: the host may not have it, the guest runs the
+//!   image's), `vmlinux.h` (the BTF as C, for
+//!   fixtures) and `record.json` (source identity, fragments, compiler,
+//!   resolved-config hash), made in a temporary directory and renamed
+//!   into place when complete; so two kernels of one tree exist side by
+//!   side, and a build killed halfway leaves nothing that looks built;
+//! * `lock`, flock, exclusive while building; each `out/<key>.lock` is
+//!   held shared while a VM boots that kernel, so it is never removed
+//!   under a running test (the oldest are removed beyond [`KEEP_OUTPUTS`]).
 //!
 //! If the record matches the request, no make runs at all.
 use crate::base::error::{one_line, Error, Result};
@@ -24,7 +36,12 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// Bump when the build recipe changes in a way the key cannot see.
-const RECIPE_VERSION: &str = "hidvm-kbuild-1";
+const RECIPE_VERSION: &str = "hidvm-kbuild-2";
+/// Built kernels kept per cell directory (besides those in use).
+pub const KEEP_OUTPUTS: usize = 4;
+/// The fragment of the hid-tools pytest suite (`hidvm hid-tools`): merged
+/// into every cell, but not required of a prebuilt kernel.
+pub const HIDTOOLS_FRAGMENT: &str = "hid-tools.config";
 /// The base every cell's fragments are merged onto.
 const BASE_CONFIG: &str = "tinyconfig";
 
@@ -33,8 +50,14 @@ pub struct BuildRecord {
     pub cell: String,
     pub request_key: String,
     pub kernel_version: String,
+    /// The source's label (`6.12.118-1~deb12u1+fix@1a2b3c4d`).
+    #[serde(default)]
+    pub kernel_source: String,
     pub source_root: PathBuf,
     pub source_identity: String,
+    /// The tree's path as the compiler saw it, when it is not `source_root`.
+    #[serde(default)]
+    pub source_base: Option<PathBuf>,
     pub compiler: String,
     pub fragments: Vec<String>,
     pub resolved_config_sha256: String,
@@ -42,19 +65,13 @@ pub struct BuildRecord {
     pub vmlinux_mtime_ns: i128,
     pub vmlinux_h_sha256: String,
     pub build_seconds: f64,
-}
-
-impl BuildRecord {
-    /// Whether two records describe the same kernel on disk. Not `==`:
-    /// `build_seconds` is an f64 that serde_json's default parser does not
-    /// always read back bit-exactly (1.0782101179999999 came back as
-    /// 1.078210118), which made a fresh build look replaced.
-    fn same_build(&self, other: &BuildRecord) -> bool {
-        self.request_key == other.request_key
-            && self.vmlinux_size == other.vmlinux_size
-            && self.vmlinux_mtime_ns == other.vmlinux_mtime_ns
-            && self.vmlinux_h_sha256 == other.vmlinux_h_sha256
-    }
+    /// What ccache did in this build (none: built without it).
+    #[serde(default)]
+    pub ccache: Option<crate::kernel::ccache::Stats>,
+    /// The kernel release whose modules `make modules_install` put under
+    /// `modules/lib/modules/` (None: the config has no modules).
+    #[serde(default)]
+    pub modules_release: Option<String>,
 }
 
 /// A built kernel, leased: while this value lives, no other process can
@@ -68,6 +85,14 @@ pub struct BuiltKernel {
     pub vmlinux_h: PathBuf,
     /// The cell's modules (cells.toml `modules`), built.
     pub modules: Vec<PathBuf>,
+    /// Its resolved .config.
+    pub config_file: PathBuf,
+    /// The tree's path as the compiler saw it (its debug info's file names
+    /// start with it), if not the source's root.
+    pub source_base: Option<PathBuf>,
+    /// Every module installed (`lib/modules/<release>/`, no depmod files),
+    /// if the kernel has modules: what the hid-tools suite modprobes.
+    pub modules_tree: Option<PathBuf>,
     pub record: BuildRecord,
     /// Whether this call ran a build (false: served from the cache).
     pub built_now: bool,
@@ -90,6 +115,8 @@ pub struct KernelBuilder<'a> {
     /// The user's own fragments (`--config-fragment`), merged after the
     /// cell's and checked the same way.
     pub user_fragments: Vec<Fragment>,
+    /// The compiler cache builds use (none: without).
+    pub ccache: Option<crate::kernel::ccache::Ccache>,
 }
 
 impl BuiltKernel {
@@ -105,11 +132,14 @@ impl BuiltKernel {
     ) -> BuiltKernel {
         BuiltKernel {
             cell,
-            dir,
             vmlinux,
             boot_image,
             vmlinux_h,
             modules: vec![],
+            config_file: dir.join("build/.config"),
+            source_base: None,
+            dir,
+            modules_tree: None,
             record,
             built_now: false,
             _lease: lease,
@@ -118,8 +148,8 @@ impl BuiltKernel {
 
     /// The kernel's resolved .config.
     pub fn config(&self) -> Result<crate::kernel::kconfig::ConfigMap> {
-        let path = self.dir.join("build/.config");
-        let text = std::fs::read_to_string(&path).map_err(Error::io(format!("reading {}", path.display())))?;
+        let path = &self.config_file;
+        let text = std::fs::read_to_string(path).map_err(Error::io(format!("reading {}", path.display())))?;
         Ok(crate::kernel::kconfig::parse(&text))
     }
 
@@ -143,6 +173,7 @@ impl<'a> KernelBuilder<'a> {
             bpftool: "bpftool".into(),
             build_slot: std::env::temp_dir().join("hidvm-kernel-build.lock"),
             user_fragments: Vec::new(),
+            ccache: crate::kernel::ccache::Ccache::for_cache(cache),
         }
     }
 
@@ -170,12 +201,26 @@ impl<'a> KernelBuilder<'a> {
     /// The cell's build directory for this tree; with user fragments, one
     /// per set of them, so switching back and forth does not rebuild.
     pub fn cell_dir(&self, cell: &KernelCell) -> PathBuf {
-        let mut name = format!("{}-{}", cell.name, self.source.key());
+        self.source.workspace.join(self.cell_name(cell))
+    }
+
+    /// `gcc`, `gcc-user-1a2b3c4d`.
+    fn cell_name(&self, cell: &KernelCell) -> String {
+        let mut name = cell.name.clone();
         if !self.user_fragments.is_empty() {
             let h = sha256_parts(self.user_fragments.iter().map(|f| f.text.as_bytes()));
             name.push_str(&format!("-user-{}", &h[..8]));
         }
-        self.cache.join("kernels").join(name)
+        name
+    }
+
+    /// The `O=` directory in `tree` (the tree make runs in).
+    fn obj_dir(&self, cell: &KernelCell, tree: &Path) -> PathBuf {
+        if self.source.copy {
+            tree.join(format!(".hidvm-{}", self.cell_name(cell)))
+        } else {
+            self.cell_dir(cell).join("build")
+        }
     }
 
     fn fragments(&self, cell: &KernelCell) -> Result<Vec<Fragment>> {
@@ -243,38 +288,49 @@ impl<'a> KernelBuilder<'a> {
         sha256_parts(parts)
     }
 
+    /// The cell's kernel if the cache holds it; nothing is built (a
+    /// pipelined `vm-test` runs these targets' tests at once).
+    pub fn cached(&self, cell: &KernelCell) -> Result<Option<BuiltKernel>> {
+        let dir = self.cell_dir(cell);
+        let fragments = self.fragments(cell)?;
+        let (key, _) = self.key_of(cell, &fragments)?;
+        let out = dir.join("out").join(&key[..16]);
+        let what = format!("kernel cell {}", cell.name);
+        if !out.exists() {
+            return Ok(None);
+        }
+        // The same shared lease `ensure` takes: the output stays while in use.
+        let lease =
+            FileLock::acquire(&lease_path(&out), Mode::Shared, &what).map_err(Error::io("kernel cache lock"))?;
+        Ok(fresh_record(&out, cell, &key).map(|record| self.built(cell, &out, record, false, lease)))
+    }
+
     /// The cell's kernel, built if the cache does not hold it yet.
     pub fn ensure(&self, cell: &KernelCell) -> Result<BuiltKernel> {
         let dir = self.cell_dir(cell);
         let fragments = self.fragments(cell)?;
         let (key, compiler) = self.key_of(cell, &fragments)?;
-        let lock_path = dir.join("lock");
+        let out = dir.join("out").join(&key[..16]);
         let what = format!("kernel cell {}", cell.name);
-
+        let mut built_now = false;
         loop {
-            // Fast path: shared lease on a fresh record.
-            let lease = FileLock::acquire(&lock_path, Mode::Shared, &what).map_err(Error::io("kernel cache lock"))?;
-            if let Some(record) = fresh_record(&dir, cell, &key) {
-                return Ok(self.built(cell, &dir, record, false, lease));
+            // Fast path: a shared lease on a complete output.
+            let lease =
+                FileLock::acquire(&lease_path(&out), Mode::Shared, &what).map_err(Error::io("kernel cache lock"))?;
+            if let Some(record) = fresh_record(&out, cell, &key) {
+                return Ok(self.built(cell, &out, record, built_now, lease));
             }
             drop(lease);
-
-            let exclusive =
-                FileLock::acquire(&lock_path, Mode::Exclusive, &what).map_err(Error::io("kernel cache lock"))?;
+            let building =
+                FileLock::acquire(&dir.join("lock"), Mode::Exclusive, &what).map_err(Error::io("kernel cache lock"))?;
             // Someone may have built it while we waited.
-            let (record, built_now) = match fresh_record(&dir, cell, &key) {
-                Some(r) => (r, false),
-                None => {
-                    exclusive.share_with_children(true).map_err(Error::io("kernel cache lock"))?;
-                    let built = self.build(cell, &dir, &fragments, &compiler, &key);
-                    exclusive.share_with_children(false).map_err(Error::io("kernel cache lock"))?;
-                    (built?, true)
-                }
-            };
-            let lease = exclusive.downgrade().map_err(Error::io("kernel cache lock"))?;
-            // flock's downgrade is not atomic: re-check what we now hold.
-            if fresh_record(&dir, cell, &key).is_some_and(|now| now.same_build(&record)) {
-                return Ok(self.built(cell, &dir, record, built_now, lease));
+            if fresh_record(&out, cell, &key).is_none() {
+                building.share_with_children(true).map_err(Error::io("kernel cache lock"))?;
+                let built = self.build(cell, &dir, &out, &fragments, &compiler, &key);
+                building.share_with_children(false).map_err(Error::io("kernel cache lock"))?;
+                built?;
+                built_now = true;
+                prune_outputs(&dir.join("out"), &out);
             }
         }
     }
@@ -282,30 +338,35 @@ impl<'a> KernelBuilder<'a> {
     fn built(
         &self,
         cell: &KernelCell,
-        dir: &Path,
+        out: &Path,
         record: BuildRecord,
         built_now: bool,
         lease: FileLock,
     ) -> BuiltKernel {
         BuiltKernel {
             cell: cell.clone(),
-            dir: dir.to_path_buf(),
-            vmlinux: dir.join("build/vmlinux"),
-            boot_image: dir.join("build").join(cell.boot.path_in_build()),
-            vmlinux_h: dir.join("vmlinux.h"),
-            modules: cell.modules.iter().map(|m| dir.join("build").join(m)).collect(),
+            dir: out.to_path_buf(),
+            vmlinux: out.join("vmlinux"),
+            boot_image: out.join(cell.boot.path_in_build()),
+            vmlinux_h: out.join("vmlinux.h"),
+            modules: cell.modules.iter().map(|m| out.join(m)).collect(),
+            config_file: out.join(".config"),
+            source_base: record.source_base.clone(),
+            modules_tree: record.modules_release.as_ref().map(|r| out.join("modules/lib/modules").join(r)),
             record,
             built_now,
             _lease: lease,
         }
     }
 
-    /// Build `cell` into `dir`: configure, check what the configuration
-    /// kept, make, dump the BTF; the record is written last.
+    /// Build `cell` in its `O=` directory: configure, check what the
+    /// configuration kept, make, dump the BTF; then publish the kernel as
+    /// `out` (complete, or not at all).
     fn build(
         &self,
         cell: &KernelCell,
         dir: &Path,
+        out: &Path,
         fragments: &[Fragment],
         compiler: &str,
         key: &str,
@@ -315,17 +376,8 @@ impl<'a> KernelBuilder<'a> {
             tools::require(&tools::BPFTOOL)?;
         }
         crate::kernel::toolfloor::check(&self.source.root, &format!("Linux {}", self.source.version), cell)?;
-        let record_path = dir.join("record.json");
-        // From here until the new record is written the cache entry is
-        // "unbuilt", whatever happens to this process.
-        match std::fs::remove_file(&record_path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(Error::io(format!("removing {}", record_path.display()))(e)),
-        }
-        let obj = dir.join("build");
         let writable = "; set HIDVM_CACHE_DIR to a writable directory with a few GB free";
-        std::fs::create_dir_all(&obj).map_err(Error::io(format!("creating {}{writable}", obj.display())))?;
+        std::fs::create_dir_all(dir).map_err(Error::io(format!("creating {}{writable}", dir.display())))?;
         let log_path = dir.join("build.log");
         let log = File::create(&log_path).map_err(Error::io(format!("creating {}{writable}", log_path.display())))?;
 
@@ -336,45 +388,53 @@ impl<'a> KernelBuilder<'a> {
         let slot = FileLock::acquire(slot_path, Mode::Exclusive, "another kernel build to finish")
             .map_err(Error::io(format!("kernel build slot lock {}", slot_path.display())))?;
         slot.share_with_children(true).map_err(Error::io("kernel build slot lock"))?;
+        let (tree, _tree_lock) = self.source.build_tree()?;
+        let obj = self.obj_dir(cell, &tree);
+        std::fs::create_dir_all(&obj).map_err(Error::io(format!("creating {}{writable}", obj.display())))?;
 
         let started = Instant::now();
-        let what = format!("cell {} (Linux {}, {})", cell.name, self.source.version, compiler);
+        let ccache = self.ccache.clone();
+        let before = ccache.as_ref().map(|c| c.stats());
+        let what = format!("cell {} ({}, {})", cell.name, self.source.label, compiler);
         let progress = self.verbose.then(|| {
             crate::base::output::start(crate::base::output::Phase::KernelBuild { target: &what, log: &log_path })
         });
-        let step = Step {
-            cell: &cell.name,
-            src: &self.source.root,
-            obj: &obj,
-            make_args: cell.make_args(),
-            log: &log,
-            log_path: &log_path,
-        };
+        let mut make_args = cell.make_args();
+        make_args.extend(ccache.as_ref().map(|c| c.make_arg(cell)));
+        let env = ccache.as_ref().map(|c| c.env()).unwrap_or_default();
+        let step = Step { cell: &cell.name, src: &tree, obj: &obj, make_args, env, log: &log, log_path: &log_path };
         let (fragments, resolved_text) = self.configure(&step, cell, dir, fragments)?;
-        self.compile(&step, cell)?;
-        let vmlinux = obj.join("vmlinux");
-        let btf = self.dump_btf(&step, &vmlinux)?;
-        write_atomic(&dir.join("vmlinux.h"), &btf).map_err(Error::io("writing vmlinux.h"))?;
-
-        let (vmlinux_size, vmlinux_mtime_ns) = file_stamp(&vmlinux).map_err(Error::io("stat vmlinux"))?;
+        let with_modules = kconfig::parse(&resolved_text).get("CONFIG_MODULES") == Some(&Some("y".into()));
+        self.compile(&step, cell, with_modules)?;
+        let modules = dir.join("modules");
+        let modules_release = if with_modules { Some(install_modules(&step, &modules)?) } else { None };
+        let btf = self.dump_btf(&step, &obj.join("vmlinux"))?;
+        let stats = ccache.as_ref().zip(before).map(|(c, b)| c.stats().since(b));
         let record = BuildRecord {
             cell: cell.name.clone(),
             request_key: key.to_string(),
             kernel_version: self.source.version.clone(),
+            kernel_source: self.source.label.clone(),
             source_root: self.source.root.clone(),
             source_identity: self.source.identity.clone(),
+            source_base: self.source.copy.then(|| obj.join("..")),
             compiler: compiler.to_string(),
             fragments: fragments.iter().map(|f| f.path.display().to_string()).collect(),
             resolved_config_sha256: sha256_parts([resolved_text.as_bytes()]),
-            vmlinux_size,
-            vmlinux_mtime_ns,
+            vmlinux_size: 0,
+            vmlinux_mtime_ns: 0,
             vmlinux_h_sha256: sha256_parts([btf.as_slice()]),
             build_seconds: started.elapsed().as_secs_f64(),
+            ccache: stats,
+            modules_release,
         };
-        write_atomic(&record_path, serde_json::to_string_pretty(&record).expect("record serializes").as_bytes())
-            .map_err(Error::io("writing the build record"))?;
+        let installed = record.modules_release.is_some().then_some(modules.as_path());
+        let record = publish(&obj, out, cell, &btf, installed, record)?;
         if let Some(p) = progress {
-            p.finish("built");
+            p.finish(&match stats {
+                Some(s) => format!("built ({})", s.describe()),
+                None => "built".into(),
+            });
         }
         Ok(record)
     }
@@ -439,13 +499,13 @@ impl<'a> KernelBuilder<'a> {
         Ok((fragments, resolved_text))
     }
 
-    /// vmlinux, the boot image if it is another, and the cell's modules.
-    fn compile(&self, step: &Step<'_>, cell: &KernelCell) -> Result<()> {
+    /// vmlinux, the boot image if it is another, and the modules.
+    fn compile(&self, step: &Step<'_>, cell: &KernelCell, with_modules: bool) -> Result<()> {
         let mut targets = vec![format!("-j{}", self.jobs), "vmlinux".to_string()];
         if cell.boot.make_target() != "vmlinux" {
             targets.push(cell.boot.make_target().to_string());
         }
-        if !cell.modules.is_empty() {
+        if with_modules || !cell.modules.is_empty() {
             targets.push("modules".to_string());
         }
         step.make(&targets)?;
@@ -482,24 +542,128 @@ impl<'a> KernelBuilder<'a> {
     }
 }
 
-/// The record in `dir` if it matches `key` and the files it describes are
+/// `make modules_install` into `root` (moved into the output by [`publish`]), stripped, without depmod
+/// (the host may have no kmod; the guest runs the image's depmod): the
+/// kernel release it installed.
+fn install_modules(step: &Step<'_>, root: &Path) -> Result<String> {
+    let _ = std::fs::remove_dir_all(root);
+    step.make(&[
+        format!("INSTALL_MOD_PATH={}", root.display()),
+        "INSTALL_MOD_STRIP=1".into(),
+        "DEPMOD=true".into(),
+        "modules_install".into(),
+    ])?;
+    let release = std::fs::read_to_string(step.obj.join("include/config/kernel.release"))
+        .map_err(Error::io("reading include/config/kernel.release"))?
+        .trim()
+        .to_string();
+    if !root.join("lib/modules").join(&release).is_dir() {
+        return Err(Error::KernelBuild {
+            cell: step.cell.to_string(),
+            step: "make modules_install".into(),
+            status: "0".into(),
+            tail: format!("no {}/lib/modules/{release} after modules_install", root.display()),
+            log: step.log_path.to_path_buf(),
+        });
+    }
+    Ok(release)
+}
+
+/// The record in `out` if it matches `key` and the files it describes are
 /// still the ones it describes, boot image included (every path that hands
 /// out a kernel goes through here).
-fn fresh_record(dir: &Path, cell: &KernelCell, key: &str) -> Option<BuildRecord> {
-    let text = std::fs::read_to_string(dir.join("record.json")).ok()?;
+fn fresh_record(out: &Path, cell: &KernelCell, key: &str) -> Option<BuildRecord> {
+    let text = std::fs::read_to_string(out.join("record.json")).ok()?;
     let record: BuildRecord = serde_json::from_str(&text).ok()?;
-    if record.request_key != key || !dir.join("build").join(cell.boot.path_in_build()).exists() {
+    if record.request_key != key || !out.join(cell.boot.path_in_build()).exists() {
         return None;
     }
-    if cell.modules.iter().any(|m| !dir.join("build").join(m).is_file()) {
+    if cell.modules.iter().any(|m| !out.join(m).is_file()) || !out.join(".config").is_file() {
         return None;
     }
-    let (size, mtime) = file_stamp(&dir.join("build/vmlinux")).ok()?;
+    if record.modules_release.as_ref().is_some_and(|r| !out.join("modules/lib/modules").join(r).is_dir()) {
+        return None;
+    }
+    let (size, mtime) = file_stamp(&out.join("vmlinux")).ok()?;
     if size != record.vmlinux_size || mtime != record.vmlinux_mtime_ns {
         return None;
     }
-    let header = std::fs::read(dir.join("vmlinux.h")).ok()?;
+    let header = std::fs::read(out.join("vmlinux.h")).ok()?;
     (sha256_parts([header.as_slice()]) == record.vmlinux_h_sha256).then_some(record)
+}
+
+/// Copy what a test needs of the build in `obj` (vmlinux, the boot image,
+/// the modules, .config) and `btf` into `out`, with the record last, by
+/// way of a temporary directory renamed into place. A stale `out` (its
+/// files no longer what its record says) is replaced.
+fn publish(
+    obj: &Path,
+    out: &Path,
+    cell: &KernelCell,
+    btf: &[u8],
+    modules: Option<&Path>,
+    mut record: BuildRecord,
+) -> Result<BuildRecord> {
+    let parent = out.parent().expect("out has a parent");
+    std::fs::create_dir_all(parent).map_err(Error::io(format!("creating {}", parent.display())))?;
+    let tmp = tempfile::Builder::new().prefix(".new-").tempdir_in(parent).map_err(Error::io("temporary output dir"))?;
+    let mut files: Vec<PathBuf> = vec!["vmlinux".into(), ".config".into(), cell.boot.path_in_build().into()];
+    files.extend(cell.modules.iter().map(PathBuf::from));
+    for f in files {
+        let (from, to) = (obj.join(&f), tmp.path().join(&f));
+        if let Some(d) = to.parent() {
+            std::fs::create_dir_all(d).map_err(Error::io(format!("creating {}", d.display())))?;
+        }
+        std::fs::copy(&from, &to).map_err(Error::io(format!("copying {} to {}", from.display(), to.display())))?;
+    }
+    if let Some(m) = modules {
+        let to = tmp.path().join("modules");
+        std::fs::rename(m, &to).map_err(Error::io(format!("moving {} to {}", m.display(), to.display())))?;
+    }
+    write_atomic(&tmp.path().join("vmlinux.h"), btf).map_err(Error::io("writing vmlinux.h"))?;
+    (record.vmlinux_size, record.vmlinux_mtime_ns) =
+        file_stamp(&tmp.path().join("vmlinux")).map_err(Error::io("stat vmlinux"))?;
+    write_atomic(&tmp.path().join("record.json"), serde_json::to_string_pretty(&record).expect("record").as_bytes())
+        .map_err(Error::io("writing the build record"))?;
+    if out.exists() {
+        // Stale (we hold the cell's build lock, and it is not fresh).
+        let trash = parent.join(format!(".old-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&trash);
+        std::fs::rename(out, &trash).map_err(Error::io(format!("moving {} away", out.display())))?;
+        let _ = std::fs::remove_dir_all(&trash);
+    }
+    std::fs::rename(tmp.keep(), out).map_err(Error::io(format!("moving the kernel into {}", out.display())))?;
+    Ok(record)
+}
+
+/// The lock a test holds (shared) while it uses the kernel in `out`:
+/// `out/<key>.lock`, beside the directory (which is replaced by rename).
+fn lease_path(out: &Path) -> PathBuf {
+    out.with_extension("lock")
+}
+
+/// Remove built kernels of `outs` beyond the newest [`KEEP_OUTPUTS`] (never
+/// `keep`, nor one a test holds).
+fn prune_outputs(outs: &Path, keep: &Path) {
+    let mut all: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(outs)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.as_path() != keep && p.join("record.json").exists())
+        .map(|p| {
+            (std::fs::metadata(p.join("record.json")).and_then(|m| m.modified()).unwrap_or(std::time::UNIX_EPOCH), p)
+        })
+        .collect();
+    all.sort();
+    let surplus = all.len().saturating_sub(KEEP_OUTPUTS.saturating_sub(1));
+    for (_, p) in all.into_iter().take(surplus) {
+        if let Ok(Some(_held)) = FileLock::try_acquire(&lease_path(&p), Mode::Exclusive) {
+            let _ = std::fs::remove_file(p.join("record.json"));
+            let _ = std::fs::remove_dir_all(&p);
+            let _ = std::fs::remove_file(lease_path(&p));
+        }
+    }
 }
 
 /// A failed command's exit code, or "signal" when it was killed.
@@ -521,6 +685,8 @@ struct Step<'a> {
     obj: &'a Path,
     /// The cell's make variables (CC=gcc, LLVM=-19, ...).
     make_args: Vec<String>,
+    /// The compilers' environment (ccache's).
+    env: Vec<(String, String)>,
     log: &'a File,
     log_path: &'a Path,
 }
@@ -539,7 +705,11 @@ impl Step<'_> {
         let shown = format!("{program} {}", args.join(" "));
         let mut log = self.log;
         let _ = writeln!(log, "\n### {shown}");
-        let out = duct::cmd(program, args)
+        let mut cmd = duct::cmd(program, args);
+        for (k, v) in &self.env {
+            cmd = cmd.env(k, v);
+        }
+        let out = cmd
             .dir(self.src)
             .stdin_null()
             .stderr_to_stdout()
@@ -617,7 +787,7 @@ mod tests {
                 "VERSION = 6\nPATCHLEVEL = 12\nSUBLEVEL = 0\nEXTRAVERSION =\n\
                  tinyconfig:\n\tprintf 'CONFIG_64BIT=y\\n' > $(O)/.config\n\
                  olddefconfig:\n\tgrep -v -e CONFIG_DROPME -e CONFIG_TYPO $(O)/.config > $(O)/.config.new; mv $(O)/.config.new $(O)/.config\n\
-                 vmlinux:\n\ttest ! -e {fail}\n\techo built >> {count}\n\tsleep 1\n\techo a-complete-vmlinux-image > $(O)/vmlinux\n\
+                 vmlinux:\n\ttest ! -e {fail}\n\techo built >> {count}\n\tsleep 1\n\tcat drivers/hid/bpf/hid_bpf_struct_ops.c > $(O)/vmlinux\n\techo a-complete-vmlinux-image >> $(O)/vmlinux\n\
                  bzImage:\n\tmkdir -p $(O)/arch/x86/boot\n\techo a-bzimage > $(O)/arch/x86/boot/bzImage\n",
                 fail = dir.path().join("FAIL_BUILD").display(),
                 count = count.display()
@@ -637,9 +807,10 @@ mod tests {
         let root = dir.path().join("repo");
         std::fs::create_dir_all(root.join("guest-image/config")).unwrap();
         std::fs::write(root.join("guest-image/config/a.config"), "CONFIG_HID_BPF=y\n").unwrap();
-        let source = KernelSource::user_tree(&src).unwrap();
+        let cache = dir.path().join("cache");
+        let source = KernelSource::user_tree(&src, &cache).unwrap();
         let bpftool = bpftool.display().to_string();
-        Fixture { cache: dir.path().join("cache"), repo: Repo::checkout(root), source, bpftool, count, _dir: dir }
+        Fixture { cache, repo: Repo::checkout(root), source, bpftool, count, _dir: dir }
     }
 
     fn cell() -> KernelCell {
@@ -667,6 +838,7 @@ mod tests {
         b.verbose = false;
         b.bpftool = f.bpftool.clone();
         b.build_slot = f.cache.join("build-slot.lock");
+        b.ccache = None;
         b
     }
 
@@ -684,6 +856,17 @@ mod tests {
         assert!(!k.built_now);
         assert_eq!(builds(&f), 1);
         assert!(k.vmlinux_h.exists());
+    }
+
+    #[test]
+    fn cached_finds_a_built_kernel_and_never_builds() {
+        let f = fixture();
+        assert!(builder(&f).cached(&cell()).unwrap().is_none(), "nothing built yet");
+        assert_eq!(builds(&f), 0, "asking did not build");
+        drop(builder(&f).ensure(&cell()).unwrap());
+        let k = builder(&f).cached(&cell()).unwrap().expect("now cached");
+        assert!(!k.built_now);
+        assert_eq!(builds(&f), 1);
     }
 
     #[test]
@@ -705,7 +888,10 @@ mod tests {
         let e = builder(&f).ensure(&cell()).err().expect("build must fail").to_string();
         assert!(e.contains("make") && e.contains("build.log"), "{e}");
         let dir = builder(&f).cell_dir(&cell());
-        assert!(!dir.join("record.json").exists(), "a failed build must not leave a record");
+        let records = || {
+            dir.join("out").read_dir().map(|d| d.flatten().filter(|e| e.path().join("record.json").exists()).count())
+        };
+        assert_eq!(records().unwrap_or(0), 0, "a failed build must not leave a record");
         std::fs::remove_file(f._dir.path().join("FAIL_BUILD")).unwrap();
         assert!(builder(&f).ensure(&cell()).unwrap().built_now);
     }
@@ -719,18 +905,6 @@ mod tests {
         std::fs::write(&vmlinux, "trunc").unwrap(); // a truncated image
         assert!(builder(&f).ensure(&cell()).unwrap().built_now);
         assert_eq!(builds(&f), 2);
-    }
-
-    #[test]
-    fn a_record_read_back_is_the_same_build() {
-        let f = fixture();
-        let k = builder(&f).ensure(&cell()).unwrap();
-        // A value serde_json's default float parser reads back one ulp off.
-        let written = BuildRecord { build_seconds: 1.0782101179999999, ..k.record.clone() };
-        let read: BuildRecord = serde_json::from_str(&serde_json::to_string(&written).unwrap()).unwrap();
-        assert!(read.same_build(&written));
-        let rebuilt = BuildRecord { vmlinux_mtime_ns: written.vmlinux_mtime_ns + 1, ..written.clone() };
-        assert!(!rebuilt.same_build(&written));
     }
 
     #[test]
@@ -753,7 +927,7 @@ mod tests {
         std::fs::write(f.repo.fragments_dir().join("a.config"), "CONFIG_HID_BPF=y\nCONFIG_UHID=y\n").unwrap();
         assert!(builder(&f).ensure(&cell()).unwrap().built_now);
         std::fs::write(f.source.root.join("drivers/hid/bpf/hid_bpf_struct_ops.c"), "/* edit */").unwrap();
-        let edited = KernelSource::user_tree(&f.source.root).unwrap();
+        let edited = KernelSource::user_tree(&f.source.root, &f.cache).unwrap();
         assert!(builder_for(&f, &edited).ensure(&cell()).unwrap().built_now);
         assert_eq!(builds(&f), 3);
     }
@@ -765,7 +939,7 @@ mod tests {
             .unwrap();
         std::fs::write(f.repo.fragments_dir().join("a.config"), "CONFIG_HID_BPF=y\nCONFIG_DROPME=y\nCONFIG_TYPO=y\n")
             .unwrap();
-        let src = KernelSource::user_tree(&f.source.root).unwrap();
+        let src = KernelSource::user_tree(&f.source.root, &f.cache).unwrap();
         let b = builder_for(&f, &src);
         let e = b.ensure(&cell()).err().expect("must fail").to_string();
         assert!(e.contains("CONFIG_DROPME (wanted y, resolved: not set),"), "{e}");
@@ -774,7 +948,42 @@ mod tests {
             "{e}"
         );
         assert!(!e.contains("CONFIG_HID_BPF ("), "{e}");
-        assert!(!b.cell_dir(&cell()).join("record.json").exists());
+        assert!(!b
+            .cell_dir(&cell())
+            .join("out")
+            .read_dir()
+            .is_ok_and(|mut d| d.any(|e| e.is_ok_and(|e| e.path().join("record.json").exists()))));
         assert_eq!(builds(&f), 0);
+    }
+
+    /// Two kernels of one tree (`6.12` and `6.12+fix`): built in one
+    /// build tree and `O=` directory, kept side by side, each leased at
+    /// once; switching back is served from the cache.
+    #[test]
+    fn a_tree_and_its_series_are_built_in_one_place_and_kept_side_by_side() {
+        let f = fixture();
+        let base = KernelSource { copy: true, workspace: f.cache.join("kbuild/debian-x"), ..f.source.clone() };
+        let series_dir = f._dir.path().join("fix");
+        std::fs::create_dir_all(&series_dir).unwrap();
+        let file = "drivers/hid/bpf/hid_bpf_struct_ops.c";
+        std::fs::write(
+            series_dir.join("0001-fix.patch"),
+            format!("--- a/{file}\n+++ b/{file}\n@@ -0,0 +1 @@\n+fixed\n"),
+        )
+        .unwrap();
+        let fixed = base.with_patches(&crate::kernel::patches::Series::load(&series_dir).unwrap()).unwrap();
+        let a = builder_for(&f, &base).ensure(&cell()).unwrap();
+        let b = builder_for(&f, &fixed).ensure(&cell()).unwrap();
+        assert!(a.built_now && b.built_now);
+        assert_ne!(a.dir, b.dir);
+        assert!(!std::fs::read_to_string(&a.vmlinux).unwrap().contains("fixed"));
+        assert!(std::fs::read_to_string(&b.vmlinux).unwrap().starts_with("fixed\n"));
+        assert!(f.cache.join("kbuild/debian-x/src/.hidvm-gcc/.config").exists(), "one O= dir in the build tree");
+        drop((a, b));
+        let again = builder_for(&f, &base).ensure(&cell()).unwrap();
+        assert!(!again.built_now);
+        assert!(!std::fs::read_to_string(&again.vmlinux).unwrap().contains("fixed"));
+        assert_eq!(builds(&f), 2);
+        assert_eq!(again.source_base.as_deref(), Some(f.cache.join("kbuild/debian-x/src/.hidvm-gcc/..").as_path()));
     }
 }

@@ -6,17 +6,21 @@
 //! * [`image`]: a prebuilt kernel as found on disk (`--kernel`);
 //! * [`spec`]: kernels (`guest-image/kernels.toml`) and targets (kernel x cell);
 //! * [`packages`]: every Debian package hidvm needs;
+//! * [`lockfile`]: `guest-image/kernels.lock`, the exact Debian source of each kernel;
 //! * [`debian`]: Debian source packages, fetched without installing anything;
-//! * [`patches`]: patch series and private tree copies;
-//! * [`source`]: a kernel's tree (a Debian tarball, or the user's);
+//! * [`patches`]: patch series, tree copies and the build tree's sync;
+//! * [`source`]: a kernel's tree (a Debian tarball, or the user's) and its workspace;
 //! * [`toolfloor`]: the oldest compiler and pahole a tree accepts;
+//! * [`ccache`]: the compiler cache kernel builds use;
 //! * [`build`]: per-cell cached kernel builds;
 //! * [`prebuilt`]: a prebuilt kernel made ready to boot.
 pub mod build;
+pub mod ccache;
 pub mod cell;
 pub mod debian;
 pub mod image;
 pub mod kconfig;
+pub mod lockfile;
 pub mod packages;
 pub mod patches;
 pub mod prebuilt;

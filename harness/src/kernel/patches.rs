@@ -8,10 +8,11 @@
 //! when a patch does not apply, so the first one that fails is named and
 //! nothing half-applied is ever built.
 //!
-//! Patches never touch the tree they are applied to: they go onto a
-//! private copy in the cache, one per base tree, kept in sync with rsync
-//! so files the series does not change keep their timestamps and the
-//! next build of a revised series is incremental.
+//! Patches never touch the tree they are applied to: they go onto a tree
+//! of hard links to it in the cache (one per tree and series, made in
+//! seconds; each patched file gets a file of its own first). Builds run in
+//! one build tree per origin, synced by content ([`sync_build_tree`]), so
+//! switching series rebuilds only what the switch changed.
 use crate::base::error::{one_line, Error, Result};
 use crate::base::layout::sha256_parts;
 use std::path::{Path, PathBuf};
@@ -92,6 +93,20 @@ impl Series {
         )
     }
 
+    /// The files the series names (`--- a/x`, `+++ b/x`), relative to the tree.
+    pub fn touched_files(&self) -> std::collections::BTreeSet<String> {
+        let mut out = std::collections::BTreeSet::new();
+        for p in &self.patches {
+            for line in String::from_utf8_lossy(&p.text).lines() {
+                let path = line.strip_prefix("--- a/").or_else(|| line.strip_prefix("+++ b/"));
+                if let Some(path) = path {
+                    out.insert(path.split('\t').next().unwrap_or(path).trim().to_string());
+                }
+            }
+        }
+        out
+    }
+
     /// Apply every patch to `tree`, in order; the first that does not
     /// apply is the error (it changed nothing: git apply is atomic).
     pub fn apply(&self, tree: &Path, what: &str) -> Result<()> {
@@ -163,51 +178,28 @@ pub enum CopyFiles {
 }
 
 /// Bring `copy` to exactly `origin`'s files (per `files`), leaving files
-/// whose size and time already match untouched (rsync's quick check), so a
-/// build from the copy stays incremental.
-pub fn sync(origin: &Path, copy: &Path, files: CopyFiles) -> Result<()> {
+/// whose size and time already match untouched (rsync's quick check).
+/// `link`: files are hard links to the origin's (a tree made in a second
+/// for a patch series; a patch breaks the link of each file it changes
+/// first, see [`break_links`]); not with `AllThenMrproper`, whose
+/// `make mrproper` must not reach the origin.
+pub fn sync(origin: &Path, copy: &Path, files: CopyFiles, link: bool) -> Result<()> {
     crate::base::tools::require(&crate::base::tools::RSYNC)?;
     std::fs::create_dir_all(copy).map_err(Error::io(format!("creating {}", copy.display())))?;
     let src = format!("{}/", origin.display());
     let dst = format!("{}/", copy.display());
-    let run = |expr: duct::Expression| -> Result<()> {
-        let out = expr.stdout_capture().stderr_capture().unchecked().run().map_err(Error::io("running rsync"))?;
-        if !out.status.success() {
-            return Err(Error::Other(format!(
-                "copying {} to {}: {}",
-                origin.display(),
-                copy.display(),
-                one_line(&String::from_utf8_lossy(&out.stderr), 2)
-            )));
-        }
-        Ok(())
-    };
+    let link_dest = format!("--link-dest={}", std::path::absolute(origin).unwrap_or(origin.to_path_buf()).display());
+    let mut args: Vec<String> = vec!["-a".into()];
+    if link && files != CopyFiles::AllThenMrproper {
+        args.push(link_dest);
+    }
     match files {
         CopyFiles::All | CopyFiles::AllThenMrproper => {
-            run(duct::cmd!("rsync", "-a", "--delete", "--exclude=/.git", &src, &dst))?;
+            args.extend(["--delete".into(), "--exclude=/.git".into(), src, dst]);
+            rsync(origin, copy, duct::cmd("rsync", &args))?;
         }
         CopyFiles::GitListed => {
-            let list = duct::cmd!("git", "ls-files", "-z", "--cached", "--others", "--exclude-standard")
-                .dir(origin)
-                .stdout_capture()
-                .stderr_capture()
-                .unchecked()
-                .run()
-                .map_err(Error::io("running git ls-files"))?;
-            if !list.status.success() {
-                return Err(Error::Other(format!(
-                    "listing the files of {}: {}",
-                    origin.display(),
-                    one_line(&String::from_utf8_lossy(&list.stderr), 2)
-                )));
-            }
-            // Only files that exist (a deleted, still tracked file is not copied).
-            let names: Vec<&[u8]> = list.stdout.split(|b| *b == 0).filter(|n| !n.is_empty()).collect();
-            let existing: Vec<u8> = names
-                .iter()
-                .filter(|n| origin.join(String::from_utf8_lossy(n).as_ref()).is_file())
-                .flat_map(|n| n.iter().copied().chain([0]))
-                .collect();
+            let existing = git_listed(origin)?;
             // --delete does not reach files outside the list: remove them
             // by comparing the copy with the list.
             let keep: std::collections::BTreeSet<String> = existing
@@ -216,25 +208,90 @@ pub fn sync(origin: &Path, copy: &Path, files: CopyFiles) -> Result<()> {
                 .map(|n| String::from_utf8_lossy(n).into_owned())
                 .collect();
             remove_unlisted(copy, copy, &keep)?;
-            run(duct::cmd!("rsync", "-a", "--from0", "--files-from=-", &src, &dst).stdin_bytes(existing))?;
+            args.extend(["--from0".into(), "--files-from=-".into(), src, dst]);
+            rsync(origin, copy, duct::cmd("rsync", &args).stdin_bytes(existing))?;
         }
     }
     if files == CopyFiles::AllThenMrproper {
-        let out = duct::cmd!("make", "-C", copy, "mrproper")
-            .stdout_capture()
-            .stderr_capture()
-            .unchecked()
-            .run()
-            .map_err(Error::io("running make mrproper"))?;
-        if !out.status.success() {
-            return Err(Error::Other(format!(
-                "make mrproper in the copy {}: {}",
-                copy.display(),
-                one_line(&String::from_utf8_lossy(&out.stderr), 2)
-            )));
-        }
+        checked(duct::cmd!("make", "-C", copy, "mrproper"), &format!("make mrproper in the copy {}", copy.display()))?;
     }
     Ok(())
+}
+
+/// Run `expr`; its stdout, or an error saying `what` failed and its last
+/// lines of stderr.
+fn checked(expr: duct::Expression, what: &str) -> Result<Vec<u8>> {
+    let out = expr.stdout_capture().stderr_capture().unchecked().run().map_err(Error::io(format!("running {what}")))?;
+    if !out.status.success() {
+        return Err(Error::Other(format!("{what}: {}", one_line(&String::from_utf8_lossy(&out.stderr), 2))));
+    }
+    Ok(out.stdout)
+}
+
+/// Run an rsync from `origin` to `copy`; its stdout.
+fn rsync(origin: &Path, copy: &Path, expr: duct::Expression) -> Result<String> {
+    let out = checked(expr, &format!("copying {} to {}", origin.display(), copy.display()))?;
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// The files git lists in `origin` (tracked, and untracked but not
+/// ignored) that exist, NUL-separated.
+fn git_listed(origin: &Path) -> Result<Vec<u8>> {
+    let list = checked(
+        duct::cmd!("git", "ls-files", "-z", "--cached", "--others", "--exclude-standard").dir(origin),
+        &format!("listing the files of {}", origin.display()),
+    )?;
+    // Only files that exist (a deleted, still tracked file is not copied).
+    Ok(list
+        .split(|b| *b == 0)
+        .filter(|n| !n.is_empty())
+        .filter(|n| origin.join(String::from_utf8_lossy(n).as_ref()).is_file())
+        .flat_map(|n| n.iter().copied().chain([0]))
+        .collect())
+}
+
+/// Give each of `files` in `tree` a file of its own (same content), so a
+/// change to it does not reach the tree it is hard-linked from.
+pub fn break_links(tree: &Path, files: &std::collections::BTreeSet<String>) -> Result<()> {
+    for f in files {
+        let path = tree.join(f);
+        if !path.is_file() {
+            continue;
+        }
+        let tmp =
+            path.with_file_name(format!(".{}.hidvm-unlink", path.file_name().unwrap_or_default().to_string_lossy()));
+        std::fs::copy(&path, &tmp)
+            .and_then(|_| std::fs::rename(&tmp, &path))
+            .map_err(Error::io(format!("copying {} before patching it", path.display())))?;
+    }
+    Ok(())
+}
+
+/// Bring the build tree `dest` to exactly `origin`'s content, comparing
+/// files by content: a file that changed gets a new modification time (so
+/// `make` rebuilds what depends on it, also when it went back to an older
+/// version), every other file keeps its own. `dest`'s `/.hidvm-*` entries
+/// (its build directories and state) are left alone. Returns how many
+/// files changed.
+pub fn sync_build_tree(origin: &Path, dest: &Path) -> Result<usize> {
+    crate::base::tools::require(&crate::base::tools::RSYNC)?;
+    std::fs::create_dir_all(dest).map_err(Error::io(format!("creating {}", dest.display())))?;
+    let out = rsync(
+        origin,
+        dest,
+        duct::cmd!(
+            "rsync",
+            "-rlpD",
+            "--checksum",
+            "--delete",
+            "--exclude=/.git",
+            "--exclude=/.hidvm-*",
+            "--out-format=%n",
+            format!("{}/", origin.display()),
+            format!("{}/", dest.display())
+        ),
+    )?;
+    Ok(out.lines().filter(|l| !l.ends_with('/')).count())
 }
 
 fn remove_unlisted(root: &Path, dir: &Path, keep: &std::collections::BTreeSet<String>) -> Result<()> {
@@ -305,6 +362,54 @@ mod tests {
         assert!(Series::load(Path::new("/nonexistent/series")).is_err());
     }
 
+    /// Switching the build tree to another tree's content: each changed
+    /// file is newer than before (also when it went back to an older
+    /// version: make must rebuild it), the others keep their time, and the
+    /// build directories inside are left alone.
+    #[test]
+    fn the_build_tree_follows_content_and_a_changed_file_is_always_newer() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        for t in [&a, &b] {
+            std::fs::write(t.path().join("same.c"), "same\n").unwrap();
+        }
+        std::fs::write(a.path().join("f.c"), "version a\n").unwrap();
+        std::fs::write(b.path().join("f.c"), "version b\n").unwrap();
+        let old = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000);
+        std::fs::File::options().write(true).open(a.path().join("f.c")).unwrap().set_modified(old).unwrap();
+        let tree = tempfile::tempdir().unwrap();
+        assert_eq!(sync_build_tree(a.path(), tree.path()).unwrap(), 2);
+        std::fs::create_dir_all(tree.path().join(".hidvm-gcc")).unwrap();
+        std::fs::write(tree.path().join(".hidvm-gcc/f.o"), "object").unwrap();
+        let mtime = |p: &str| std::fs::metadata(tree.path().join(p)).unwrap().modified().unwrap();
+        let (same0, f0) = (mtime("same.c"), mtime("f.c"));
+        assert!(f0 > old, "a copied file is as new as the copy");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert_eq!(sync_build_tree(b.path(), tree.path()).unwrap(), 1);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert_eq!(sync_build_tree(a.path(), tree.path()).unwrap(), 1, "back to a: one file changed");
+        assert_eq!(std::fs::read_to_string(tree.path().join("f.c")).unwrap(), "version a\n");
+        assert!(mtime("f.c") > f0, "back to the old version, and still newer than its object");
+        assert_eq!(mtime("same.c"), same0);
+        assert!(tree.path().join(".hidvm-gcc/f.o").exists());
+        assert_eq!(sync_build_tree(a.path(), tree.path()).unwrap(), 0);
+    }
+
+    #[test]
+    fn a_linked_copy_is_patched_without_touching_its_origin() {
+        let origin = tempfile::tempdir().unwrap();
+        std::fs::write(origin.path().join("f.c"), "old\n").unwrap();
+        let copy = tempfile::tempdir().unwrap();
+        sync(origin.path(), copy.path(), CopyFiles::All, true).unwrap();
+        let s = tempfile::tempdir().unwrap();
+        std::fs::write(s.path().join("0001.patch"), ONE).unwrap();
+        let series = Series::load(s.path()).unwrap();
+        assert_eq!(series.touched_files().into_iter().collect::<Vec<_>>(), ["f.c"]);
+        break_links(copy.path(), &series.touched_files()).unwrap();
+        series.apply(copy.path(), "x").unwrap();
+        assert_eq!(std::fs::read_to_string(copy.path().join("f.c")).unwrap(), "new\n");
+        assert_eq!(std::fs::read_to_string(origin.path().join("f.c")).unwrap(), "old\n");
+    }
+
     #[test]
     fn sync_keeps_unchanged_files_untouched_and_removes_extra_ones() {
         let origin = tempfile::tempdir().unwrap();
@@ -312,12 +417,12 @@ mod tests {
         std::fs::create_dir_all(origin.path().join("d")).unwrap();
         std::fs::write(origin.path().join("d/b.c"), "b\n").unwrap();
         let copy = tempfile::tempdir().unwrap();
-        sync(origin.path(), copy.path(), CopyFiles::All).unwrap();
+        sync(origin.path(), copy.path(), CopyFiles::All, false).unwrap();
         let t0 = std::fs::metadata(copy.path().join("d/b.c")).unwrap().modified().unwrap();
         std::fs::write(copy.path().join("a.c"), "patched\n").unwrap();
         std::fs::write(copy.path().join("new.c"), "added by a patch\n").unwrap();
         std::thread::sleep(std::time::Duration::from_millis(20));
-        sync(origin.path(), copy.path(), CopyFiles::All).unwrap();
+        sync(origin.path(), copy.path(), CopyFiles::All, false).unwrap();
         assert_eq!(std::fs::read_to_string(copy.path().join("a.c")).unwrap(), "a\n");
         assert!(!copy.path().join("new.c").exists());
         assert_eq!(std::fs::metadata(copy.path().join("d/b.c")).unwrap().modified().unwrap(), t0);

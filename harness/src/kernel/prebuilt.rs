@@ -15,7 +15,9 @@ use crate::kernel::image::PrebuiltImage;
 use crate::kernel::kconfig::{self, Fragment};
 use std::path::{Path, PathBuf};
 
-/// hidvm's own fragments every kernel must satisfy (not the flavours').
+/// hidvm's own fragments every kernel must satisfy (not the flavours', nor
+/// the hid-tools suite's: a distribution kernel has its drivers built in and
+/// no modules tree for the suite, and only `hidvm hid-tools` needs them).
 fn base_fragments(repo: &Repo) -> Result<Vec<Fragment>> {
     let dir = repo.fragments_dir();
     let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
@@ -24,6 +26,7 @@ fn base_fragments(repo: &Repo) -> Result<Vec<Fragment>> {
         .map(|e| e.path())
         .filter(|p| p.extension().is_some_and(|x| x == "config"))
         .filter(|p| !p.file_name().unwrap_or_default().to_string_lossy().starts_with("flavour-"))
+        .filter(|p| p.file_name().unwrap_or_default() != crate::kernel::build::HIDTOOLS_FRAGMENT)
         .collect();
     paths.sort();
     paths.iter().map(|p| Fragment::read(p).map_err(Error::io(format!("reading {}", p.display())))).collect()
@@ -82,8 +85,10 @@ pub fn prepare(repo: &Repo, cache: &Path, image: &PrebuiltImage, header_tree: &P
         cell: cell.name.clone(),
         request_key: key.clone(),
         kernel_version: image.version.clone(),
+        kernel_source: String::new(),
         source_root: image.boot_image.clone(),
         source_identity: identity,
+        source_base: None,
         compiler: kconfig::parse(&image.config_text)
             .get("CONFIG_CC_VERSION_TEXT")
             .cloned()
@@ -97,6 +102,8 @@ pub fn prepare(repo: &Repo, cache: &Path, image: &PrebuiltImage, header_tree: &P
         vmlinux_mtime_ns: 0,
         vmlinux_h_sha256: sha256_parts([h.as_slice()]),
         build_seconds: 0.0,
+        ccache: None,
+        modules_release: None,
     };
     Ok(BuiltKernel::from_parts(cell, dir, vmlinux, image.boot_image.clone(), vmlinux_h, record, lease))
 }

@@ -1,7 +1,10 @@
 //! The one-screen summary: scenario x (kernel x cell) -> pass/fail/skip,
 //! with rows whose verdict differs between the compilers of a kernel
 //! flagged compiler-dependent, and between the kernels of a compiler
-//! flagged kernel-dependent.
+//! flagged kernel-dependent; with a baseline kernel, each kernel is held
+//! against the baseline on the same cell instead ("differs from baseline
+//! 6.12"): pass, known kernel bug and failure differ, and so do two
+//! failures with different crash titles.
 use crate::judge::verdict::Verdict;
 use crate::kernel::spec::Target;
 use crate::results::report::RunReport;
@@ -29,6 +32,16 @@ pub struct Matrix {
     /// differences (one compiler's hit in 20 rounds says nothing about the
     /// compiler).
     chance: std::collections::BTreeSet<(String, Target)>,
+    /// Cells where a known race with a measured rate (`1 in 20`) hit in a
+    /// single run: no side in the baseline comparison (a hit in one run
+    /// says nothing about the kernel; `--repeat` does).
+    rare: std::collections::BTreeSet<(String, Target)>,
+    /// (row, target) -> the crash titles of a failure.
+    titles: BTreeMap<(String, Target), Vec<String>>,
+    /// The kernel every other kernel is held against (`--baseline`).
+    pub baseline: Option<String>,
+    /// Kernel -> its exact source (`6.12.118-1~deb12u1 = linux-source-6.12 …`).
+    pub sources: BTreeMap<String, String>,
 }
 
 /// How a row's verdicts vary across the matrix.
@@ -36,14 +49,25 @@ pub struct Matrix {
 pub struct Differences {
     /// Kernels on which the compilers disagree ("fails on LLVM, passes on gcc").
     pub between_compilers: Vec<String>,
-    /// Cells on which the kernels disagree (a kernel change).
+    /// Cells on which the kernels disagree (a kernel change); none with a
+    /// baseline, whose comparison says it target by target.
     pub between_kernels: Vec<String>,
+    /// Targets whose outcome differs from the baseline kernel's on their cell.
+    pub from_baseline: Vec<String>,
 }
 
 impl Differences {
     pub fn any(&self) -> bool {
-        !self.between_compilers.is_empty() || !self.between_kernels.is_empty()
+        !self.between_compilers.is_empty() || !self.between_kernels.is_empty() || !self.from_baseline.is_empty()
     }
+}
+
+/// What the baseline comparison compares.
+#[derive(Debug, PartialEq, Eq)]
+enum Outcome<'a> {
+    Pass,
+    Known,
+    Fail(&'a [String]),
 }
 
 impl Matrix {
@@ -56,7 +80,64 @@ impl Matrix {
             known: BTreeMap::new(),
             skipped: BTreeMap::new(),
             chance: Default::default(),
+            rare: Default::default(),
+            titles: BTreeMap::new(),
+            baseline: None,
+            sources: BTreeMap::new(),
         }
+    }
+
+    /// The crash titles of a failed cell (compared with the baseline's).
+    pub fn record_titles(&mut self, row: &str, target: &Target, titles: Vec<String>) {
+        self.titles.insert((row.to_string(), target.clone()), titles);
+    }
+
+    /// What a results record says beyond its status: its crash titles,
+    /// whether it was a race known to hit sometimes that hit in one run,
+    /// and its kernel's source.
+    pub fn note_record(&mut self, r: &crate::results::records::TestRecord) {
+        let t = r.target();
+        self.record_titles(&r.row, &t, r.crashes.clone());
+        let measured = r.known.as_ref().is_some_and(|k| k.rate != "always");
+        if r.status == crate::results::records::Status::Known && r.rounds.len() <= 1 && measured {
+            self.mark_rare(&r.row, &t);
+        }
+        if let Some(source) = &r.kernel_source {
+            self.sources.entry(r.kernel.clone()).or_insert_with(|| source.clone());
+        }
+    }
+
+    /// A known race with a measured rate hit in one run (see `rare`).
+    pub fn mark_rare(&mut self, row: &str, target: &Target) {
+        self.rare.insert((row.to_string(), target.clone()));
+    }
+
+    fn outcome(&self, key: &(String, Target)) -> Option<Outcome<'_>> {
+        if self.chance.contains(key) || self.rare.contains(key) {
+            return None;
+        }
+        let ok = *self.verdicts.get(key)?;
+        Some(match (ok, self.is_known(key)) {
+            (true, _) => Outcome::Pass,
+            (false, true) => Outcome::Known,
+            (false, false) => Outcome::Fail(self.titles.get(key).map(Vec::as_slice).unwrap_or_default()),
+        })
+    }
+
+    /// The targets of other kernels whose outcome in `row` differs from
+    /// the baseline kernel's on the same cell.
+    fn changed_since_baseline(&self, row: &str, base: &str) -> Vec<String> {
+        let key = |t: &Target| (row.to_string(), t.clone());
+        self.targets
+            .iter()
+            .filter(|t| t.kernel != base)
+            .filter(|t| {
+                let b = self.outcome(&key(&Target::new(base, &t.cell)));
+                let o = self.outcome(&key(t));
+                matches!((b, o), (Some(b), Some(o)) if b != o)
+            })
+            .map(Target::label)
+            .collect()
     }
 
     pub fn record(&mut self, row: &str, target: &Target, outcome: std::result::Result<&RunReport, &str>) {
@@ -80,6 +161,9 @@ impl Matrix {
         };
         self.record_text(row, target, text, ok);
         self.known.insert((row.to_string(), target.clone()), known);
+        if let Ok(r) = outcome {
+            self.record_titles(row, target, r.crashes.iter().map(|c| c.title.clone()).collect());
+        }
     }
 
     /// A failure a known-failures list explains (shown as KNOWN: not a
@@ -109,6 +193,7 @@ impl Matrix {
         // A cell recorded again (a known bug that changed) is what it says now.
         self.known.remove(&(row.to_string(), target.clone()));
         self.chance.remove(&(row.to_string(), target.clone()));
+        self.rare.remove(&(row.to_string(), target.clone()));
     }
 
     /// A known kernel bug hit in some rounds only (`KNOWN 3/20`).
@@ -149,6 +234,10 @@ impl Matrix {
                 d.between_compilers.push(k.to_string());
             }
         }
+        if let Some(base) = &self.baseline {
+            d.from_baseline = self.changed_since_baseline(row, base);
+            return d;
+        }
         let mut cells: Vec<&str> = self.targets.iter().map(|t| t.cell.as_str()).collect();
         cells.sort();
         cells.dedup();
@@ -169,6 +258,11 @@ impl Matrix {
     /// Rows whose verdict differs between the kernels of some cell.
     pub fn kernel_dependent(&self) -> Vec<&str> {
         self.rows.iter().filter(|r| !self.differences(r).between_kernels.is_empty()).map(String::as_str).collect()
+    }
+
+    /// Rows whose outcome on some kernel differs from the baseline's.
+    pub fn differs_from_baseline(&self) -> Vec<&str> {
+        self.rows.iter().filter(|r| !self.differences(r).from_baseline.is_empty()).map(String::as_str).collect()
     }
 
     /// Every test that ran passed, or failed exactly as a known kernel bug says.
@@ -194,7 +288,38 @@ impl Matrix {
         if k > 0 {
             out.push_str(&format!("; {k} kernel-dependent difference(s)"));
         }
+        if let Some(base) = &self.baseline {
+            out.push_str(&format!("; {} row(s) differ from baseline {base}", self.differs_from_baseline().len()));
+        }
         out
+    }
+
+    /// A row's flags, as words (`compiler-dependent (6.12)`).
+    fn flag_words(&self, d: &Differences, long: bool) -> Vec<String> {
+        let mut flags = Vec::new();
+        if !d.between_compilers.is_empty() {
+            flags.push(match long {
+                true => format!("differs between compilers on {}: compiler-dependent", d.between_compilers.join(", ")),
+                false => format!("compiler-dependent ({})", d.between_compilers.join(", ")),
+            });
+        }
+        if !d.between_kernels.is_empty() {
+            flags.push(match long {
+                true => format!("differs between kernels on {}: kernel-dependent", d.between_kernels.join(", ")),
+                false => format!("kernel-dependent ({})", d.between_kernels.join(", ")),
+            });
+        }
+        if let (false, Some(base)) = (d.from_baseline.is_empty(), &self.baseline) {
+            flags.push(format!("differs from baseline {base} on {}", d.from_baseline.join(", ")));
+        }
+        flags
+    }
+
+    /// Each kernel's exact source, one line each (under the matrix).
+    fn sources_text(&self) -> String {
+        let mut kernels: Vec<&str> = self.targets.iter().map(|t| t.kernel.as_str()).collect();
+        kernels.dedup();
+        kernels.iter().filter_map(|k| self.sources.get(*k).map(|s| format!("kernel {k}: {s}\n"))).collect()
     }
 
     /// The matrix as a Markdown table (CI's `$GITHUB_STEP_SUMMARY`): rows
@@ -213,17 +338,14 @@ impl Matrix {
                 .iter()
                 .map(|t| self.cells_of.get(&(row.clone(), t.clone())).map(String::as_str).unwrap_or("-"))
                 .collect();
-            let d = self.differences(row);
-            let mut flags = Vec::new();
-            if !d.between_compilers.is_empty() {
-                flags.push(format!("compiler-dependent ({})", d.between_compilers.join(", ")));
-            }
-            if !d.between_kernels.is_empty() {
-                flags.push(format!("kernel-dependent ({})", d.between_kernels.join(", ")));
-            }
+            let flags = self.flag_words(&self.differences(row), false);
             out.push_str(&format!("| {row} | {} | {} |\n", cells.join(" | "), flags.join("; ")));
         }
         out.push_str(&format!("\n{}\n", self.tally()));
+        let sources = self.sources_text();
+        if !sources.is_empty() {
+            out.push_str(&format!("\n{}", sources.lines().map(|l| format!("- {l}\n")).collect::<String>()));
+        }
         out
     }
 
@@ -248,22 +370,13 @@ impl Matrix {
                 .iter()
                 .map(|t| col(self.cells_of.get(&(row.clone(), t.clone())).map(String::as_str).unwrap_or("-")))
                 .collect();
-            let d = self.differences(row);
-            let mut flags = Vec::new();
-            if !d.between_compilers.is_empty() {
-                flags.push(format!(
-                    "differs between compilers on {}: compiler-dependent",
-                    d.between_compilers.join(", ")
-                ));
-            }
-            if !d.between_kernels.is_empty() {
-                flags.push(format!("differs between kernels on {}: kernel-dependent", d.between_kernels.join(", ")));
-            }
+            let flags = self.flag_words(&self.differences(row), true);
             let flag = if flags.is_empty() { String::new() } else { format!("  <- {}", flags.join("; ")) };
             out.push_str(&format!("{row:<width$}  {}{flag}\n", cells.trim_end()));
         }
         out.push_str(&self.tally());
         out.push('\n');
+        out.push_str(&self.sources_text());
         // Each distinct skip reason once, with the tests it covers.
         let mut reasons: BTreeMap<&str, Vec<String>> = BTreeMap::new();
         for ((row, t), why) in &self.skipped {
@@ -352,6 +465,49 @@ mod tests {
         let r = m.render();
         assert!(r.contains("2/2 passed; 2 skipped"), "{r}");
         assert!(r.contains("skipped: needs Linux >= 6.15: 6.12-gcc::c, 6.12-llvm::c"), "{r}");
+    }
+
+    /// `--baseline 6.12`: a series that turns a known bug into a pass, a
+    /// pass into a known bug, or one crash into another is flagged, row by
+    /// row; the same outcome, a skip or a race hit by chance is not.
+    #[test]
+    fn rows_that_differ_from_the_baseline_are_flagged_and_nothing_else() {
+        let targets = vec![t("6.12", "gcc"), t("6.12", "llvm"), t("6.12+fix", "gcc"), t("6.12+fix", "llvm")];
+        let mut m = Matrix::new(targets.clone());
+        m.baseline = Some("6.12".into());
+        m.sources.insert("6.12+fix".into(), "6.12.118-1~deb12u1+fix@1a2b3c4d".into());
+        for target in &targets {
+            m.record_text("same", target, "pass".into(), true);
+            m.record_known("known_everywhere", target);
+            m.record_skip("skipped", target, "needs Linux >= 6.15");
+        }
+        for c in ["gcc", "llvm"] {
+            m.record_known("race_fixed", &t("6.12", c));
+            m.record_text("race_fixed", &t("6.12+fix", c), "pass".into(), true);
+            m.record_text("crash", &t("6.12", c), "FAIL".into(), false);
+            m.record_titles("crash", &t("6.12", c), vec!["BUG: kernel NULL pointer dereference in a".into()]);
+            m.record_text("crash", &t("6.12+fix", c), "FAIL".into(), false);
+            m.record_titles("crash", &t("6.12+fix", c), vec!["BUG: kernel NULL pointer dereference in a".into()]);
+            m.record_text("rare_race", &t("6.12", c), "pass".into(), true);
+        }
+        // A known race (measured rate) that hit once in the series' column: chance.
+        m.record_known("rare_race", &t("6.12+fix", "gcc"));
+        m.mark_rare("rare_race", &t("6.12+fix", "gcc"));
+        m.record_text("rare_race", &t("6.12+fix", "llvm"), "pass".into(), true);
+        // The same failure with another crash title is a difference.
+        m.record_titles("crash", &t("6.12+fix", "llvm"), vec!["WARNING in cleanup_srcu_struct".into()]);
+        // Known where the baseline passes: news, not KNOWN.
+        m.record_text("newly_known", &t("6.12", "gcc"), "pass".into(), true);
+        m.record_known("newly_known", &t("6.12+fix", "gcc"));
+        assert_eq!(m.differs_from_baseline(), ["race_fixed", "crash", "newly_known"]);
+        assert_eq!(m.differences("race_fixed").from_baseline, ["6.12+fix-gcc", "6.12+fix-llvm"]);
+        assert!(m.kernel_dependent().is_empty(), "the baseline comparison replaces the kernel flag");
+        let r = m.render();
+        assert!(r.contains("<- differs from baseline 6.12 on 6.12+fix-gcc, 6.12+fix-llvm"), "{r}");
+        assert!(r.contains("3 row(s) differ from baseline 6.12"), "{r}");
+        assert!(r.contains("kernel 6.12+fix: 6.12.118-1~deb12u1+fix@1a2b3c4d"), "{r}");
+        assert!(!r.lines().any(|l| l.starts_with("same") && l.contains("<-")), "{r}");
+        assert!(m.render_markdown().contains("| differs from baseline 6.12 on 6.12+fix-gcc, 6.12+fix-llvm |"));
     }
 
     #[test]

@@ -7,9 +7,14 @@
 //!   kernel-dependent rows flagged;
 //! * [`records`]: one record per test, as JSON and JSON lines;
 //! * [`ktap`]: KTAP, parsed and written;
+//! * [`junit`]: JUnit XML, written;
 //! * [`summary`]: many results files merged into one matrix;
-//! * [`html`]: the self-contained HTML report and the Markdown step summary.
+//! * [`html`]: the self-contained HTML report and the Markdown step summary;
+//! * [`files`]: every results file a command writes (`--json`, `--ktap`,
+//!   `--junit`, `--html`), from one set of records.
+pub mod files;
 pub mod html;
+pub mod junit;
 pub mod ktap;
 pub mod matrix;
 pub mod rdesc;

@@ -37,6 +37,9 @@ pub struct RunReport {
     /// From starting QEMU to the agent's first line.
     #[serde(default)]
     pub first_answer_seconds: Option<f64>,
+    /// Where the test's time went, host and VM, in order.
+    #[serde(default)]
+    pub phases: Vec<crate::base::timeline::Phase>,
     pub run_dir: PathBuf,
     #[serde(skip)]
     pub guest: GuestReport,
@@ -147,6 +150,13 @@ impl RunReport {
             hits: races.iter().map(|r| r.hits).sum(),
             rounds: races.iter().map(|r| r.rounds).sum(),
         })
+    }
+
+    /// The guest never answered and its agent never said hello: the kernel
+    /// did not boot to the agent, which says nothing about the test.
+    pub fn never_answered(&self) -> bool {
+        matches!(&self.verdict, Verdict::Fail { kind, .. } if *kind == crate::judge::verdict::FailureKind::NoAnswer)
+            && self.guest.hello.is_none()
     }
 
     /// Passed, or failed exactly as a known kernel bug says it does.

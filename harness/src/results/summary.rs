@@ -104,8 +104,9 @@ pub fn known_changes(results: &Results) -> Vec<(usize, String)> {
 /// The scenario x target matrix of these records, targets kernel-major;
 /// `missing` planned tests show as MISSING (a failure), and records of a
 /// known bug that changed ([`known_changes`]) as CHANGED.
-pub fn matrix_with(results: &Results, missing: &[Planned], changed: &[usize]) -> Matrix {
+pub fn matrix_with(results: &Results, missing: &[Planned], changed: &[usize], baseline: Option<&str>) -> Matrix {
     let mut m = matrix(results);
+    m.baseline = baseline.map(str::to_string);
     for p in missing {
         if !m.targets.contains(&p.target) {
             m.targets.push(p.target.clone());
@@ -144,6 +145,7 @@ pub fn matrix(results: &Results) -> Matrix {
             Status::Flaky => m.record_text(&r.row, &t, "FLAKY".into(), false),
             Status::Skip => m.record_skip(&r.row, &t, r.reason.as_deref().unwrap_or("no reason given")),
         }
+        m.note_record(r);
     }
     m
 }
@@ -227,7 +229,7 @@ mod tests {
         assert_eq!(lines.len(), 2, "{lines:?}");
         assert!(lines[0].starts_with("6.12-gcc: 1 of 2 planned tests have no result (y)"), "{lines:?}");
         assert!(lines[1].starts_with("7.3-llvm: no results at all (2 tests planned)"), "{lines:?}");
-        let m = matrix_with(&results, &lack, &[]);
+        let m = matrix_with(&results, &lack, &[], None);
         assert!(!m.all_passed(), "a missing record is a failure");
         assert!(m.render().contains("MISSING"));
         // Without a plan, the same records pass: the plan is what catches it.
@@ -249,7 +251,27 @@ mod tests {
         let changes = known_changes(&all);
         assert_eq!(changes.len(), 1, "{changes:?}");
         assert!(changes[0].1.contains("4 of 4 runs"), "{changes:?}");
-        assert!(!matrix_with(&all, &[], &[5]).all_passed());
+        assert!(!matrix_with(&all, &[], &[5], None).all_passed());
+    }
+
+    /// `hidvm summary --baseline 6.12`: records know their kernel and
+    /// source, so merged files are held against the baseline too.
+    #[test]
+    fn merged_results_are_held_against_a_baseline_kernel() {
+        let mut rows = Vec::new();
+        for k in ["6.12", "6.12+fix"] {
+            let mut race =
+                test_record(k, "gcc", "race_attach_vs_destroy", if k == "6.12" { Status::Known } else { Status::Pass });
+            race.kernel_source = Some(format!("{k}-label"));
+            rows.push(race);
+            rows.push(test_record(k, "gcc", "mouse", Status::Pass));
+            let mut srcu = test_record(k, "gcc", "race_srcu", if k == "6.12" { Status::Pass } else { Status::Known });
+            srcu.known = Some(crate::results::records::KnownRef { entry: 6, rate: "2 in 80".into(), matched: true });
+            rows.push(srcu);
+        }
+        let m = matrix_with(&Results::new(rows), &[], &[], Some("6.12"));
+        assert_eq!(m.differs_from_baseline(), ["race_attach_vs_destroy"], "{}", m.render());
+        assert!(m.render().contains("kernel 6.12+fix: 6.12+fix-label"), "{}", m.render());
     }
 
     #[test]

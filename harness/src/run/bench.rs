@@ -4,23 +4,40 @@ use crate::base::error::{Error, Result};
 use crate::catalogue::scenarios::Kind;
 use crate::kernel::spec::Target;
 use crate::run::suite::Suite;
-use crate::run::{one_test, plan, pool};
+use crate::run::{bench_cold, bench_goals as goals, one_test, pipeline, plan};
 use crate::vm::snapshot;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 pub struct BenchOptions {
-    /// Also measure cold kernel builds (each cell into an empty cache).
+    /// Also time a fresh clone's `make vm-test` from an empty cache
+    /// (`bench_cold`): the first-verdict and whole-matrix rows.
     pub cold: bool,
+    /// Also time rebuilding every kernel after a (simulated) point release.
+    pub rebuild: bool,
     /// Repetitions for VM timings.
     pub runs: usize,
+    /// Where the cold measurements work (kept); default: a temporary
+    /// directory, removed afterwards. About 8 GB for four kernels.
+    pub scratch: Option<PathBuf>,
 }
 
 struct Stats(Vec<Duration>);
 
 impl Stats {
-    fn line(&self) -> String {
+    fn sorted(&self) -> Vec<f64> {
         let mut v: Vec<f64> = self.0.iter().map(|d| d.as_secs_f64()).collect();
-        v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        v.sort_by(|a, b| a.total_cmp(b));
+        v
+    }
+
+    fn median(&self) -> Option<f64> {
+        let v = self.sorted();
+        v.get(v.len() / 2).copied()
+    }
+
+    fn line(&self) -> String {
+        let v = self.sorted();
         if v.is_empty() {
             return "-".into();
         }
@@ -37,41 +54,71 @@ pub fn run(suite: &Suite, opts: &BenchOptions) -> Result<bool> {
         let source = suite.source(&k.name)?;
         println!("kernel {}: Linux {} ({})", k.name, source.version, source.root.display());
     }
-    if opts.cold {
-        cold_builds(suite, &targets)?;
+    let mut goals = goals::Goals::default();
+    let mut passed = true;
+    if opts.cold || opts.rebuild {
+        cold_measurements(suite, &targets, opts, &mut goals)?;
+        passed &= goals.cold.as_ref().is_none_or(|c| c.status == Some(0));
     }
     cached_lookups(suite, &targets)?;
-    single_vm(suite, &targets, opts.runs)?;
-    let (per_test_by_kernel, failed) = warm_catalogue(suite, &targets)?;
+    goals.one_test = single_vm(suite, &targets, opts.runs)?;
+    let catalogue = full_catalogue(suite, &targets)?;
+    passed &= catalogue.failed == 0;
     // The kernel's own hid_bpf selftest: many tests in one VM, the floor
     // a VM-per-test harness is compared with.
-    // Both had the whole machine: the ratio compares wall time per test.
-    if let Some(first) = per_test_by_kernel.first() {
-        upstream_selftest(suite, first);
+    goals.upstream = upstream_selftest(suite, &targets[0], &catalogue);
+    goals.catalogue = Some(catalogue);
+    goals.print();
+    if !passed {
+        println!("tests FAILED in the runs measured (above): these numbers measured failing runs");
     }
-    if failed > 0 {
-        println!("{failed} test(s) FAILED in the warm catalogue: these numbers measured failing runs");
-    }
-    Ok(failed == 0)
+    Ok(passed)
 }
 
-/// Each target's kernel built into an empty cache.
-fn cold_builds(suite: &Suite, targets: &[Target]) -> Result<()> {
-    for target in targets {
-        let tmp = tempfile::Builder::new().prefix("hidvm-cold-").tempdir().map_err(Error::io("temp cache"))?;
-        let cold_suite = suite.with_cache(tmp.path().to_path_buf(), false);
-        // The tree is unpacked (or fetched) before the clock starts:
-        // the number is the build's.
-        cold_suite.source(&target.kernel)?;
-        let t = Instant::now();
-        let k = cold_suite.kernel(target)?;
+/// The fresh clone's `make vm-test` and the point-release rebuild, in a
+/// scratch directory, into `goals`.
+fn cold_measurements(suite: &Suite, targets: &[Target], opts: &BenchOptions, goals: &mut goals::Goals) -> Result<()> {
+    let tmp;
+    let scratch = match &opts.scratch {
+        Some(dir) => dir.clone(),
+        None => {
+            tmp = tempfile::Builder::new().prefix("hidvm-bench-").tempdir().map_err(Error::io("scratch directory"))?;
+            tmp.path().to_path_buf()
+        }
+    };
+    if opts.cold {
+        let run = bench_cold::fresh_clone_vm_test(suite, &scratch.join("cold"))?;
         println!(
-            "cold build {:<10} {:>6.0} s  (tinyconfig + fragments, make -j{}, from an empty O= dir; {})",
-            target.label(),
-            t.elapsed().as_secs_f64(),
-            crate::base::host::cores(),
-            k.record.compiler
+            "cold make vm-test (fresh clone, empty cache): setup {}, first verdict {}, finished {:.0} s, exit {}, {:.0} CPU-s; log {}",
+            run.setup.map(|s| format!("{s:.0} s")).unwrap_or_else(|| "-".into()),
+            run.first_verdict.map(|s| format!("{s:.0} s")).unwrap_or_else(|| "none".into()),
+            run.finished,
+            run.status.map(|s| s.to_string()).unwrap_or_else(|| "killed".into()),
+            run.cpu_seconds,
+            run.log.display()
         );
+        for b in &run.builds {
+            println!("  {b}");
+        }
+        if let Some(s) = &run.summary {
+            println!("  {s}");
+        }
+        if !matches!(run.status, Some(0 | 100)) {
+            return Err(Error::Other(format!("the cold make vm-test failed; its log: {}", run.log.display())));
+        }
+        if opts.scratch.is_none() {
+            // Four kernels: gigabytes. The log goes with them: keep it.
+            let _ = std::fs::copy(&run.log, suite.repo.runs_dir().join("bench-cold-make-vm-test.log"));
+        }
+        goals.cold = Some(run);
+    }
+    let order = pipeline::build_order(
+        targets.to_vec(),
+        &suite.all_cells.iter().map(|c| c.name.clone()).collect::<Vec<_>>(),
+        &suite.all_kernels.iter().map(|k| k.name.clone()).collect::<Vec<_>>(),
+    );
+    if opts.rebuild {
+        goals.rebuild = Some(bench_cold::point_release_rebuild(suite, &order, &scratch.join("rebuild"))?);
     }
     Ok(())
 }
@@ -94,8 +141,8 @@ fn cached_lookups(suite: &Suite, targets: &[Target]) -> Result<()> {
 }
 
 /// The reference scenario, `runs` times on every target (and booted cold
-/// on the first target, for comparison).
-fn single_vm(suite: &Suite, targets: &[Target], runs: usize) -> Result<()> {
+/// on the first target, for comparison); each target's median end to end.
+fn single_vm(suite: &Suite, targets: &[Target], runs: usize) -> Result<Vec<(String, f64)>> {
     let catalogue = suite.catalogue()?;
     // The reference scenario: one mouse, attach, inject, release, inject.
     let reference = catalogue.iter().find(|e| e.name == "mouse_invert_y_close_link");
@@ -103,12 +150,14 @@ fn single_vm(suite: &Suite, targets: &[Target], runs: usize) -> Result<()> {
         return Err(Error::Other("no scenario to time; add one to tests/scenarios/".into()));
     };
     let mut accel_line = None;
-    let mut time_one = |target: &Target, label: &str| -> Result<()> {
+    let mut time_one = |target: &Target, label: &str| -> Result<f64> {
         let (mut vm, mut total, mut answer) = (Vec::new(), Vec::new(), Vec::new());
+        let mut phases = Vec::new();
         for _ in 0..runs {
             let t = Instant::now();
             let r = one_test::run(suite, target, first)?;
             total.push(t.elapsed());
+            phases.push(r.phases.clone());
             vm.push(Duration::from_secs_f64(r.vm_seconds));
             answer.extend(r.first_answer_seconds.map(Duration::from_secs_f64));
             accel_line.get_or_insert_with(|| format!("accelerator {} ({})", r.accel.name(), r.accel_reason));
@@ -124,11 +173,15 @@ fn single_vm(suite: &Suite, targets: &[Target], runs: usize) -> Result<()> {
         let t = target.label();
         println!("guest time to the agent's first line  {t:<10} {label:<9} {}", Stats(answer).line());
         println!("one VM ({}), QEMU wall  {t:<10} {label:<9} {}", first.name, Stats(vm).line());
-        println!("one test end to end                   {t:<10} {label:<9} {}", Stats(total).line());
-        Ok(())
+        let total = Stats(total);
+        println!("one test end to end                   {t:<10} {label:<9} {}", total.line());
+        println!("  where it goes ({t} {label}, medians): {}", breakdown(&phases));
+        Ok(total.median().unwrap_or_default())
     };
+    let mut medians = Vec::new();
     for target in targets {
-        time_one(target, if snapshot::enabled() { "snapshot" } else { "cold" })?;
+        let median = time_one(target, if snapshot::enabled() { "snapshot" } else { "cold" })?;
+        medians.push((target.label(), median));
     }
     // The same test booted cold, for comparison (first target only).
     if snapshot::enabled() {
@@ -138,81 +191,94 @@ fn single_vm(suite: &Suite, targets: &[Target], runs: usize) -> Result<()> {
         cold?;
     }
     println!("{runs} per timing; {}", accel_line.unwrap_or_default());
-    Ok(())
+    Ok(if snapshot::enabled() { medians } else { Vec::new() })
 }
 
-/// A kernel's warm catalogue: (kernel, its first target, wall seconds per
-/// test, VM seconds per test).
-type PerTest = (String, Target, f64, f64);
+/// Each phase's median over runs, in order: `what 0.123 s | …`.
+fn breakdown(runs: &[Vec<crate::base::timeline::Phase>]) -> String {
+    let Some(first) = runs.first() else { return "-".into() };
+    first
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let mut v: Vec<f64> = runs.iter().filter_map(|r| r.get(i)).map(|q| q.seconds).collect();
+            v.sort_by(|a, b| a.total_cmp(b));
+            format!("{} {:.3} s", p.what, v[v.len() / 2])
+        })
+        .collect::<Vec<_>>()
+        .join(" | ")
+}
 
-/// The warm catalogue, one kernel (its gcc and llvm cells) at a time.
-/// Per kernel, the catalogue's cost; and how many tests failed.
-fn warm_catalogue(suite: &Suite, targets: &[Target]) -> Result<(Vec<PerTest>, usize)> {
-    let mut failed = 0;
+/// The default catalogue on every target, warm (kernels built, snapshots
+/// made), run as `vm-test` runs it: its wall time per test is the machine
+/// time a test costs.
+fn full_catalogue(suite: &Suite, targets: &[Target]) -> Result<goals::Catalogue> {
     let jobs = crate::run::pool::default_vms();
-    let mut per_test_by_kernel = Vec::new();
-    for k in &suite.kernels {
-        let kernel_targets: Vec<_> = targets.iter().filter(|t| t.kernel == k.name).cloned().collect();
-        if kernel_targets.is_empty() {
-            continue;
-        }
-        let t = Instant::now();
-        let (work, skipped): (Vec<_>, Vec<_>) =
-            plan::tests(suite, &kernel_targets, None)?.into_iter().partition(|c| c.skip.is_none());
-        let results = pool::run_parallel(suite, &work, jobs, |_, _| {});
-        let vm_seconds: f64 = results.iter().flatten().map(|r| r.vm_seconds).sum();
-        let failures: Vec<String> = results
-            .into_iter()
-            .zip(&work)
-            .filter_map(|(r, case)| match r {
-                Ok(r) if r.acceptable() => None,
-                Ok(r) => Some(r.test),
-                Err(err) => Some(format!("{}: {err}", case.name())),
-            })
-            .collect();
-        let wall = t.elapsed().as_secs_f64();
-        failed += failures.len();
-        per_test_by_kernel.push((
-            k.name.clone(),
-            kernel_targets[0].clone(),
-            wall / work.len().max(1) as f64,
-            vm_seconds / work.len().max(1) as f64,
-        ));
-        let labels: Vec<String> = kernel_targets.iter().map(|t| t.label()).collect();
-        println!(
-            "warm catalogue {}: {} tests ({} skipped) in {wall:.1} s with {jobs} VMs at a time{}",
-            labels.join(" + "),
-            work.len(),
-            skipped.len(),
-            if failures.is_empty() {
-                String::new()
-            } else {
-                format!(" ({} FAILED: {})", failures.len(), failures.join(", "))
-            }
-        );
+    let (work, skipped): (Vec<_>, Vec<_>) =
+        plan::tests(suite, targets, None)?.into_iter().partition(|c| c.skip.is_none());
+    for t in targets {
+        drop(suite.kernel(t)?);
     }
-    Ok((per_test_by_kernel, failed))
+    let ready = pipeline::Targets { ready: targets.to_vec(), to_build: Vec::new() };
+    let started = Instant::now();
+    let results = pipeline::run(suite, &work, &ready, jobs, |_, _| {})?;
+    let wall = started.elapsed().as_secs_f64();
+    let mut seconds: Vec<(String, f64)> =
+        results.iter().flatten().map(|r| (r.scenario.clone(), r.vm_seconds)).collect();
+    let failures: Vec<String> = results
+        .into_iter()
+        .zip(&work)
+        .filter_map(|(r, case)| match r {
+            Ok(r) if r.acceptable() => None,
+            Ok(r) => Some(r.test),
+            Err(err) => Some(format!("{}: {err}", case.name())),
+        })
+        .collect();
+    let labels: Vec<String> = targets.iter().map(|t| t.label()).collect();
+    println!(
+        "warm catalogue {}: {} tests ({} skipped) in {wall:.1} s with {jobs} VMs at a time: {:.2} s of machine time per test{}",
+        labels.join(" + "),
+        work.len(),
+        skipped.len(),
+        wall / work.len().max(1) as f64,
+        if failures.is_empty() {
+            String::new()
+        } else {
+            format!(" ({} FAILED: {})", failures.len(), failures.join(", "))
+        }
+    );
+    seconds.sort_by(|a, b| b.1.total_cmp(&a.1));
+    Ok(goals::Catalogue { tests: work.len(), wall, vm_seconds: seconds, failed: failures.len() })
 }
 
-/// The upstream hid_bpf selftest's cost per test, against hidvm's.
-fn upstream_selftest(suite: &Suite, (kernel, target, hidvm_per_test, vm_per_test): &PerTest) {
+/// The upstream hid_bpf selftest's machine time per test (its tests in
+/// one VM that had the machine to itself), against hidvm's.
+fn upstream_selftest(suite: &Suite, target: &Target, catalogue: &goals::Catalogue) -> Option<f64> {
     let upstream = crate::run::kselftest::build(suite, target)
         .and_then(|built| crate::run::kselftest::run(suite, target, &built, "hid_bpf"));
+    let hidvm = catalogue.wall / catalogue.tests.max(1) as f64;
     match upstream {
         Ok(run) if !run.results.is_empty() => {
             let per = run.vm_seconds / run.results.len() as f64;
             println!(
-                "per-test cost, kernel {kernel}: hidvm {hidvm_per_test:.2} s (catalogue wall / tests; {vm_per_test:.2} s in its own VM); upstream hid_bpf selftest {per:.2} s ({} tests in one VM, {:.1} s); ratio {:.1}x",
+                "per-test cost: hidvm {hidvm:.2} s (catalogue wall / tests); upstream hid_bpf selftest on {target} {per:.2} s ({} tests in one VM, {:.1} s); ratio {:.1}x",
                 run.results.len(),
                 run.vm_seconds,
-                hidvm_per_test / per
+                hidvm / per
             );
+            Some(per)
         }
-        Ok(run) => println!(
-            "per-test cost: the upstream hid_bpf selftest reported no results ({}): not measured",
-            run.problems.join("; ")
-        ),
-        Err(e) => println!("per-test cost: could not run the upstream hid_bpf selftest: {e}"),
+        Ok(run) => {
+            println!(
+                "per-test cost: the upstream hid_bpf selftest reported no results ({}): not measured",
+                run.problems.join("; ")
+            );
+            None
+        }
+        Err(e) => {
+            println!("per-test cost: could not run the upstream hid_bpf selftest: {e}");
+            None
+        }
     }
 }
 

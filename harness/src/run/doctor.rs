@@ -32,18 +32,46 @@ fn free_bytes(path: &Path) -> Option<u64> {
     Some(s.f_bavail * s.f_frsize)
 }
 
-/// What a cold run needs in the cache: four kernels (~0.5 GB each), two
-/// unpacked trees (1.7 GB each), the 7.3 tarball.
-const CACHE_NEEDS_GB: u64 = 8;
+/// ccache for kernel builds: optional, so its absence says what it costs.
+fn compiler_cache(suite: &Suite) -> Finding {
+    match crate::kernel::ccache::Ccache::for_cache(&suite.cache) {
+        Some(c) => ok(
+            "compiler cache",
+            format!("ccache in {} (at most {}; HIDVM_CCACHE=0 turns it off)", c.dir.display(), crate::kernel::ccache::MAX_SIZE),
+        ),
+        None if std::env::var("HIDVM_CCACHE").is_ok_and(|v| v == "0" || v == "off") => {
+            ok("compiler cache", "off (HIDVM_CCACHE=0)")
+        }
+        None => bad(
+            "compiler cache",
+            "ccache is not installed: every kernel rebuild compiles everything (`sudo apt-get install ccache`, or `make setup`)",
+        ),
+    }
+}
+
+/// What a cold run needs in the cache: four kernels (~0.7 GB each), two
+/// unpacked trees and a build tree of each (1.7 GB each), the 7.3
+/// tarball, the compiler cache.
+const CACHE_NEEDS_GB: u64 = 12;
 
 pub fn check(suite: &Suite) -> Vec<Finding> {
     let mut out = vec![host_tools(suite.repo.installed)];
     out.extend(cell_tools(suite));
     out.push(nextest());
     out.extend(kernel_sources(suite));
+    out.push(compiler_cache(suite));
     out.push(kvm(suite));
     out.push(cache_space(suite));
+    out.push(userspace(suite));
     out
+}
+
+/// The hid-tools userspace image (`make setup` builds it).
+fn userspace(suite: &Suite) -> Finding {
+    match crate::vm::userspace::find(&suite.repo, &suite.cache) {
+        Ok(p) => ok("hid-tools userspace", p.display().to_string()),
+        Err(e) => bad("hid-tools userspace", e.to_string()),
+    }
 }
 
 /// Every tool hidvm runs, with the packages of those missing (an
@@ -56,11 +84,14 @@ fn host_tools(installed: bool) -> Finding {
     tools_list.extend([
         tools::QEMU,
         tools::CLANG,
+        tools::LLVM_STRIP,
         tools::BPFTOOL,
         tools::LIBBPF_HEADERS,
         tools::RSYNC,
         tools::GIT,
         tools::PYTHON,
+        tools::MMDEBSTRAP,
+        tools::MKFS_EROFS,
     ]);
     let missing: Vec<&Tool<'_>> = tools_list.iter().filter(|t| tools::find(t).is_none()).collect();
     if missing.is_empty() {
@@ -111,33 +142,27 @@ fn nextest() -> Finding {
 
 /// Each kernel's source package: installed, or fetched from its suite.
 fn kernel_sources(suite: &Suite) -> Vec<Finding> {
+    use crate::kernel::debian::{find, installed_tarball, Found};
     let mut out = Vec::new();
-    for k in &suite.kernels {
+    for k in suite.kernels.iter().filter(|k| k.tree.is_none() && k.image.is_none()) {
         let what = format!("kernel {}", k.name);
-        match (&k.package, &k.fetch_from) {
-            (Some(p), None) => {
-                let t = format!("/usr/src/{p}.tar.xz");
-                out.push(if Path::new(&t).exists() {
-                    ok(&what, t)
-                } else {
-                    bad(&what, format!("{t} is missing: `sudo apt-get install {p}` (or `make setup`)"))
-                });
-            }
-            (Some(p), Some(suite_name)) => {
-                let record = suite.cache.join("debian").join(format!("{p}.fetched"));
-                out.push(if record.exists() {
-                    ok(&what, format!("{p} fetched from Debian {suite_name}"))
-                } else {
-                    bad(
-                        &what,
-                        format!(
-                            "{p} is not fetched yet: run `make setup` (or `hidvm fetch`); a run would fetch it first"
-                        ),
-                    )
-                });
-            }
-            _ => out.push(ok(&what, k.summary.clone())),
-        }
+        let Some(pin) = suite.pins.get(&k.name) else {
+            out.push(bad(&what, "not in guest-image/kernels.lock: run `hidvm kernels --update`"));
+            continue;
+        };
+        let installed = k.installed.then(|| installed_tarball(&pin.package));
+        out.push(match find(&suite.cache, pin, installed.as_deref()) {
+            Ok(Found::Cached(p)) => ok(&what, format!("{} {} cached: {}", pin.package, pin.version, p.display())),
+            Ok(Found::Installed(p)) => ok(&what, format!("{} {} installed: {}", pin.package, pin.version, p.display())),
+            Ok(Found::Missing) => bad(
+                &what,
+                format!(
+                    "{} {} (locked) is not here yet: run `make setup` (or `hidvm fetch`); a run would fetch it first",
+                    pin.package, pin.version
+                ),
+            ),
+            Err(e) => bad(&what, e.to_string()),
+        });
     }
     out
 }

@@ -189,7 +189,7 @@ pub fn run(suite: &Suite, target: &Target, built: &Built, program: &str) -> Resu
         mode: JobMode::Command { argv: vec![guest.clone()], cwd: PROGRAM_DIR.into() },
     };
     fs.file(JOB_PATH, 0o644, serde_json::to_vec_pretty(&job).expect("job serializes"));
-    let booted = boot::boot(&qemu, &kernel.boot_image, &fs, probe.accel, deadline, &run_dir)?;
+    let booted = boot::boot(&qemu, &kernel.boot_image, &fs, probe.accel, deadline, &run_dir, Vec::new())?;
     let report = crate::judge::guest::GuestReport::parse(&booted.results_text);
     let _ = std::fs::write(run_dir.join("output.txt"), report.output.join("\n") + "\n");
     let (plan, results) = tap::parse(&report.output);
@@ -211,7 +211,7 @@ pub fn run(suite: &Suite, target: &Target, built: &Built, program: &str) -> Resu
 
 /// The run itself: it ended in time with a verdict, from this run's guest
 /// (nonce), on the cell's kernel (banner), on a legible channel.
-fn run_problems(
+pub fn run_problems(
     report: &crate::judge::guest::GuestReport,
     nonce: &str,
     banner: &str,

@@ -5,6 +5,7 @@
 //! the result `results::report`'s.
 use crate::base::error::{Error, Result};
 use crate::base::layout::{new_run_dir, test_dir_name, write_atomic};
+use crate::base::timeline::Timeline;
 use crate::base::tools;
 use crate::catalogue::fixtures;
 use crate::catalogue::scenarios::{Entry, Loaded};
@@ -32,7 +33,9 @@ use std::time::Duration;
 
 /// Run `entry` on `target` in a VM of its own.
 pub fn run(suite: &Suite, target: &Target, entry: &Entry) -> Result<RunReport> {
+    let mut timeline = Timeline::start();
     let Prepared { loaded, cell, kernel, objects, source } = prepare(suite, target, entry)?;
+    timeline.mark("prepare (scenario, kernel, programs)");
     let label = target.label();
     let Loaded { scenario, devices, replays, .. } = loaded;
     let qemu = tools::require(&tools::QEMU)?;
@@ -42,6 +45,7 @@ pub fn run(suite: &Suite, target: &Target, entry: &Entry) -> Result<RunReport> {
 
     let run_dir = new_run_dir(&suite.repo.runs_dir().join(&label).join(test_dir_name(&entry.test_name(&label))))?;
     let probe = boot::accelerator(&suite.cache, &qemu, &kernel.boot_image, &kernel.cell.name, &agent, &run_dir)?;
+    timeline.mark("agent, accelerator, run directory");
 
     let GuestFiles { template, mut own, fixtures } = guest_files(&agent, &kernel, &objects)?;
     let deadline = vm_deadline(probe.accel, scenario.timeout_s);
@@ -64,6 +68,7 @@ pub fn run(suite: &Suite, target: &Target, entry: &Entry) -> Result<RunReport> {
 
     let (booted, started_from) =
         boot_test(suite, &qemu, &kernel.boot_image, template, &own, probe.accel, deadline, &run_dir)?;
+    timeline.extend(&booted.outcome.phases);
     let guest = GuestReport::parse(&booted.results_text);
     if let Some(trace) = &guest.trace {
         let _ = std::fs::write(run_dir.join("trace.txt"), trace.join("\n") + "\n");
@@ -84,6 +89,7 @@ pub fn run(suite: &Suite, target: &Target, entry: &Entry) -> Result<RunReport> {
         Known::None
     };
     let crashes = symbolized(&judgement.crashes, &booted.console_text, &kernel, &source.root);
+    timeline.mark("judge");
     let report = RunReport {
         known,
         test: entry.test_name(&label),
@@ -100,6 +106,7 @@ pub fn run(suite: &Suite, target: &Target, entry: &Entry) -> Result<RunReport> {
         vm_seconds: booted.outcome.elapsed.as_secs_f64(),
         started_from,
         first_answer_seconds: booted.outcome.first_answer.map(|d| d.as_secs_f64()),
+        phases: timeline.into_phases(),
         run_dir: run_dir.clone(),
         guest,
         console_tail: console::tail(&booted.console_text, 40),
@@ -131,6 +138,8 @@ fn descriptor_originals(scenario: &Scenario, devices: &BTreeMap<String, DeviceDe
 /// that could not be symbolized says why instead.
 fn symbolized(crashes: &[CrashReport], console: &str, kernel: &BuiltKernel, tree: &Path) -> Vec<Crash> {
     let build_dir = kernel.vmlinux.parent().unwrap_or(&kernel.dir);
+    // Its debug info names files as the compiler saw the tree.
+    let tree = kernel.source_base.as_deref().unwrap_or(tree);
     let tools = symbolize::Tools::for_make_vars(&kernel.cell.make);
     crashes
         .iter()
@@ -230,7 +239,7 @@ fn boot_test(
     for (path, mode, data) in own_files {
         fs.file(path, *mode, data.clone());
     }
-    Ok((boot::boot(qemu, image, &fs, accel, deadline, run_dir)?, from))
+    Ok((boot::boot(qemu, image, &fs, accel, deadline, run_dir, Vec::new())?, from))
 }
 
 /// A value no other run has: the guest echoes it, so results written by

@@ -31,7 +31,19 @@ pub fn targets(kernels: &[String], cells: &[String]) -> Vec<Target> {
 pub fn default_targets(suite: &Suite) -> Vec<Target> {
     let k: Vec<String> = suite.kernels.iter().map(|k| k.name.clone()).collect();
     let c: Vec<String> = suite.cells.iter().map(|c| c.name.clone()).collect();
-    targets(&k, &c)
+    buildable(suite, targets(&k, &c))
+}
+
+/// Without the targets that cannot be: a prebuilt kernel beside others
+/// has only the cell its compiler names.
+fn buildable(suite: &Suite, targets: Vec<Target>) -> Vec<Target> {
+    targets
+        .into_iter()
+        .filter(|t| {
+            let image = suite.spec(&t.kernel).ok().and_then(|k| k.image.as_ref());
+            image.is_none_or(|i| i.cell().name == t.cell)
+        })
+        .collect()
 }
 
 /// Every catalogue test on `targets`, in catalogue order; with
@@ -73,7 +85,7 @@ pub fn selected_cells(suite: &Suite, names: &[String]) -> Result<Vec<String>> {
 /// The run's kernels x the chosen (or default) cells.
 pub fn selected_targets(suite: &Suite, cells: &[String]) -> Result<Vec<Target>> {
     let kernels: Vec<String> = suite.kernels.iter().map(|k| k.name.clone()).collect();
-    Ok(targets(&kernels, &selected_cells(suite, cells)?))
+    Ok(buildable(suite, targets(&kernels, &selected_cells(suite, cells)?)))
 }
 
 /// Load every catalogue entry on every kernel of the run that does not

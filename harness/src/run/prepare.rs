@@ -1,7 +1,9 @@
 //! Everything before booting: the kernels built, each test's scenario
 //! loaded and its programs compiled and matched to their devices. Commands
-//! do this for every test first, so bad input is reported before any VM
-//! boots.
+//! check every test's scenario first (no kernel needed), so bad input is
+//! reported before anything is built or booted; a batch compiles the
+//! programs of the targets whose kernel is there before any VM boots too
+//! (see `run::batch`).
 use crate::base::error::{Error, Result};
 use crate::catalogue::fixtures;
 use crate::catalogue::scenarios::{Entry, Loaded};
@@ -9,6 +11,7 @@ use crate::kernel::build::BuiltKernel;
 use crate::kernel::cell::{self, KernelCell};
 use crate::kernel::source::KernelSource;
 use crate::kernel::spec::Target;
+use crate::run::plan::TestCase;
 use crate::run::suite::Suite;
 use crate::vm::agent;
 use std::collections::BTreeMap;
@@ -25,8 +28,6 @@ pub struct Prepared {
 
 /// Everything a run needs before booting: the scenario loaded, the
 /// kernel built, its programs compiled and matched to their devices.
-/// Commands call this for every test first, so bad input is reported
-/// before any VM boots.
 pub fn prepare(suite: &Suite, target: &Target, entry: &Entry) -> Result<Prepared> {
     let loaded = suite.load(entry, &target.kernel)?;
     let cell = cell::find(&suite.all_cells, &target.cell)?.clone();
@@ -42,6 +43,19 @@ pub fn prepare(suite: &Suite, target: &Target, entry: &Entry) -> Result<Prepared
     let objects = fixtures::compile(&ctx, &loaded.fixtures)?;
     check_device_tables(entry, &loaded.scenario, &loaded.devices, &objects)?;
     Ok(Prepared { loaded, cell, kernel, objects, source })
+}
+
+/// Load and check every test's scenario against its kernel's tree (no
+/// kernel needed), each (scenario, kernel) once: the bad input that can be
+/// found without a kernel is found before anything is built or booted.
+pub fn check_inputs(suite: &Suite, work: &[TestCase]) -> Result<()> {
+    let mut seen = std::collections::BTreeSet::new();
+    for case in work {
+        if seen.insert((case.target.kernel.clone(), case.entry.path.clone(), case.entry.name.clone())) {
+            suite.load(&case.entry, &case.target.kernel)?;
+        }
+    }
+    Ok(())
 }
 
 /// Build (or find cached) the kernels of `targets`, and the guest agent,

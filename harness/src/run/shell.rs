@@ -4,7 +4,8 @@
 //! (the named scenario's, or every catalogue fixture), the agent is /init,
 //! and with a scenario (a file of yours or a catalogue name) its devices
 //! exist and its attach steps before its first release are done: its
-//! programs attached. `exit` (or Ctrl-D)
+//! programs attached. With the hid-tools userspace built (`hidvm
+//! userspace`), the shell is bash inside it. `exit` (or Ctrl-D)
 //! ends the VM; QEMU dies with hidvm, so nothing is left behind.
 use crate::base::error::{Error, Result};
 use crate::base::layout::new_run_dir;
@@ -15,7 +16,7 @@ use crate::run::suite::Suite;
 use crate::vm::accel::Accel;
 use crate::vm::feature::Feature;
 use crate::vm::feature::{
-    ExitOnReboot, Initramfs as InitrdFeature, Kernel, MicroVm, PanicEndsVm, ResultPort, StdioConsole,
+    ExitOnReboot, Initramfs as InitrdFeature, Kernel, MicroVm, PanicEndsVm, ReadOnlyDisk, ResultPort, StdioConsole,
 };
 use crate::vm::initramfs::Initramfs;
 use hidvm_proto::job::{BUSYBOX_PATH, FIXTURE_DIR, MODULE_DIR};
@@ -70,7 +71,7 @@ pub fn run(
     let mut fs = Initramfs::with_agent(&agent);
     let fixtures = add_files(&mut fs, &busybox, &objects, &kernel.modules)?;
     let listed: Vec<&String> = fixtures.values().map(|f| &f.path).collect();
-    let banner = vec![
+    let mut banner = vec![
         format!("hidvm shell on {target} (Linux {}), {}", source.version, probe.accel.name()),
         format!(
             "programs: {}",
@@ -78,22 +79,49 @@ pub fn run(
         ),
         "bpffs on /sys/fs/bpf, debugfs on /sys/kernel/debug; `exit` or Ctrl-D ends the VM".into(),
     ];
+    let disk = userspace(suite, target, &mut fs, &mut banner)?;
     let job = Job {
         cell: target.cell.clone(),
         nonce: format!("shell-{}", std::process::id()),
         deadline_ms: 0,
         detectors: kernel.detectors()?,
-        mode: JobMode::Shell { devices, banner, attach, fixtures },
+        mode: JobMode::Shell { devices, banner, attach, fixtures, userspace: disk.is_some() },
     };
     fs.file(JOB_PATH, 0o644, serde_json::to_vec_pretty(&job).expect("job serializes"));
     let initrd = run_dir.join("initramfs.cpio");
     std::fs::write(&initrd, fs.to_bytes().map_err(Error::io("assembling the initramfs"))?)
         .map_err(Error::io(format!("writing {}", initrd.display())))?;
-    let args = crate::vm::process::command_line(&features(probe.accel, &kernel.boot_image, initrd, &run_dir));
+    let mut features = features(probe.accel, &kernel.boot_image, initrd, &run_dir);
+    if let Some(image) = disk {
+        features.push(Box::new(ReadOnlyDisk { image }));
+    }
+    let args = crate::vm::process::command_line(&features);
     let _ = std::fs::write(run_dir.join("qemu-command.txt"), args.join("\n"));
     let status = crate::vm::process::run_interactive(&qemu, &args, terminal)
         .map_err(Error::io(format!("running {}", qemu.display())))?;
     Ok(status.code().unwrap_or(1))
+}
+
+/// The hid-tools userspace, if it is built: its image (attached as a disk)
+/// and the target's bundle (the tree's suite and programs, the modules) in
+/// the initramfs; the banner says what the shell has.
+fn userspace(suite: &Suite, target: &Target, fs: &mut Initramfs, banner: &mut Vec<String>) -> Result<Option<PathBuf>> {
+    let Ok(image) = crate::vm::userspace::find(&suite.repo, &suite.cache) else {
+        banner.push(
+            "a busybox shell: `hidvm userspace` builds the Debian userspace (hid-tools, bpftool) it can have".into(),
+        );
+        return Ok(None);
+    };
+    let bundle = crate::run::hidtools::bundle::prepare(suite, target)?;
+    for (path, mode, data) in bundle.files {
+        fs.file(&path, mode, data);
+    }
+    banner.push(format!(
+        "bash in the hid-tools userspace ({}): hid-recorder, hid-replay, hid-decode, bpftool, python3, modprobe; the suite in {}, the programs in /hidvm/fixtures",
+        image.file_name().unwrap_or_default().to_string_lossy(),
+        hidvm_proto::job::PYTEST_DIR
+    ));
+    Ok(Some(image))
 }
 
 /// The devices, programs, header directories and attach steps (those

@@ -10,7 +10,7 @@ use crate::judge::known::KnownFailures;
 use crate::kernel::build::{BuiltKernel, KernelBuilder};
 use crate::kernel::cell::{self, KernelCell};
 use crate::kernel::image::{self, PrebuiltImage};
-use crate::kernel::patches::Series;
+use crate::kernel::lockfile::{self, Pins};
 use crate::kernel::source::KernelSource;
 use crate::kernel::spec::{self, KernelSpec, Target};
 use std::collections::BTreeMap;
@@ -21,14 +21,17 @@ pub struct Options {
     /// `--kernel-src`; else HIDVM_KERNEL_SRC; else the kernels of
     /// guest-image/kernels.toml.
     pub kernel_src: Option<PathBuf>,
-    /// `--kernel 7.3`: kernels to run on (default: HIDVM_KERNELS, else
-    /// those run by default).
+    /// `--kernels 6.12,6.12+fix,tree`: kernels to run on (default:
+    /// HIDVM_KERNELS, else those run by default); see [`spec::select`].
     pub kernels: Vec<String>,
+    /// `--baseline 6.12`: the kernel other columns are compared with; else
+    /// HIDVM_BASELINE.
+    pub baseline: Option<String>,
     /// `--config-fragment`; else HIDVM_CONFIG_FRAGMENT (comma-separated):
     /// the user's kconfig fragments, merged after hidvm's.
     pub config_fragments: Vec<PathBuf>,
-    /// `--patches`; else HIDVM_PATCHES: a series applied to a private copy
-    /// of every kernel tree of the run.
+    /// `--patches`; else HIDVM_PATCHES: a series applied to every kernel
+    /// of the run that has none of its own (`6.12` becomes `6.12+<series>`).
     pub patches: Option<PathBuf>,
     /// `--kernel`; else HIDVM_KERNEL: a kernel the user built, booted as is.
     pub prebuilt: Option<PathBuf>,
@@ -46,7 +49,8 @@ pub struct Suite {
     pub cache: PathBuf,
     /// Kernels this run covers.
     pub kernels: Vec<KernelSpec>,
-    /// Every defined kernel (or only the user's tree).
+    /// Every kernel a name can refer to: those defined, the user's tree
+    /// and prebuilt kernel, and the run's kernels with a series.
     pub all_kernels: Vec<KernelSpec>,
     /// Cells this run covers.
     pub cells: Vec<KernelCell>,
@@ -61,8 +65,10 @@ pub struct Suite {
     /// Each kernel's tree, resolved once per command: a tree edited during
     /// a `vm-test` must not put two different kernels into one matrix.
     sources: std::sync::Mutex<BTreeMap<String, KernelSource>>,
-    /// The patch series applied to every tree (`--patches`), read up front.
-    pub series: Option<Series>,
+    /// The exact Debian sources (guest-image/kernels.lock).
+    pub pins: Pins,
+    /// Debian's suites, for a pinned source the cache does not hold.
+    index: crate::kernel::debian::Apt,
     /// Expectation files blessed in this command: file -> (target, content),
     /// so two targets that disagree are caught instead of overwriting.
     pub blessed: std::sync::Mutex<BTreeMap<PathBuf, (String, String)>>,
@@ -96,24 +102,38 @@ impl Suite {
             Some(p) => Some(PrebuiltImage::locate(p, opts.prebuilt_config.as_deref())?),
             None => None,
         };
-        let all_kernels = match (&image, &user_tree) {
-            (Some(image), tree) => vec![KernelSpec::prebuilt(image.clone(), tree.as_deref())],
-            (None, Some(dir)) => vec![KernelSpec::user_tree(dir)],
-            (None, None) => spec::load(&repo.kernels_file())?,
+        let pins = Pins::load(&lockfile::path_for(&repo.kernels_file()))?;
+        let mut defined = spec::load(&repo.kernels_file())?;
+        pins.apply(&mut defined);
+        let (from, words) = match env_selection("HIDVM_KERNELS") {
+            _ if !opts.kernels.is_empty() => ("--kernels", opts.kernels.clone()),
+            Some(w) => ("HIDVM_KERNELS", w),
+            None => ("--kernels", Vec::new()),
         };
-        // A prebuilt kernel is its own cell, named after its compiler.
+        let patches_dir = repo.patches_dir();
+        let own_patches = opts.patches.as_deref().map(|p| own_series(&repo, p));
+        let (all_kernels, kernels) = spec::select(&spec::Choice {
+            words: &words,
+            from,
+            defined: &defined,
+            tree: user_tree.as_deref(),
+            image: image.as_ref(),
+            patches: own_patches.as_deref(),
+            patches_dir: &patches_dir,
+        })?;
+        // A prebuilt kernel is its own cell, named after its compiler; run
+        // alone, its cell is the run's.
         let defined_cells = all_cells.clone();
         let (all_cells, cells) = match &image {
-            Some(image) => (vec![image.cell()], vec![image.cell()]),
-            None => (all_cells, cells),
+            Some(image) if kernels.iter().all(|k| k.image.is_some()) => (vec![image.cell()], vec![image.cell()]),
+            _ => (all_cells, cells),
         };
-        let run_kernels = run_kernels(&opts, &all_kernels, user_tree.is_some())?;
-        let series = opts.patches.as_deref().map(|p| Series::load(&own_series(&repo, p))).transpose()?;
+        let cache = cache_root();
         Ok(Suite {
-            series,
             repo,
-            cache: cache_root(),
-            kernels: run_kernels,
+            index: crate::kernel::debian::Apt::new(&cache),
+            cache,
+            kernels,
             all_kernels,
             cells,
             all_cells,
@@ -121,6 +141,7 @@ impl Suite {
             allow,
             known,
             opts,
+            pins,
             sources: Default::default(),
             blessed: Default::default(),
             generation: Default::default(),
@@ -131,7 +152,7 @@ impl Suite {
     pub fn with_cache(&self, cache: PathBuf, verbose: bool) -> Suite {
         Suite {
             repo: self.repo.clone(),
-            cache,
+            cache: cache.clone(),
             kernels: self.kernels.clone(),
             all_kernels: self.all_kernels.clone(),
             cells: self.cells.clone(),
@@ -141,7 +162,8 @@ impl Suite {
             known: self.known.clone(),
             opts: Options { verbose, ..self.opts.clone() },
             sources: Default::default(),
-            series: self.series.clone(),
+            pins: self.pins.clone(),
+            index: crate::kernel::debian::Apt::new(&cache),
             blessed: Default::default(),
             generation: Default::default(),
         }
@@ -155,29 +177,33 @@ impl Suite {
             return Ok(s.clone());
         }
         let spec = spec::find(&self.all_kernels, kernel)?;
-        let mut s = match &spec.image {
+        let s = match &spec.image {
             // Headers and kernel: programs for a prebuilt image come from
             // the tree given with it, else from the first kernel's tree.
             Some(image) => {
-                let mut s = match &spec.tree {
-                    Some(_) => KernelSource::for_spec(spec, &self.cache)?,
-                    None => KernelSource::for_spec(&spec::load(&self.repo.kernels_file())?[0], &self.cache)?,
+                let tree_spec = match &spec.tree {
+                    Some(_) => spec.clone(),
+                    None => spec::load(&self.repo.kernels_file())?[0].clone(),
                 };
+                let mut s = KernelSource::resolve(&tree_spec, &self.cache, &self.pins, &self.index)?;
                 s.version = image.version.clone();
                 // Not the tree's kernel: known bugs of that tree never apply.
                 let meta = std::fs::metadata(&image.boot_image).ok();
                 let stamp = format!("{}:{:?}", image.boot_image.display(), meta.map(|m| (m.len(), m.modified().ok())));
                 let hash = &crate::base::layout::sha256_parts([stamp.as_bytes()])[..8];
                 s.label = format!("prebuilt:{}@{hash}", image.version);
+                s.description = format!("{} (Linux {})", image.boot_image.display(), image.version);
                 s
             }
-            None => KernelSource::for_spec(spec, &self.cache)?,
+            None => KernelSource::resolve(spec, &self.cache, &self.pins, &self.index)?,
         };
-        if let Some(series) = &self.series {
-            s = s.with_patches(series, &self.cache).map_err(|e| Error::Other(format!("kernel {kernel}: {e}")))?;
-        }
         sources.insert(kernel.to_string(), s.clone());
         Ok(s)
+    }
+
+    /// Debian's suites (apt on a private state).
+    pub fn index(&self) -> &dyn crate::kernel::debian::Index {
+        &self.index
     }
 
     pub fn spec(&self, kernel: &str) -> Result<&KernelSpec> {
@@ -203,6 +229,19 @@ impl Suite {
             KernelBuilder::new(&self.repo, &self.cache, &source).with_user_fragments(&self.opts.config_fragments)?;
         builder.verbose = self.opts.verbose;
         builder.ensure(cell)
+    }
+
+    /// `target`'s kernel if it is ready without a build: cached, or a
+    /// prebuilt image.
+    pub fn cached_kernel(&self, target: &Target) -> Result<Option<BuiltKernel>> {
+        if self.spec(&target.kernel)?.image.is_some() {
+            return self.kernel(target).map(Some);
+        }
+        let cell = cell::find(&self.all_cells, &target.cell)?;
+        let source = self.source(&target.kernel)?;
+        KernelBuilder::new(&self.repo, &self.cache, &source)
+            .with_user_fragments(&self.opts.config_fragments)?
+            .cached(cell)
     }
 
     /// The repository's catalogue (scenarios and self-tests).
@@ -301,39 +340,14 @@ fn with_environment(mut opts: Options) -> Options {
     if opts.patches.is_none() {
         opts.patches = std::env::var_os("HIDVM_PATCHES").filter(|v| !v.is_empty()).map(PathBuf::from);
     }
+    if opts.baseline.is_none() {
+        opts.baseline = std::env::var("HIDVM_BASELINE").ok().filter(|v| !v.trim().is_empty());
+    }
     let env_path = |var: &str| std::env::var_os(var).filter(|v| !v.is_empty()).map(PathBuf::from);
     opts.prebuilt = opts.prebuilt.take().or_else(|| env_path(image::ENV_VAR));
     opts.prebuilt_config = opts.prebuilt_config.take().or_else(|| env_path(image::CONFIG_ENV_VAR));
     opts
 }
-
-/// The kernels `--kernels` (else HIDVM_KERNELS) names, each of which must
-/// exist, else those run by default.
-fn run_kernels(opts: &Options, all_kernels: &[KernelSpec], user_tree: bool) -> Result<Vec<KernelSpec>> {
-    let chosen = if !opts.kernels.is_empty() {
-        Some(("--kernels", opts.kernels.clone()))
-    } else {
-        env_selection("HIDVM_KERNELS").map(|k| ("HIDVM_KERNELS", k))
-    };
-    let mut run_kernels = all_kernels.to_vec();
-    match chosen {
-        // With a tree of your own there is one kernel; naming a Debian
-        // kernel as well is a contradiction, said out loud.
-        Some((from, wanted)) => {
-            for w in &wanted {
-                spec::find(all_kernels, w).map_err(|e| {
-                    let hint =
-                        if user_tree { " (with --kernel-src/HIDVM_KERNEL_SRC the only kernel is `tree`)" } else { "" };
-                    Error::Other(format!("{from}: {e}{hint}"))
-                })?;
-            }
-            run_kernels.retain(|k| wanted.contains(&k.name));
-        }
-        None => run_kernels.retain(|k| k.default_run),
-    }
-    Ok(run_kernels)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,7 +5,7 @@ use crate::base::tools;
 use crate::vm::accel::{self, Accel, ProbeFailure, ProbeRecord, ProbeStore};
 use crate::vm::feature::{
     Console, DeliveryPort, ExitOnReboot, ExtraKernelArgs, Feature, Initramfs as InitrdFeature, Kernel, MicroVm,
-    PanicEndsVm, QmpMonitor, ReliableTsc, ResultPort,
+    PanicEndsVm, QmpMonitor, RamFile, ReliableTsc, ResultPort,
 };
 use crate::vm::initramfs::Initramfs;
 use crate::vm::machine::{Vm, VmOutcome};
@@ -26,7 +26,7 @@ pub struct BootResult {
 /// snapshot templates and their restored copies.
 fn features(image: &Path, accel: Accel, paths: &VmPaths, template: bool) -> Vec<Box<dyn Feature>> {
     let mut f: Vec<Box<dyn Feature>> = vec![
-        Box::new(MicroVm { memory_mib: 512, cpus: 2 }),
+        Box::new(MicroVm { memory_mib: MEMORY_MIB, cpus: 2 }),
         Box::new(accel),
         Box::new(Kernel { image: image.to_path_buf() }),
         Box::new(InitrdFeature { cpio: paths.initrd.clone() }),
@@ -40,15 +40,22 @@ fn features(image: &Path, accel: Accel, paths: &VmPaths, template: bool) -> Vec<
     ];
     if template {
         f.push(Box::new(DeliveryPort { socket: paths.delivery_socket.clone() }));
+        f.push(Box::new(RamFile { path: paths.ram.clone(), memory_mib: MEMORY_MIB, share: paths.ram_shared }));
     }
     f
 }
 
+/// Guest memory.
+const MEMORY_MIB: u32 = 512;
+
 /// This run's paths: files in `dir`, sockets in `sockets` (unix socket
 /// paths are limited to 108 bytes, so those live in /tmp).
-fn run_paths(dir: &Path, sockets: &Path, initrd: PathBuf) -> VmPaths {
+fn run_paths(dir: &Path, sockets: &Path, initrd: PathBuf, ram: PathBuf) -> VmPaths {
     VmPaths {
         initrd,
+        ram,
+        // Only a template writes its RAM file; a test's view is private.
+        ram_shared: false,
         console_socket: sockets.join("console"),
         qmp_socket: sockets.join("qmp"),
         results: dir.join("results.jsonl"),
@@ -61,6 +68,8 @@ fn socket_dir() -> Result<tempfile::TempDir> {
 }
 
 /// Boot `image` with initramfs `fs`; console and results land in `dir`.
+/// `extra` replaces a default feature of the same kind (a [`MicroVm`] with
+/// more memory) or adds one (a disk).
 pub fn boot(
     qemu: &Path,
     image: &Path,
@@ -68,12 +77,25 @@ pub fn boot(
     accel: Accel,
     deadline: Duration,
     dir: &Path,
+    extra: Vec<Box<dyn Feature>>,
 ) -> Result<BootResult> {
     let sockets = socket_dir()?;
-    let paths = run_paths(dir, sockets.path(), dir.join("initramfs.cpio"));
+    let paths = run_paths(dir, sockets.path(), dir.join("initramfs.cpio"), PathBuf::new());
     let bytes = fs.to_bytes().map_err(Error::io("assembling the initramfs"))?;
     std::fs::write(&paths.initrd, bytes).map_err(Error::io(format!("writing {}", paths.initrd.display())))?;
-    run_vm(qemu, features(image, accel, &paths, false), &paths, deadline, dir, None, "")
+    let mut f = features(image, accel, &paths, false);
+    for e in extra {
+        let kind = feature_kind(e.as_ref());
+        f.retain(|d| feature_kind(d.as_ref()) != kind);
+        f.push(e);
+    }
+    run_vm(qemu, f, &paths, deadline, dir, None, "")
+}
+
+/// A feature's type name (`MicroVm { memory_mib: 512, .. }` -> `MicroVm`).
+fn feature_kind(f: &dyn Feature) -> String {
+    let debug = format!("{f:?}");
+    debug.split(|c: char| !c.is_alphanumeric() && c != '_').next().unwrap_or_default().to_string()
 }
 
 fn run_vm(
@@ -138,7 +160,7 @@ pub fn boot_restored(
     dir: &Path,
 ) -> Result<BootResult> {
     let sockets = socket_dir()?;
-    let paths = run_paths(dir, sockets.path(), snap.initrd());
+    let paths = run_paths(dir, sockets.path(), snap.initrd(), snap.ram());
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     let mut entropy = vec![0u8; 32];
     std::fs::File::open("/dev/urandom")
@@ -201,8 +223,8 @@ pub fn probe_kvm(
         mode: JobMode::Probe,
     };
     fs.file(JOB_PATH, 0o644, serde_json::to_vec(&job).expect("job serializes"));
-    let booted =
-        boot(qemu, image, &fs, Accel::Kvm, accel::PROBE_DEADLINE, dir).map_err(|e| before_qemu(e.to_string()))?;
+    let booted = boot(qemu, image, &fs, Accel::Kvm, accel::PROBE_DEADLINE, dir, Vec::new())
+        .map_err(|e| before_qemu(e.to_string()))?;
     let answered = booted
         .results_text
         .lines()
@@ -333,6 +355,14 @@ sys.exit(1)
     }
 
     #[test]
+    fn an_extra_feature_replaces_the_default_of_its_kind() {
+        let big: Box<dyn Feature> = Box::new(MicroVm { memory_mib: 2048, cpus: 2 });
+        assert_eq!(feature_kind(big.as_ref()), "MicroVm");
+        assert_eq!(feature_kind(&ReliableTsc), "ReliableTsc");
+        assert_eq!(feature_kind(&Accel::Tcg), "Tcg", "an enum's kind is its variant: never equal to a struct's");
+    }
+
+    #[test]
     fn the_telling_line_is_found_above_a_register_dump() {
         let outcome = VmOutcome {
             status: None,
@@ -342,6 +372,7 @@ sys.exit(1)
             restore_failed: None,
             stuck_after_verdict: false,
             first_answer: None,
+            phases: Vec::new(),
         };
         assert_eq!(probe_failure_reason(&outcome, ""), "QEMU under KVM: KVM internal error. Suberror: 1");
         let msr =

@@ -39,6 +39,39 @@ impl Feature for MicroVm {
     }
 }
 
+/// Guest RAM in a file instead of anonymous memory: a snapshot template
+/// writes its RAM into the file (`share=on`), and every test restored from
+/// it maps that file privately (`share=off`: copy-on-write, the file never
+/// changes), so a restore reads no RAM at all and a test faults in only the
+/// pages it touches. Migration skips the file's RAM (`x-ignore-shared`);
+/// the state file holds only the devices. The size must be the VM's `-m`.
+#[derive(Debug, Clone)]
+pub struct RamFile {
+    pub path: PathBuf,
+    pub memory_mib: u32,
+    /// The template's own RAM (written); false: a private copy-on-write view.
+    pub share: bool,
+}
+
+/// The RAM block migration skips when it is shared.
+pub const RAM_BACKEND: &str = "hidvm-ram";
+
+impl Feature for RamFile {
+    fn qemu_args(&self) -> Vec<String> {
+        vec![
+            "-object".into(),
+            format!(
+                "memory-backend-file,id={RAM_BACKEND},size={}M,mem-path={},share={}",
+                self.memory_mib,
+                self.path.display(),
+                if self.share { "on" } else { "off" }
+            ),
+            "-machine".into(),
+            format!("memory-backend={RAM_BACKEND}"),
+        ]
+    }
+}
+
 /// The kernel image: an uncompressed vmlinux (PVH entry) or a bzImage.
 #[derive(Debug, Clone)]
 pub struct Kernel {
@@ -169,6 +202,42 @@ impl Feature for DeliveryPort {
     }
 }
 
+/// A read-only disk image on virtio-blk (virtio-mmio on microvm, which
+/// names the device on the kernel command line itself): the hid-tools
+/// userspace, `/dev/vda` in the guest. QEMU opens it read-only with a
+/// shared lock, so every VM of a run can have the same file.
+#[derive(Debug, Clone)]
+pub struct ReadOnlyDisk {
+    pub image: PathBuf,
+}
+
+impl Feature for ReadOnlyDisk {
+    fn qemu_args(&self) -> Vec<String> {
+        vec![
+            "-drive".into(),
+            format!("id=hidvm-disk,file={},format=raw,if=none,readonly=on", self.image.display()),
+            "-device".into(),
+            "virtio-blk-device,drive=hidvm-disk".into(),
+        ]
+    }
+}
+
+/// `printk.devkmsg=on`: userspace may write to /dev/kmsg without the
+/// default rate limit, which dropped most of the hid-tools plugin's test
+/// markers (96 of 117 in one module) and with them the attribution of a
+/// kernel report to its test.
+#[derive(Debug, Clone)]
+pub struct DevKmsg;
+
+impl Feature for DevKmsg {
+    fn qemu_args(&self) -> Vec<String> {
+        Vec::new()
+    }
+    fn kernel_args(&self) -> Vec<String> {
+        vec!["printk.devkmsg=on".into()]
+    }
+}
+
 /// `tsc=reliable`: no clocksource watchdog on the TSC. Under a loaded TCG
 /// host the watchdog's reference (jiffies) lags, it declared the TSC
 /// unstable in the middle of scenarios and switched clocksource under
@@ -227,6 +296,8 @@ mod tests {
         assert_eq!(r.kernel_args(), vec!["hidvm.results=/dev/ttyS1"]);
         assert!(Console { socket: "/tmp/c".into() }.qemu_args().contains(&"chardev:console".to_string()));
         assert!(ExitOnReboot.kernel_args().contains(&"reboot=t".to_string()));
+        let disk = ReadOnlyDisk { image: "/c/u.erofs".into() }.qemu_args().join(" ");
+        assert!(disk.contains("file=/c/u.erofs,format=raw,if=none,readonly=on") && disk.contains("virtio-blk-device"));
     }
 }
 

@@ -1,5 +1,6 @@
 //! Running one VM with a deadline. QEMU's exit status is recorded but
 //! never taken as success: a kernel panic with panic=-1 also exits 0.
+use crate::base::timeline::{Phase, Timeline};
 use crate::vm::feature::{Feature, CONSOLE_CHARDEV};
 use crate::vm::process::{command_line, connect_console, copy_console, spawn_qemu, KillOnDrop};
 use crate::vm::qmp::Qmp;
@@ -40,6 +41,9 @@ pub struct VmOutcome {
     /// From starting QEMU to the agent's first line on the result channel
     /// (for `hidvm bench`; 5 ms resolution).
     pub first_answer: Option<Duration>,
+    /// Where the VM's time went: QEMU's start, the restore, the guest's
+    /// job, its shutdown.
+    pub phases: Vec<Phase>,
 }
 
 /// Sysrq keys sent over the serial console when a VM hangs: `w` dumps
@@ -59,6 +63,7 @@ impl VmOutcome {
             restore_failed,
             stuck_after_verdict: false,
             first_answer: None,
+            phases: Vec::new(),
         }
     }
 }
@@ -76,6 +81,7 @@ impl Vm {
         let started = Instant::now();
         let handle = spawn_qemu(&self.qemu, &args)?;
         let guard = KillOnDrop(&handle);
+        let mut timeline = Timeline::since(started);
 
         // QEMU waits for us on the console socket before starting the guest.
         let Some(console) = connect_console(&self.console_socket, &handle, started + Duration::from_secs(10)) else {
@@ -93,6 +99,7 @@ impl Vm {
             }
             return Ok(VmOutcome::stopped(started, said, None));
         };
+        timeline.mark("QEMU start");
         let pump = console.try_clone().ok().map(|c| {
             let log = self.console_log.clone();
             std::thread::spawn(move || copy_console(c, &log))
@@ -106,7 +113,7 @@ impl Vm {
                 Ok(None) => None,
                 Err(e) => Some(format!("waiting for it: {e}")),
             };
-            match restore.start(qmp, &exited) {
+            match restore.start(qmp, &exited, &mut timeline) {
                 Ok(stream) => {
                     // start() returns once the guest answered.
                     first_answer = Some(started.elapsed());
@@ -138,9 +145,18 @@ impl Vm {
         }
         std::mem::forget(guard);
         let output = handle.wait()?;
+        let exited = started.elapsed();
         if let Some(p) = pump {
             let _ = p.join();
         }
+        if let Some(at) = first_answer {
+            timeline.mark_at("guest start (to its first line)", at);
+        }
+        // The results file was last written with the verdict.
+        if let Some(when) = self.results.as_ref().and_then(|r| std::fs::metadata(r).ok()?.modified().ok()) {
+            timeline.mark_wall("guest job (to its verdict)", when);
+        }
+        timeline.mark_at("guest shutdown and QEMU exit", exited);
         Ok(VmOutcome {
             status: (!timed_out).then_some(output.status),
             timed_out,
@@ -149,6 +165,7 @@ impl Vm {
             restore_failed: None,
             stuck_after_verdict,
             first_answer,
+            phases: timeline.into_phases(),
         })
     }
 

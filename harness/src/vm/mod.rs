@@ -10,6 +10,7 @@
 //! * [`accel`]: KVM or TCG, and the remembered probe result;
 //! * [`initramfs`]: the guest's cpio archive;
 //! * [`agent`]: the static guest agent binary;
+//! * [`userspace`]: the hid-tools userspace image (built, cached, found);
 //! * [`snapshot`]: freezing a booted guest and restoring it;
 //! * [`machine`]: one VM run with a deadline, and its outcome;
 //! * [`boot`]: booting one guest (cold, restored, or the KVM probe).
@@ -22,3 +23,4 @@ pub mod machine;
 pub mod process;
 pub mod qmp;
 pub mod snapshot;
+pub mod userspace;

@@ -11,6 +11,7 @@
 use crate::base::error::{Error, Result};
 use crate::base::layout::sha256_parts;
 use crate::base::lock::{FileLock, Mode};
+use crate::base::timeline::Timeline;
 use crate::vm::accel::Accel;
 use crate::vm::feature::Feature;
 use crate::vm::initramfs::Initramfs;
@@ -37,6 +38,10 @@ const RESTORE_ANSWER: Duration = Duration::from_secs(15);
 /// The paths one VM's features name; placeholders when computing the key.
 pub struct VmPaths {
     pub initrd: PathBuf,
+    /// Guest RAM ([`crate::vm::feature::RamFile`]), and whether it is the
+    /// template's own (shared) or a restored test's private view of it.
+    pub ram: PathBuf,
+    pub ram_shared: bool,
     pub console_socket: PathBuf,
     pub qmp_socket: PathBuf,
     pub results: PathBuf,
@@ -47,6 +52,8 @@ impl VmPaths {
     fn placeholders() -> VmPaths {
         VmPaths {
             initrd: "@initrd".into(),
+            ram: "@ram".into(),
+            ram_shared: true,
             console_socket: "@console".into(),
             qmp_socket: "@qmp".into(),
             results: "@results".into(),
@@ -82,6 +89,10 @@ impl Snapshot {
     }
     pub fn initrd(&self) -> PathBuf {
         self.dir.join("initramfs.cpio")
+    }
+    /// The frozen guest's RAM (a sparse file of the VM's memory size).
+    pub fn ram(&self) -> PathBuf {
+        self.dir.join("ram")
     }
     /// The template's console up to the freeze: a restored guest's console
     /// log starts with it, so a boot-time splat is still seen by every test.
@@ -145,12 +156,12 @@ pub fn ensure(cache: &Path, t: &Template) -> Result<Snapshot> {
     let key = key(t, &bytes);
     let root = cache.join("snapshots");
     let snap = Snapshot { key: key.clone(), dir: root.join(&key) };
-    if snap.state().is_file() {
+    if snap.state().is_file() && snap.ram().is_file() {
         return Ok(snap);
     }
     let _lock = FileLock::acquire(&root.join(format!("{key}.lock")), Mode::Exclusive, &format!("snapshot {key}"))
         .map_err(Error::io(format!("locking snapshot {key}")))?;
-    if snap.state().is_file() {
+    if snap.state().is_file() && snap.ram().is_file() {
         return Ok(snap);
     }
     // Made in a temporary directory and renamed: a killed or failed
@@ -176,6 +187,8 @@ fn freeze(t: &Template, snap: &Snapshot) -> std::result::Result<(), String> {
     let sockets = tempfile::Builder::new().prefix("hidvm-").tempdir_in("/tmp").map_err(|e| e.to_string())?;
     let paths = VmPaths {
         initrd: snap.initrd(),
+        ram: snap.ram(),
+        ram_shared: true,
         console_socket: sockets.path().join("console"),
         qmp_socket: sockets.path().join("qmp"),
         results: snap.dir.join("results.jsonl"),
@@ -224,6 +237,7 @@ fn freeze(t: &Template, snap: &Snapshot) -> std::result::Result<(), String> {
     let state = snap.state();
     let mut qmp = Qmp::connect(&paths.qmp_socket).map_err(|e| format!("QMP: {e}"))?;
     qmp.execute("stop", json!({})).map_err(|e| format!("QMP stop: {e}"))?;
+    ignore_shared_ram(&mut qmp)?;
     qmp.execute("migrate", json!({ "uri": format!("exec:cat > {}", shell_quote(&state)?) }))
         .map_err(|e| format!("QMP migrate: {e}"))?;
     loop {
@@ -249,6 +263,13 @@ fn connect_until(socket: &Path, until: Instant) -> std::result::Result<UnixStrea
             Err(_) => std::thread::sleep(Duration::from_millis(5)),
         }
     }
+}
+
+/// Leave the RAM file out of the migration stream (`x-ignore-shared`): the
+/// template's RAM is in its file, and a restored guest maps that file.
+fn ignore_shared_ram(qmp: &mut Qmp) -> std::result::Result<(), String> {
+    let caps = json!({ "capabilities": [{ "capability": "x-ignore-shared", "state": true }] });
+    qmp.execute("migrate-set-capabilities", caps).map(|_| ()).map_err(|e| format!("QMP migrate-set-capabilities: {e}"))
 }
 
 /// `exec:` migration URIs go through /bin/sh.
@@ -281,6 +302,7 @@ impl Restore {
         &self,
         qmp_socket: &Path,
         exited: &dyn Fn() -> Option<String>,
+        timeline: &mut Timeline,
     ) -> std::result::Result<UnixStream, String> {
         let until = Instant::now() + RESTORE_ANSWER;
         let gone = || exited().map(|how| format!("QEMU exited while restoring the snapshot ({how})"));
@@ -297,6 +319,7 @@ impl Restore {
                 }
             }
         };
+        ignore_shared_ram(&mut qmp)?;
         qmp.execute("migrate-incoming", json!({ "uri": format!("exec:cat {}", shell_quote(&self.state)?) }))
             .map_err(|e| format!("QMP migrate-incoming: {e}"))?;
         loop {
@@ -313,9 +336,11 @@ impl Restore {
                 other => return Err(format!("after loading the snapshot QEMU is {other:?}")),
             }
         }
+        timeline.mark("snapshot load");
         let mut delivery = connect_until(&self.delivery_socket, until)?;
         qmp.execute("cont", json!({})).map_err(|e| format!("QMP cont: {e}"))?;
         delivery.write_all(&self.delivery).map_err(|e| format!("sending the delivery: {e}"))?;
+        timeline.mark("resume and delivery");
         loop {
             if std::fs::metadata(&self.results).map(|m| m.len() > 0).unwrap_or(false) {
                 return Ok(delivery);

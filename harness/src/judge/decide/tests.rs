@@ -38,6 +38,7 @@ fn vm(timed_out: bool) -> VmOutcome {
         restore_failed: None,
         stuck_after_verdict: false,
         first_answer: None,
+        phases: Vec::new(),
     }
 }
 

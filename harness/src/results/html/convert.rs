@@ -23,6 +23,9 @@ pub struct Context<'a> {
     pub expected_targets: Vec<String>,
     /// An earlier run: rows whose outcome changed are flagged.
     pub baseline: Option<&'a Results>,
+    /// The kernel the others are held against (`--baseline 6.12`): rows
+    /// whose outcome on another kernel differs from its are flagged.
+    pub baseline_kernel: Option<String>,
     /// The directory the HTML file is written to: links to run files are
     /// relative to it (absolute when not given, or nothing is shared).
     pub link_dir: Option<PathBuf>,
@@ -192,6 +195,7 @@ pub fn from_results_with(results: &Results, ctx: &Context, extras: impl Fn(&Test
     let mut rows: Vec<Row> = Vec::new();
     let mut index: BTreeMap<String, usize> = BTreeMap::new();
     let mut matrix = Matrix::new(present.clone());
+    matrix.baseline = ctx.baseline_kernel.clone();
     for r in &results.records {
         let x = extras(r);
         let col = targets.iter().position(|t| *t == r.target()).expect("every record's target is a column");
@@ -229,13 +233,33 @@ pub fn from_results_with(results: &Results, ctx: &Context, extras: impl Fn(&Test
         }
     }
 
-    for row in &mut rows {
+    flag_rows(&mut rows, &matrix, results, ctx, &present);
+
+    Report {
+        title: if ctx.title.is_empty() { "hidvm report".into() } else { ctx.title.clone() },
+        generated_by: format!("hidvm {}", results.hidvm),
+        generated_at: ctx.generated_at.clone(),
+        targets: infos,
+        rows,
+        notes: ctx.notes.clone(),
+        problems: ctx.problems.clone(),
+        html_link: ctx.html_link.clone(),
+    }
+}
+
+/// Each row's flags: where compilers, kernels or the baseline kernel
+/// disagree ([`Matrix::differences`]), and where an earlier run differs.
+fn flag_rows(rows: &mut [Row], matrix: &Matrix, results: &Results, ctx: &Context, present: &[Target]) {
+    for row in rows.iter_mut() {
         let d = matrix.differences(&row.name);
         if !d.between_compilers.is_empty() {
             row.flags.push(Flag { kind: FlagKind::CompilerDependent, on: d.between_compilers });
         }
         if !d.between_kernels.is_empty() {
             row.flags.push(Flag { kind: FlagKind::KernelDependent, on: d.between_kernels });
+        }
+        if !d.from_baseline.is_empty() {
+            row.flags.push(Flag { kind: FlagKind::DiffersFromBaseline, on: d.from_baseline });
         }
         if let Some(base) = ctx.baseline {
             let changed: Vec<String> = present
@@ -254,17 +278,6 @@ pub fn from_results_with(results: &Results, ctx: &Context, extras: impl Fn(&Test
                 row.flags.push(Flag { kind: FlagKind::DiffersFromBaseline, on: changed });
             }
         }
-    }
-
-    Report {
-        title: if ctx.title.is_empty() { "hidvm report".into() } else { ctx.title.clone() },
-        generated_by: format!("hidvm {}", results.hidvm),
-        generated_at: ctx.generated_at.clone(),
-        targets: infos,
-        rows,
-        notes: ctx.notes.clone(),
-        problems: ctx.problems.clone(),
-        html_link: ctx.html_link.clone(),
     }
 }
 
@@ -303,6 +316,7 @@ fn record_in_matrix(m: &mut Matrix, r: &TestRecord, x: &RecordExtras) -> bool {
         Status::Skip => m.record_skip(&r.row, &t, r.reason.as_deref().unwrap_or_default()),
         Status::Fail | Status::Error | Status::Flaky => m.record_text(&r.row, &t, "FAIL".into(), false),
     }
+    m.note_record(r);
     chance
 }
 

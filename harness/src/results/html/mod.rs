@@ -25,13 +25,15 @@ pub use render::{byte_diff, render_html, ByteCmp};
 /// Write the HTML report of `results`, a run's own records (every planned
 /// test, skips included: [`Context::complete`]), to `path` (links to run
 /// files relative to its directory); `expected_targets` (`6.12-gcc`)
-/// without a record are reported missing.
+/// without a record are reported missing; rows whose outcome differs from
+/// the `baseline` kernel's are flagged.
 pub fn write_report(
     results: &crate::results::records::Results,
     path: &std::path::Path,
     expected_targets: &[String],
+    baseline: Option<&str>,
 ) -> crate::Result<()> {
-    write_report_with(results, path, expected_targets, true, &[])
+    write_report_with(results, path, expected_targets, baseline, true, &[])
 }
 
 /// [`write_report`], with what is wrong with the run besides its cells
@@ -40,6 +42,7 @@ pub fn write_report_with(
     results: &crate::results::records::Results,
     path: &std::path::Path,
     expected_targets: &[String],
+    baseline: Option<&str>,
     complete: bool,
     problems: &[String],
 ) -> crate::Result<()> {
@@ -48,6 +51,7 @@ pub fn write_report_with(
         title: "hidvm report".into(),
         generated_at: Some(utc_now()),
         expected_targets: expected_targets.to_vec(),
+        baseline_kernel: baseline.map(str::to_string),
         link_dir: path.parent().map(std::path::Path::to_path_buf),
         problems: problems.to_vec(),
         complete,
