@@ -262,12 +262,11 @@ fn fake_script_symbolize_console_takes_a_report_range_and_the_build_dir() {
 /// A finished kernel build: (build dir, tree, tools, cell, kernel version).
 type Built = (PathBuf, PathBuf, Tools, String, String);
 
-/// The newest finished build per kernel version of the cells whose make
-/// variables use LLVM (or not).
-fn built_kernels(llvm: bool) -> Result<Vec<Built>, String> {
+/// Every finished build of the cells whose make variables use LLVM (or
+/// not), newest first: (major.minor, the build).
+fn every_built(llvm: bool) -> Vec<(String, Built)> {
     let repo = hidvm::base::layout::Repo::locate();
-    let cells = hidvm::kernel::cell::load(&repo.cells_file()).map_err(|e| e.to_string())?;
-    let kernels = hidvm::base::layout::cache_root().join("kernels");
+    let Ok(cells) = hidvm::kernel::cell::load(&repo.cells_file()) else { return Vec::new() };
     let mut found = Vec::new();
     for (record_dir, build) in build_dirs() {
         let Ok(text) = std::fs::read_to_string(record_dir.join("record.json")) else { continue };
@@ -285,21 +284,54 @@ fn built_kernels(llvm: bool) -> Result<Vec<Built>, String> {
         let version: String = field("kernel_version").split('.').take(2).collect::<Vec<_>>().join(".");
         found.push((version, mtime, (build, PathBuf::from(tree), tools, cell.name.clone(), field("kernel_version"))));
     }
-    found.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+    found.sort_by(|a, b| (&b.0, b.1).cmp(&(&a.0, a.1)));
+    found.into_iter().map(|(v, _, b)| (v, b)).collect()
+}
+
+/// Every finished build (LLVM or not), newest first.
+fn every_built_kernel(llvm: bool) -> Vec<Built> {
+    every_built(llvm).into_iter().map(|(_, b)| b).collect()
+}
+
+/// The newest finished build per kernel version of the cells whose make
+/// variables use LLVM (or not).
+fn built_kernels(llvm: bool) -> Result<Vec<Built>, String> {
     let mut newest: Vec<Built> = Vec::new();
-    for (i, f) in found.iter().enumerate() {
-        if found.get(i + 1).is_none_or(|next| next.0 != f.0) {
-            newest.push(f.2.clone());
+    let mut seen = std::collections::BTreeSet::new();
+    for (version, b) in every_built(llvm) {
+        if seen.insert(version) {
+            newest.push(b);
         }
     }
     if newest.is_empty() {
         return Err(format!(
             "no finished {} kernel build under {}",
             if llvm { "LLVM" } else { "gcc" },
-            kernels.display()
+            hidvm::base::layout::cache_root().display()
         ));
     }
+    newest.reverse();
     Ok(newest)
+}
+
+/// Why the frames of `body` (a kernel report) do not fit `syms`: the kernel
+/// prints kallsyms sizes, the distance to the next symbol, so the ELF size
+/// (nm -S) plus the alignment padding. None: every frame fits.
+fn sizes_mismatch(body: &[&str], syms: &std::collections::HashMap<String, (u64, u64)>) -> Option<String> {
+    for line in body {
+        let rip = line.split_once("RIP: 0010:").map(|x| x.1);
+        let Some(frame) =
+            rip.and_then(hidvm::judge::title::parse_frame).or_else(|| hidvm::judge::title::parse_frame(line))
+        else {
+            continue;
+        };
+        let elf = syms.get(&frame.symbol).map(|s| s.1).unwrap_or_default();
+        let printed = frame.size.unwrap_or_default();
+        if !(elf > 0 && printed >= elf && printed - elf < 64) {
+            return Some(format!("{} is {printed:#x} in the report but {elf:#x} in this vmlinux", frame.symbol));
+        }
+    }
+    None
 }
 
 /// (directory with record.json, directory with vmlinux) of every finished
@@ -513,33 +545,32 @@ fn real_srcu_sample_matches_the_7_3_llvm_kernel_or_skipped_loudly() {
     // cell's kernel: its sizes are the vmlinux's, and it decodes to the story of
     // the bug (srcu_read_unlock inlined into dispatch_hid_bpf_output_report,
     // called from hidraw_write).
-    let Some((build, tree, tools, cell, version)) =
-        built_kernels(true).ok().and_then(|k| k.into_iter().find(|k| k.4 == "7.3.4"))
-    else {
-        eprintln!("SKIPPED real_srcu_sample: no finished 7.3.4 LLVM kernel build");
-        return;
-    };
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/splats/srcu-page-fault-7.3-llvm.txt");
     let text = std::fs::read_to_string(path).unwrap();
     let body: Vec<&str> = text.lines().filter(|l| !l.starts_with("# ")).collect();
-    let syms = symbols(&build.join("vmlinux"));
-    for line in &body {
-        let rip = line.split_once("RIP: 0010:").map(|x| x.1);
-        let Some(frame) =
-            rip.and_then(hidvm::judge::title::parse_frame).or_else(|| hidvm::judge::title::parse_frame(line))
-        else {
-            continue;
-        };
-        // The kernel prints kallsyms sizes: the distance to the next
-        // symbol, so the ELF size (nm -S) plus the alignment padding.
-        let elf = syms.get(&frame.symbol).map(|s| s.1).unwrap_or_default();
-        let printed = frame.size.unwrap_or_default();
-        assert!(
-            elf > 0 && printed >= elf && printed - elf < 64,
-            "{cell} {version}: {} is {printed:#x} in the report but {elf:#x} in this vmlinux",
-            frame.symbol
-        );
+    // Only the very kernel that crashed can decode its addresses: among
+    // every 7.3.4 LLVM build in the cache, the one whose symbol sizes are
+    // those the report printed (a config change, e.g. a new fragment, makes
+    // another kernel).
+    let candidates: Vec<Built> = every_built_kernel(true).into_iter().filter(|k| k.4 == "7.3.4").collect();
+    let mut mismatches = Vec::new();
+    let mut found = None;
+    for k in candidates {
+        match sizes_mismatch(&body, &symbols(&k.0.join("vmlinux"))) {
+            None => {
+                found = Some(k);
+                break;
+            }
+            Some(why) => mismatches.push(format!("{}: {why}", k.0.display())),
+        }
     }
+    let Some((build, tree, tools, _cell, _version)) = found else {
+        eprintln!(
+            "SKIPPED real_srcu_sample: the sample's kernel is not in the cache (a 7.3.4 LLVM build of the config it crashed on); {}",
+            if mismatches.is_empty() { "no 7.3.4 LLVM build at all".to_string() } else { mismatches.join("; ") }
+        );
+        return;
+    };
     let report = hidvm::judge::title::parse_report(&body.join("\n"));
     let mut s = Symbolizer::new(&build.join("vmlinux"), &tree, tools);
     s.modules = Some(build.clone());
