@@ -4,6 +4,8 @@
 #                  kernel cell, print the scenario x cell matrix
 #   make test      set up, build, run the whole test suite with nextest
 #                  (what .ci/run does)
+#   make lint      rustfmt, clippy, and actionlint/zizmor on the workflows when
+#                  installed (.ci/lint-workflows --install installs them)
 #   make install   install hidvm (with its data and guest agent) into
 #                  ~/.cargo/bin, usable from any directory; PREFIX=<dir>
 #                  installs into <dir>/bin
@@ -17,7 +19,7 @@ ifneq ($(KERNEL_SRC),)
 export HIDVM_KERNEL_SRC := $(KERNEL_SRC)
 endif
 
-.PHONY: setup build vm-test test check bench clean-runs install
+.PHONY: setup build vm-test test check bench clean-runs install lint
 
 # Packages, the kernel sources of other Debian suites (linux-source-7.3),
 # and the hid-tools userspace image (Debian + PyPI, built once, cached).
@@ -37,6 +39,11 @@ vm-test: setup
 # --workspace: the guest agent's unit tests run on the host too.
 test: build
 	$(CARGO) nextest run --locked --profile ci --workspace
+
+lint:
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+	.ci/lint-workflows --if-installed
 
 check:
 	$(HIDVM) check

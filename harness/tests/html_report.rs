@@ -519,3 +519,41 @@ fn demo_report() {
     std::fs::write(&path, render_html(&report)).unwrap();
     std::fs::write(path.with_extension("md"), render_markdown_summary(&report)).unwrap();
 }
+
+#[test]
+fn a_run_problem_fails_the_step_summary_and_comes_first() {
+    // Every cell passed, but a planned target was short of tests (what
+    // `hidvm summary --expect` finds): the summary must not be green.
+    let records = vec![rec("6.12-gcc", "a", Status::Pass, None), rec("6.12-llvm", "a", Status::Pass, None)];
+    let ok = from_results(&Results::new(records.clone()), &Context::default());
+    assert!(render_markdown_summary(&ok).starts_with("## ✔ "), "{}", render_markdown_summary(&ok));
+    let ctx =
+        Context { problems: vec!["6.12-llvm: 1 of 2 planned tests have no record: b".into()], ..Default::default() };
+    let report = from_results(&Results::new(records), &ctx);
+    let md = render_markdown_summary(&report);
+    let lines: Vec<&str> = md.lines().collect();
+    assert!(lines[0].starts_with("## ✘ hidvm report: 1 problem(s) with the run, nothing failed"), "{md}");
+    assert_eq!(lines[2], "- **Problem:** 6.12-llvm: 1 of 2 planned tests have no record: b", "{md}");
+    assert!(lines[3].starts_with("- **Failed (0):** none"), "{md}");
+    let html = render_html(&report);
+    assert!(html.contains("<b>Problem:</b> 6.12-llvm: 1 of 2 planned tests") && !html.contains("all good"), "{html}");
+}
+
+#[test]
+fn a_cells_own_test_is_not_a_lost_result_when_the_results_are_complete() {
+    // As vm-test writes it: an llvm-only self-test has no gcc record.
+    let records = vec![
+        rec("6.12-gcc", "a", Status::Pass, None),
+        rec("6.12-llvm", "a", Status::Pass, None),
+        rec("6.12-llvm", "selftest::llvm_only", Status::Pass, None),
+    ];
+    let partial = from_results(&Results::new(records.clone()), &Context::default());
+    assert_eq!(partial.counts().lost, 1, "without a plan, an absent cell is lost");
+    let report = from_results(&Results::new(records), &Context { complete: true, ..Default::default() });
+    let c = report.counts();
+    assert_eq!((c.lost, c.tests, c.skipped), (0, 3, 0), "{c:?}");
+    assert!(c.all_good());
+    assert_eq!(report.rows[1].cells[0].status, CellStatus::NotHere);
+    assert!(render_markdown_summary(&report).starts_with("## ✔ "));
+    assert!(render_html(&report).contains("all good"));
+}

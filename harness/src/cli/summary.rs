@@ -2,6 +2,7 @@
 //! what the run was planned to have.
 use crate::cli::tests_exit;
 use hidvm::kernel::spec::Target;
+use hidvm::results::html::{from_results, render_markdown_summary, Context};
 use hidvm::results::records::{Results, Status};
 use hidvm::results::summary::{describe_missing, known_changes, matrix_with, merge, missing, Planned};
 use hidvm::run::plan;
@@ -15,9 +16,16 @@ pub struct Args {
     /// Results files.
     #[arg(required = true, value_name = "FILE")]
     files: Vec<PathBuf>,
-    /// Also append the matrix as Markdown to this file (e.g. $GITHUB_STEP_SUMMARY).
+    /// Also append the step summary (Markdown: how many failed, which rows
+    /// differ between compilers and kernels, which targets are missing, then
+    /// the rows that need a look; passing rows collapsed) to this file, e.g.
+    /// $GITHUB_STEP_SUMMARY.
     #[arg(long, value_name = "FILE")]
     markdown: Option<PathBuf>,
+    /// Where the HTML report will be, linked from the Markdown summary
+    /// (default: a placeholder, {{HIDVM_HTML_REPORT_URL}}, to replace).
+    #[arg(long, value_name = "URL")]
+    report_url: Option<String>,
     /// Also write the HTML report to this file.
     #[arg(long, value_name = "FILE")]
     html: Option<PathBuf>,
@@ -40,21 +48,29 @@ pub fn run(suite: &Suite, args: Args) -> hidvm::Result<ExitCode> {
         return Err(hidvm::Error::Other(format!("--baseline {b}: no record of the results files is of kernel {b}")));
     }
     let matrix = matrix_with(&merged, &lacking, &changed, baseline);
-    if let Some(p) = &args.html {
-        hidvm::results::html::write_report(&merged, p, &args.expect, baseline)?;
-    }
-    println!("{}", matrix.render());
     let mut problems = describe_missing(&planned, &lacking);
     problems.extend(changes.iter().map(|(_, why)| why.clone()));
+    // One run's own file holds every planned test; so do files held
+    // against --expect, which names each one missing (`problems`).
+    let complete = !args.expect.is_empty() || args.files.len() == 1;
+    if let Some(p) = &args.html {
+        hidvm::results::html::write_report_with(&merged, p, &args.expect, baseline, complete, &problems)?;
+    }
+    println!("{}", matrix.render());
     for p in &problems {
         println!("{p}");
     }
     if let Some(md) = args.markdown {
-        let mut text = format!("## hidvm: {} tests\n\n", merged.records.len());
-        for p in &problems {
-            text.push_str(&format!("- **{p}**\n"));
-        }
-        text.push_str(&format!("\n{}\n", matrix.render_markdown()));
+        let ctx = Context {
+            title: "hidvm".into(),
+            expected_targets: args.expect.clone(),
+            baseline_kernel: baseline.map(str::to_string),
+            problems: problems.clone(),
+            complete,
+            html_link: args.report_url.clone(),
+            ..Default::default()
+        };
+        let text = render_markdown_summary(&from_results(&merged, &ctx));
         std::fs::OpenOptions::new()
             .create(true)
             .append(true)

@@ -45,8 +45,14 @@ pub fn missing(results: &Results, planned: &[Planned]) -> Vec<Planned> {
 /// One line per target short of tests: "7.3-llvm: no results at all (77
 /// planned)" or "6.12-gcc: 3 of 77 planned tests have no result (a, b, c)".
 pub fn describe_missing(planned: &[Planned], missing: &[Planned]) -> Vec<String> {
-    let mut targets: Vec<&Target> = missing.iter().map(|m| &m.target).collect();
-    targets.dedup();
+    // One line per target, in the order the targets first lack a test
+    // (the plan interleaves targets: a sorted-only dedup would repeat them).
+    let mut targets: Vec<&Target> = Vec::new();
+    for m in missing {
+        if !targets.contains(&&m.target) {
+            targets.push(&m.target);
+        }
+    }
     targets
         .into_iter()
         .map(|t| {
@@ -234,6 +240,12 @@ mod tests {
         assert!(m.render().contains("MISSING"));
         // Without a plan, the same records pass: the plan is what catches it.
         assert!(matrix(&results).all_passed());
+        // The plan as `plan::tests` gives it, targets interleaved row by row:
+        // still one line per target.
+        let mut interleaved = planned.clone();
+        interleaved.sort_by(|a, b| a.row.cmp(&b.row));
+        let lack = missing(&results, &interleaved);
+        assert_eq!(describe_missing(&interleaved, &lack).len(), 2, "{:?}", describe_missing(&interleaved, &lack));
     }
 
     #[test]

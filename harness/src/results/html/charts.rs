@@ -9,7 +9,7 @@ fn fill(s: CellStatus) -> (&'static str, &'static str) {
         CellStatus::Pass => ("#bfe3c7", "#17692e"),
         CellStatus::Known => ("#e8c34a", "#3d2d00"),
         CellStatus::Skip => ("#eef0f2", "#5b6470"),
-        CellStatus::Missing => ("#f4f4f4", "#666666"),
+        CellStatus::Missing | CellStatus::NotHere => ("#f4f4f4", "#666666"),
         CellStatus::Flaky => ("#e08a2e", "#2b1400"),
         CellStatus::Fail => ("#a4161a", "#ffffff"),
         CellStatus::Error => ("#6a1b9a", "#ffffff"),

@@ -30,6 +30,13 @@ pub struct Context<'a> {
     /// relative to it (absolute when not given, or nothing is shared).
     pub link_dir: Option<PathBuf>,
     pub notes: Vec<String>,
+    /// The results hold every test planned on each target that reported
+    /// (skips included), as `vm-test` and `test` write them: a test absent
+    /// on such a target is not one of its tests (a cell's own self-test), not
+    /// a lost result.
+    pub complete: bool,
+    /// What is wrong with the run besides its cells ([`super::Report::problems`]).
+    pub problems: Vec<String>,
     /// Where the HTML report will be (for the Markdown summary).
     pub html_link: Option<String>,
 }
@@ -214,6 +221,18 @@ pub fn from_results_with(results: &Results, ctx: &Context, extras: impl Fn(&Test
         rows[i].cells[col] = cell;
     }
 
+    if ctx.complete {
+        for row in &mut rows {
+            for (cell, t) in row.cells.iter_mut().zip(&infos) {
+                if cell.status == CellStatus::Missing && !t.missing {
+                    let mut c = Cell::new(CellStatus::NotHere, "n/a");
+                    c.reason = Some("not a test of this target (another cell's own test)".into());
+                    *cell = c;
+                }
+            }
+        }
+    }
+
     flag_rows(&mut rows, &matrix, results, ctx, &present);
 
     Report {
@@ -223,6 +242,7 @@ pub fn from_results_with(results: &Results, ctx: &Context, extras: impl Fn(&Test
         targets: infos,
         rows,
         notes: ctx.notes.clone(),
+        problems: ctx.problems.clone(),
         html_link: ctx.html_link.clone(),
     }
 }

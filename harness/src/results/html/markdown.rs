@@ -13,12 +13,20 @@ const LIST: usize = 12;
 
 pub fn render_markdown_summary(report: &Report) -> String {
     let c = report.counts();
+    let good = c.all_good() && report.problems.is_empty();
+    let mut headline = c.headline();
+    if !report.problems.is_empty() {
+        headline = format!("{} problem(s) with the run, {headline}", report.problems.len());
+    }
     let mut out = format!(
         "## {} {}: {}\n\n",
-        if c.all_good() { CellStatus::Pass.symbol() } else { CellStatus::Fail.symbol() },
+        if good { CellStatus::Pass.symbol() } else { CellStatus::Fail.symbol() },
         md(&report.title),
-        md(&c.headline())
+        md(&headline)
     );
+    for p in &report.problems {
+        let _ = writeln!(out, "- **Problem:** {}", md(p));
+    }
     let failed: Vec<String> = report
         .rows
         .iter()

@@ -22,15 +22,29 @@ pub use markdown::{render_markdown_summary, REPORT_LINK_PLACEHOLDER};
 pub use model::*;
 pub use render::{byte_diff, render_html, ByteCmp};
 
-/// Write the HTML report of `results` to `path` (links to run files
-/// relative to its directory); `expected_targets` (`6.12-gcc`) without a
-/// record are reported missing; rows whose outcome differs from the
-/// `baseline` kernel's are flagged.
+/// Write the HTML report of `results`, a run's own records (every planned
+/// test, skips included: [`Context::complete`]), to `path` (links to run
+/// files relative to its directory); `expected_targets` (`6.12-gcc`)
+/// without a record are reported missing; rows whose outcome differs from
+/// the `baseline` kernel's are flagged.
 pub fn write_report(
     results: &crate::results::records::Results,
     path: &std::path::Path,
     expected_targets: &[String],
     baseline: Option<&str>,
+) -> crate::Result<()> {
+    write_report_with(results, path, expected_targets, baseline, true, &[])
+}
+
+/// [`write_report`], with what is wrong with the run besides its cells
+/// ([`Report::problems`]).
+pub fn write_report_with(
+    results: &crate::results::records::Results,
+    path: &std::path::Path,
+    expected_targets: &[String],
+    baseline: Option<&str>,
+    complete: bool,
+    problems: &[String],
 ) -> crate::Result<()> {
     let path = std::path::absolute(path).map_err(crate::Error::io(format!("resolving {}", path.display())))?;
     let ctx = Context {
@@ -39,6 +53,8 @@ pub fn write_report(
         expected_targets: expected_targets.to_vec(),
         baseline_kernel: baseline.map(str::to_string),
         link_dir: path.parent().map(std::path::Path::to_path_buf),
+        problems: problems.to_vec(),
+        complete,
         ..Default::default()
     };
     let html = render_html(&from_results(results, &ctx));

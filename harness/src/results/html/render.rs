@@ -71,7 +71,7 @@ pub fn render_html(report: &Report) -> String {
     );
 
     // Header: the verdict, the totals, the targets.
-    let (verdict_class, verdict) = if counts.all_good() {
+    let (verdict_class, verdict) = if counts.all_good() && report.problems.is_empty() {
         ("pass", format!("{} all good", CellStatus::Pass.symbol()))
     } else if counts.failed + counts.errors + counts.flaky + counts.lost > 0 {
         ("fail", format!("{} {}", CellStatus::Fail.symbol(), "needs a look"))
@@ -92,6 +92,9 @@ pub fn render_html(report: &Report) -> String {
     ));
     let _ = writeln!(h, "<div class=\"muted\">{}</div>", meta.join(" · "));
     let _ = writeln!(h, "<p class=\"headline\">{}</p>", esc(&counts.headline()));
+    for p in &report.problems {
+        let _ = writeln!(h, "<p class=\"headline\"><b>Problem:</b> {}</p>", esc(p));
+    }
     let chip = |s: CellStatus, n: usize, what: &str| {
         format!("<span class=\"{}\"><b>{}</b> {n} {what}</span>", s.word(), esc(s.symbol()))
     };
