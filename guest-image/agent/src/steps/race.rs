@@ -313,6 +313,34 @@ pub fn race(r: &mut Runner, s: &Race, run_step: RunStep) -> Outcome {
         o.error.get_or_insert(e);
     }
     o.expect_eq("race rounds completed (before, racers, after)", s.iterations, rounds);
+    report(&mut o, s, &mut tracing, Counts { rounds, user_overlaps, failed, elapsed }, &tallies);
+    drop(tracing);
+    let mut after = bpf::object_counts();
+    crate::wait::poll_until(Duration::from_secs(2), Duration::from_millis(5), || {
+        after = bpf::object_counts();
+        (!matches!(&after, Ok(a) if *a != baseline)).then_some(())
+    });
+    let seen = match &after {
+        Ok(a) => a.to_string(),
+        Err(e) => format!("unknown: {e}"),
+    };
+    o.expect_eq("kernel programs/maps/links after the race", baseline, seen);
+    o
+}
+
+/// How the race's rounds went, for [`report`].
+struct Counts {
+    rounds: u32,
+    user_overlaps: u32,
+    failed: bool,
+    elapsed: Duration,
+}
+
+/// The race's evidence into `o`: the kernel-seen hit check (or why it
+/// could not look), what the tracer saw and missed, the record for the
+/// results, and each racer's operations.
+fn report(o: &mut Outcome, s: &Race, tracing: &mut Tracing, c: Counts, tallies: &[Tally]) {
+    let Counts { rounds, user_overlaps, failed, elapsed } = c;
     let per_round = elapsed.as_secs_f64() * 1000.0 / f64::from(rounds.max(1));
     let lost = tracing.tracer.lost();
     let windows: Vec<Window> = tracing.windows().into_iter().cloned().collect();
@@ -346,6 +374,42 @@ pub fn race(r: &mut Runner, s: &Race, run_step: RunStep) -> Outcome {
             }
         }
     }
+    let clocksource = tracer_notes(o, tracing, &windows, rounds, user_overlaps);
+    o.race = Some(Box::new(RaceRecord {
+        rounds,
+        hits,
+        windows: windows
+            .iter()
+            .zip(&tracing.hits)
+            .map(|(w, n)| WindowHits { window: w.to_string(), hits: *n })
+            .collect(),
+        traced: tracing.traced(),
+        ms_per_round: (per_round * 10.0).round() / 10.0,
+        lost_records: lost.as_ref().copied().unwrap_or(0),
+        unpaired_records: tracing.unpaired,
+        clocksource: clocksource.clone(),
+    }));
+    for (x, t) in s.racers.iter().zip(tallies) {
+        let errors = t.errors.iter().map(|(e, n)| format!("{n} {e}")).collect::<Vec<_>>().join(", ");
+        o.note(format!(
+            "{}: {} operations{}",
+            x.describe(),
+            t.ops,
+            if errors.is_empty() { String::new() } else { format!(", failed: {errors}") }
+        ));
+    }
+}
+
+/// What the tracer saw beside the hit count, as notes (a window no loaded
+/// program implements is a failure: zero hits would be a lie); returns
+/// the kernel's clocksource.
+fn tracer_notes(
+    o: &mut Outcome,
+    tracing: &mut Tracing,
+    windows: &[Window],
+    rounds: u32,
+    user_overlaps: u32,
+) -> Option<String> {
     for (h, n) in &tracing.no_program {
         if *n >= rounds && rounds > 0 {
             // Nothing to trace in any round: "zero hits" would be a lie.
@@ -379,41 +443,7 @@ pub fn race(r: &mut Runner, s: &Race, run_step: RunStep) -> Outcome {
     if tracing.unpaired > 0 {
         o.note(format!("{} trace records without their entry or exit", tracing.unpaired));
     }
-    o.race = Some(Box::new(RaceRecord {
-        rounds,
-        hits,
-        windows: windows
-            .iter()
-            .zip(&tracing.hits)
-            .map(|(w, n)| WindowHits { window: w.to_string(), hits: *n })
-            .collect(),
-        traced: tracing.traced(),
-        ms_per_round: (per_round * 10.0).round() / 10.0,
-        lost_records: lost.as_ref().copied().unwrap_or(0),
-        unpaired_records: tracing.unpaired,
-        clocksource: clocksource.clone(),
-    }));
-    for (x, t) in s.racers.iter().zip(&tallies) {
-        let errors = t.errors.iter().map(|(e, n)| format!("{n} {e}")).collect::<Vec<_>>().join(", ");
-        o.note(format!(
-            "{}: {} operations{}",
-            x.describe(),
-            t.ops,
-            if errors.is_empty() { String::new() } else { format!(", failed: {errors}") }
-        ));
-    }
-    drop(tracing);
-    let mut after = bpf::object_counts();
-    crate::wait::poll_until(Duration::from_secs(2), Duration::from_millis(5), || {
-        after = bpf::object_counts();
-        (!matches!(&after, Ok(a) if *a != baseline)).then_some(())
-    });
-    let seen = match &after {
-        Ok(a) => a.to_string(),
-        Err(e) => format!("unknown: {e}"),
-    };
-    o.expect_eq("kernel programs/maps/links after the race", baseline, seen);
-    o
+    clocksource
 }
 
 /// What a round needs from the whole race.
