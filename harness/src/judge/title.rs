@@ -248,6 +248,13 @@ fn is_panic_consequence(t: &str) -> bool {
         .any(|m| msg.contains(m))
 }
 
+/// printk's own notices inside another message's lines ("** replaying
+/// previous printk message **" when a console line was interrupted, "** 3
+/// printk messages dropped **"): not a line of any report.
+fn is_printk_notice(t: &str) -> bool {
+    t.starts_with("** ") && t.ends_with(" **") && t.contains("printk")
+}
+
 fn is_rule(t: &str) -> bool {
     t.len() >= 10 && t.chars().all(|c| c == '=')
 }
@@ -271,7 +278,7 @@ fn report_end(lines: &[&str], start: usize) -> (usize, bool) {
                 let t = strip_prefixes(lines[j]);
                 if is_panic_consequence(t) {
                     panicked = true;
-                } else if !(is_register_line(t) || t.starts_with("---[ end Kernel panic")) {
+                } else if !(is_register_line(t) || is_printk_notice(t) || t.starts_with("---[ end Kernel panic")) {
                     break;
                 }
                 j += 1;
@@ -1179,6 +1186,71 @@ fn pick(candidates: &[String], extra: &[Pat]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_printk_replay_notice_inside_the_repeated_registers_keeps_the_panic_in_its_oops() {
+        // Real (7.3-gcc, race_attach_vs_destroy, hidvm bench 2026-12-07): a
+        // line of the registers repeated after the end marker was cut by
+        // another CPU's message, and printk replayed it.
+        let console = r#"[    4.207090] BUG: kernel NULL pointer dereference, address: 0000000000000060
+[    4.208291] #PF: supervisor read access in kernel mode
+[    4.208468] #PF: error_code(0x0000) - not-present page
+[    4.208671] PGD 0 P4D 0 
+[    4.208856] Oops: Oops: 0000 [#1] SMP
+[    4.209053] CPU: 1 UID: 0 PID: 1 Comm: init Tainted: G        W           7.3.4 #2 PREEMPTLAZY  
+[    4.210089] Tainted: [W]=WARN
+[    4.210184] RIP: 0010:check_init_srcu_struct+0x9/0x50
+[    4.210340] Code: 00 00 c6 47 10 04 31 f6 e9 b3 fc ff ff f3 0f 1e fa 0f 1f 44 00 00 c6 47 10 08 31 f6 e9 9f fc ff ff 0f 1f 44 00 00 48 8b 47 18 <48> 8b 40 60 a8 03 74 3e 55 53 48 8b 47 18 48 89 fb 48 8d 78 38 e8
+[    4.210797] RSP: 0018:ffffc9000000be80 EFLAGS: 00000286
+[    4.210934] RAX: 0000000000000000 RBX: ffff888002e63ce0 RCX: ffff888000600db0
+[    4.211110] RDX: ffff888002e63cb8 RSI: ffff88800274da00 RDI: ffff888002e63ce0
+[    4.211292] RBP: ffff888002e62000 R08: ffffc9000000be98 R09: ffffc9000000be90
+[    4.211839] R10: 0000000000000009 R11: ffff888000600e20 R12: ffff888002e63cc8
+[    4.212663] R13: ffff8880002559a0 R14: ffff888000257980 R15: 0000000000000000
+[    4.212873] FS:  000055556c2df440(0000) GS:ffff88809d2fb000(0000) knlGS:0000000000000000
+[    4.213131] CS:  0010 DS: 0000 ES: 0000 CR0: 0000000080050033
+[    4.213360] CR2: 0000000000000060 CR3: 0000000000587000 CR4: 00000000000006b0
+[    4.213556] Call Trace:
+[    4.213648]  <TASK>
+[    4.213712]  ? synchronize_srcu+0x16/0xd6
+[    4.213881]  ? hid_bpf_unreg+0x68/0xab
+[    4.214009]  ? bpf_struct_ops_map_link_dealloc+0x2e/0x40
+[    4.214325]  ? bpf_link_release+0x12/0x15
+[    4.214448]  ? __fput+0x100/0x1b9
+[    4.214544]  ? __x64_sys_close+0x43/0x73
+[    4.214650]  ? do_syscall_64+0x6b/0x191
+[    4.214762]  ? entry_SYSCALL_64_after_hwframe+0x4b/0x53
+[    4.214913]  </TASK>
+[    4.214991] Modules linked in:
+[    4.216396] CR2: 0000000000000060
+[    4.216710] ---[ end trace 0000000000000000 ]---
+[    4.222083] RIP: 0010:check_init_srcu_struct+0x9/0x50
+[    4.222136] Code: 00 00 c6 47 10 04 31 f6 e9 b3 fc ff ff f3 0f 1e fa 0f 1f 44 00 00 c6 47 10 08 31 f6 e9 9f fc ff ff 0f 1f 44 00 00 48 8b 47 18 <48> 8b 40 60 a8 03 74 3e 55 53 48 8b 47 18 48 89 fb 48 8d 78 38 e8
+[    4.222146] RSP: 0018:ffffc9000000be80 EFLAGS: 00000286
+[    4.222161] RAX: 0000000000000000 RBX: ffff888002e63ce0 RCX: ffff888000600db0
+** replaying previous printk message **
+[    4.222161] RAX: 0000000000000000 RBX: ffff888002e63ce0 RCX: ffff888000600db0
+[    4.222167] RDX: ffff888002e63cb8 RSI: ffff88800274da00 RDI: ffff888002e63ce0
+[    4.222172] RBP: ffff888002e62000 R08: ffffc9000000be98 R09: ffffc9000000be90
+[    4.222177] R10: 0000000000000009 R11: ffff888000600e20 R12: ffff888002e63cc8
+[    4.222182] R13: ffff8880002559a0 R14: ffff888000257980 R15: 0000000000000000
+[    4.222188] FS:  000055556c2df440(0000) GS:ffff88809d2fb000(0000) knlGS:0000000000000000
+[    4.222195] CS:  0010 DS: 0000 ES: 0000 CR0: 0000000080050033
+[    4.222200] CR2: 0000000000000060 CR3: 0000000000587000 CR4: 00000000000006b0
+[    4.237495] Kernel panic - not syncing: Fatal exception
+[    4.243818] Kernel Offset: disabled
+"#;
+        let reports = crash_reports(console);
+        assert_eq!(reports.len(), 1, "{reports:#?}");
+        assert_eq!(reports[0].title, "BUG: kernel NULL pointer dereference in check_init_srcu_struct");
+        assert!(reports[0].panicked);
+        assert!(reports[0].stack_contains("hid_bpf_unreg"));
+        // Without the notice the same holds (the ordinary shape).
+        let plain: String = console.lines().filter(|l| !l.starts_with("** ")).map(|l| format!("{l}\n")).collect();
+        assert_eq!(crash_reports(&plain).len(), 1);
+        assert!(is_printk_notice("** 3 printk messages dropped **"));
+        assert!(!is_printk_notice("** something else **"));
+    }
 
     #[test]
     fn prefixes_are_stripped() {
