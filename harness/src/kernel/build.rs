@@ -294,15 +294,19 @@ impl<'a> KernelBuilder<'a> {
         let dir = self.cell_dir(cell);
         let fragments = self.fragments(cell)?;
         let (key, _) = self.key_of(cell, &fragments)?;
-        let out = dir.join("out").join(&key[..16]);
-        let what = format!("kernel cell {}", cell.name);
+        let out = output_dir(&dir, &key);
         if !out.exists() {
             return Ok(None);
         }
-        // The same shared lease `ensure` takes: the output stays while in use.
-        let lease =
-            FileLock::acquire(&lease_path(&out), Mode::Shared, &what).map_err(Error::io("kernel cache lock"))?;
-        Ok(fresh_record(&out, cell, &key).map(|record| self.built(cell, &out, record, false, lease)))
+        self.leased(cell, &out, &key, false)
+    }
+
+    /// The kernel in `out` under a shared lease (it stays while in use),
+    /// if it is complete and built for `key`; else None, lease dropped.
+    fn leased(&self, cell: &KernelCell, out: &Path, key: &str, built_now: bool) -> Result<Option<BuiltKernel>> {
+        let what = format!("kernel cell {}", cell.name);
+        let lease = FileLock::acquire(&lease_path(out), Mode::Shared, &what).map_err(Error::io("kernel cache lock"))?;
+        Ok(fresh_record(out, cell, key).map(|record| self.built(cell, out, record, built_now, lease)))
     }
 
     /// The cell's kernel, built if the cache does not hold it yet.
@@ -310,17 +314,14 @@ impl<'a> KernelBuilder<'a> {
         let dir = self.cell_dir(cell);
         let fragments = self.fragments(cell)?;
         let (key, compiler) = self.key_of(cell, &fragments)?;
-        let out = dir.join("out").join(&key[..16]);
+        let out = output_dir(&dir, &key);
         let what = format!("kernel cell {}", cell.name);
         let mut built_now = false;
         loop {
             // Fast path: a shared lease on a complete output.
-            let lease =
-                FileLock::acquire(&lease_path(&out), Mode::Shared, &what).map_err(Error::io("kernel cache lock"))?;
-            if let Some(record) = fresh_record(&out, cell, &key) {
-                return Ok(self.built(cell, &out, record, built_now, lease));
+            if let Some(kernel) = self.leased(cell, &out, &key, built_now)? {
+                return Ok(kernel);
             }
-            drop(lease);
             let building =
                 FileLock::acquire(&dir.join("lock"), Mode::Exclusive, &what).map_err(Error::io("kernel cache lock"))?;
             // Someone may have built it while we waited.
@@ -634,6 +635,11 @@ fn publish(
     }
     std::fs::rename(tmp.keep(), out).map_err(Error::io(format!("moving the kernel into {}", out.display())))?;
     Ok(record)
+}
+
+/// Where the kernel built for request `key` lives in a cell directory.
+fn output_dir(cell_dir: &Path, key: &str) -> PathBuf {
+    cell_dir.join("out").join(&key[..16])
 }
 
 /// The lock a test holds (shared) while it uses the kernel in `out`:
