@@ -75,7 +75,9 @@ impl std::fmt::Display for Rate {
 pub struct Signature {
     /// "kernel-crash", "kernel-splat" or "check-failed".
     pub ends_as: String,
-    /// kernel-crash/-splat: the report's title (`judge::title`).
+    /// kernel-crash/-splat: the report's title (`judge::title`), exactly;
+    /// or a family of functions of one kind, `<kind> in <glob>` (see
+    /// [`title_matches`]).
     #[serde(default)]
     pub title: Option<String>,
     /// kernel-crash/-splat: functions the report's stack must contain.
@@ -142,6 +144,7 @@ impl Signature {
                 if self.check.is_some() || self.seen.is_some() || !self.seen_contains.is_empty() {
                     return Err("`check`/`seen` belong to check-failed signatures".into());
                 }
+                validate_title(self.title.as_deref().unwrap_or_default())?;
             }
             "check-failed" => {
                 if self.check.as_deref().is_none_or(|c| c.trim().is_empty())
@@ -166,7 +169,7 @@ impl Signature {
         match seen {
             Seen::Report { ends_as, title, stack } => {
                 self.ends_as == *ends_as
-                    && self.title.as_deref() == Some(title.as_str())
+                    && self.title.as_deref().is_some_and(|want| title_matches(want, title))
                     && self.stack.iter().all(|f| stack.iter().any(|s| s == crate::judge::title::strip_suffixes(f)))
             }
             Seen::Check { check, seen, detail } => {
@@ -194,6 +197,74 @@ impl Signature {
             _ => self.ends_as.clone(),
         }
     }
+}
+
+/// The fewest literal characters a title's function glob must keep, so a
+/// glob names a family of functions ("*srcu*"), never any function.
+const FUNCTION_GLOB_LITERALS: usize = 4;
+
+/// A signature's title is exact, or `<kind> in <glob>`: the kind stays
+/// exact and `*` in the function part stands for any characters. One bug
+/// can fault in several functions of one subsystem (a cleaned-up SRCU
+/// struct faults in whichever SRCU function touches it first), which
+/// syzbot would title as separate crashes; the glob keeps "which kind, in
+/// which subsystem, via which caller" without listing every face seen so
+/// far. A kind wildcard or a glob with too little left of the name would
+/// take in any crash, so it is refused at load.
+fn validate_title(title: &str) -> std::result::Result<(), String> {
+    if !title.contains('*') {
+        return Ok(());
+    }
+    let Some((kind, function)) = title.rsplit_once(" in ") else {
+        return Err(format!(
+            "title `{title}` has a `*` but no ` in `: only the function part of `<kind> in <function>` may be a glob"
+        ));
+    };
+    if kind.contains('*') || kind.trim().is_empty() {
+        return Err(format!(
+            "title `{title}`: the kind (before ` in `) must be exact; only the function may be a glob"
+        ));
+    }
+    let literals = function.chars().filter(|c| *c != '*').count();
+    if literals < FUNCTION_GLOB_LITERALS {
+        return Err(format!(
+            "title `{title}`: the function glob `{function}` keeps {literals} literal characters; keep at least {FUNCTION_GLOB_LITERALS} (e.g. `*srcu*`) so it names a family of functions, not any"
+        ));
+    }
+    Ok(())
+}
+
+/// Whether a seen title matches a signature's title: exactly, or by its
+/// function glob ([`validate_title`]).
+pub fn title_matches(want: &str, seen: &str) -> bool {
+    if !want.contains('*') {
+        return want == seen;
+    }
+    let (Some((want_kind, glob)), Some((seen_kind, function))) = (want.rsplit_once(" in "), seen.rsplit_once(" in "))
+    else {
+        return false;
+    };
+    want_kind == seen_kind && glob_matches(glob, function)
+}
+
+/// `*` matches any run of characters; everything else itself.
+fn glob_matches(glob: &str, text: &str) -> bool {
+    let parts: Vec<&str> = glob.split('*').collect();
+    let (first, last) = (parts[0], parts[parts.len() - 1]);
+    if parts.len() == 1 {
+        return glob == text;
+    }
+    if !text.starts_with(first) || !text[first.len()..].ends_with(last) || text.len() < first.len() + last.len() {
+        return false;
+    }
+    let mut rest = &text[first.len()..text.len() - last.len()];
+    for part in &parts[1..parts.len() - 1] {
+        match rest.find(part) {
+            Some(at) => rest = &rest[at + part.len()..],
+            None => return false,
+        }
+    }
+    true
 }
 
 #[derive(Deserialize, Debug, Clone, PartialEq)]

@@ -225,3 +225,84 @@ fn seen_contains_looks_in_a_checks_detail_too() {
     let k = l.classify("progs::Generic__touchpad", "llvm", "7.3.4-1~bpo13+1", &v, &seen_in(&v, &[], &[other]));
     assert!(matches!(k, Known::Mismatch(..)), "{k:?}");
 }
+
+/// The face of race_attach_vs_destroy CI met on 7.3-llvm (2026-12-07): the
+/// attach's synchronize_srcu() faults on the freed per-CPU data of the
+/// SRCU struct UHID_DESTROY cleaned up (frames trimmed).
+const SRCU_GP_FAULT: &str = "\
+BUG: unable to handle page fault for address: ffff88809d2f4018
+#PF: supervisor read access in kernel mode
+#PF: error_code(0x0000) - not-present page
+Oops: Oops: 0000 [#1] SMP
+RIP: 0010:srcu_gp_start_if_needed+0x30f/0x390
+Call Trace:
+ <TASK>
+ ? __synchronize_srcu+0x86/0xa0
+ ? rcu_test_sync_prims+0x10/0x10
+ ? hid_bpf_reg+0x120/0x140
+ ? bpf_trampoline_6442494456+0x7e/0x120
+ ? bpf_struct_ops_link_create+0xfa/0x150
+ ? __sys_bpf+0x2b6/0x6e0
+ </TASK>
+---[ end trace 0000000000000000 ]---
+Kernel panic - not syncing: Fatal exception
+";
+
+fn repository_list() -> KnownFailures {
+    KnownFailures::load(&crate::base::layout::Repo::locate().root.join("tests/known-failures.toml")).unwrap()
+}
+
+#[test]
+fn a_title_family_matches_its_kind_in_any_function_of_the_family_via_the_stack() {
+    let l = repository_list();
+    let v = crash(FailureKind::KernelCrash);
+    let classify = |report: &str| {
+        l.classify(
+            "race_attach_vs_destroy",
+            "llvm",
+            "7.3.4-1~bpo13+1",
+            &v,
+            &seen_crash(FailureKind::KernelCrash, report),
+        )
+    };
+    assert!(matches!(classify(SRCU_GP_FAULT), Known::Failed(..)), "{:?}", classify(SRCU_GP_FAULT));
+    // The same kind and function reached from elsewhere: not this bug.
+    let elsewhere = SRCU_GP_FAULT.replace("hid_bpf_reg+0x120/0x140", "hid_bpf_destroy_device+0x20/0x40");
+    assert!(matches!(classify(&elsewhere), Known::Mismatch(..)), "{:?}", classify(&elsewhere));
+    // The same stack faulting outside SRCU: not this bug.
+    let outside = SRCU_GP_FAULT.replace("RIP: 0010:srcu_gp_start_if_needed", "RIP: 0010:hid_bpf_prog_run");
+    assert!(matches!(classify(&outside), Known::Mismatch(..)), "{:?}", classify(&outside));
+    // Another kind in the same SRCU function: not this signature.
+    let gpf = SRCU_GP_FAULT.replace(
+        "BUG: unable to handle page fault for address: ffff88809d2f4018",
+        "Oops: general protection fault, probably for non-canonical address 0xdead000000000100: 0000 [#1] SMP",
+    );
+    assert!(matches!(classify(&gpf), Known::Mismatch(..)), "{:?}", classify(&gpf));
+}
+
+#[test]
+fn title_globs_keep_the_kind_exact_and_name_a_family() {
+    assert!(title_matches("WARNING in f", "WARNING in f"));
+    assert!(!title_matches("WARNING in f", "WARNING in g"));
+    let fam = "BUG: unable to handle page fault in *srcu*";
+    for f in ["srcu_gp_start_if_needed", "__srcu_read_unlock", "check_init_srcu_struct", "srcu"] {
+        assert!(title_matches(fam, &format!("BUG: unable to handle page fault in {f}")), "{f}");
+    }
+    assert!(!title_matches(fam, "BUG: unable to handle page fault in rcu_core"));
+    assert!(!title_matches(fam, "BUG: kernel NULL pointer dereference in srcu_irq_work"));
+    assert!(title_matches("WARNING in srcu_*_struct", "WARNING in srcu_cleanup_struct"));
+    assert!(!title_matches("WARNING in srcu_*_struct", "WARNING in srcu_struct_x"));
+    assert!(!title_matches("WARNING in ab*ba", "WARNING in aba"));
+    let refuse = |title: &str, want: &str| {
+        let text = format!(
+            "[[known]]\ntest = \"x\"\nkernels = [\"6.12.118-1\"]\ncells = [\"*\"]\nrate = \"always\"\nreason = \"r\"\n[[known.signature]]\nends_as = \"kernel-crash\"\ntitle = \"{title}\"\nstack = [\"f\"]\n"
+        );
+        let e = KnownFailures::parse(&text, "t").unwrap_err().to_string();
+        assert!(e.contains(want), "{title}: {e}");
+    };
+    refuse("BUG: * in srcu_irq_work", "the kind (before ` in `) must be exact");
+    refuse("* in *srcu*", "the kind (before ` in `) must be exact");
+    refuse("BUG: unable to handle page fault in *", "keep at least 4");
+    refuse("BUG: unable to handle page fault in *rcu*", "keep at least 4");
+    refuse("BUG: unable*", "no ` in `");
+}
