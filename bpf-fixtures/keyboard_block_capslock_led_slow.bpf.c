@@ -7,28 +7,13 @@
  * is almost never in flight when a release or UHID_DESTROY comes.
  */
 #include "hidvm_fixture.h"
-
-#define LED_CAPSLOCK 0x02
+#include "capslock_led_filter.h"
 
 SEC("struct_ops/hid_hw_output_report")
 int BPF_PROG(block_capslock_led_slow, struct hid_bpf_ctx *hctx, __u64 source)
 {
-	__u8 *data;
-	__u8 leds;
-
 	hidvm_spin(50000);
-	data = hid_bpf_get_data(hctx, 0, 2);
-	if (data && data[0] == 0) {
-		leds = data[1];
-	} else {
-		data = hid_bpf_get_data(hctx, 0, 1);
-		if (!data)
-			return 0;
-		leds = data[0];
-	}
-	if (leds & LED_CAPSLOCK)
-		return -EPERM;
-	return 0;
+	return hidvm_block_capslock_led(hctx);
 }
 
 SEC(".struct_ops.link")

@@ -6,23 +6,14 @@
  * (with the fast program the window was open in 3 to 14 of 50 rounds).
  */
 #include "hidvm_fixture.h"
+#include "feature_answer.h"
 
 SEC("struct_ops/hid_hw_request")
 int BPF_PROG(feature_answer_slow, struct hid_bpf_ctx *hctx, unsigned char reportnum,
 	     enum hid_report_type rtype, enum hid_class_request reqtype, __u64 source)
 {
-	__u8 *data;
-
 	hidvm_spin(5000);
-	if (reportnum != 3 || rtype != HID_FEATURE_REPORT || reqtype != HID_REQ_GET_REPORT)
-		return 0;
-	data = hid_bpf_get_data(hctx, 0, 3);
-	if (!data)
-		return 0;
-	data[0] = 3;
-	data[1] = 0x42;
-	data[2] = 0x43;
-	return 3;
+	return hidvm_feature_answer(hctx, reportnum, rtype, reqtype);
 }
 
 SEC(".struct_ops.link")
