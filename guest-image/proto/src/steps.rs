@@ -70,6 +70,40 @@ pub struct Attach {
     pub skip_probe: Option<String>,
 }
 
+impl Attach {
+    /// What `describe` says of an attach step: what, to what, as which
+    /// link, and each option that is set.
+    pub fn describe(&self) -> String {
+        let what = match (&self.fixture, &self.reuse) {
+            (Some(f), _) => format!("fixture {f}"),
+            (None, Some(r)) => format!("the map of link `{r}` again"),
+            (None, None) => "nothing".into(),
+        };
+        let target = match (&self.device, self.hid_id) {
+            (_, Some(id)) => format!("hid_id {id}"),
+            (Some(d), None) => d.clone(),
+            (None, None) => "?".into(),
+        };
+        let mut s = format!("attach {what} to {target} as link `{}`", self.link);
+        if self.before {
+            s.push_str(" with BPF_F_BEFORE");
+        }
+        if self.holder == Holder::Child {
+            s.push_str(", held by a child process");
+        }
+        if let Some(e) = &self.expect_error {
+            s.push_str(&format!(", expecting {e}"));
+        }
+        if self.skip_match.is_some() {
+            s.push_str(", without matching HID_BPF_CONFIG");
+        }
+        if self.skip_probe.is_some() {
+            s.push_str(", without running its probe");
+        }
+        s
+    }
+}
+
 /// Attach `count` fresh copies of a fixture; links are named
 /// `<link_prefix>1` .. `<link_prefix><count>`.
 #[derive(Serialize, Deserialize, Clone, Debug)]
@@ -659,39 +693,11 @@ impl Step {
         }
     }
 
-    /// One line for step logs. One short arm per step kind (87 lines in
-    /// all): each says what its step does, in the words of its fields.
+    /// One line for step logs. One short arm per step kind: each says what
+    /// its step does, in the words of its fields.
     pub fn describe(&self) -> String {
         match self {
-            Step::Attach(a) => {
-                let what = match (&a.fixture, &a.reuse) {
-                    (Some(f), _) => format!("fixture {f}"),
-                    (None, Some(r)) => format!("the map of link `{r}` again"),
-                    (None, None) => "nothing".into(),
-                };
-                let target = match (&a.device, a.hid_id) {
-                    (_, Some(id)) => format!("hid_id {id}"),
-                    (Some(d), None) => d.clone(),
-                    (None, None) => "?".into(),
-                };
-                let mut s = format!("attach {what} to {target} as link `{}`", a.link);
-                if a.before {
-                    s.push_str(" with BPF_F_BEFORE");
-                }
-                if a.holder == Holder::Child {
-                    s.push_str(", held by a child process");
-                }
-                if let Some(e) = &a.expect_error {
-                    s.push_str(&format!(", expecting {e}"));
-                }
-                if a.skip_match.is_some() {
-                    s.push_str(", without matching HID_BPF_CONFIG");
-                }
-                if a.skip_probe.is_some() {
-                    s.push_str(", without running its probe");
-                }
-                s
-            }
+            Step::Attach(a) => a.describe(),
             Step::AttachMany(s) => format!("attach {} copies of {} to {}", s.count, s.fixture, s.device),
             Step::Inject(s) => match s.until_ms {
                 Some(ms) => {

@@ -819,6 +819,9 @@ fn parse_warning(text: &str) -> Option<Shape> {
     Some(Shape::Warning { file, func })
 }
 
+/// The shape of a crash headline, or None when `t` is not one. The checks run
+/// in this order: a lockdep or RCU report also starts with "WARNING: ", and
+/// the generic "WARNING: ", "Oops: " and "BUG: " match almost anything.
 fn shape_of(t: &str) -> Option<Shape> {
     let t = t.trim();
     if let Some(rest) = t.split_once("CFI failure at ").map(|x| x.1) {
@@ -826,6 +829,16 @@ fn shape_of(t: &str) -> Option<Shape> {
             parse_symbol_offset(rest.split_whitespace().next()?).map(|(n, _, _)| strip_suffixes(n).to_string()),
         ));
     }
+    sanitizer_shape(t)
+        .or_else(|| debug_check_shape(t))
+        .or_else(|| lock_shape(t))
+        .or_else(|| context_shape(t))
+        .or_else(|| fault_shape(t))
+        .or_else(|| generic_shape(t))
+}
+
+/// KASAN, KFENCE, UBSAN and kmemleak reports.
+fn sanitizer_shape(t: &str) -> Option<Shape> {
     if let Some(rest) = t.split_once("BUG: KASAN: ").map(|x| x.1) {
         let bug = rest.split(" in ").next().unwrap_or(rest).split_whitespace().next().unwrap_or("").to_string();
         let bug = match bug.as_str() {
@@ -849,6 +862,11 @@ fn shape_of(t: &str) -> Option<Shape> {
     if t.starts_with("unreferenced object 0x") || t.contains("new suspected memory leak") || t == "BUG: memory leak" {
         return Some(Shape::MemoryLeak);
     }
+    None
+}
+
+/// The list, refcount_t and debugobjects checks.
+fn debug_check_shape(t: &str) -> Option<Shape> {
     for list in ["list_add", "list_del"] {
         if t.contains(&format!("{list} corruption")) {
             return Some(Shape::ListCorruption(list));
@@ -866,6 +884,11 @@ fn shape_of(t: &str) -> Option<Shape> {
             None => op.to_string(),
         }));
     }
+    None
+}
+
+/// Lockdep and RCU-lockdep reports.
+fn lock_shape(t: &str) -> Option<Shape> {
     for (needle, kind) in [
         ("possible circular locking dependency detected", "possible circular locking dependency"),
         ("possible recursive locking detected", "possible recursive locking"),
@@ -879,6 +902,12 @@ fn shape_of(t: &str) -> Option<Shape> {
     if t.contains("WARNING: suspicious RCU usage") || t.contains("INFO: suspicious RCU usage") {
         return Some(Shape::SuspiciousRcu(None));
     }
+    None
+}
+
+/// Sleeping in atomic context, lockups, stalls, hung tasks and stack
+/// overflows.
+fn context_shape(t: &str) -> Option<Shape> {
     if let Some(rest) = t.split_once("BUG: sleeping function called from invalid context").map(|x| x.1) {
         let file = rest.trim().strip_prefix("at ").map(|f| tree_relative(f.trim()).to_string());
         return Some(Shape::AtomicSleep(file));
@@ -904,6 +933,11 @@ fn shape_of(t: &str) -> Option<Shape> {
     if t.contains("stack guard page was hit") {
         return Some(Shape::StackGuard);
     }
+    None
+}
+
+/// Faults on a bad address and BUG_ON.
+fn fault_shape(t: &str) -> Option<Shape> {
     if t.contains("BUG: kernel NULL pointer dereference") || t.contains("BUG: unable to handle kernel NULL pointer") {
         return Some(Shape::NullDeref);
     }
@@ -917,6 +951,11 @@ fn shape_of(t: &str) -> Option<Shape> {
         let file = rest.trim_end_matches('!').split_whitespace().next().map(|f| tree_relative(f).to_string());
         return Some(Shape::KernelBug(file));
     }
+    None
+}
+
+/// Panics, then the generic WARNING, Oops and BUG headlines.
+fn generic_shape(t: &str) -> Option<Shape> {
     if let Some(rest) = t.split_once("Kernel panic - not syncing: ").map(|x| x.1) {
         return Some(Shape::Panic(normalize(rest)));
     }

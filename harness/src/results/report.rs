@@ -4,7 +4,7 @@ use crate::judge::guest::GuestReport;
 use crate::judge::known::Known;
 use crate::judge::verdict::Verdict;
 use crate::vm::accel::Accel;
-use hidvm_proto::{Health, Kmemleak, Reading};
+use hidvm_proto::{Health, Kmemleak, Reading, StepReport};
 use serde::Serialize;
 use std::path::PathBuf;
 
@@ -168,6 +168,18 @@ impl RunReport {
     /// console tail and where the artifacts are.
     pub fn render(&self) -> String {
         let mut out = String::new();
+        self.render_heading(&mut out);
+        for s in &self.guest.steps {
+            self.render_step(&mut out, s);
+        }
+        self.render_after_steps(&mut out);
+        self.render_failure_evidence(&mut out);
+        out
+    }
+
+    /// The test, its verdict, whether a known kernel bug explains it, the
+    /// scenario and the kernel.
+    fn render_heading(&self, out: &mut String) {
         let status = match &self.verdict {
             Verdict::Pass => "PASS".to_string(),
             Verdict::Fail { kind, class, reason } => match class {
@@ -192,35 +204,37 @@ impl RunReport {
         if let Some((release, version)) = &self.guest.hello {
             out.push_str(&format!("  kernel: {release}: {version}\n"));
         }
-        for s in &self.guest.steps {
-            out.push_str(&format!(
-                "  {} step {}: {} ({} ms)\n",
-                if s.ok() { "ok  " } else { "FAIL" },
-                s.index,
-                s.what,
-                s.ms
-            ));
-            for c in &s.checks {
-                out.push_str(&format!(
-                    "        {} {}: {}\n",
-                    if c.ok() { "ok  " } else { "FAIL" },
-                    c.what,
-                    c.comparison()
-                ));
-                if !c.ok() && c.what.starts_with("report descriptor") {
-                    out.push_str(&self.decoded_descriptors(s.index, c));
-                }
-            }
-            if s.checks.is_empty() && s.error.is_none() {
-                out.push_str("        FAIL the step checked nothing\n");
-            }
-            if let Some(e) = &s.error {
-                out.push_str(&format!("        FAIL error: {e}\n"));
-            }
-            for n in &s.notes {
-                out.push_str(&format!("        note: {n}\n"));
+    }
+
+    /// One step: what it did, each check, its error, its notes.
+    fn render_step(&self, out: &mut String, s: &StepReport) {
+        out.push_str(&format!(
+            "  {} step {}: {} ({} ms)\n",
+            if s.ok() { "ok  " } else { "FAIL" },
+            s.index,
+            s.what,
+            s.ms
+        ));
+        for c in &s.checks {
+            out.push_str(&format!("        {} {}: {}\n", if c.ok() { "ok  " } else { "FAIL" }, c.what, c.comparison()));
+            if !c.ok() && c.what.starts_with("report descriptor") {
+                out.push_str(&self.decoded_descriptors(s.index, c));
             }
         }
+        if s.checks.is_empty() && s.error.is_none() {
+            out.push_str("        FAIL the step checked nothing\n");
+        }
+        if let Some(e) = &s.error {
+            out.push_str(&format!("        FAIL error: {e}\n"));
+        }
+        for n in &s.notes {
+            out.push_str(&format!("        note: {n}\n"));
+        }
+    }
+
+    /// The kernel's health, the splats the allow-list excused, the guest's
+    /// own verdict.
+    fn render_after_steps(&self, out: &mut String) {
         if let Some(h) = &self.guest.health {
             out.push_str(&format!("  kernel health: {}\n", health_line(h)));
         }
@@ -230,6 +244,11 @@ impl RunReport {
         if let Some((_, summary)) = &self.guest.done {
             out.push_str(&format!("  guest verdict: {summary}\n"));
         }
+    }
+
+    /// Only on failure: the kernel reports, bpf_printk output, the console
+    /// tail and where the artifacts are.
+    fn render_failure_evidence(&self, out: &mut String) {
         for c in self.crashes.iter().filter(|_| !self.verdict.passed()) {
             out.push_str(&format!("  kernel report: {}\n", c.title));
             for l in &c.symbolized {
@@ -255,6 +274,5 @@ impl RunReport {
             }
             out.push_str(&format!("  artifacts: {}\n", self.run_dir.display()));
         }
-        out
     }
 }

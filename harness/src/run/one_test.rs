@@ -8,9 +8,9 @@ use crate::base::layout::{new_run_dir, test_dir_name, write_atomic};
 use crate::base::timeline::Timeline;
 use crate::base::tools;
 use crate::catalogue::fixtures;
-use crate::catalogue::scenarios::{Entry, Loaded};
+use crate::catalogue::scenarios::{Entry, Loaded, ResolvedReplay};
 use crate::judge::console;
-use crate::judge::decide::{self, RunContext};
+use crate::judge::decide::{self, Judgement, RunContext};
 use crate::judge::guest::GuestReport;
 use crate::judge::known::{self, Known};
 use crate::judge::symbolize;
@@ -76,18 +76,8 @@ pub fn run(suite: &Suite, target: &Target, entry: &Entry) -> Result<RunReport> {
     let (splats, allowed) = suite.allow.filter(&cell.name, console::find_splats(&booted.console_text));
     let ctx = RunContext { cell: &cell, scenario: &scenario, nonce: &nonce, detectors };
     let mut judgement = decide::judge(&ctx, &booted.outcome, &guest, &booted.console_text, &splats);
-    if suite.opts.bless && judgement.verdict.passed() {
-        if let Err(e) = bless(suite, &label, &replays, &guest) {
-            judgement.verdict = Verdict::Fail { kind: FailureKind::Check, class: None, reason: e.to_string() };
-        }
-    }
-    let seen = known::seen_in(&judgement.verdict, &judgement.crashes, &guest.failed_check_values());
-    // Known kernel bugs are the catalogue's: a user's scenario never is one.
-    let known = if entry.from_catalogue {
-        suite.known.classify(&entry.row(), &cell.name, &source.label, &judgement.verdict, &seen)
-    } else {
-        Known::None
-    };
+    bless_if_asked(suite, &label, &replays, &guest, &mut judgement.verdict);
+    let known = known_bug(suite, entry, &cell.name, &source.label, &judgement, &guest);
     let crashes = symbolized(&judgement.crashes, &booted.console_text, &kernel, &source.root);
     timeline.mark("judge");
     let report = RunReport {
@@ -114,11 +104,49 @@ pub fn run(suite: &Suite, target: &Target, entry: &Entry) -> Result<RunReport> {
         crashes,
         originals,
     };
-    let _ = write_atomic(
-        &run_dir.join("report.json"),
-        serde_json::to_string_pretty(&report).unwrap_or_default().as_bytes(),
-    );
+    save_report(&run_dir, &report);
     Ok(report)
+}
+
+/// `--bless`: a run that passed writes what its replay steps observed to
+/// their expectation files; when that fails, the run fails.
+fn bless_if_asked(
+    suite: &Suite,
+    label: &str,
+    replays: &BTreeMap<usize, ResolvedReplay>,
+    guest: &GuestReport,
+    verdict: &mut Verdict,
+) {
+    if suite.opts.bless && verdict.passed() {
+        if let Err(e) = bless(suite, label, replays, guest) {
+            *verdict = Verdict::Fail { kind: FailureKind::Check, class: None, reason: e.to_string() };
+        }
+    }
+}
+
+/// The known kernel bug that explains the run, if any. Known kernel bugs
+/// are the catalogue's: a user's scenario never is one.
+fn known_bug(
+    suite: &Suite,
+    entry: &Entry,
+    cell: &str,
+    kernel_label: &str,
+    judgement: &Judgement,
+    guest: &GuestReport,
+) -> Known {
+    let seen = known::seen_in(&judgement.verdict, &judgement.crashes, &guest.failed_check_values());
+    if entry.from_catalogue {
+        suite.known.classify(&entry.row(), cell, kernel_label, &judgement.verdict, &seen)
+    } else {
+        Known::None
+    }
+}
+
+/// The report as report.json in the run directory; a failure to write it
+/// is ignored.
+fn save_report(run_dir: &Path, report: &RunReport) {
+    let _ =
+        write_atomic(&run_dir.join("report.json"), serde_json::to_string_pretty(report).unwrap_or_default().as_bytes());
 }
 
 /// Step number -> the report descriptor of the device each `check_device`

@@ -68,6 +68,25 @@ impl VmOutcome {
     }
 }
 
+/// The restore failed (`why`): stop QEMU, keep what its guest printed on
+/// the console, and say why.
+fn stop_after_failed_restore(
+    guard: KillOnDrop<'_>,
+    pump: Option<std::thread::JoinHandle<()>>,
+    started: Instant,
+    why: String,
+) -> std::io::Result<VmOutcome> {
+    let handle = guard.0;
+    let _ = handle.kill();
+    std::mem::forget(guard);
+    let output = handle.wait()?;
+    if let Some(p) = pump {
+        let _ = p.join();
+    }
+    let said = String::from_utf8_lossy(&output.stdout).trim().to_string();
+    Ok(VmOutcome::stopped(started, said, Some(why)))
+}
+
 impl Vm {
     pub fn args(&self) -> Vec<String> {
         command_line(&self.features)
@@ -85,19 +104,7 @@ impl Vm {
 
         // QEMU waits for us on the console socket before starting the guest.
         let Some(console) = connect_console(&self.console_socket, &handle, started + Duration::from_secs(10)) else {
-            // Without the console nothing can be judged, and QEMU (wait=on)
-            // would sit until the deadline: stop now and say why.
-            let _ = handle.kill();
-            std::mem::forget(guard);
-            let output = handle.wait()?;
-            let mut said = String::from_utf8_lossy(&output.stdout).trim().to_string();
-            if said.is_empty() {
-                said = format!(
-                    "QEMU did not open the console socket {} within 10 s; the command is in qemu-command.txt",
-                    self.console_socket.display()
-                );
-            }
-            return Ok(VmOutcome::stopped(started, said, None));
+            return self.stop_without_console(guard, started);
         };
         timeline.mark("QEMU start");
         let pump = console.try_clone().ok().map(|c| {
@@ -119,16 +126,7 @@ impl Vm {
                     first_answer = Some(started.elapsed());
                     _delivery = Some(stream);
                 }
-                Err(why) => {
-                    let _ = handle.kill();
-                    std::mem::forget(guard);
-                    let output = handle.wait()?;
-                    if let Some(p) = pump {
-                        let _ = p.join();
-                    }
-                    let said = String::from_utf8_lossy(&output.stdout).trim().to_string();
-                    return Ok(VmOutcome::stopped(started, said, Some(why)));
-                }
+                Err(why) => return stop_after_failed_restore(guard, pump, started, why),
             }
         }
 
@@ -149,14 +147,7 @@ impl Vm {
         if let Some(p) = pump {
             let _ = p.join();
         }
-        if let Some(at) = first_answer {
-            timeline.mark_at("guest start (to its first line)", at);
-        }
-        // The results file was last written with the verdict.
-        if let Some(when) = self.results.as_ref().and_then(|r| std::fs::metadata(r).ok()?.modified().ok()) {
-            timeline.mark_wall("guest job (to its verdict)", when);
-        }
-        timeline.mark_at("guest shutdown and QEMU exit", exited);
+        self.mark_guest_phases(&mut timeline, first_answer, exited);
         Ok(VmOutcome {
             status: (!timed_out).then_some(output.status),
             timed_out,
@@ -167,6 +158,37 @@ impl Vm {
             first_answer,
             phases: timeline.into_phases(),
         })
+    }
+
+    /// QEMU did not open the console socket in time. Without the console
+    /// nothing can be judged, and QEMU (wait=on) would sit until the
+    /// deadline: stop now and say why.
+    fn stop_without_console(&self, guard: KillOnDrop<'_>, started: Instant) -> std::io::Result<VmOutcome> {
+        let handle = guard.0;
+        let _ = handle.kill();
+        std::mem::forget(guard);
+        let output = handle.wait()?;
+        let mut said = String::from_utf8_lossy(&output.stdout).trim().to_string();
+        if said.is_empty() {
+            said = format!(
+                "QEMU did not open the console socket {} within 10 s; the command is in qemu-command.txt",
+                self.console_socket.display()
+            );
+        }
+        Ok(VmOutcome::stopped(started, said, None))
+    }
+
+    /// The guest's phases, once QEMU has exited: its start (to its first
+    /// line), its job (to its verdict), its shutdown.
+    fn mark_guest_phases(&self, timeline: &mut Timeline, first_answer: Option<Duration>, exited: Duration) {
+        if let Some(at) = first_answer {
+            timeline.mark_at("guest start (to its first line)", at);
+        }
+        // The results file was last written with the verdict.
+        if let Some(when) = self.results.as_ref().and_then(|r| std::fs::metadata(r).ok()?.modified().ok()) {
+            timeline.mark_wall("guest job (to its verdict)", when);
+        }
+        timeline.mark_at("guest shutdown and QEMU exit", exited);
     }
 
     /// Wait for QEMU to exit, until the deadline, or until the guest has

@@ -4,7 +4,7 @@ use crate::holder;
 use crate::state::{LinkHandle, Outcome, Runner};
 use crate::wait::{poll_fd, poll_until};
 use hidvm_proto::steps::{Attach, AttachMany, Cycle, Pin, Release};
-use hidvm_proto::{Check, GuestFixture, HexBytes, Holder, LinkAfter, ReleaseHow, Stage};
+use hidvm_proto::{Check, GuestFixture, HexBytes, Holder, LinkAfter, ObjectCounts, ReleaseHow, Stage};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -453,8 +453,15 @@ pub fn cycle(r: &mut Runner, s: &Cycle) -> Outcome {
         elapsed.as_secs_f64() * 1000.0 / s.count as f64
     ));
     drop(reused);
-    // Program and map ids are released when their last reference goes;
-    // poll briefly in case a put was deferred to a work item.
+    expect_counts_back_to(&mut o, baseline);
+    o
+}
+
+/// The kernel's program, map and link counts must be back at `baseline`
+/// once the cycles' objects are gone. Program and map ids are released
+/// when their last reference goes; poll briefly in case a put was deferred
+/// to a work item.
+fn expect_counts_back_to(o: &mut Outcome, baseline: ObjectCounts) {
     let mut after = bpf::object_counts();
     poll_until(Duration::from_secs(2), Duration::from_millis(5), || {
         after = bpf::object_counts();
@@ -466,7 +473,6 @@ pub fn cycle(r: &mut Runner, s: &Cycle) -> Outcome {
         Err(e) => format!("unknown: {e}"),
     };
     o.expect_eq("kernel programs/maps/links after the cycles", baseline, seen);
-    o
 }
 
 /// Inject `report` and require exactly `want` on hidraw; evdev is drained

@@ -495,12 +495,39 @@ fn one_round(
     let one_shots = s.racers.iter().filter(|x| !x.repeat).count();
     let results = run_racers(actions, s, &delays, one_shots);
 
+    let hit = tally(s, &results, ctx.tallies);
+    keep_what_racers_left(r, s, results, ctx.destroyed);
+    drop_racers_reports(r, s, round)?;
+    // The racers and what they set off (LED work items) are done: what
+    // did the kernel see?
+    tracing
+        .end_round(round)
+        .map_err(|e| Outcome { checks: vec![untraced(format!("round {round}: {e}"))], ..Outcome::default() })?;
+    let mut refreshed = Outcome::default();
+    r.refresh_devices(&mut refreshed);
+    if let Some(e) = refreshed.error {
+        return Err(Outcome::fail(format!("round {round}: after the racers: {e}")));
+    }
+    run_steps(r, &s.after, round, "after", ctx.run_step)?;
+    // Links the round made and did not release are closed, and the
+    // objects it loaded freed: every round starts from the same kernel state.
+    let made: Vec<String> = r.links.keys().filter(|k| !links_before.contains(*k)).cloned().collect();
+    for k in made {
+        r.links.remove(&k);
+    }
+    r.objects.truncate(objects_before);
+    Ok(hit)
+}
+
+/// The racers' operations and errors into their tallies; whether a
+/// one-shot racer's syscall overlapped another racer's in userspace time.
+fn tally(s: &Race, results: &[RacerResult], tallies: &mut [Tally]) -> bool {
     let mut hit = false;
-    for (i, (x, res)) in s.racers.iter().zip(&results).enumerate() {
-        ctx.tallies[i].ops += res.ops.len() as u64;
+    for (i, (x, res)) in s.racers.iter().zip(results).enumerate() {
+        tallies[i].ops += res.ops.len() as u64;
         for op in &res.ops {
             if let Some(e) = op.errno {
-                *ctx.tallies[i].errors.entry(hidvm_proto::Errno(e).to_string()).or_default() += 1;
+                *tallies[i].errors.entry(hidvm_proto::Errno(e).to_string()).or_default() += 1;
             }
         }
         if !x.repeat {
@@ -509,7 +536,12 @@ fn one_round(
             });
         }
     }
-    // What the racers left: made links, destroyed devices.
+    hit
+}
+
+/// What the racers left: the objects and links attach racers made go to
+/// the runner, the devices destroy racers destroyed to `destroyed`.
+fn keep_what_racers_left(r: &mut Runner, s: &Race, results: Vec<RacerResult>, destroyed: &mut Vec<String>) {
     for (x, res) in s.racers.iter().zip(results) {
         match x.op {
             RacerOp::Attach => {
@@ -531,14 +563,17 @@ fn one_round(
                     );
                 }
             }
-            RacerOp::Destroy => ctx.destroyed.extend(x.device.clone()),
+            RacerOp::Destroy => destroyed.extend(x.device.clone()),
             _ => {}
         }
     }
-    // The racers' own reports are not compared: drop them, so the `after`
-    // steps see only theirs. A flood overruns the evdev client's buffer
-    // (SYN_DROPPED, then a state resync on the next read): a fresh client
-    // starts clean.
+}
+
+/// The racers' own reports are not compared: drop them, so the `after`
+/// steps see only theirs. A flood overruns the evdev client's buffer
+/// (SYN_DROPPED, then a state resync on the next read): a fresh client
+/// starts clean.
+fn drop_racers_reports(r: &mut Runner, s: &Race, round: u32) -> Result<(), Outcome> {
     let outputs = s.racers.iter().any(|x| matches!(x.op, RacerOp::WriteOutput | RacerOp::SetLed));
     for d in r.devices.values_mut() {
         // Output reports and LED work items are still on their way after
@@ -550,25 +585,7 @@ fn one_round(
             return Err(Outcome::fail(format!("round {round}: reopening {}'s evdev node: {e}", d.vdev.id)));
         }
     }
-    // The racers and what they set off (LED work items) are done: what
-    // did the kernel see?
-    tracing
-        .end_round(round)
-        .map_err(|e| Outcome { checks: vec![untraced(format!("round {round}: {e}"))], ..Outcome::default() })?;
-    let mut refreshed = Outcome::default();
-    r.refresh_devices(&mut refreshed);
-    if let Some(e) = refreshed.error {
-        return Err(Outcome::fail(format!("round {round}: after the racers: {e}")));
-    }
-    run_steps(r, &s.after, round, "after", ctx.run_step)?;
-    // Links the round made and did not release are closed, and the
-    // objects it loaded freed: every round starts from the same kernel state.
-    let made: Vec<String> = r.links.keys().filter(|k| !links_before.contains(*k)).cloned().collect();
-    for k in made {
-        r.links.remove(&k);
-    }
-    r.objects.truncate(objects_before);
-    Ok(hit)
+    Ok(())
 }
 
 /// `before`/`after` steps of one round: a failing one fails the race with
@@ -618,33 +635,7 @@ fn prepare(r: &mut Runner, x: &Racer, injectors: &mut BTreeMap<String, Object>, 
             let d = r.devices.get(id).ok_or_else(|| fail(format!("device `{id}` does not exist")))?;
             Action::Inject(d.vdev.injector(), x.report.clone().unwrap_or_default().0)
         }
-        RacerOp::InjectBpf => {
-            let id = x.device.as_deref().ok_or_else(|| fail("no device".into()))?;
-            let hid_id =
-                r.devices.get(id).map(|d| d.hid_id).ok_or_else(|| fail(format!("device `{id}` does not exist")))?;
-            let name = x.fixture.clone().unwrap_or_default();
-            if !injectors.contains_key(&name) {
-                // Loaded once per race: the device is named by hid_id at
-                // run time, so a recreated device needs no new object.
-                let fixture = r.fixture(&name).map_err(|o| fail(o.first_problem()))?;
-                let object = bpf::load_plain(&fixture.path).map_err(|e| {
-                    let mut o = Outcome::default();
-                    o.push(
-                        Check::equal(format!("{at}: {} {name}", e.stage), "success", e.seen()).with_detail(e.message),
-                    );
-                    o.notes.extend(e.log);
-                    o
-                })?;
-                injectors.insert(name.clone(), object);
-            }
-            let object = &injectors[&name];
-            let prog = object
-                .progs()
-                .find(|p| p.name().to_str() == Some("inject"))
-                .ok_or_else(|| fail(format!("{name} has no SEC(\"syscall\") program `inject`")))?;
-            let fd = prog.as_fd().try_clone_to_owned().map_err(|e| fail(format!("dup of the injector's fd: {e}")))?;
-            Action::InjectBpf(fd, hid_id, x.report.clone().unwrap_or_default().0)
-        }
+        RacerOp::InjectBpf => inject_bpf_action(r, x, injectors, at)?,
         // Own fds: the racer's reads and writes never touch the step's.
         RacerOp::GetFeature => {
             Action::GetFeature(Hidraw::open(&dev(r)?, wait).map_err(fail)?, x.report_id.unwrap_or(0))
@@ -659,36 +650,7 @@ fn prepare(r: &mut Runner, x: &Racer, injectors: &mut BTreeMap<String, Object>, 
             let code = hidvm_proto::event::led_code(x.led.as_deref().unwrap_or("")).map_err(fail)?;
             Action::SetLed(EvdevSet::open(&dev(r)?, wait).map_err(fail)?, code)
         }
-        RacerOp::Attach => {
-            let id = x.device.as_deref().ok_or_else(|| fail("no device".into()))?;
-            let (hid_id, sysfs) = r
-                .devices
-                .get(id)
-                .map(|d| (d.hid_id, d.sysfs.clone()))
-                .ok_or_else(|| fail(format!("device `{id}` does not exist")))?;
-            let name = x.fixture.as_deref().unwrap_or("");
-            let fixture = r.fixture(name).map_err(|o| fail(o.first_problem()))?;
-            let mut o = Outcome::default();
-            let loaded = super::links::match_load_probe(
-                &fixture,
-                hid_id,
-                Some(&sysfs),
-                x.skip_match.as_deref(),
-                x.skip_probe.as_deref(),
-                &mut o,
-            );
-            match loaded {
-                Ok((object, map)) => Action::Attach { object, map },
-                Err(e) => {
-                    // As the attach step reports it: the stage leads.
-                    o.push(
-                        Check::equal(format!("{at}: {} {name}", e.stage), "success", e.seen()).with_detail(e.message),
-                    );
-                    o.notes.extend(e.log);
-                    return Err(o);
-                }
-            }
-        }
+        RacerOp::Attach => attach_action(r, x, at)?,
         RacerOp::Release => {
             let name = x.link.as_deref().ok_or_else(|| fail("no link".into()))?;
             let h = r.links.remove(name).ok_or_else(|| fail(format!("link `{name}` is not attached")))?;
@@ -700,6 +662,71 @@ fn prepare(r: &mut Runner, x: &Racer, injectors: &mut BTreeMap<String, Object>, 
         }
         RacerOp::Lkdtm => Action::Lkdtm(x.crash.clone().unwrap_or_default()),
     })
+}
+
+/// An inject_bpf racer: a fd of its own of the injector's `inject`
+/// program, the device's hid_id, the report.
+fn inject_bpf_action(
+    r: &mut Runner,
+    x: &Racer,
+    injectors: &mut BTreeMap<String, Object>,
+    at: &str,
+) -> Result<Action, Outcome> {
+    let fail = |e: String| Outcome::fail(format!("{at}: {e}"));
+    let id = x.device.as_deref().ok_or_else(|| fail("no device".into()))?;
+    let hid_id = r.devices.get(id).map(|d| d.hid_id).ok_or_else(|| fail(format!("device `{id}` does not exist")))?;
+    let name = x.fixture.clone().unwrap_or_default();
+    if !injectors.contains_key(&name) {
+        // Loaded once per race: the device is named by hid_id at
+        // run time, so a recreated device needs no new object.
+        let fixture = r.fixture(&name).map_err(|o| fail(o.first_problem()))?;
+        let object = bpf::load_plain(&fixture.path).map_err(|e| {
+            let mut o = Outcome::default();
+            o.push(Check::equal(format!("{at}: {} {name}", e.stage), "success", e.seen()).with_detail(e.message));
+            o.notes.extend(e.log);
+            o
+        })?;
+        injectors.insert(name.clone(), object);
+    }
+    let object = &injectors[&name];
+    let prog = object
+        .progs()
+        .find(|p| p.name().to_str() == Some("inject"))
+        .ok_or_else(|| fail(format!("{name} has no SEC(\"syscall\") program `inject`")))?;
+    let fd = prog.as_fd().try_clone_to_owned().map_err(|e| fail(format!("dup of the injector's fd: {e}")))?;
+    Ok(Action::InjectBpf(fd, hid_id, x.report.clone().unwrap_or_default().0))
+}
+
+/// An attach racer: its program matched against the device, loaded and
+/// probed, so that only BPF_LINK_CREATE races.
+fn attach_action(r: &mut Runner, x: &Racer, at: &str) -> Result<Action, Outcome> {
+    let fail = |e: String| Outcome::fail(format!("{at}: {e}"));
+    let id = x.device.as_deref().ok_or_else(|| fail("no device".into()))?;
+    let (hid_id, sysfs) = r
+        .devices
+        .get(id)
+        .map(|d| (d.hid_id, d.sysfs.clone()))
+        .ok_or_else(|| fail(format!("device `{id}` does not exist")))?;
+    let name = x.fixture.as_deref().unwrap_or("");
+    let fixture = r.fixture(name).map_err(|o| fail(o.first_problem()))?;
+    let mut o = Outcome::default();
+    let loaded = super::links::match_load_probe(
+        &fixture,
+        hid_id,
+        Some(&sysfs),
+        x.skip_match.as_deref(),
+        x.skip_probe.as_deref(),
+        &mut o,
+    );
+    match loaded {
+        Ok((object, map)) => Ok(Action::Attach { object, map }),
+        Err(e) => {
+            // As the attach step reports it: the stage leads.
+            o.push(Check::equal(format!("{at}: {} {name}", e.stage), "success", e.seen()).with_detail(e.message));
+            o.notes.extend(e.log);
+            Err(o)
+        }
+    }
 }
 
 /// `struct hidvm_inject_args` of bpf-fixtures/inject_input_report.bpf.c.
@@ -765,6 +792,24 @@ fn run_racers(actions: Vec<Action>, s: &Race, delays: &[u64], one_shots: usize) 
     })
 }
 
+/// Run `op`, timed, once, or for a repeating racer until the one-shot
+/// racers are all done. The loop of the racers that repeat one operation;
+/// inlined, so the loop is the same as written out in `run_one`.
+#[inline(always)]
+fn timed_loop(
+    timed: &mut impl FnMut(&mut dyn FnMut() -> Option<i32>),
+    repeat: bool,
+    remaining: &AtomicUsize,
+    mut op: impl FnMut() -> Option<i32>,
+) {
+    loop {
+        timed(&mut op);
+        if !repeat || remaining.load(Ordering::SeqCst) == 0 {
+            break;
+        }
+    }
+}
+
 fn run_one(action: Action, repeat: bool, remaining: &AtomicUsize, epoch: &Instant) -> RacerResult {
     let ns = |t: Instant| t.duration_since(*epoch).as_nanos() as u64;
     let mut ops = Vec::new();
@@ -775,36 +820,15 @@ fn run_one(action: Action, repeat: bool, remaining: &AtomicUsize, epoch: &Instan
     };
     let mut result = RacerResult { ops: Vec::new(), link: None, object: None };
     match action {
-        Action::Inject(injector, report) => loop {
-            timed(&mut || injector.inject(&report).err().map(|e| errno_of(&e)));
-            if !repeat || remaining.load(Ordering::SeqCst) == 0 {
-                break;
-            }
-        },
-        Action::InjectBpf(fd, hid, report) => loop {
-            timed(&mut || inject_bpf(&fd, hid, &report));
-            if !repeat || remaining.load(Ordering::SeqCst) == 0 {
-                break;
-            }
-        },
-        Action::GetFeature(h, id) => loop {
-            timed(&mut || h.get_feature(id, 64).err());
-            if !repeat || remaining.load(Ordering::SeqCst) == 0 {
-                break;
-            }
-        },
-        Action::SetFeature(h, report) => loop {
-            timed(&mut || h.set_feature(&report).err());
-            if !repeat || remaining.load(Ordering::SeqCst) == 0 {
-                break;
-            }
-        },
-        Action::WriteOutput(h, report) => loop {
-            timed(&mut || h.write_output(&report).err());
-            if !repeat || remaining.load(Ordering::SeqCst) == 0 {
-                break;
-            }
-        },
+        Action::Inject(injector, report) => {
+            timed_loop(&mut timed, repeat, remaining, || injector.inject(&report).err().map(|e| errno_of(&e)));
+        }
+        Action::InjectBpf(fd, hid, report) => {
+            timed_loop(&mut timed, repeat, remaining, || inject_bpf(&fd, hid, &report));
+        }
+        Action::GetFeature(h, id) => timed_loop(&mut timed, repeat, remaining, || h.get_feature(id, 64).err()),
+        Action::SetFeature(h, report) => timed_loop(&mut timed, repeat, remaining, || h.set_feature(&report).err()),
+        Action::WriteOutput(h, report) => timed_loop(&mut timed, repeat, remaining, || h.write_output(&report).err()),
         Action::SetLed(mut ev, code) => {
             let mut value = 1;
             loop {

@@ -59,28 +59,14 @@ pub fn race_chart(report: &Report) -> Option<String> {
     Some(t)
 }
 
+/// Side of a square of the `--repeat` heat map, and the gap between two.
+const SQ: usize = 16;
+const GAP: usize = 2;
+
 /// `--repeat`: one line of squares per test and target that did not pass
 /// every round; present only when cells carry rounds.
 pub fn repeat_heat_map(report: &Report) -> Option<String> {
-    let mut with_rounds = 0;
-    let mut lines: Vec<(String, &[CellStatus])> = Vec::new();
-    for row in &report.rows {
-        for (cell, target) in row.cells.iter().zip(&report.targets) {
-            if cell.rounds.is_empty() {
-                continue;
-            }
-            with_rounds += 1;
-            if cell.varied_or_failed_rounds() {
-                lines.push((format!("{}::{}", target.label, row.name), &cell.rounds));
-            }
-        }
-    }
-    if with_rounds == 0 {
-        return None;
-    }
-    // Rounds that varied first (flaky tests, races that hit sometimes), then
-    // those that ended the same way every time.
-    lines.sort_by_key(|(_, ends)| ends.iter().all(|e| *e == ends[0]));
+    let (with_rounds, lines) = rounds_not_all_passed(report)?;
     let rounds = lines.iter().map(|(_, r)| r.len()).max().unwrap_or(0);
     let mut out = format!(
         "<p>{} of {with_rounds} tests passed every round; {} did not:</p>\n",
@@ -90,8 +76,6 @@ pub fn repeat_heat_map(report: &Report) -> Option<String> {
     if lines.is_empty() {
         return Some(out);
     }
-    const SQ: usize = 16;
-    const GAP: usize = 2;
     let label_w = lines.iter().map(|(l, _)| l.chars().count()).max().unwrap_or(10) * 7 + 12;
     let tally_w = 230;
     let width = label_w + rounds * (SQ + GAP) + tally_w;
@@ -111,40 +95,73 @@ pub fn repeat_heat_map(report: &Report) -> Option<String> {
         }
     }
     for (i, (label, ends)) in lines.iter().enumerate() {
-        let y = 18 + i * (SQ + GAP);
-        let _ = writeln!(
-            out,
-            "<text x=\"0\" y=\"{}\" font-size=\"12\" font-family=\"DejaVu Sans Mono, monospace\" fill=\"#1d2125\">{}</text>",
-            y + 12,
-            esc(label)
-        );
-        for (r, end) in ends.iter().enumerate() {
-            let (bg, fg) = fill(*end);
-            let x = label_w + r * (SQ + GAP);
-            let _ = writeln!(
-                out,
-                "<g><title>round {}: {}</title><rect x=\"{x}\" y=\"{y}\" width=\"{SQ}\" height=\"{SQ}\" rx=\"2\" fill=\"{bg}\"/>\
-                 <text x=\"{}\" y=\"{}\" font-size=\"10\" text-anchor=\"middle\" fill=\"{fg}\">{}</text></g>",
-                r + 1,
-                end.word(),
-                x + SQ / 2,
-                y + 12,
-                esc(end.symbol())
-            );
-        }
-        let count = |s| ends.iter().filter(|e| **e == s).count();
-        let failed = ends.len() - count(CellStatus::Pass) - count(CellStatus::Known);
-        let _ = writeln!(
-            out,
-            "<text x=\"{}\" y=\"{}\" font-size=\"12\" fill=\"#1d2125\">{} passed, {} known, {failed} failed</text>",
-            label_w + rounds * (SQ + GAP) + 8,
-            y + 12,
-            count(CellStatus::Pass),
-            count(CellStatus::Known),
-        );
+        heat_map_line(&mut out, 18 + i * (SQ + GAP), label, ends, label_w, rounds);
     }
     out.push_str("</svg>\n");
     Some(out)
+}
+
+/// A line of the heat map: its test and target label, how each round ended.
+type HeatMapLine<'a> = (String, &'a [CellStatus]);
+
+/// How many cells carry rounds, and the test and target label and rounds
+/// of each that did not pass every round: those whose rounds varied first
+/// (flaky tests, races that hit sometimes), then those that ended the same
+/// way every time. None when no cell carries rounds.
+fn rounds_not_all_passed(report: &Report) -> Option<(usize, Vec<HeatMapLine<'_>>)> {
+    let mut with_rounds = 0;
+    let mut lines: Vec<HeatMapLine<'_>> = Vec::new();
+    for row in &report.rows {
+        for (cell, target) in row.cells.iter().zip(&report.targets) {
+            if cell.rounds.is_empty() {
+                continue;
+            }
+            with_rounds += 1;
+            if cell.varied_or_failed_rounds() {
+                lines.push((format!("{}::{}", target.label, row.name), &cell.rounds));
+            }
+        }
+    }
+    if with_rounds == 0 {
+        return None;
+    }
+    lines.sort_by_key(|(_, ends)| ends.iter().all(|e| *e == ends[0]));
+    Some((with_rounds, lines))
+}
+
+/// One line of the heat map at height `y`: its label, a square per round,
+/// and the tally after the last of `rounds` columns.
+fn heat_map_line(out: &mut String, y: usize, label: &str, ends: &[CellStatus], label_w: usize, rounds: usize) {
+    let _ = writeln!(
+        out,
+        "<text x=\"0\" y=\"{}\" font-size=\"12\" font-family=\"DejaVu Sans Mono, monospace\" fill=\"#1d2125\">{}</text>",
+        y + 12,
+        esc(label)
+    );
+    for (r, end) in ends.iter().enumerate() {
+        let (bg, fg) = fill(*end);
+        let x = label_w + r * (SQ + GAP);
+        let _ = writeln!(
+            out,
+            "<g><title>round {}: {}</title><rect x=\"{x}\" y=\"{y}\" width=\"{SQ}\" height=\"{SQ}\" rx=\"2\" fill=\"{bg}\"/>\
+             <text x=\"{}\" y=\"{}\" font-size=\"10\" text-anchor=\"middle\" fill=\"{fg}\">{}</text></g>",
+            r + 1,
+            end.word(),
+            x + SQ / 2,
+            y + 12,
+            esc(end.symbol())
+        );
+    }
+    let count = |s| ends.iter().filter(|e| **e == s).count();
+    let failed = ends.len() - count(CellStatus::Pass) - count(CellStatus::Known);
+    let _ = writeln!(
+        out,
+        "<text x=\"{}\" y=\"{}\" font-size=\"12\" fill=\"#1d2125\">{} passed, {} known, {failed} failed</text>",
+        label_w + rounds * (SQ + GAP) + 8,
+        y + 12,
+        count(CellStatus::Pass),
+        count(CellStatus::Known),
+    );
 }
 
 /// Bucket edges in seconds (roughly logarithmic).

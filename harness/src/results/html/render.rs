@@ -60,7 +60,6 @@ ul.notes li { margin-bottom: 3px; }
 
 /// One self-contained HTML page of the report.
 pub fn render_html(report: &Report) -> String {
-    let counts = report.counts();
     let mut h = String::new();
     let title = esc(&report.title);
     let _ = write!(
@@ -70,7 +69,30 @@ pub fn render_html(report: &Report) -> String {
          <title>{title}</title>\n<style>{CSS}</style>\n</head>\n<body>\n"
     );
 
-    // Header: the verdict, the totals, the targets.
+    h.push_str(&header(report, &title));
+    h.push_str(&matrix_section(report));
+    h.push_str(&details_section(report));
+    if let Some(svg) = charts::race_chart(report) {
+        let _ = writeln!(
+            h,
+            "<section id=\"races\">\n<h2>Race scenarios: how often the window was hit</h2>\n{svg}</section>"
+        );
+    }
+    if let Some(map) = charts::repeat_heat_map(report) {
+        let _ = writeln!(h, "<section id=\"repeat\">\n<h2>Rounds (--repeat)</h2>\n{map}</section>");
+    }
+    if let Some(hist) = charts::duration_histograms(report) {
+        let _ = writeln!(h, "<section id=\"durations\">\n<h2>Test durations</h2>\n{hist}</section>");
+    }
+    h.push_str(&notes_section(report));
+    h.push_str("</body>\n</html>\n");
+    h
+}
+
+/// The page's header: the verdict, the totals, the targets.
+fn header(report: &Report, title: &str) -> String {
+    let counts = report.counts();
+    let mut h = String::new();
     let (verdict_class, verdict) = if counts.all_good() && report.problems.is_empty() {
         ("pass", format!("{} all good", CellStatus::Pass.symbol()))
     } else if counts.failed + counts.errors + counts.flaky + counts.lost > 0 {
@@ -111,8 +133,12 @@ pub fn render_html(report: &Report) -> String {
     );
     h.push_str(&targets_table(report));
     h.push_str("</header>\n");
+    h
+}
 
-    // The matrix, grouped.
+/// The matrix, grouped.
+fn matrix_section(report: &Report) -> String {
+    let mut h = String::new();
     h.push_str("<section id=\"matrix\">\n<h2>Scenario × target</h2>\n");
     h.push_str(&legend());
     for group in Group::ALL {
@@ -141,22 +167,6 @@ pub fn render_html(report: &Report) -> String {
         }
     }
     h.push_str("</section>\n");
-
-    h.push_str(&details_section(report));
-    if let Some(svg) = charts::race_chart(report) {
-        let _ = writeln!(
-            h,
-            "<section id=\"races\">\n<h2>Race scenarios: how often the window was hit</h2>\n{svg}</section>"
-        );
-    }
-    if let Some(map) = charts::repeat_heat_map(report) {
-        let _ = writeln!(h, "<section id=\"repeat\">\n<h2>Rounds (--repeat)</h2>\n{map}</section>");
-    }
-    if let Some(hist) = charts::duration_histograms(report) {
-        let _ = writeln!(h, "<section id=\"durations\">\n<h2>Test durations</h2>\n{hist}</section>");
-    }
-    h.push_str(&notes_section(report));
-    h.push_str("</body>\n</html>\n");
     h
 }
 
@@ -314,46 +324,9 @@ fn details_section(report: &Report) -> String {
                 esc(&row.name),
                 esc(&cell.label)
             );
-            let mut dd = |k: &str, v: &str| {
-                let _ = writeln!(out, "<dt>{}</dt><dd>{}</dd>", esc(k), esc(v));
-            };
-            if lost {
-                dd("result", "this target reported other tests but not this one");
-            }
-            if let Some(t) = &cell.crash_title {
-                dd("kernel report", t);
-            }
-            if let Some(r) = &cell.reason {
-                dd("reason", r);
-            }
-            if let Some(r) = &cell.race {
-                dd("race window hit", &format!("{} of {} rounds", r.hits, r.rounds));
-            }
-            if !cell.rounds.is_empty() {
-                let s: String = cell.rounds.iter().map(|r| r.symbol()).collect::<Vec<_>>().join(" ");
-                dd("rounds", &s);
-            }
-            if let Some(s) = &cell.started_from {
-                dd("started from", s);
-            }
-            if let Some(s) = cell.seconds {
-                dd("VM time", &format!("{s:.1} s"));
-            }
+            detail_terms(out, cell, lost);
             out.push_str("</dl>\n");
-            for check in &cell.checks {
-                let _ = writeln!(
-                    out,
-                    "<div><b>{}</b>: {}</div>{}",
-                    esc(&check.step),
-                    esc(&check.what),
-                    check_html(&check.expected, &check.seen)
-                );
-            }
-            if !cell.links.is_empty() {
-                let l: Vec<String> =
-                    cell.links.iter().map(|l| format!("<a href=\"{}\">{}</a>", esc(&l.href), esc(&l.label))).collect();
-                let _ = writeln!(out, "<div>files: {}</div>", l.join(" · "));
-            }
+            detail_checks_and_files(out, cell);
             out.push_str("</details>\n");
         }
     }
@@ -369,6 +342,54 @@ fn details_section(report: &Report) -> String {
     }
     s.push_str("</section>\n");
     s
+}
+
+/// The terms of a cell's details box: why (lost, crash, reason), race
+/// hits, rounds, how it started, its time.
+fn detail_terms(out: &mut String, cell: &Cell, lost: bool) {
+    let mut dd = |k: &str, v: &str| {
+        let _ = writeln!(out, "<dt>{}</dt><dd>{}</dd>", esc(k), esc(v));
+    };
+    if lost {
+        dd("result", "this target reported other tests but not this one");
+    }
+    if let Some(t) = &cell.crash_title {
+        dd("kernel report", t);
+    }
+    if let Some(r) = &cell.reason {
+        dd("reason", r);
+    }
+    if let Some(r) = &cell.race {
+        dd("race window hit", &format!("{} of {} rounds", r.hits, r.rounds));
+    }
+    if !cell.rounds.is_empty() {
+        let s: String = cell.rounds.iter().map(|r| r.symbol()).collect::<Vec<_>>().join(" ");
+        dd("rounds", &s);
+    }
+    if let Some(s) = &cell.started_from {
+        dd("started from", s);
+    }
+    if let Some(s) = cell.seconds {
+        dd("VM time", &format!("{s:.1} s"));
+    }
+}
+
+/// A cell's checks (with byte diffs) and its files, under its terms.
+fn detail_checks_and_files(out: &mut String, cell: &Cell) {
+    for check in &cell.checks {
+        let _ = writeln!(
+            out,
+            "<div><b>{}</b>: {}</div>{}",
+            esc(&check.step),
+            esc(&check.what),
+            check_html(&check.expected, &check.seen)
+        );
+    }
+    if !cell.links.is_empty() {
+        let l: Vec<String> =
+            cell.links.iter().map(|l| format!("<a href=\"{}\">{}</a>", esc(&l.href), esc(&l.label))).collect();
+        let _ = writeln!(out, "<div>files: {}</div>", l.join(" · "));
+    }
 }
 
 /// Expected vs seen: byte by byte when both are hex bytes, else as text.
