@@ -7,6 +7,8 @@
 //!   CPU number, duration and timestamp changed has the same title;
 //! * `rule::<name>`: one rule of the title module, on a synthetic report.
 use hidvm::judge::title::{crash_reports, parse_report, CrashReport};
+mod common;
+
 use libtest_mimic::{Arguments, Failed, Trial};
 use std::path::PathBuf;
 
@@ -55,22 +57,7 @@ struct Sample {
 }
 
 fn samples() -> Vec<Sample> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/splats");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .expect("harness/tests/splats exists")
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "txt"))
-        .collect();
-    files.sort();
-    files
-        .into_iter()
-        .map(|p| {
-            let text = std::fs::read_to_string(&p).expect("readable sample");
-            let body = text.lines().filter(|l| !l.starts_with("# ")).collect::<Vec<_>>().join("\n");
-            Sample { name: p.file_stem().unwrap().to_string_lossy().into_owned(), body }
-        })
-        .collect()
+    common::splat_files().into_iter().map(|(name, text)| Sample { name, body: common::body(&text) }).collect()
 }
 
 fn first_report(text: &str) -> Result<CrashReport, Failed> {

@@ -8,8 +8,9 @@
 //! * `pattern::<class>::<needle>`: some sample contains a line this pattern
 //!   matches and classifies as its class, so no pattern is untested.
 use hidvm::judge::console::{find_splats, SPLAT_PATTERNS};
+mod common;
+
 use libtest_mimic::{Arguments, Failed, Trial};
-use std::path::PathBuf;
 
 struct Sample {
     name: String,
@@ -18,26 +19,17 @@ struct Sample {
 }
 
 fn samples() -> Vec<Sample> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/splats");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .expect("harness/tests/splats exists")
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "txt"))
-        .collect();
-    files.sort();
-    files
+    common::splat_files()
         .into_iter()
-        .map(|p| {
-            let text = std::fs::read_to_string(&p).expect("readable sample");
+        .map(|(name, text)| {
             let class = text
                 .lines()
                 .find_map(|l| l.strip_prefix("# class:"))
-                .unwrap_or_else(|| panic!("{} has no `# class:` line", p.display()))
+                .unwrap_or_else(|| panic!("{name}.txt has no `# class:` line"))
                 .trim()
                 .to_string();
-            assert!(text.lines().any(|l| l.starts_with("# source:")), "{} has no `# source:` line", p.display());
-            Sample { name: p.file_stem().unwrap().to_string_lossy().into_owned(), class, text }
+            assert!(text.lines().any(|l| l.starts_with("# source:")), "{name}.txt has no `# source:` line");
+            Sample { name, class, text }
         })
         .collect()
 }
@@ -55,7 +47,7 @@ fn main() -> std::process::ExitCode {
         let s = samples.clone();
         trials.push(Trial::test(format!("sample::{}", samples[i].name), move || {
             let sample = &s[i];
-            let body: String = sample.text.lines().filter(|l| !l.starts_with("# ")).collect::<Vec<_>>().join("\n");
+            let body = common::body(&sample.text);
             let found = find_splats(&body);
             let first = found.first().ok_or_else(|| Failed::from(format!("no splat found in {}", sample.name)))?;
             if first.class != sample.class {
