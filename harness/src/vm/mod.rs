@@ -11,6 +11,7 @@
 //! * [`initramfs`]: the guest's cpio archive;
 //! * [`agent`]: the static guest agent binary;
 //! * [`userspace`]: the hid-tools userspace image (built, cached, found);
+//! * [`snapshot_prune`]: removing snapshots no run has used for a week;
 //! * [`snapshot`]: freezing a booted guest and restoring it;
 //! * [`machine`]: one VM run with a deadline, and its outcome;
 //! * [`boot`]: booting one guest (cold, restored, or the KVM probe).
@@ -23,4 +24,5 @@ pub mod machine;
 pub mod process;
 pub mod qmp;
 pub mod snapshot;
+pub mod snapshot_prune;
 pub mod userspace;

@@ -17,12 +17,13 @@ use crate::vm::feature::Feature;
 use crate::vm::initramfs::Initramfs;
 use crate::vm::process::{command_line, connect_console, copy_console, spawn_qemu, KillOnDrop};
 use crate::vm::qmp::Qmp;
+use crate::vm::snapshot_prune;
 use hidvm_proto::GuestMsg;
 use serde_json::json;
 use std::io::Write;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 /// `HIDVM_SNAPSHOT=off` boots every test cold, as before snapshots.
 pub fn enabled() -> bool {
@@ -157,11 +158,13 @@ pub fn ensure(cache: &Path, t: &Template) -> Result<Snapshot> {
     let root = cache.join("snapshots");
     let snap = Snapshot { key: key.clone(), dir: root.join(&key) };
     if snap.state().is_file() && snap.ram().is_file() {
+        snapshot_prune::mark_used(&snap.dir, SystemTime::now());
         return Ok(snap);
     }
     let _lock = FileLock::acquire(&root.join(format!("{key}.lock")), Mode::Exclusive, &format!("snapshot {key}"))
         .map_err(Error::io(format!("locking snapshot {key}")))?;
     if snap.state().is_file() && snap.ram().is_file() {
+        snapshot_prune::mark_used(&snap.dir, SystemTime::now());
         return Ok(snap);
     }
     // Made in a temporary directory and renamed: a killed or failed
@@ -179,6 +182,16 @@ pub fn ensure(cache: &Path, t: &Template) -> Result<Snapshot> {
         tmp.display(),
         snap.dir.display()
     )))?;
+    snapshot_prune::mark_used(&snap.dir, SystemTime::now());
+    let removed = snapshot_prune::prune(&root, &key, SystemTime::now());
+    if !removed.is_empty() {
+        crate::base::output::note(format!(
+            "removed {} snapshot(s) no run had used for {} days from {}",
+            removed.len(),
+            snapshot_prune::UNUSED_FOR.as_secs() / 86400,
+            root.display()
+        ));
+    }
     Ok(snap)
 }
 
