@@ -131,7 +131,7 @@ fn during(before: &[&str]) -> String {
             return format!("{DURING_PYTEST}{test}");
         }
         if let Some(rest) = text.strip_prefix("hidvm: pytest end ") {
-            return format!("after pytest test {}", rest.split_whitespace().next().unwrap_or(rest));
+            return format!("after pytest test {}", ended_test(rest));
         }
         if let Some(rest) = text.strip_prefix("hidvm: ") {
             if rest.starts_with("scenario done") {
@@ -150,6 +150,14 @@ fn during(before: &[&str]) -> String {
         }
     }
     "during boot, before the agent ran".into()
+}
+
+/// The node id of a "hidvm: pytest end <nodeid> taint=… rss=…kB" marker
+/// (after its prefix). A node id may hold spaces (`test_creation[wacom.ko
+/// 17ef:6004]`, most of test_tablet.py's parameters), so it ends at the
+/// plugin's own ` taint=`, not at the first space.
+pub fn ended_test(rest: &str) -> &str {
+    rest.rsplit_once(" taint=").map_or(rest, |(id, _)| id).trim()
 }
 
 /// The last `n` lines, for failure messages.
@@ -216,6 +224,12 @@ mod tests {
         assert_eq!(pytest_test(&s[0]), Some("tests/test_mouse.py::TestSimpleMouse::test_creation"));
         assert_eq!(s[1].during, "after pytest test tests/test_mouse.py::TestSimpleMouse::test_creation");
         assert_eq!(pytest_test(&s[1]), None);
+        let spaced = "[ 2.0] hidvm: pytest end tests/test_usb_crash.py::TestUSBDevice::test_creation[wacom.ko 17ef:6004] taint=0 rss=1kB\n\
+                      [ 2.1] WARNING: CPU: 0 PID: 1 at drivers/hid/hid-core.c:1 x+0x1/0x2\n";
+        assert_eq!(
+            find_splats(spaced)[0].during,
+            "after pytest test tests/test_usb_crash.py::TestUSBDevice::test_creation[wacom.ko 17ef:6004]"
+        );
     }
 
     #[test]

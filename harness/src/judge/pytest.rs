@@ -162,7 +162,7 @@ pub fn test_seconds(console: &str) -> BTreeMap<String, f64> {
         if let Some(id) = text.strip_prefix("hidvm: pytest start ") {
             started.insert(short_id(id.trim()).to_string(), t);
         } else if let Some(rest) = text.strip_prefix("hidvm: pytest end ") {
-            let id = short_id(rest.split_whitespace().next().unwrap_or_default()).to_string();
+            let id = short_id(crate::judge::console::ended_test(rest)).to_string();
             if let Some(t0) = started.get(&id) {
                 out.insert(id, t - t0);
             }
@@ -250,5 +250,8 @@ mod tests {
     fn test_times_come_from_the_kernel_log_markers() {
         let console = "[    1.500000] hidvm: pytest start tests/a.py::T::x\n[    2.250000] hidvm: pytest end tests/a.py::T::x taint=0 rss=1kB\n";
         assert_eq!(test_seconds(console)["a.py::T::x"], 0.75);
+        // Parameters with spaces (most of test_tablet.py, test_usb_crash.py).
+        let spaced = "[    3.000000] hidvm: pytest start tests/b.py::T::y[a -> b]\n[    3.500000] hidvm: pytest end tests/b.py::T::y[a -> b] taint=0 rss=1kB\n";
+        assert_eq!(test_seconds(spaced).get("b.py::T::y[a -> b]"), Some(&0.5), "{:?}", test_seconds(spaced));
     }
 }
