@@ -124,7 +124,8 @@ fn bisect(suite: &Suite) -> Result<(), Failed> {
         .map_err(|e| failed("git bisect run", e))?;
     let out = String::from_utf8_lossy(&run.stdout).into_owned();
     let log = git(&dir, &["bisect", "log"])?;
-    git(&dir, &["bisect", "reset", "-q"])?;
+    // (No `-q`: git 2.39, Debian bookworm's, takes it for a commit.)
+    git(&dir, &["bisect", "reset"])?;
     println!(
         "{log}\n--- git bisect run said:\n{}",
         out.lines()
