@@ -306,3 +306,34 @@ fn title_globs_keep_the_kind_exact_and_name_a_family() {
     refuse("BUG: unable to handle page fault in *rcu*", "keep at least 4");
     refuse("BUG: unable*", "no ` in `");
 }
+
+/// The face the masking self-test met on 6.12-gcc (2026-12-07): the SRCU
+/// callback work of the cleaned-up struct, on the rcu_gp workqueue.
+const SRCU_CALLBACK_NULL: &str = "\
+BUG: kernel NULL pointer dereference, address: 0000000000000068
+#PF: supervisor read access in kernel mode
+Oops: Oops: 0000 [#1] SMP
+Workqueue: rcu_gp srcu_invoke_callbacks
+RIP: 0010:srcu_invoke_callbacks+0x81/0x1a0
+Call Trace:
+ <TASK>
+ ? process_scheduled_works+0x1a5/0x380
+ ? worker_thread+0x2a1/0x3c0
+ ? kthread+0xd2/0x100
+ ? ret_from_fork+0x34/0x50
+ </TASK>
+---[ end trace 0000000000000000 ]---
+Kernel panic - not syncing: Fatal exception
+";
+
+#[test]
+fn the_srcu_callback_face_is_known_only_in_its_row_and_by_its_title() {
+    let l = repository_list();
+    let v = crash(FailureKind::KernelCrash);
+    let seen = seen_crash(FailureKind::KernelCrash, SRCU_CALLBACK_NULL);
+    let k = l.classify("race_attach_vs_destroy", "gcc", "6.12.118-1~deb12u1", &v, &seen);
+    assert!(matches!(k, Known::Failed(..)), "{k:?}");
+    // The same crash in another known row is not that row's bug.
+    let k = l.classify("race_destroy_vs_output_report", "gcc", "6.12.118-1~deb12u1", &v, &seen);
+    assert!(matches!(k, Known::Mismatch(..)), "{k:?}");
+}
