@@ -182,8 +182,9 @@ pub fn ensure(cache: &Path, t: &Template) -> Result<Snapshot> {
         tmp.display(),
         snap.dir.display()
     )))?;
-    snapshot_prune::mark_used(&snap.dir, SystemTime::now());
-    let removed = snapshot_prune::prune(&root, &key, SystemTime::now());
+    let now = SystemTime::now();
+    snapshot_prune::mark_used(&snap.dir, now);
+    let removed = snapshot_prune::prune(&root, &key, now);
     if !removed.is_empty() {
         crate::base::output::note(format!(
             "removed {} snapshot(s) no run had used for {} days from {}",

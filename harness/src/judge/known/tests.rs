@@ -204,13 +204,13 @@ fn a_race_that_crashes_far_more_often_than_recorded_is_a_change() {
 
 #[test]
 fn the_repository_list_is_valid() {
-    KnownFailures::load(&crate::base::layout::Repo::locate().root.join("tests/known-failures.toml")).unwrap();
+    repository_list();
 }
 
 #[test]
 fn seen_contains_looks_in_a_checks_detail_too() {
     // A rejected load saw "load: EACCES"; the verifier's reason is the detail.
-    let l = KnownFailures::load(&crate::base::layout::Repo::locate().root.join("tests/known-failures.toml")).unwrap();
+    let l = repository_list();
     let v = Verdict::Fail { kind: FailureKind::Check, class: None, reason: "r".into() };
     let check = "step 5: load Generic__touchpad.hidvm.bpf.c";
     let rejected = FailedCheck::new(
