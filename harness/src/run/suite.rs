@@ -176,6 +176,43 @@ impl Suite {
         if let Some(s) = sources.get(kernel) {
             return Ok(s.clone());
         }
+        let s = self.resolve_source(kernel)?;
+        sources.insert(kernel.to_string(), s.clone());
+        Ok(s)
+    }
+
+    /// Several kernels' trees resolved side by side: each unpack is one xz
+    /// stream (one core), so a fresh cache unpacks 6.12 and 7.3 at once
+    /// instead of one after the other. Each tarball's unpack holds its own
+    /// lock, as when one process at a time asks.
+    pub fn resolve_sources(&self, kernels: &[String]) -> Result<()> {
+        let missing: Vec<&String> = {
+            let sources = self.sources.lock().unwrap_or_else(|e| e.into_inner());
+            kernels.iter().filter(|k| !sources.contains_key(k.as_str())).collect()
+        };
+        if missing.len() < 2 {
+            return Ok(());
+        }
+        let resolved: Vec<(&String, Result<KernelSource>)> = std::thread::scope(|scope| {
+            let running: Vec<_> = missing.iter().map(|k| (*k, scope.spawn(|| self.resolve_source(k)))).collect();
+            running
+                .into_iter()
+                .map(|(k, h)| {
+                    let panicked = || Err(Error::Other(format!("resolving kernel {k}'s tree panicked")));
+                    (k, h.join().unwrap_or_else(|_| panicked()))
+                })
+                .collect()
+        });
+        let mut sources = self.sources.lock().unwrap_or_else(|e| e.into_inner());
+        for (k, s) in resolved {
+            sources.entry(k.clone()).or_insert(s?);
+        }
+        Ok(())
+    }
+
+    /// `kernel`'s tree, unpacked or fetched if the cache lacks it (not
+    /// remembered: [`Suite::source`] does that).
+    fn resolve_source(&self, kernel: &str) -> Result<KernelSource> {
         let spec = spec::find(&self.all_kernels, kernel)?;
         let s = match &spec.image {
             // Headers and kernel: programs for a prebuilt image come from
@@ -197,7 +234,6 @@ impl Suite {
             }
             None => KernelSource::resolve(spec, &self.cache, &self.pins, &self.index)?,
         };
-        sources.insert(kernel.to_string(), s.clone());
         Ok(s)
     }
 
@@ -260,6 +296,13 @@ impl Suite {
     /// a malformed file stops the command before anything builds or boots.
     /// Returns how many (entry, kernel) pairs loaded.
     pub fn load_each(&self, entries: &[Entry]) -> Result<usize> {
+        let used: Vec<String> = self
+            .kernels
+            .iter()
+            .filter(|k| entries.iter().any(|e| e.skip_reason(k).is_none()))
+            .map(|k| k.name.clone())
+            .collect();
+        self.resolve_sources(&used)?;
         let mut n = 0;
         for e in entries {
             for k in self.kernels.iter().filter(|k| e.skip_reason(k).is_none()) {
