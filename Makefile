@@ -19,20 +19,25 @@ ifneq ($(KERNEL_SRC),)
 export HIDVM_KERNEL_SRC := $(KERNEL_SRC)
 endif
 
-.PHONY: setup build vm-test test check bench clean-runs install lint
+.PHONY: setup setup-base build vm-test test check bench clean-runs install lint
 
 # Packages, the kernel sources of other Debian suites (linux-source-7.3),
 # and the hid-tools userspace image (Debian + PyPI, built once, cached).
-setup:
+setup: setup-base
+	$(HIDVM) userspace
+
+# Packages and kernel sources: what the first kernel build needs.
+setup-base:
 	@.ci/setup
 	$(HIDVM) fetch
-	$(HIDVM) userspace
 
 build: setup
 	$(HIDVM) build
 
-vm-test: setup
-	$(HIDVM) vm-test
+# The userspace image (needed by the hid-tools subset, at the end) is built
+# while the first kernel builds, not before it: a sooner first verdict.
+vm-test: setup-base
+	$(HIDVM) vm-test --build-userspace
 
 # Kernels are built first (with progress on the terminal), so the test
 # processes find them cached; each test would otherwise build on demand.

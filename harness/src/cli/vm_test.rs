@@ -8,6 +8,7 @@ use hidvm::run::hidtools::{self, report, Selection};
 use hidvm::run::plan::{load_all, selected_targets};
 use hidvm::run::pool::default_vms;
 use hidvm::run::suite::Suite;
+use hidvm::vm::userspace;
 use std::process::ExitCode;
 
 #[derive(clap::Args)]
@@ -21,6 +22,13 @@ pub struct Args {
     /// left out with --filter or --repeat, which select catalogue tests).
     #[arg(long)]
     without_hid_tools: bool,
+    /// Build the hid-tools userspace image while the catalogue runs if the
+    /// cache lacks it (what `hidvm userspace` does: root and the network).
+    /// `make vm-test` passes it, so a fresh machine's first kernel build
+    /// does not wait for the image; without it a missing image is an error
+    /// before anything runs.
+    #[arg(long)]
+    build_userspace: bool,
 }
 
 pub fn run(suite: &Suite, args: Args) -> hidvm::Result<ExitCode> {
@@ -29,28 +37,40 @@ pub fn run(suite: &Suite, args: Args) -> hidvm::Result<ExitCode> {
     let entries = suite.catalogue()?;
     let opts = args.run.batch(args.repeat.max(1));
     let with_hid_tools = !args.without_hid_tools && opts.filter.is_none() && opts.repeat == 1;
-    if with_hid_tools {
-        // Before minutes of catalogue: a missing image is one line now.
-        hidvm::vm::userspace::find(&suite.repo, &suite.cache)?;
-    }
-    let batch = batch::run_batch(suite, entries, &opts)?;
-    let (mut ok, mut more) = (true, Vec::new());
-    if with_hid_tools {
-        let targets = selected_targets(suite, &opts.cells)?;
-        let jobs = opts.jobs.unwrap_or_else(default_vms).max(1);
-        println!("\nhid-tools (the kernel's pytest suite; `hidvm hid-tools --all` runs all of it):");
-        match hidtools::run(suite, &targets, &Selection::default(), jobs) {
-            Ok(runs) => {
-                ok = report::print(&targets, &runs);
-                more = report::records(&runs);
+    std::thread::scope(|scope| {
+        let image = match (with_hid_tools, args.build_userspace) {
+            (false, _) => None,
+            (true, true) => Some(scope.spawn(|| userspace::ensure(&suite.repo, &suite.cache))),
+            (true, false) => {
+                // Before minutes of catalogue: a missing image is one line now.
+                userspace::find(&suite.repo, &suite.cache)?;
+                None
             }
-            Err(e) => {
-                // The catalogue's results are written all the same.
-                batch.finish(&opts.outputs, Vec::new())?;
-                return Err(e);
+        };
+        let batch = batch::run_batch(suite, entries, &opts)?;
+        let (mut ok, mut more) = (true, Vec::new());
+        if with_hid_tools {
+            let built = image.map_or(Ok(()), |h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(hidvm::Error::Other("the hid-tools userspace build panicked".into())))
+                    .map(drop)
+            });
+            let targets = selected_targets(suite, &opts.cells)?;
+            let jobs = opts.jobs.unwrap_or_else(default_vms).max(1);
+            println!("\nhid-tools (the kernel's pytest suite; `hidvm hid-tools --all` runs all of it):");
+            match built.and_then(|()| hidtools::run(suite, &targets, &Selection::default(), jobs)) {
+                Ok(runs) => {
+                    ok = report::print(&targets, &runs);
+                    more = report::records(&runs);
+                }
+                Err(e) => {
+                    // The catalogue's results are written all the same.
+                    batch.finish(&opts.outputs, Vec::new())?;
+                    return Err(e);
+                }
             }
         }
-    }
-    let catalogue_ok = batch.finish(&opts.outputs, more)?;
-    Ok(tests_exit(catalogue_ok && ok))
+        let catalogue_ok = batch.finish(&opts.outputs, more)?;
+        Ok(tests_exit(catalogue_ok && ok))
+    })
 }
