@@ -89,12 +89,12 @@ fn cold_measurements(suite: &Suite, targets: &[Target], opts: &BenchOptions, goa
     if opts.cold {
         let run = bench_cold::fresh_clone_vm_test(suite, &scratch.join("cold"))?;
         println!(
-            "cold make vm-test (fresh clone, empty cache): setup {}, first verdict {}, finished {:.0} s, exit {}, {:.0} CPU-s; log {}",
+            "cold make vm-test (fresh clone, empty cache): setup {}, first verdict {}, finished {:.0} s, exit {}, {}; log {}",
             run.setup.map(|s| format!("{s:.0} s")).unwrap_or_else(|| "-".into()),
             run.first_verdict.map(|s| format!("{s:.0} s")).unwrap_or_else(|| "none".into()),
             run.finished,
             run.status.map(|s| s.to_string()).unwrap_or_else(|| "killed".into()),
-            run.cpu_seconds,
+            run.cpu_seconds.map(|c| format!("{c:.0} CPU-s")).unwrap_or_else(|| "CPU time not read".into()),
             run.log.display()
         );
         for b in &run.builds {

@@ -37,8 +37,9 @@ pub struct ColdRun {
     /// The kernel build lines (`…: built (N s)`).
     pub builds: Vec<String>,
     pub status: Option<i32>,
-    /// CPU seconds the whole run used (user + system, all processes).
-    pub cpu_seconds: f64,
+    /// CPU seconds the whole run used (user + system, all processes), if
+    /// they could be read.
+    pub cpu_seconds: Option<f64>,
     pub summary: Option<String>,
     pub log: PathBuf,
 }
@@ -53,15 +54,21 @@ fn is_verdict(line: &str) -> bool {
     !name.contains(' ') && name.contains("::") && rest.contains("]: ")
 }
 
-/// CPU seconds (user + system) this process's waited-for children used.
-fn children_cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the command (which may hold spaces) closing ')'.
-    let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, r)| r.split_whitespace().collect()).unwrap_or_default();
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    // cutime and cstime are fields 16 and 17 (1-based), 14 and 15 here, in
-    // USER_HZ ticks: 100 a second on x86 Linux, whatever the kernel's HZ.
-    (ticks(14) + ticks(15)) / 100.0
+/// CPU seconds (user + system) this process's waited-for children used,
+/// or None if /proc/self/stat could not be read.
+fn children_cpu_seconds() -> Option<f64> {
+    children_cpu_in_stat(&std::fs::read_to_string("/proc/self/stat").ok()?)
+}
+
+/// cutime + cstime of a `/proc/<pid>/stat` line, in seconds. They are
+/// fields 16 and 17 (1-based, proc(5)); after the command's closing ')'
+/// (the command may hold spaces) the first field is the 3rd, so they are
+/// at 13 and 14 there. Counted in USER_HZ ticks: 100 a second on x86
+/// Linux, whatever the kernel's HZ.
+fn children_cpu_in_stat(stat: &str) -> Option<f64> {
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i)?.parse::<f64>().ok();
+    Some((ticks(13)? + ticks(14)?) / 100.0)
 }
 
 /// Clone this checkout's commit into `dir` and run its `make vm-test` there,
@@ -92,7 +99,7 @@ pub fn fresh_clone_vm_test(suite: &Suite, dir: &Path) -> Result<ColdRun> {
         setup: None,
         builds: Vec::new(),
         status: None,
-        cpu_seconds: 0.0,
+        cpu_seconds: None,
         summary: None,
         log: log.clone(),
     };
@@ -117,7 +124,7 @@ pub fn fresh_clone_vm_test(suite: &Suite, dir: &Path) -> Result<ColdRun> {
     let output = reader.try_wait().map_err(Error::io("waiting for make vm-test"))?;
     run.status = output.and_then(|o| o.status.code());
     run.finished = started.elapsed().as_secs_f64();
-    run.cpu_seconds = children_cpu_seconds() - cpu_before;
+    run.cpu_seconds = children_cpu_seconds().zip(cpu_before).map(|(after, before)| after - before);
     Ok(run)
 }
 
@@ -218,6 +225,16 @@ mod tests {
         assert!(!is_verdict("hidvm: 6.12-gcc: built (/c/kernels/gcc-1/build/vmlinux); its tests start now"));
         assert!(!is_verdict("    | [    3.565204] BUG: kernel NULL pointer dereference [x]: y"));
         assert!(!is_verdict("298/308 passed; 10 known kernel bug(s)"));
+    }
+
+    #[test]
+    fn children_cpu_is_cutime_plus_cstime() {
+        // A real line (cat's), with cutime 1234 and cstime 56 ticks; the
+        // fields around them (stime 7, priority 20) must not be read.
+        let stat = "21944 (c a t) R 21942 21942 8762 0 -1 4194304 100 0 0 0 3 7 1234 56 20 0 1 0 4123163 3133440 380";
+        assert_eq!(children_cpu_in_stat(stat), Some(12.9));
+        assert_eq!(children_cpu_in_stat("21944 (cat) R 1 2"), None);
+        assert!(children_cpu_seconds().is_some());
     }
 
     #[test]
