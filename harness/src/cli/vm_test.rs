@@ -3,11 +3,11 @@
 //! targets, in a matrix of its own, its rows in the same results files.
 use crate::cli::run_opts::RunOpts;
 use crate::cli::tests_exit;
-use hidvm::run::batch;
 use hidvm::run::hidtools::{self, report, Selection};
 use hidvm::run::plan::{load_all, selected_targets};
 use hidvm::run::pool::default_vms;
 use hidvm::run::suite::Suite;
+use hidvm::run::{batch, pipeline};
 use hidvm::vm::userspace;
 use std::process::ExitCode;
 
@@ -40,7 +40,12 @@ pub fn run(suite: &Suite, args: Args) -> hidvm::Result<ExitCode> {
     std::thread::scope(|scope| {
         let image = match (with_hid_tools, args.build_userspace) {
             (false, _) => None,
-            (true, true) => Some(scope.spawn(|| userspace::ensure(&suite.repo, &suite.cache))),
+            (true, true) => Some(scope.spawn(|| {
+                // Its 25 CPU-s must not slow the first kernel build on a
+                // small machine: it takes what the builds and tests leave.
+                pipeline::lower_priority();
+                userspace::ensure(&suite.repo, &suite.cache)
+            })),
             (true, false) => {
                 // Before minutes of catalogue: a missing image is one line now.
                 userspace::find(&suite.repo, &suite.cache)?;

@@ -119,13 +119,14 @@ fn estimates(suite: &Suite, work: &[TestCase]) -> Vec<f64> {
 }
 
 /// Lower this thread's priority (and so that of every process it starts)
-/// to `HIDVM_BUILD_NICE`, 10 by default.
-fn lower_priority() {
+/// to `HIDVM_BUILD_NICE`, 10 by default: a build in the background takes
+/// the CPU the tests and the first kernel build leave.
+pub fn lower_priority() {
     let nice = std::env::var("HIDVM_BUILD_NICE").ok().and_then(|n| n.parse().ok()).unwrap_or(10);
     if nice != 0 {
         // who = 0: on Linux, the calling thread.
         if let Err(e) = rustix::process::setpriority_process(None, nice) {
-            crate::base::output::note(format!("hidvm: could not lower the kernel builds' priority: {e}"));
+            crate::base::output::note(format!("hidvm: could not lower a background build's priority: {e}"));
         }
     }
 }
