@@ -143,7 +143,13 @@ impl Goals {
             measure,
             measured: format!("{} ({}; SUBLEVEL + 1 on a copy of each tree)", minutes(total), each.join(", ")),
             goal,
-            verdict: verdict(total <= 480.0, || "every object is compiled again: no compiler cache kept them".into()),
+            // Only the version changed: the files a real point release
+            // changes (and all that include its headers) compile again too.
+            verdict: if total <= 480.0 {
+                "met for a version-only change, a lower bound for a real point release".into()
+            } else {
+                verdict(false, || "every object is compiled again: no compiler cache kept them".into())
+            },
         }
     }
 

@@ -5,8 +5,10 @@
 //! hashed PyPI lock (`hidvm userspace`, part of `make setup`), cached under
 //! `<cache>/userspace/hidtools-<key>.erofs` by a hash of what went into it
 //! (the recipe and the lock), and attached to the VMs that need it as a
-//! read-only virtio-blk disk. Runs never build it: a missing image is one
-//! line saying how to make it.
+//! read-only virtio-blk disk. Runs never build it unless asked (`make
+//! vm-test` passes `vm-test --build-userspace`, which builds it niced beside
+//! the first kernel build): a missing image is one line saying how to make
+//! it.
 use crate::base::error::{Error, Result};
 use crate::base::layout::{sha256_parts, Repo};
 use crate::base::lock::{FileLock, Mode};
