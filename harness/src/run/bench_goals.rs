@@ -54,6 +54,10 @@ fn build_seconds(line: &str) -> Option<f64> {
 
 const NOT_MEASURED_COLD: &str = "not measured (`hidvm bench --cold`)";
 
+/// Why a cold run's cores were busy (the whole-matrix row's reason).
+const BUILDS_ARE_MOST: &str =
+    "the four cold builds' compiling is most of it, and only a compiler cache (kernel builds) can cut it";
+
 impl Goals {
     pub fn print(&self) {
         println!("\n| measure | measured | goal | |\n|---|---|---|---|");
@@ -115,13 +119,9 @@ impl Goals {
                 builds,
             ),
             goal,
-            verdict: verdict(total <= 1320.0, || {
-                match busy {
-                Some((_, pct)) => format!(
-                    "the cores were busy {pct:.0} % of the run: the four cold builds' compiling is most of it, and only a compiler cache (kernel builds) can cut it"
-                ),
+            verdict: verdict(total <= 1320.0, || match busy {
+                Some((_, pct)) => format!("the cores were busy {pct:.0} % of the run: {BUILDS_ARE_MOST}"),
                 None => format!("the {} cold kernel builds took {builds:.0} s of it", c.builds.len()),
-            }
             }),
         }
     }
